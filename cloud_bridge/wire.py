@@ -1,0 +1,263 @@
+"""The MQTT wire contract, version 1: topics, the canonical `Sample`, message envelopes and their codec.
+
+Both sides import this module: the gateway encodes, the ingester decodes. Decoding is strict:
+anything that does not match the contract raises `WireError` with a reason (the ingester
+dead-letters it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+WIRE_VERSION = 1
+Quality = Literal["good", "uncertain", "bad"]
+Value = bool | int | float | str
+QUALITIES: frozenset[str] = frozenset(("good", "uncertain", "bad"))
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_MAX_SAMPLES = 100_000
+_MAX_STR = 4096
+
+
+class WireError(ValueError):
+    """A payload or topic that does not follow the wire contract."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One value of one tag at one instant: the canonical unit of data on the wire."""
+
+    tag: str
+    v: Value
+    ts: int  # UTC epoch milliseconds
+    q: Quality = "good"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A device event: `online`, `offline` or `state` (OEE state change)."""
+
+    kind: str
+    ts: int
+    reason: str = ""
+    state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DataMessage:
+    gw: str
+    dev: str
+    seq: int
+    hist: bool
+    samples: tuple[Sample, ...]
+    units: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EventMessage:
+    gw: str
+    dev: str
+    seq: int
+    hist: bool
+    events: tuple[Event, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Retained gateway or device status."""
+
+    online: bool
+    ts: int
+    reason: str = ""
+    version: str | None = None
+
+
+# ---------------------------------------------------------------- topics
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str
+    enterprise_id: str
+    gateway_id: str
+
+    @property
+    def root(self) -> str:
+        return f"{self.prefix}/{self.enterprise_id}/{self.gateway_id}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.root}/status"
+
+    def device_status(self, device_id: str) -> str:
+        return f"{self.root}/{device_id}/status"
+
+    def data(self, device_id: str) -> str:
+        return f"{self.root}/{device_id}/data"
+
+    def events(self, device_id: str) -> str:
+        return f"{self.root}/{device_id}/events"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    enterprise_id: str
+    gateway_id: str
+    device_id: str | None
+    kind: Literal["status", "data", "events"]
+
+
+def parse_topic(topic: str, prefix: str) -> TopicInfo:
+    """Split `{prefix}/{ent}/{gw}[/{dev}]/{kind}`; raise WireError on anything else."""
+    if not topic.startswith(prefix + "/"):
+        raise WireError(f"topic {topic!r} is not under {prefix!r}")
+    parts = topic[len(prefix) + 1 :].split("/")
+    if len(parts) == 3 and parts[2] == "status":
+        ent, gw, kind = parts
+        dev = None
+    elif len(parts) == 4 and parts[3] in ("status", "data", "events"):
+        ent, gw, dev, kind = parts
+    else:
+        raise WireError(f"topic {topic!r} does not follow the wire contract")
+    for slug in (ent, gw, dev):
+        if slug is not None and not _SLUG.match(slug):
+            raise WireError(f"topic {topic!r}: {slug!r} is not an ASCII slug")
+    return TopicInfo(ent, gw, dev, kind)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def sample_dict(s: Sample) -> dict[str, Any]:
+    return {"tag": s.tag, "v": s.v, "ts": s.ts, "q": s.q}
+
+
+def encode_data_body(samples: tuple[Sample, ...] | list[Sample], units: dict[str, str] | None = None) -> bytes:
+    """The part of a data message that does not change on replay: samples (and units)."""
+    body: dict[str, Any] = {"samples": [sample_dict(s) for s in samples]}
+    if units:
+        body["units"] = units
+    return _dumps(body)
+
+
+def encode_event_body(events: tuple[Event, ...] | list[Event]) -> bytes:
+    out = []
+    for e in events:
+        d: dict[str, Any] = {"kind": e.kind, "ts": e.ts, "reason": e.reason}
+        if e.state is not None:
+            d["state"] = e.state
+        out.append(d)
+    return _dumps({"events": out})
+
+
+def envelope(gw: str, dev: str, seq: int, hist: bool, body: bytes) -> bytes:
+    """Wrap a stored body into the versioned envelope; seq and hist are set at publish time."""
+    head = _dumps({"v": WIRE_VERSION, "gw": gw, "dev": dev, "seq": seq, "hist": hist})
+    return head[:-1] + b"," + body[1:]
+
+
+def encode_status(status: Status) -> bytes:
+    d: dict[str, Any] = {"online": status.online, "ts": status.ts}
+    if status.version is not None:
+        d["version"] = status.version
+    else:
+        d["reason"] = status.reason
+    return _dumps(d)
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def _require(cond: bool, reason: str) -> None:
+    if not cond:
+        raise WireError(reason)
+
+
+def _int(obj: dict[str, Any], key: str) -> int:
+    v = obj.get(key)
+    _require(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"{key!r} must be a non-negative integer")
+    return int(v)  # type: ignore[arg-type]
+
+
+def _str(obj: dict[str, Any], key: str, *, slug: bool = False, default: str | None = None) -> str:
+    v = obj.get(key, default)
+    _require(isinstance(v, str) and len(v) <= _MAX_STR, f"{key!r} must be a string")
+    if slug:
+        _require(bool(_SLUG.match(v)), f"{key!r} must be an ASCII slug")  # type: ignore[arg-type]
+    return v  # type: ignore[return-value]
+
+
+def _load(payload: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise WireError(f"not JSON: {e}") from None
+    _require(isinstance(obj, dict), "payload must be a JSON object")
+    return obj  # type: ignore[no-any-return]
+
+
+def _envelope_fields(obj: dict[str, Any]) -> tuple[str, str, int, bool]:
+    _require(obj.get("v") == WIRE_VERSION, f"unsupported wire version {obj.get('v')!r}")
+    hist = obj.get("hist", False)
+    _require(isinstance(hist, bool), "'hist' must be a boolean")
+    return _str(obj, "gw", slug=True), _str(obj, "dev", slug=True), _int(obj, "seq"), hist
+
+
+def _sample(raw: Any) -> Sample:
+    _require(isinstance(raw, dict), "a sample must be an object")
+    tag = _str(raw, "tag")
+    _require(0 < len(tag) <= 128, "'tag' must be 1..128 characters")
+    v = raw.get("v")
+    _require(isinstance(v, bool | int | float | str), f"sample {tag!r}: 'v' must be a number, boolean or string")
+    if isinstance(v, float):
+        _require(math.isfinite(v), f"sample {tag!r}: 'v' must be finite")
+    if isinstance(v, str):
+        _require(len(v) <= _MAX_STR, f"sample {tag!r}: string value too long")
+    q = raw.get("q", "good")
+    _require(q in QUALITIES, f"sample {tag!r}: 'q' must be good, uncertain or bad")
+    return Sample(tag, v, _int(raw, "ts"), q)
+
+
+def decode_data(payload: bytes) -> DataMessage:
+    obj = _load(payload)
+    gw, dev, seq, hist = _envelope_fields(obj)
+    raw = obj.get("samples")
+    _require(isinstance(raw, list) and 0 < len(raw) <= _MAX_SAMPLES, "'samples' must be a non-empty list")
+    units = obj.get("units", {})
+    _require(
+        isinstance(units, dict) and all(isinstance(k, str) and isinstance(u, str) for k, u in units.items()),
+        "'units' must map tag names to strings",
+    )
+    return DataMessage(gw, dev, seq, hist, tuple(_sample(s) for s in raw), units)
+
+
+def decode_events(payload: bytes) -> EventMessage:
+    obj = _load(payload)
+    gw, dev, seq, hist = _envelope_fields(obj)
+    raw = obj.get("events")
+    _require(isinstance(raw, list) and len(raw) > 0, "'events' must be a non-empty list")
+    events = []
+    for e in raw:
+        _require(isinstance(e, dict), "an event must be an object")
+        kind = _str(e, "kind")
+        _require(kind in ("online", "offline", "state"), f"unknown event kind {kind!r}")
+        state = e.get("state")
+        _require(state is None or isinstance(state, str), "'state' must be a string")
+        events.append(Event(kind, _int(e, "ts"), _str(e, "reason", default=""), state))
+    return EventMessage(gw, dev, seq, hist, tuple(events))
+
+
+def decode_status(payload: bytes) -> Status:
+    obj = _load(payload)
+    online = obj.get("online")
+    _require(isinstance(online, bool), "'online' must be a boolean")
+    version = obj.get("version")
+    _require(version is None or isinstance(version, str), "'version' must be a string")
+    return Status(online, _int(obj, "ts"), _str(obj, "reason", default=""), version)  # type: ignore[arg-type]

@@ -1,0 +1,66 @@
+"""What every driver is and what it emits.
+
+A driver never knows MQTT. It turns a device's registers or nodes into `Reading`s and reports
+failures as quality and status, never by raising through the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+Quality = Literal["good", "uncertain", "bad"]
+RawValue = bool | int | float | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A decoded, unscaled value of one tag, as the device gave it."""
+
+    tag: str
+    value: RawValue
+    ts: int  # UTC epoch ms when the value was read (or the source timestamp)
+    quality: Quality = "good"
+    error: str = ""  # why quality is not good, e.g. "exception 2 (illegal data address)"
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStatus:
+    online: bool
+    reason: str = ""
+
+
+class DriverError(Exception):
+    """Raised by `connect`/`read` when the device cannot be reached at all (the whole device is down)."""
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """A polled device: `connect`, then `read` once per scan, `close` at the end.
+
+    `read` returns one Reading per configured tag (bad quality for the tags it could not read)
+    and raises DriverError only when the device as a whole does not answer.
+    """
+
+    device_id: str
+
+    async def connect(self) -> None: ...
+
+    async def read(self) -> Sequence[Reading]: ...
+
+    async def close(self) -> None: ...
+
+
+Emit = Callable[[Sequence[Reading]], None]
+
+
+@runtime_checkable
+class SubscribingDriver(Protocol):
+    """A device that pushes values (OPC UA subscriptions): `start(emit)` then `stop()`."""
+
+    device_id: str
+
+    async def start(self, emit: Emit) -> None: ...
+
+    async def stop(self) -> None: ...

@@ -1,0 +1,49 @@
+"""Durations written the way engineers write them: `500ms`, `1s`, `2m`, `1h`, or a bare number of seconds."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h)?\s*$")
+
+
+def parse_duration(value: Any) -> float:
+    """Return seconds as a float; raise ValueError on anything else."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration (use 500ms, 1s, 2m)")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _PATTERN.match(str(value))
+        if not m:
+            raise ValueError(f"{value!r} is not a duration (use 500ms, 1s, 2m)")
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    if seconds < 0:
+        raise ValueError(f"{value!r}: a duration cannot be negative")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1 and seconds * 1000 == int(seconds * 1000):
+        return f"{int(seconds * 1000)}ms"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|min|m|h)?$"},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": "duration: 500ms, 1s, 2m, 1h, or seconds as a number",
+        }
+    ),
+]

@@ -1,0 +1,155 @@
+"""YAML loading with errors a plant engineer can act on: `file:line: field.path: message`."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from edge_config.models import DRIVER_NAMES, CloudConfig, GatewayConfig
+
+M = TypeVar("M", bound=BaseModel)
+PathKey = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.file}:{self.line}: {where}{self.message}"
+
+
+class ConfigError(Exception):
+    """One or more problems in a config file; `str()` gives one `file:line: path: message` per line."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+def _line_map(node: yaml.Node, prefix: PathKey, out: dict[PathKey, int]) -> None:
+    out.setdefault(prefix, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[(*prefix, key)] = key_node.start_mark.line + 1
+            _line_map(value_node, (*prefix, key), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, (*prefix, i), out)
+
+
+def format_path(loc: PathKey) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + part
+    return text
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> PathKey:
+    """Drop pydantic's union-branch names (discriminator values, function validators) from a location."""
+    return tuple(p for p in loc if not (isinstance(p, str) and (p in DRIVER_NAMES or "[" in p)))
+
+
+def _line_for(lines: dict[PathKey, int], loc: PathKey) -> int:
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return 1
+
+
+def _message(err: Any) -> str:
+    msg: str = err["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field (check the spelling)"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    elif err["type"] == "union_tag_invalid":
+        msg = f"driver must be one of {', '.join(DRIVER_NAMES)}"
+    elif err["type"] == "union_tag_not_found":
+        msg = f"driver: is missing (one of {', '.join(DRIVER_NAMES)})"
+    elif err["type"] == "literal_error" and "input" in err:
+        msg = f"{err['input']!r}: {msg.lower()}"
+    return msg
+
+
+def _issues(file: str, lines: dict[PathKey, int], exc: ValidationError) -> Iterator[ConfigIssue]:
+    for err in exc.errors():
+        loc = _clean_loc(err["loc"])
+        yield ConfigIssue(file, _line_for(lines, loc), format_path(loc), _message(err))
+
+
+def load_text(text: str, model: type[M], file: str = "<config>") -> M:
+    try:
+        root = yaml.compose(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError([ConfigIssue(file, line, "", f"YAML syntax: {e.problem or e}")]) from None
+    if root is None:
+        raise ConfigError([ConfigIssue(file, 1, "", "the file is empty")])
+    lines: dict[PathKey, int] = {}
+    _line_map(root, (), lines)
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue(file, 1, "", "the top level must be a mapping (key: value)")])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(list(_issues(file, lines, exc))) from None
+
+
+def _with_env_secrets(cfg: M) -> M:
+    mqtt = getattr(cfg, "mqtt", None)
+    if mqtt is not None and mqtt.password is None and os.environ.get("EDGEGW_MQTT_PASSWORD"):
+        cfg = cfg.model_copy(
+            update={"mqtt": mqtt.model_copy(update={"password": os.environ["EDGEGW_MQTT_PASSWORD"]})}
+        )
+    api = getattr(cfg, "api", None)
+    if api is not None and api.token is None and os.environ.get("EDGEGW_API_TOKEN"):
+        cfg = cfg.model_copy(update={"api": api.model_copy(update={"token": os.environ["EDGEGW_API_TOKEN"]})})
+    return cfg
+
+
+def load_file(path: str | Path, model: type[M]) -> M:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([ConfigIssue(str(path), 0, "", f"cannot read: {e.strerror or e}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([ConfigIssue(str(path), 0, "", "not UTF-8 text")]) from None
+    return _with_env_secrets(load_text(text, model, p.name if p.parent == Path(".") else str(path)))
+
+
+def load_gateway_config(path: str | Path) -> GatewayConfig:
+    return load_file(path, GatewayConfig)
+
+
+def load_cloud_config(path: str | Path) -> CloudConfig:
+    return load_file(path, CloudConfig)
+
+
+def json_schema(kind: str = "gateway") -> str:
+    model: type[BaseModel] = GatewayConfig if kind == "gateway" else CloudConfig
+    schema = model.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"edgegw {kind} config"
+    return json.dumps(schema, indent=2, ensure_ascii=False)
