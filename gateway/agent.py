@@ -1,0 +1,67 @@
+"""The edge agent: buffer → publisher, devices → runtime, and the edge API, wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from cloud_bridge.buffer import Buffer
+from cloud_bridge.publisher import Publisher
+from cloud_bridge.wire import Topics
+from drivers import make_driver
+from edge_config.models import GatewayConfig
+from gateway import __version__
+from gateway.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    """One gateway process: everything `edgegw run` starts."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        gw = config.gateway
+        data_dir = Path(gw.data_dir)
+        self.buffer = Buffer(data_dir / "buffer.db")
+        self.topics = Topics(config.mqtt.topic_prefix, gw.enterprise_id, gw.id)
+        self.publisher = Publisher(config.mqtt, self.topics, self.buffer, version=__version__)
+        self.runtime = Runtime(config, self.buffer, self.publisher, make_driver)  # type: ignore[arg-type]
+
+    async def run(self, stop: asyncio.Event, *, serve_api: bool = True) -> None:
+        """Start the publisher first and the devices last; stop in the other order so queues drain."""
+        publisher = asyncio.create_task(self.publisher.run(stop), name="publisher")
+        runtime = asyncio.create_task(self.runtime.run(stop), name="runtime")
+        api = asyncio.create_task(self._serve_api(stop), name="edge-api") if serve_api else None
+        try:
+            await runtime
+            await publisher
+        finally:
+            for t in (runtime, publisher, api):
+                if t is not None and not t.done():
+                    t.cancel()
+            if api is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await api
+            self.buffer.close()
+
+    async def _serve_api(self, stop: asyncio.Event) -> None:
+        import uvicorn
+
+        from gateway.api.app import create_app
+
+        cfg = uvicorn.Config(
+            create_app(self),
+            host=self.config.api.host,
+            port=self.config.api.port,
+            log_level="warning",
+            lifespan="off",
+        )
+        server = uvicorn.Server(cfg)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        serving = asyncio.create_task(server.serve())
+        await stop.wait()
+        server.should_exit = True
+        await serving

@@ -1,0 +1,1 @@
+"""The edge API (FastAPI): thin routes over the agent's state."""

@@ -1,0 +1,19 @@
+"""Builds the edge API application."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from gateway import __version__
+from gateway.api.routes import build_router
+
+if TYPE_CHECKING:
+    from gateway.agent import Agent
+
+
+def create_app(agent: Agent) -> FastAPI:
+    app = FastAPI(title="edgegw edge API", version=__version__)
+    app.include_router(build_router(agent))
+    return app

@@ -1,0 +1,66 @@
+"""Edge API routes: health and devices. Read-only; nothing here writes to a PLC."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, HTTPException
+
+from gateway import __version__
+
+if TYPE_CHECKING:
+    from gateway.agent import Agent
+
+
+def _device_view(agent: Agent, dev_id: str) -> dict[str, Any]:
+    s = agent.runtime.devices[dev_id]
+    return {
+        "id": s.id,
+        "name": s.name,
+        "driver": s.driver,
+        "online": s.online,
+        "reason": s.reason,
+        "last_seen": s.last_seen_ms,
+        "scans": s.scans,
+        "overruns": s.overruns,
+        "samples_read": s.samples_read,
+        "samples_buffered": s.samples_buffered,
+        "samples_published": agent.publisher.stats.samples_acked.get(dev_id, 0),
+        "bad_readings": s.bad_readings,
+    }
+
+
+def build_router(agent: Agent) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["edge"])
+
+    @router.get("/health")
+    def health() -> dict[str, Any]:
+        depth = agent.buffer.depth()
+        p = agent.publisher.stats
+        return {
+            "status": "ok",
+            "version": __version__,
+            "gateway": agent.config.gateway.id,
+            "enterprise": agent.config.gateway.enterprise_id,
+            "mqtt": {"connected": p.connected, "url": agent.config.mqtt.url, "last_error": p.last_error},
+            "buffer": {
+                "messages": depth.messages,
+                "bytes": depth.bytes,
+                "behind_ms": (int(time.time() * 1000) - depth.oldest_ms) if depth.oldest_ms else 0,
+            },
+            "devices_online": sum(1 for s in agent.runtime.devices.values() if s.online),
+            "devices": len(agent.runtime.devices),
+        }
+
+    @router.get("/devices")
+    def devices() -> list[dict[str, Any]]:
+        return [_device_view(agent, d) for d in agent.runtime.devices]
+
+    @router.get("/devices/{device_id}")
+    def device(device_id: str) -> dict[str, Any]:
+        if device_id not in agent.runtime.devices:
+            raise HTTPException(status_code=404, detail=f"no device {device_id!r} in this gateway's config")
+        return _device_view(agent, device_id)
+
+    return router

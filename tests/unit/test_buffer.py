@@ -1,0 +1,62 @@
+"""The store-and-forward buffer: order, seq that survives restarts, delete only on ack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from cloud_bridge.buffer import Buffer, Outgoing
+
+
+def data(dev: str, n: int = 1) -> Outgoing:
+    return Outgoing("data", f"t/{dev}/data", dev, b'{"samples":[]}', samples=n)
+
+
+def test_seq_grows_by_one_per_message_and_status_takes_none(tmp_path: Path) -> None:
+    b = Buffer(tmp_path / "b.db")
+    seqs = b.enqueue([data("a"), Outgoing("status", "t/a/status", "a", b"{}", retain=True), data("b")])
+    assert seqs == [1, None, 2]
+    assert b.enqueue([data("a")]) == [3]
+    rows = b.peek(10)
+    assert [r.seq for r in rows] == [1, None, 2, 3]
+    assert rows[1].retain and not rows[0].retain
+
+
+def test_seq_survives_restart_even_after_everything_was_acked(tmp_path: Path) -> None:
+    b = Buffer(tmp_path / "b.db")
+    b.enqueue([data("a"), data("a")])
+    b.ack([r.id for r in b.peek(10)])
+    assert b.depth().messages == 0
+    b.close()
+    b2 = Buffer(tmp_path / "b.db")
+    assert b2.enqueue([data("a")]) == [3]
+
+
+def test_rows_stay_until_acked_and_come_back_in_order(tmp_path: Path) -> None:
+    b = Buffer(tmp_path / "b.db")
+    b.enqueue([data(f"d{i}", i) for i in range(5)], now_ms=1000)
+    first = b.peek(2)
+    assert [r.dev for r in first] == ["d0", "d1"]
+    assert [r.dev for r in b.peek(2, after_id=first[-1].id)] == ["d2", "d3"]
+    b.ack([first[0].id])
+    depth = b.depth()
+    assert depth.messages == 4 and depth.oldest_ms == 1000 and depth.bytes > 0
+    assert [r.dev for r in b.peek(10)] == ["d1", "d2", "d3", "d4"]
+
+
+def test_committed_rows_survive_sigkill(tmp_path: Path) -> None:
+    script = (
+        "import os, signal, sys\n"
+        "from cloud_bridge.buffer import Buffer, Outgoing\n"
+        f"b = Buffer({str(tmp_path / 'b.db')!r})\n"
+        "for i in range(50):\n"
+        "    b.enqueue([Outgoing('data', 't', 'd', b'{}', samples=1)])\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], check=False)
+    assert proc.returncode == -9
+    b = Buffer(tmp_path / "b.db")
+    assert b.depth().messages == 50
+    assert [r.seq for r in b.peek(100)] == list(range(1, 51))
+    assert b.next_seq() == 51

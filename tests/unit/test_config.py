@@ -1,0 +1,176 @@
+"""Config loading: every kind of mistake names the file, the line and the field path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge_config import ConfigError, json_schema, load_gateway_config, load_text
+from edge_config.durations import parse_duration
+from edge_config.models import GatewayConfig, ModbusTcpDevice
+from edge_config.modbus import ModbusAddress, Table, parse_address
+
+GOOD = """\
+gateway:
+  id: gw-textile-01
+  enterprise_id: ent-0001
+  enterprise_name: 昌吉某纺织有限公司
+mqtt:
+  url: mqtt://127.0.0.1:1883
+  protocol: "5"
+api:
+  listen: 127.0.0.1:8080
+devices:
+  - id: loom-01
+    name: 喷气织机 1#
+    type: air_jet_loom
+    line: weaving-1
+    driver: modbus_tcp
+    connection: {host: 127.0.0.1, port: 5020, unit_id: 1, timeout: 1s}
+    poll_interval: 1s
+    tags:
+      - {name: speed, address: "40001", type: uint16, scale: 0.1, unit: rpm, deadband: 0.5, domain: equipment}
+      - {name: energy_kwh, address: "hr:10", type: float32, byte_order: CDAB, unit: kWh, domain: energy}
+      - {name: run_state, address: "hr:20", type: uint16}
+      - {name: picks_total, address: "hr:21", type: uint32}
+    oee:
+      state_tag: run_state
+      states: {running: [1], idle: [0], fault: [2], setup: [3], planned_stop: [4]}
+      total_count_tag: picks_total
+      ideal_cycle_time: 0.12s
+"""
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_text(text, GatewayConfig, "gateway.yaml")
+    return [str(i) for i in info.value.issues]
+
+
+def test_the_design_example_is_valid() -> None:
+    cfg = load_text(GOOD, GatewayConfig, "gateway.yaml")
+    dev = cfg.devices[0]
+    assert isinstance(dev, ModbusTcpDevice)
+    assert dev.connection.timeout == 1.0
+    assert dev.tags[0].scale == 0.1
+    assert dev.oee is not None and dev.oee.ideal_cycle_time == pytest.approx(0.12)
+    assert cfg.mqtt.protocol == "5"
+
+
+def test_models_are_frozen() -> None:
+    cfg = load_text(GOOD, GatewayConfig)
+    with pytest.raises(Exception, match="frozen"):
+        cfg.gateway.id = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # a bad Modbus address, on the tag's line
+        ('address: "hr:21", type: uint32', 'address: "4x0001", type: uint32',
+         "gateway.yaml:22: devices[0].tags[3].address: '4x0001' is not a Modbus address (use 40001 or hr:0)"),
+        # an unknown type
+        ("type: float32, byte_order", "type: float33, byte_order",
+         "gateway.yaml:20: devices[0].tags[1].type: 'float33': input should be"),
+        # a misspelt field
+        ("    poll_interval: 1s", "    pol_interval: 1s",
+         "gateway.yaml:17: devices[0].pol_interval: unknown field (check the spelling)"),
+        # a missing required field
+        ("  enterprise_id: ent-0001\n", "",
+         "gateway.yaml:1: gateway.enterprise_id: required field is missing"),
+        # a bad duration
+        ("poll_interval: 1s", "poll_interval: fast",
+         "gateway.yaml:17: devices[0].poll_interval: 'fast' is not a duration (use 500ms, 1s, 2m)"),
+        # an unknown driver
+        ("driver: modbus_tcp", "driver: modbus_tpc",
+         "gateway.yaml:11: devices[0]: driver must be one of modbus_tcp, modbus_rtu, opcua"),
+        # a wrong type of value
+        ("port: 5020", "port: many",
+         "gateway.yaml:16: devices[0].connection.port: Input should be a valid integer"),
+        # an OEE reference to a tag that does not exist
+        ("total_count_tag: picks_total", "total_count_tag: pick_total",
+         "gateway.yaml:11: devices[0]: oee.total_count_tag: 'pick_total' is not a tag of this device"),
+        # an id that is not an ASCII slug
+        ("id: gw-textile-01", "id: 网关一号",
+         "gateway.yaml:2: gateway.id: String should match pattern"),
+        # a bad MQTT URL
+        ("url: mqtt://127.0.0.1:1883", "url: http://broker",
+         "gateway.yaml:6: mqtt.url: 'http://broker' is not an MQTT URL"),
+        # bool type on a register without... a string without length
+        ("type: uint16}", "type: string}",
+         "gateway.yaml:21: devices[0].tags[2]: type string needs length: (registers)"),
+    ],
+)
+def test_each_kind_of_mistake_names_file_line_and_path(old: str, new: str, expected: str) -> None:
+    assert old in GOOD
+    errs = errors_of(GOOD.replace(old, new, 1))
+    assert any(e.startswith(expected) for e in errs), errs
+
+
+def test_yaml_syntax_error_has_a_line() -> None:
+    errs = errors_of(GOOD.replace("  listen: 127.0.0.1:8080", "  listen: [127.0.0.1:8080"))
+    assert errs[0].startswith("gateway.yaml:1") or errs[0].startswith("gateway.yaml:10"), errs
+    assert "YAML syntax" in errs[0]
+
+
+def test_duplicate_device_ids_and_tag_names() -> None:
+    dup_tag = GOOD.replace("name: run_state", "name: speed")
+    assert any("tag name 'speed' appears twice" in e for e in errors_of(dup_tag))
+
+
+def test_all_errors_are_reported_at_once() -> None:
+    text = GOOD.replace("poll_interval: 1s", "poll_interval: fast").replace('"hr:21"', '"x:1"')
+    assert len(errors_of(text)) == 2
+
+
+def test_load_file_uses_the_file_name_and_env_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "gw.yaml"
+    p.write_text(GOOD, encoding="utf-8")
+    monkeypatch.setenv("EDGEGW_MQTT_PASSWORD", "s3cret")
+    assert load_gateway_config(p).mqtt.password == "s3cret"
+    p.write_text(GOOD.replace("port: 5020", "port: 70000"), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_gateway_config(p)
+    assert str(info.value).startswith(f"{p}:16: devices[0].connection.port:")
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_gateway_config(tmp_path / "nope.yaml")
+
+
+def test_schema_is_json_with_the_sections() -> None:
+    schema = json.loads(json_schema("gateway"))
+    assert set(schema["properties"]) == {"gateway", "mqtt", "api", "devices"}
+
+
+@pytest.mark.parametrize(
+    ("text", "addr"),
+    [
+        ("40001", ModbusAddress(Table.HOLDING_REGISTER, 0)),
+        ("400010", ModbusAddress(Table.HOLDING_REGISTER, 9)),
+        ("30001", ModbusAddress(Table.INPUT_REGISTER, 0)),
+        ("10005", ModbusAddress(Table.DISCRETE_INPUT, 4)),
+        ("00001", ModbusAddress(Table.COIL, 0)),
+        ("hr:0", ModbusAddress(Table.HOLDING_REGISTER, 0)),
+        ("IR:7", ModbusAddress(Table.INPUT_REGISTER, 7)),
+        ("co:65535", ModbusAddress(Table.COIL, 65535)),
+    ],
+)
+def test_modbus_addresses(text: str, addr: ModbusAddress) -> None:
+    assert parse_address(text) == addr
+
+
+@pytest.mark.parametrize("text", ["4x0001", "40000", "hr:-1", "hr:70000", "20001", "abc", ""])
+def test_bad_modbus_addresses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_address(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("500ms", 0.5), ("1s", 1.0), ("2m", 120.0), ("1h", 3600.0), (3, 3.0), ("0.25", 0.25)]
+)
+def test_durations(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
