@@ -127,9 +127,7 @@ class Publisher:
     def _payload(self, row: Pending) -> bytes:
         if row.seq is None:
             return row.body
-        hist = row.created_ms < self._connected_since and (
-            self.stats.connects > 1 or row.created_ms < self._started_ms
-        )
+        hist = row.created_ms < self._connected_since and (self.stats.connects > 1 or row.created_ms < self._started_ms)
         if hist:
             self.stats.replayed += 1
         return envelope(self.topics.gateway_id, row.dev, row.seq, hist, row.body)

@@ -199,8 +199,9 @@ def _load(payload: bytes) -> dict[str, Any]:
         obj = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise WireError(f"not JSON: {e}") from None
-    _require(isinstance(obj, dict), "payload must be a JSON object")
-    return obj  # type: ignore[no-any-return]
+    if not isinstance(obj, dict):
+        raise WireError("payload must be a JSON object")
+    return obj
 
 
 def _envelope_fields(obj: dict[str, Any]) -> tuple[str, str, int, bool]:
@@ -221,7 +222,7 @@ def _sample(raw: Any) -> Sample:
     if isinstance(v, str):
         _require(len(v) <= _MAX_STR, f"sample {tag!r}: string value too long")
     q = raw.get("q", "good")
-    _require(q in QUALITIES, f"sample {tag!r}: 'q' must be good, uncertain or bad")
+    _require(isinstance(q, str) and q in QUALITIES, f"sample {tag!r}: 'q' must be good, uncertain or bad")
     return Sample(tag, v, _int(raw, "ts"), q)
 
 
@@ -229,7 +230,8 @@ def decode_data(payload: bytes) -> DataMessage:
     obj = _load(payload)
     gw, dev, seq, hist = _envelope_fields(obj)
     raw = obj.get("samples")
-    _require(isinstance(raw, list) and 0 < len(raw) <= _MAX_SAMPLES, "'samples' must be a non-empty list")
+    if not isinstance(raw, list) or not 0 < len(raw) <= _MAX_SAMPLES:
+        raise WireError("'samples' must be a non-empty list")
     units = obj.get("units", {})
     _require(
         isinstance(units, dict) and all(isinstance(k, str) and isinstance(u, str) for k, u in units.items()),
@@ -242,7 +244,8 @@ def decode_events(payload: bytes) -> EventMessage:
     obj = _load(payload)
     gw, dev, seq, hist = _envelope_fields(obj)
     raw = obj.get("events")
-    _require(isinstance(raw, list) and len(raw) > 0, "'events' must be a non-empty list")
+    if not isinstance(raw, list) or not raw:
+        raise WireError("'events' must be a non-empty list")
     events = []
     for e in raw:
         _require(isinstance(e, dict), "an event must be an object")

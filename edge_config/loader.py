@@ -119,9 +119,7 @@ def load_text(text: str, model: type[M], file: str = "<config>") -> M:
 def _with_env_secrets(cfg: M) -> M:
     mqtt = getattr(cfg, "mqtt", None)
     if mqtt is not None and mqtt.password is None and os.environ.get("EDGEGW_MQTT_PASSWORD"):
-        cfg = cfg.model_copy(
-            update={"mqtt": mqtt.model_copy(update={"password": os.environ["EDGEGW_MQTT_PASSWORD"]})}
-        )
+        cfg = cfg.model_copy(update={"mqtt": mqtt.model_copy(update={"password": os.environ["EDGEGW_MQTT_PASSWORD"]})})
     api = getattr(cfg, "api", None)
     if api is not None and api.token is None and os.environ.get("EDGEGW_API_TOKEN"):
         cfg = cfg.model_copy(update={"api": api.model_copy(update={"token": os.environ["EDGEGW_API_TOKEN"]})})

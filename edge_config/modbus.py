@@ -32,7 +32,12 @@ class ModbusAddress:
         return f"{self.table.value}:{self.offset}"
 
 
-_MODICON_PREFIX = {"0": Table.COIL, "1": Table.DISCRETE_INPUT, "3": Table.INPUT_REGISTER, "4": Table.HOLDING_REGISTER}
+_MODICON_PREFIX = {
+    "0": Table.COIL,
+    "1": Table.DISCRETE_INPUT,
+    "3": Table.INPUT_REGISTER,
+    "4": Table.HOLDING_REGISTER,
+}
 _EXPLICIT = re.compile(r"^(hr|ir|di|co):(\d+)$")
 _MODICON = re.compile(r"^([0134])(\d{4,5})$")
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
-from cloud_bridge.buffer import Buffer
+import uvicorn
+
+from cloud_bridge.buffer import Buffer, Depth
 from cloud_bridge.publisher import Publisher
 from cloud_bridge.wire import Topics
 from drivers import make_driver
@@ -16,6 +19,14 @@ from gateway import __version__
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the agent owns SIGINT/SIGTERM and stops the API itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class Agent:
@@ -28,7 +39,8 @@ class Agent:
         self.buffer = Buffer(data_dir / "buffer.db")
         self.topics = Topics(config.mqtt.topic_prefix, gw.enterprise_id, gw.id)
         self.publisher = Publisher(config.mqtt, self.topics, self.buffer, version=__version__)
-        self.runtime = Runtime(config, self.buffer, self.publisher, make_driver)  # type: ignore[arg-type]
+        self.backlog_at_stop: Depth | None = None
+        self.runtime = Runtime(config, self.buffer, self.publisher, make_driver)
 
     async def run(self, stop: asyncio.Event, *, serve_api: bool = True) -> None:
         """Start the publisher first and the devices last; stop in the other order so queues drain."""
@@ -45,11 +57,10 @@ class Agent:
             if api is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await api
+            self.backlog_at_stop = self.buffer.depth()
             self.buffer.close()
 
     async def _serve_api(self, stop: asyncio.Event) -> None:
-        import uvicorn
-
         from gateway.api.app import create_app
 
         cfg = uvicorn.Config(
@@ -59,8 +70,7 @@ class Agent:
             log_level="warning",
             lifespan="off",
         )
-        server = uvicorn.Server(cfg)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server = _QuietServer(cfg)
         serving = asyncio.create_task(server.serve())
         await stop.wait()
         server.should_exit = True

@@ -37,7 +37,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import DemoSettings, run_demo
 
     settings = DemoSettings(
-        seconds=args.seconds, looms=args.looms, api=args.api, data_dir=args.data_dir, influx_url=args.influx_url
+        seconds=args.seconds,
+        looms=args.looms,
+        api=args.api,
+        data_dir=args.data_dir,
+        influx_url=args.influx_url,
     )
     return asyncio.run(run_demo(settings))
 

@@ -66,9 +66,7 @@ class DemoSettings:
     influx_url: str | None = None
 
 
-def build_configs(
-    s: DemoSettings, broker_url: str, sim_host: str, sim_base: int
-) -> tuple[GatewayConfig, CloudConfig]:
+def build_configs(s: DemoSettings, broker_url: str, sim_host: str, sim_base: int) -> tuple[GatewayConfig, CloudConfig]:
     data = Path(s.data_dir)
     gateway = GatewayConfig.model_validate(
         {
@@ -84,7 +82,12 @@ def build_configs(
         }
     )
     cloud: dict[str, Any] = {
-        "mqtt": {"url": broker_url, "protocol": "3.1.1", "shared_group": None, "client_id": "edgegw-demo-ingest"},
+        "mqtt": {
+            "url": broker_url,
+            "protocol": "3.1.1",
+            "shared_group": None,
+            "client_id": "edgegw-demo-ingest",
+        },
         "ledger": {"url": f"sqlite:///{(data / 'cloud' / 'ledger.db').resolve()}"},
     }
     if s.influx_url:
@@ -98,6 +101,7 @@ def summary_lines(agent: Agent, ingester: Ingester, elapsed: float) -> list[str]
     read = sum(d.samples_read for d in devs)
     published = sum(agent.publisher.stats.samples_acked.values())
     ingested = ingester.stats.samples_ingested
+    backlog = agent.backlog_at_stop or agent.buffer.depth()
     lines = [
         f"演示摘要 / Demo summary ({elapsed:.0f} s)",
         f"  在线设备 / devices online      : {online} / {len(agent.runtime.devices)}",
@@ -105,7 +109,7 @@ def summary_lines(agent: Agent, ingester: Ingester, elapsed: float) -> list[str]
         f"  已发布数据点 / samples published: {published}",
         f"  已入库数据点 / samples ingested : {ingested}",
         f"  死信 / dead letters            : {ingester.stats.dead_letters}",
-        f"  缓存积压 / buffer backlog      : {agent.buffer.depth().messages} messages",
+        f"  缓存积压 / buffer backlog      : {backlog.messages} messages",
     ]
     for d in devs:
         state = "在线 online" if d.online else f"离线 offline ({d.reason})"
@@ -137,7 +141,7 @@ async def run_demo(s: DemoSettings) -> int:
         loop.add_signal_handler(sig, stop.set)
     print("edgegw demo — 演示已启动 / started")
     print(f"  MQTT 嵌入式代理 / embedded broker : {broker.url} (MQTT 3.1.1)")
-    for i, sim in enumerate(sims):
+    for i in range(len(sims)):
         print(f"  模拟织机 / simulated loom {i + 1}     : modbus://{host}:{sim_base + i}")
     print(f"  网关 / gateway                  : {GATEWAY_ID} ({ENTERPRISE_NAME})")
     print(f"  边缘 API / edge API             : http://{s.api}/api/v1/devices")
@@ -164,6 +168,9 @@ async def run_demo(s: DemoSettings) -> int:
     print("\n".join(lines))
     flowed = ingested > 0 and all(d.samples_read > 0 for d in agent.runtime.devices.values())
     if s.seconds is not None:
-        print("结果 / result: " + ("数据端到端贯通 / data flowed end to end" if flowed else "数据未贯通 / NO end-to-end data"))
+        print(
+            "结果 / result: "
+            + ("数据端到端贯通 / data flowed end to end" if flowed else "数据未贯通 / NO end-to-end data")
+        )
         return 0 if flowed else 1
     return 0

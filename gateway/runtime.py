@@ -9,6 +9,7 @@ the next free slot, not queued.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -83,7 +84,12 @@ class Runtime:
         log.info("device %s %s: %s", state.id, kind, reason)
         self._enqueue(
             [
-                Outgoing("events", self.topics.events(state.id), state.id, encode_event_body([Event(kind, ts, reason)])),
+                Outgoing(
+                    "events",
+                    self.topics.events(state.id),
+                    state.id,
+                    encode_event_body([Event(kind, ts, reason)]),
+                ),
                 Outgoing(
                     "status",
                     self.topics.device_status(state.id),
@@ -99,9 +105,7 @@ class Runtime:
         interval: float = device.poll_interval  # type: ignore[attr-defined]
         tags = device.tags  # type: ignore[attr-defined]
         state = self.devices[dev_id]
-        normalizer = Normalizer(
-            TagSpec(t.name, t.type, t.scale, t.offset, t.unit, t.deadband) for t in tags
-        )
+        normalizer = Normalizer(TagSpec(t.name, t.type, t.scale, t.offset, t.unit, t.deadband) for t in tags)
         units = normalizer.units()
         driver = self.driver_factory(device)
         attempt = 0
@@ -147,9 +151,7 @@ class Runtime:
         await driver.close()
 
     async def run(self, stop: asyncio.Event) -> None:
-        tasks = [
-            asyncio.create_task(self._poll_device(d, stop), name=f"poll-{d.id}") for d in self.config.devices
-        ]
+        tasks = [asyncio.create_task(self._poll_device(d, stop), name=f"poll-{d.id}") for d in self.config.devices]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -161,7 +163,5 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     if seconds <= 0:
         await asyncio.sleep(0)
         return
-    try:
+    with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
-        pass

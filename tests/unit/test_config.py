@@ -9,8 +9,8 @@ import pytest
 
 from edge_config import ConfigError, json_schema, load_gateway_config, load_text
 from edge_config.durations import parse_duration
-from edge_config.models import GatewayConfig, ModbusTcpDevice
 from edge_config.modbus import ModbusAddress, Table, parse_address
+from edge_config.models import GatewayConfig, ModbusTcpDevice
 
 GOOD = """\
 gateway:
@@ -69,38 +69,67 @@ def test_models_are_frozen() -> None:
     ("old", "new", "expected"),
     [
         # a bad Modbus address, on the tag's line
-        ('address: "hr:21", type: uint32', 'address: "4x0001", type: uint32',
-         "gateway.yaml:22: devices[0].tags[3].address: '4x0001' is not a Modbus address (use 40001 or hr:0)"),
+        (
+            'address: "hr:21", type: uint32',
+            'address: "4x0001", type: uint32',
+            "gateway.yaml:22: devices[0].tags[3].address: '4x0001' is not a Modbus address (use 40001 or hr:0)",
+        ),
         # an unknown type
-        ("type: float32, byte_order", "type: float33, byte_order",
-         "gateway.yaml:20: devices[0].tags[1].type: 'float33': input should be"),
+        (
+            "type: float32, byte_order",
+            "type: float33, byte_order",
+            "gateway.yaml:20: devices[0].tags[1].type: 'float33': input should be",
+        ),
         # a misspelt field
-        ("    poll_interval: 1s", "    pol_interval: 1s",
-         "gateway.yaml:17: devices[0].pol_interval: unknown field (check the spelling)"),
+        (
+            "    poll_interval: 1s",
+            "    pol_interval: 1s",
+            "gateway.yaml:17: devices[0].pol_interval: unknown field (check the spelling)",
+        ),
         # a missing required field
-        ("  enterprise_id: ent-0001\n", "",
-         "gateway.yaml:1: gateway.enterprise_id: required field is missing"),
+        (
+            "  enterprise_id: ent-0001\n",
+            "",
+            "gateway.yaml:1: gateway.enterprise_id: required field is missing",
+        ),
         # a bad duration
-        ("poll_interval: 1s", "poll_interval: fast",
-         "gateway.yaml:17: devices[0].poll_interval: 'fast' is not a duration (use 500ms, 1s, 2m)"),
+        (
+            "poll_interval: 1s",
+            "poll_interval: fast",
+            "gateway.yaml:17: devices[0].poll_interval: 'fast' is not a duration (use 500ms, 1s, 2m)",
+        ),
         # an unknown driver
-        ("driver: modbus_tcp", "driver: modbus_tpc",
-         "gateway.yaml:11: devices[0]: driver must be one of modbus_tcp, modbus_rtu, opcua"),
+        (
+            "driver: modbus_tcp",
+            "driver: modbus_tpc",
+            "gateway.yaml:11: devices[0]: driver must be one of modbus_tcp, modbus_rtu, opcua",
+        ),
         # a wrong type of value
-        ("port: 5020", "port: many",
-         "gateway.yaml:16: devices[0].connection.port: Input should be a valid integer"),
+        (
+            "port: 5020",
+            "port: many",
+            "gateway.yaml:16: devices[0].connection.port: Input should be a valid integer",
+        ),
         # an OEE reference to a tag that does not exist
-        ("total_count_tag: picks_total", "total_count_tag: pick_total",
-         "gateway.yaml:11: devices[0]: oee.total_count_tag: 'pick_total' is not a tag of this device"),
+        (
+            "total_count_tag: picks_total",
+            "total_count_tag: pick_total",
+            "gateway.yaml:11: devices[0]: oee.total_count_tag: 'pick_total' is not a tag of this device",
+        ),
         # an id that is not an ASCII slug
-        ("id: gw-textile-01", "id: 网关一号",
-         "gateway.yaml:2: gateway.id: String should match pattern"),
+        ("id: gw-textile-01", "id: 网关一号", "gateway.yaml:2: gateway.id: String should match pattern"),
         # a bad MQTT URL
-        ("url: mqtt://127.0.0.1:1883", "url: http://broker",
-         "gateway.yaml:6: mqtt.url: 'http://broker' is not an MQTT URL"),
+        (
+            "url: mqtt://127.0.0.1:1883",
+            "url: http://broker",
+            "gateway.yaml:6: mqtt.url: 'http://broker' is not an MQTT URL",
+        ),
         # bool type on a register without... a string without length
-        ("type: uint16}", "type: string}",
-         "gateway.yaml:21: devices[0].tags[2]: type string needs length: (registers)"),
+        (
+            "type: uint16}",
+            "type: string}",
+            "gateway.yaml:21: devices[0].tags[2]: type string needs length: (registers)",
+        ),
     ],
 )
 def test_each_kind_of_mistake_names_file_line_and_path(old: str, new: str, expected: str) -> None:
@@ -170,7 +199,8 @@ def test_bad_modbus_addresses(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("500ms", 0.5), ("1s", 1.0), ("2m", 120.0), ("1h", 3600.0), (3, 3.0), ("0.25", 0.25)]
+    ("text", "seconds"),
+    [("500ms", 0.5), ("1s", 1.0), ("2m", 120.0), ("1h", 3600.0), (3, 3.0), ("0.25", 0.25)],
 )
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds

@@ -45,5 +45,8 @@ def test_normalizer_reports_by_exception() -> None:
     first = n.apply([Reading("a", 100, 0), Reading("b", 1, 0), Reading("unknown", 1, 0)])
     assert [s.tag for s in first] == ["a", "b"]
     assert n.apply([Reading("a", 105, 1000), Reading("b", 1, 1000)]) == []
-    assert n.apply([Reading("a", 110, 2000), Reading("b", 2, 2000)]) == [Sample("a", 11.0, 2000), Sample("b", 2, 2000)]
+    assert n.apply([Reading("a", 110, 2000), Reading("b", 2, 2000)]) == [
+        Sample("a", 11.0, 2000),
+        Sample("b", 2, 2000),
+    ]
     assert n.units() == {"a": "rpm"}

@@ -1,0 +1,187 @@
+"""Walking skeleton, end to end on real parts:
+loom simulator (Modbus TCP) → gateway → Mosquitto → ingester → VictoriaMetrics + ledger.
+
+Checks on the wire and in the stores that values, units and seq are right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from cloud_bridge.ingester import Ingester
+from cloud_bridge.ledger import Ledger
+from edge_config.models import CloudConfig, GatewayConfig
+from gateway.agent import Agent
+from simulators.registry import simulated_devices, start_simulators
+from tests.integration.conftest import MosquittoServer, VictoriaMetrics
+from tests.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+
+class WireSpy:
+    """A plain MQTT subscriber that records every message under the prefix."""
+
+    def __init__(self, url_port: int, client_id: str = "wire-spy") -> None:
+        self.messages: list[tuple[str, dict[str, Any], bool]] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self._ready.set()
+        self.client.connect("127.0.0.1", url_port)
+        self.client.subscribe("sf/v1/#", qos=1)
+        self.client.loop_start()
+        assert self._ready.wait(5), "spy could not subscribe"
+
+    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, json.loads(msg.payload), bool(msg.retain)))
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [p for t, p, _ in self.messages if t.endswith("/" + kind)]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+async def test_loom_to_victoriametrics_and_ledger(
+    tmp_path: Path, mosquitto: MosquittoServer, victoria: VictoriaMetrics
+) -> None:
+    sim_port = free_port()
+    sims = await start_simulators("textiles", 1, "127.0.0.1", sim_port)
+    gw_cfg = GatewayConfig.model_validate(
+        {
+            "gateway": {"id": "gw-e2e", "enterprise_id": "ent-e2e", "data_dir": str(tmp_path / "edge")},
+            "mqtt": {"url": mosquitto.url, "protocol": "5"},
+            "api": {"listen": f"127.0.0.1:{free_port()}"},
+            "devices": simulated_devices("textiles", 1, "127.0.0.1", sim_port),
+        }
+    )
+    ledger_path = tmp_path / "ledger.db"
+    cloud_cfg = CloudConfig.model_validate(
+        {
+            "mqtt": {"url": mosquitto.url, "protocol": "5", "shared_group": "e2e"},
+            "influx": {"url": victoria.url},
+            "ledger": {"url": f"sqlite:///{ledger_path}"},
+        }
+    )
+    spy = WireSpy(mosquitto.port)
+    ingester = Ingester(cloud_cfg)
+    ingester.start()
+    assert ingester.wait_subscribed(10)
+    agent = Agent(gw_cfg)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        # the edge API answers while the gateway runs
+        await asyncio.sleep(4.5)
+        url = f"http://{gw_cfg.api.listen}/api/v1/devices"
+        devices = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(url, timeout=5).read()))
+        assert devices[0]["id"] == "loom-01" and devices[0]["online"] is True
+        assert devices[0]["samples_published"] > 0
+    finally:
+        stop.set()
+        await task
+        for s in sims:
+            await s.stop()
+    assert ingester.wait_idle(10)
+    await asyncio.sleep(0.5)
+    ingester.stop()
+    spy.close()
+
+    data = spy.of_kind("data")
+    events = spy.of_kind("events")
+    assert len(data) >= 3 and events, "data and an online event must be on the wire"
+    # seq: one counter per gateway across data and events, +1 per message, no gaps, no repeats
+    seqs = sorted(p["seq"] for p in data + events)
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert all(p["gw"] == "gw-e2e" and p["dev"] == "loom-01" and p["v"] == 1 for p in data)
+    assert events[0]["events"][0]["kind"] == "online"
+    # units travel with the data; the first message carries every tag
+    first = data[0]
+    assert first["units"]["speed"] == "rpm"
+    assert first["units"]["energy_kwh"] == "kWh"
+    tags = {s["tag"] for s in first["samples"]}
+    assert {"speed", "run_state", "picks_total", "energy_kwh"} <= tags
+    assert all(s["q"] == "good" for p in data for s in p["samples"])
+    picks = [s["v"] for p in data for s in p["samples"] if s["tag"] == "picks_total"]
+    assert picks == sorted(picks), "the pick counter only grows"
+    for p in data:
+        for s in p["samples"]:
+            if s["tag"] == "speed":
+                assert s["v"] == 0 or 500 <= s["v"] <= 1300
+    # retained statuses: a newcomer learns the gateway went offline cleanly and the loom's last state
+    late = WireSpy(mosquitto.port, "late-spy")
+    await asyncio.sleep(0.5)
+    late.close()
+    retained = {t: p for t, p, r in late.messages if r}
+    assert retained["sf/v1/ent-e2e/gw-e2e/status"]["online"] is False
+    assert retained["sf/v1/ent-e2e/gw-e2e/loom-01/status"] == {
+        "online": True,
+        "ts": retained["sf/v1/ent-e2e/gw-e2e/loom-01/status"]["ts"],
+        "reason": "responding",
+    }
+
+    # every numeric sample on the wire is in VictoriaMetrics, with the same value, time and unit
+    wire_speed = {s["ts"]: s["v"] for p in data for s in p["samples"] if s["tag"] == "speed"}
+    series = victoria.wait_for_samples('sf_v{dev="loom-01",tag="speed"}', len(wire_speed), timeout=15)
+    assert len(series) == 1
+    labels = series[0]["metric"]
+    assert labels["unit"] == "rpm" and labels["gw"] == "gw-e2e" and labels["ent"] == "ent-e2e"
+    stored = dict(zip(series[0]["timestamps"], series[0]["values"], strict=True))
+    assert stored == pytest.approx(wire_speed)
+    wire_numeric = sum(1 for p in data for s in p["samples"] if not isinstance(s["v"], str))
+    all_series = victoria.wait_for_samples('{__name__="sf_v",gw="gw-e2e"}', wire_numeric, timeout=15)
+    assert sum(len(s["values"]) for s in all_series) == wire_numeric
+
+    # the ledger holds every sample exactly once
+    ledger = Ledger(f"sqlite:///{ledger_path}")
+    try:
+        assert ledger.total_samples() == sum(len(p["samples"]) for p in data)
+        assert ledger.dead_letter_count() == 0
+    finally:
+        ledger.close()
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    api = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "demo",
+            "--seconds",
+            "20",
+            "--api",
+            api,
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+        check=False,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "data flowed end to end" in out
+    assert "在线设备 / devices online      : 3 / 3" in out
+    ingested = int(out.split("已入库数据点 / samples ingested :")[1].split()[0])
+    assert ingested > 0

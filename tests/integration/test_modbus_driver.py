@@ -1,0 +1,270 @@
+"""ModbusTcpDriver against the loom simulator over real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from drivers.base import Driver, DriverError
+from drivers.modbus import make_driver
+from drivers.modbus.driver import ModbusTcpDriver
+from edge_config.modbus import parse_address
+from edge_config.modbus_codec import decode
+from edge_config.models import ModbusRtuDevice, ModbusTcpDevice
+from simulators.loom import LOOM_TAGS, AirJetLoom, loom_device_config
+from simulators.modbus_server import Image, ModbusTcpSimulator
+from simulators.registry import simulated_devices, start_simulators
+from tests.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+
+class Clock:
+    """A clock the test moves by hand, so the model holds still between requests."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def sim(clock: Clock) -> AsyncIterator[ModbusTcpSimulator]:
+    s = ModbusTcpSimulator(AirJetLoom(seed=11), port=free_port(), clock=clock)
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.stop()
+
+
+def device(port: int, timeout: str = "1s", extra_tags: list[dict[str, Any]] | None = None) -> ModbusTcpDevice:
+    cfg = loom_device_config("loom-01", "喷气织机 1#", "127.0.0.1", port)
+    cfg["connection"]["timeout"] = timeout
+    cfg["tags"] += extra_tags or []
+    return ModbusTcpDevice.model_validate(cfg)
+
+
+def expected(image: Image, dev: ModbusTcpDevice) -> dict[str, Any]:
+    """Decode the simulator's register image the way the config says."""
+    out: dict[str, Any] = {}
+    for tag in dev.tags:
+        addr = parse_address(tag.address)
+        words = image[addr.table]
+        if addr.table.is_bit:
+            out[tag.name] = bool(words[addr.offset])
+            continue
+        regs = [words[addr.offset + i] for i in range(tag.register_count)]
+        out[tag.name] = decode(regs, tag.type, tag.byte_order or dev.connection.byte_order, tag.bit)
+    return out
+
+
+async def test_reads_every_tag_as_the_model_holds_it(sim: ModbusTcpSimulator) -> None:
+    dev = device(sim.port)
+    drv = ModbusTcpDriver(dev)
+    assert isinstance(drv, Driver)
+    await drv.connect()
+    try:
+        before = time.time()
+        readings = await drv.read()
+    finally:
+        await drv.close()
+    assert [r.tag for r in readings] == [t.name for t in dev.tags]
+    assert all(r.quality == "good" and r.error == "" for r in readings), readings
+    assert all(before * 1000 - 1 <= r.ts <= time.time() * 1000 + 1 for r in readings)
+    got = {r.tag: r.value for r in readings}
+    assert got == expected(sim.registers(), dev)
+    # and the raw values mean what the model says, once scaled
+    loom = sim.model
+    assert isinstance(loom, AirJetLoom)
+    assert isinstance(got["speed"], int)
+    assert got["speed"] * 0.1 == pytest.approx(loom.speed_rpm, abs=0.05)
+    assert got["run_state"] == loom.run_state
+    assert got["picks_total"] == int(loom.picks)
+    assert got["energy_kwh"] == pytest.approx(loom.energy_kwh, rel=1e-6)
+    assert got["style"] == loom.style
+    assert got["motor_on"] is (loom.run_state == 1)
+
+
+async def test_one_request_per_planned_block(sim: ModbusTcpSimulator) -> None:
+    drv = ModbusTcpDriver(device(sim.port))
+    # loom map: one discrete input, holding registers 0..17, input registers 0..6
+    assert [(b.table.value, b.start, b.count) for b in drv.blocks] == [
+        ("di", 0, 1),
+        ("hr", 0, 18),
+        ("ir", 0, 7),
+    ]
+    await drv.connect()
+    try:
+        before = sim.request_count
+        for _ in range(5):
+            await drv.read()
+        assert sim.request_count - before == 5 * len(drv.blocks)
+    finally:
+        await drv.close()
+
+
+async def test_values_move_with_time(sim: ModbusTcpSimulator, clock: Clock) -> None:
+    drv = ModbusTcpDriver(device(sim.port))
+    await drv.connect()
+    try:
+        first = {r.tag: r.value for r in await drv.read()}
+        clock.now += 600.0
+        second = {r.tag: r.value for r in await drv.read()}
+    finally:
+        await drv.close()
+    assert isinstance(first["picks_total"], int) and isinstance(second["picks_total"], int)
+    assert second["picks_total"] > first["picks_total"]
+    assert isinstance(first["energy_kwh"], float) and isinstance(second["energy_kwh"], float)
+    assert second["energy_kwh"] > first["energy_kwh"]
+    assert second["run_hours"] != first["run_hours"]
+
+
+async def test_unmapped_address_is_bad_and_the_rest_stays_good(sim: ModbusTcpSimulator) -> None:
+    ghosts = [
+        {"name": "ghost", "address": "hr:500", "type": "uint16"},
+        {"name": "ghost_float", "address": "hr:502", "type": "float32"},
+        {"name": "ghost_input", "address": "ir:300", "type": "uint16"},
+    ]
+    dev = device(sim.port, extra_tags=ghosts)
+    drv = ModbusTcpDriver(dev)
+    assert len(drv.blocks) == 5
+    await drv.connect()
+    try:
+        readings = await drv.read()
+    finally:
+        await drv.close()
+    by_tag = {r.tag: r for r in readings}
+    for name in ("ghost", "ghost_float", "ghost_input"):
+        r = by_tag[name]
+        assert r.quality == "bad" and r.value is None
+        assert r.error == "exception 2 (illegal data address)"
+    good = [r for r in readings if not r.tag.startswith("ghost")]
+    assert len(good) == len(LOOM_TAGS)
+    assert all(r.quality == "good" for r in good)
+    assert [r.tag for r in readings] == [t.name for t in dev.tags]
+
+
+async def test_stop_makes_read_fail_and_restart_recovers(clock: Clock) -> None:
+    port = free_port()
+    sim = ModbusTcpSimulator(AirJetLoom(seed=4), port=port, clock=clock)
+    await sim.start()
+    drv = ModbusTcpDriver(device(port, timeout="500ms"))
+    try:
+        await drv.connect()
+        assert len(await drv.read()) == len(LOOM_TAGS)
+
+        await sim.stop()
+        started = time.monotonic()
+        with pytest.raises(DriverError) as info:
+            await drv.read()
+        assert time.monotonic() - started < 0.5 + 0.3
+        assert "127.0.0.1:" + str(port) in str(info.value)
+        # stays down until the caller connects again
+        with pytest.raises(DriverError, match="not connected"):
+            await drv.read()
+        with pytest.raises(DriverError, match=f"connection refused 127.0.0.1:{port}"):
+            await drv.connect()
+
+        await sim.start()  # same port
+        await drv.connect()
+        readings = await drv.read()
+        assert all(r.quality == "good" for r in readings)
+    finally:
+        await drv.close()
+        await sim.stop()
+
+
+async def test_read_right_after_stop_fails_fast_once_the_close_is_seen(clock: Clock) -> None:
+    port = free_port()
+    sim = ModbusTcpSimulator(AirJetLoom(seed=4), port=port, clock=clock)
+    await sim.start()
+    drv = ModbusTcpDriver(device(port, timeout="2s"))
+    try:
+        await drv.connect()
+        await drv.read()
+        await sim.stop()
+        await asyncio.sleep(0.05)  # the client sees the FIN
+        started = time.monotonic()
+        with pytest.raises(DriverError, match="connection lost"):
+            await drv.read()
+        assert time.monotonic() - started < 0.5
+    finally:
+        await drv.close()
+
+
+async def test_connect_refused_names_host_and_port() -> None:
+    port = free_port()
+    drv = ModbusTcpDriver(device(port))
+    with pytest.raises(DriverError, match=f"^connection refused 127.0.0.1:{port}$"):
+        await drv.connect()
+    with pytest.raises(DriverError, match="not connected"):
+        await drv.read()
+
+
+async def test_two_units_on_one_port(clock: Clock) -> None:
+    port = free_port()
+    looms = [AirJetLoom(seed=1), AirJetLoom(seed=2, target_rpm=1100.0)]
+    async with ModbusTcpSimulator(looms, port=port, unit_id=5, clock=clock) as sim:
+        for i, unit in enumerate((5, 6)):
+            cfg = loom_device_config(f"loom-{unit}", "x", "127.0.0.1", port, unit_id=unit)
+            dev = ModbusTcpDevice.model_validate(cfg)
+            drv = ModbusTcpDriver(dev)
+            await drv.connect()
+            try:
+                got = {r.tag: r.value for r in await drv.read()}
+            finally:
+                await drv.close()
+            assert got == expected(sim.registers(i), dev)
+
+
+async def test_registry_textiles() -> None:
+    base = free_port()
+    devices = simulated_devices("textiles", 2, "127.0.0.1", base)
+    assert [d["id"] for d in devices] == ["loom-01", "loom-02"]
+    assert [d["name"] for d in devices] == ["喷气织机 1#", "喷气织机 2#"]
+    assert [d["connection"]["port"] for d in devices] == [base, base + 1]
+    try:
+        sims = await start_simulators("textiles", 2, "127.0.0.1", base)
+    except OSError:
+        pytest.skip(f"port {base + 1} was taken")
+    try:
+        for d in devices:
+            drv = make_driver(ModbusTcpDevice.model_validate(d))
+            await drv.connect()
+            try:
+                assert all(r.quality == "good" for r in await drv.read())
+            finally:
+                await drv.close()
+    finally:
+        for s in sims:
+            await s.stop()
+    with pytest.raises(ValueError, match="not yet simulated"):
+        simulated_devices("chemicals", 1, "127.0.0.1", base)
+    with pytest.raises(ValueError, match="not yet simulated"):
+        await start_simulators("power", 1, "127.0.0.1", base)
+    with pytest.raises(ValueError, match="unknown industry"):
+        simulated_devices("mining", 1, "127.0.0.1", base)
+
+
+def test_make_driver_rtu_is_not_there_yet() -> None:
+    rtu = ModbusRtuDevice.model_validate(
+        {
+            "id": "press-1",
+            "driver": "modbus_rtu",
+            "connection": {"port": "/dev/ttyUSB0", "unit_id": 3},
+            "tags": [{"name": "t", "address": "40001"}],
+        }
+    )
+    with pytest.raises(NotImplementedError, match="RTU"):
+        make_driver(rtu)

@@ -1,0 +1,192 @@
+"""The evidence ledger on a temporary SQLite file: dedupe, statistics, events, status, dead letters."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloud_bridge.ledger import Ledger
+from cloud_bridge.wire import DataMessage, Event, EventMessage, Sample, Status
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    led = Ledger(f"sqlite:///{tmp_path}/sub/dir/ledger.db")
+    yield led
+    led.close()
+
+
+def data(seq: int, samples: list[Sample], dev: str = "loom-01", gw: str = "gw-1", **units: str) -> DataMessage:
+    return DataMessage(gw, dev, seq, False, tuple(samples), dict(units))
+
+
+MSG = data(
+    1,
+    [
+        Sample("speed", 10.0, 1000),
+        Sample("speed", 12.5, 3000),
+        Sample("speed", 11.0, 2000, "uncertain"),
+        Sample("recipe", "A-12", 1500),
+        Sample("door", True, 500, "bad"),
+    ],
+    speed="rpm",
+)
+
+
+def test_creates_parent_dirs_and_wal(tmp_path: Path) -> None:
+    led = Ledger(f"sqlite:///{tmp_path}/a/b/l.db")
+    try:
+        assert (tmp_path / "a" / "b" / "l.db").exists()
+        assert led._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        led.close()
+
+
+def test_rejects_unknown_url() -> None:
+    with pytest.raises(ValueError):
+        Ledger("mysql://x")
+
+
+def test_record_data_stats(ledger: Ledger) -> None:
+    assert not ledger.is_duplicate("ent-1", "gw-1", 1)
+    assert ledger.record_data("ent-1", MSG)
+    assert ledger.is_duplicate("ent-1", "gw-1", 1)
+    assert ledger.total_samples() == 5
+    [dev] = ledger.devices()
+    assert dev["ent"] == "ent-1" and dev["gw"] == "gw-1" and dev["dev"] == "loom-01"
+    assert (dev["first_seen"], dev["last_seen"], dev["samples"], dev["good_samples"]) == (500, 3000, 5, 3)
+    assert dev["online"] is None  # no status yet
+    tags = {t["tag"]: t for t in ledger.tag_stats("loom-01")}
+    assert set(tags) == {"speed", "recipe", "door"}
+    assert (tags["speed"]["unit"], tags["speed"]["samples"]) == ("rpm", 3)
+    assert (tags["speed"]["last_ts"], tags["speed"]["last_value_text"]) == (
+        3000,
+        "12.5",
+    )  # latest ts, not last in list
+    assert (tags["recipe"]["unit"], tags["recipe"]["last_value_text"]) == (None, "A-12")
+    assert tags["door"]["last_value_text"] == "true"
+
+
+def test_duplicate_changes_nothing(ledger: Ledger) -> None:
+    assert ledger.record_data("ent-1", MSG)
+    before = (ledger.devices(), ledger.tag_stats("loom-01"), ledger.total_samples(), ledger.received_count())
+    # Same (gw, seq) with other content: still a duplicate, nothing counted.
+    again = data(1, [Sample("speed", 99.0, 9000)])
+    assert not ledger.record_data("ent-1", again)
+    assert not ledger.record_data("ent-1", MSG)
+    assert not ledger.record_events("ent-1", EventMessage("gw-1", "loom-01", 1, False, (Event("online", 1),)))
+    after = (ledger.devices(), ledger.tag_stats("loom-01"), ledger.total_samples(), ledger.received_count())
+    assert after == before
+    assert ledger.events() == []
+
+
+def test_seq_is_per_gateway_and_enterprise(ledger: Ledger) -> None:
+    assert ledger.record_data("ent-1", MSG)
+    assert ledger.record_data("ent-1", data(1, [Sample("speed", 1.0, 1)], gw="gw-2"))
+    assert ledger.record_data("ent-2", MSG)  # same gateway id in another enterprise
+    assert ledger.total_samples() == 11
+    assert len(ledger.devices()) == 3
+
+
+def test_stats_accumulate_across_messages(ledger: Ledger) -> None:
+    assert ledger.record_data("e", MSG)
+    # A replayed (hist) older batch: counts add up, the latest value stays the newest one.
+    old = DataMessage("gw-1", "loom-01", 2, True, (Sample("speed", 1.0, 100), Sample("speed", 2.0, 200)), {})
+    assert ledger.record_data("e", old)
+    [dev] = ledger.devices()
+    assert (dev["first_seen"], dev["last_seen"], dev["samples"], dev["good_samples"]) == (100, 3000, 7, 5)
+    speed = next(t for t in ledger.tag_stats("loom-01") if t["tag"] == "speed")
+    assert (speed["samples"], speed["last_ts"], speed["last_value_text"], speed["unit"]) == (
+        5,
+        3000,
+        "12.5",
+        "rpm",
+    )
+
+
+def test_events(ledger: Ledger) -> None:
+    msg = EventMessage(
+        "gw-1", "loom-01", 5, False, (Event("online", 10, "connected"), Event("state", 20, "", "running"))
+    )
+    assert ledger.record_events("e", msg)
+    assert ledger.record_events("e", EventMessage("gw-1", "oven-1", 6, False, (Event("offline", 15, "timeout"),)))
+    assert [(e["dev"], e["kind"], e["ts"]) for e in ledger.events()] == [
+        ("loom-01", "online", 10),
+        ("oven-1", "offline", 15),
+        ("loom-01", "state", 20),
+    ]
+    [state] = [e for e in ledger.events("loom-01") if e["kind"] == "state"]
+    assert state == dict(ent="e", gw="gw-1", dev="loom-01", ts=20, kind="state", reason="", state="running")
+    assert ledger.events("nope") == []
+    assert ledger.events("loom-01", ent="other") == []
+    assert ledger.is_duplicate("e", "gw-1", 5)
+
+
+def test_status_keeps_latest(ledger: Ledger) -> None:
+    ledger.record_status("e", "gw-1", "loom-01", Status(True, 100, "connected"))
+    ledger.record_status("e", "gw-1", "loom-01", Status(False, 50, "stale"))  # older: ignored
+    ledger.record_status("e", "gw-1", None, Status(True, 10, version="0.1.0"))
+    [dev] = ledger.devices()
+    assert (dev["dev"], dev["online"], dev["status_ts"], dev["reason"], dev["samples"]) == (
+        "loom-01", True, 100, "connected", 0
+    )  # fmt: skip
+    ledger.record_status("e", "gw-1", "loom-01", Status(False, 200, "timeout"))
+    [dev] = ledger.devices()
+    assert (dev["online"], dev["status_ts"], dev["reason"]) == (False, 200, "timeout")
+    assert ledger.gateways() == [{"ent": "e", "gw": "gw-1", "online": True, "ts": 10, "version": "0.1.0"}]
+
+
+def test_dead_letters(ledger: Ledger) -> None:
+    assert ledger.dead_letter_count() == 0
+    ledger.dead_letter("sf/v1/e/g/d/data", b"\xff not json", "not JSON")
+    ledger.dead_letter("bad/topic", b"{}", "topic")
+    assert ledger.dead_letter_count() == 2
+    newest, oldest = ledger.dead_letters()
+    assert (oldest["topic"], oldest["payload"], oldest["reason"]) == (
+        "sf/v1/e/g/d/data",
+        b"\xff not json",
+        "not JSON",
+    )
+    assert newest["topic"] == "bad/topic"
+
+
+def test_survives_reopen(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/l.db"
+    led = Ledger(url)
+    assert led.record_data("e", MSG)
+    led.close()
+    led = Ledger(url)
+    try:
+        assert led.is_duplicate("e", "gw-1", 1)
+        assert not led.record_data("e", MSG)
+        assert led.total_samples() == 5
+    finally:
+        led.close()
+
+
+def test_concurrent_ledgers_count_each_message_once(tmp_path: Path) -> None:
+    # Two connections to one file (as two ingesters would have) race on the same messages.
+    url = f"sqlite:///{tmp_path}/l.db"
+    ledgers = [Ledger(url), Ledger(url)]
+    wins = [0, 0]
+
+    def run(i: int) -> None:
+        for seq in range(200):
+            if ledgers[i].record_data("e", data(seq, [Sample("t", seq, seq)])):
+                wins[i] += 1
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert sum(wins) == 200
+        assert ledgers[0].total_samples() == 200
+        assert ledgers[1].received_count() == 200
+    finally:
+        for led in ledgers:
+            led.close()

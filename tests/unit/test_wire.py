@@ -1,0 +1,281 @@
+"""The wire codec: round trips, and every kind of malformed payload or topic raising WireError."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cloud_bridge.wire import (
+    Event,
+    Sample,
+    Status,
+    TopicInfo,
+    Topics,
+    WireError,
+    decode_data,
+    decode_events,
+    decode_status,
+    encode_data_body,
+    encode_event_body,
+    encode_status,
+    envelope,
+    parse_topic,
+)
+
+SAMPLES = (
+    Sample("speed", 1450.5, 1_700_000_000_000, "good"),
+    Sample("run_state", 1, 1_700_000_000_001, "uncertain"),
+    Sample("door_open", True, 1_700_000_000_002, "bad"),
+    Sample("recipe", "白坯布 A-12", 1_700_000_000_003),
+    Sample("counter", 2**62, 1_700_000_000_004),
+)
+
+
+def data_payload(**override: Any) -> bytes:
+    obj: dict[str, Any] = {
+        "v": 1,
+        "gw": "gw-1",
+        "dev": "loom-01",
+        "seq": 7,
+        "hist": False,
+        "samples": [{"tag": "speed", "v": 1.5, "ts": 1000, "q": "good"}],
+    }
+    obj.update(override)
+    return json.dumps({k: v for k, v in obj.items() if v is not ...}).encode()
+
+
+# ---------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("hist", [False, True])
+def test_data_round_trip(hist: bool) -> None:
+    units = {"speed": "rpm", "counter": "pcs"}
+    msg = decode_data(envelope("gw-1", "loom-01", 42, hist, encode_data_body(SAMPLES, units)))
+    assert (msg.gw, msg.dev, msg.seq, msg.hist) == ("gw-1", "loom-01", 42, hist)
+    assert msg.samples == SAMPLES
+    assert msg.units == units
+    assert type(msg.samples[1].v) is int and type(msg.samples[2].v) is bool
+
+
+def test_data_without_units() -> None:
+    msg = decode_data(envelope("gw-1", "d", 0, False, encode_data_body(list(SAMPLES[:1]))))
+    assert msg.units == {} and msg.seq == 0
+
+
+def test_events_round_trip() -> None:
+    events = (
+        Event("online", 5, "connected"),
+        Event("state", 6, "", "running"),
+        Event("offline", 7, "timeout"),
+    )
+    msg = decode_events(envelope("gw-1", "loom-01", 9, True, encode_event_body(events)))
+    assert (msg.gw, msg.dev, msg.seq, msg.hist) == ("gw-1", "loom-01", 9, True)
+    assert msg.events == events
+
+
+@pytest.mark.parametrize("status", [Status(True, 5, version="0.1.0"), Status(False, 6, reason="lwt"), Status(True, 7)])
+def test_status_round_trip(status: Status) -> None:
+    assert decode_status(encode_status(status)) == status
+
+
+def test_topics_round_trip() -> None:
+    t = Topics("sf/v1", "ent-1", "gw-1")
+    assert parse_topic(t.status, "sf/v1") == TopicInfo("ent-1", "gw-1", None, "status")
+    assert parse_topic(t.device_status("d1"), "sf/v1") == TopicInfo("ent-1", "gw-1", "d1", "status")
+    assert parse_topic(t.data("d1"), "sf/v1").kind == "data"
+    assert parse_topic(t.events("d1"), "sf/v1").kind == "events"
+
+
+# ---------------------------------------------------------------- malformed payloads
+
+SAMPLE = {"tag": "t", "v": 1, "ts": 1, "q": "good"}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b"not json", id="not-json"),
+        pytest.param(b"\xff\xfe", id="not-utf8"),
+        pytest.param(b"[1, 2]", id="not-an-object"),
+        pytest.param(
+            b'{"v": 1, "gw": "g", "dev": "d", "seq": 1, "samples": [{"tag": "t", "v": NaN, "ts": 1}]}',
+            id="nan",
+        ),
+        pytest.param(
+            b'{"v": 1, "gw": "g", "dev": "d", "seq": 1, "samples": [{"tag": "t", "v": Infinity, "ts": 1}]}',
+            id="inf",
+        ),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, id="deep-nesting"),
+        pytest.param(data_payload(v=2), id="wrong-version"),
+        pytest.param(data_payload(v=...), id="no-version"),
+        pytest.param(data_payload(seq=-1), id="seq-negative"),
+        pytest.param(data_payload(seq=True), id="seq-bool"),
+        pytest.param(data_payload(seq=1.5), id="seq-float"),
+        pytest.param(data_payload(seq="1"), id="seq-string"),
+        pytest.param(data_payload(seq=...), id="seq-missing"),
+        pytest.param(data_payload(hist="yes"), id="hist-not-bool"),
+        pytest.param(data_payload(gw="bad gw"), id="gw-not-slug"),
+        pytest.param(data_payload(dev=...), id="dev-missing"),
+        pytest.param(data_payload(samples=[]), id="samples-empty"),
+        pytest.param(data_payload(samples=...), id="samples-missing"),
+        pytest.param(data_payload(samples={"tag": "t"}), id="samples-not-list"),
+        pytest.param(data_payload(samples=[1]), id="sample-not-object"),
+        pytest.param(data_payload(samples=[{**SAMPLE, "q": "ok"}]), id="bad-q"),
+        pytest.param(data_payload(samples=[{**SAMPLE, "v": None}]), id="v-null"),
+        pytest.param(data_payload(samples=[{**SAMPLE, "v": [1]}]), id="v-list"),
+        pytest.param(data_payload(samples=[{**SAMPLE, "v": "x" * 5000}]), id="v-string-too-long"),
+        pytest.param(data_payload(samples=[{**SAMPLE, "ts": -1}]), id="ts-negative"),
+        pytest.param(data_payload(samples=[{**SAMPLE, "ts": 1.5}]), id="ts-float"),
+        pytest.param(data_payload(samples=[{**SAMPLE, "tag": ""}]), id="tag-empty"),
+        pytest.param(data_payload(samples=[{**SAMPLE, "tag": 5}]), id="tag-not-string"),
+        pytest.param(data_payload(units=["rpm"]), id="units-not-object"),
+        pytest.param(data_payload(units={"t": 1}), id="unit-not-string"),
+    ],
+)
+def test_malformed_data_raises(payload: bytes) -> None:
+    with pytest.raises(WireError):
+        decode_data(payload)
+
+
+def events_payload(events: Any) -> bytes:
+    return json.dumps({"v": 1, "gw": "g", "dev": "d", "seq": 1, "events": events}).encode()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(events_payload([]), id="events-empty"),
+        pytest.param(events_payload(None), id="events-missing"),
+        pytest.param(events_payload([{"kind": "reboot", "ts": 1}]), id="unknown-kind"),
+        pytest.param(events_payload([{"kind": "state", "ts": 1, "state": 3}]), id="state-not-string"),
+        pytest.param(events_payload([{"kind": "online"}]), id="ts-missing"),
+        pytest.param(events_payload(["online"]), id="event-not-object"),
+        pytest.param(data_payload(), id="a-data-message"),
+    ],
+)
+def test_malformed_events_raise(payload: bytes) -> None:
+    with pytest.raises(WireError):
+        decode_events(payload)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b'{"online": "yes", "ts": 1}', id="online-not-bool"),
+        pytest.param(b'{"online": true}', id="ts-missing"),
+        pytest.param(b'{"online": true, "ts": 1, "version": 1}', id="version-not-string"),
+        pytest.param(b'{"online": true, "ts": 1, "reason": null}', id="reason-null"),
+        pytest.param(b"true", id="not-an-object"),
+    ],
+)
+def test_malformed_status_raises(payload: bytes) -> None:
+    with pytest.raises(WireError):
+        decode_status(payload)
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        pytest.param("other/ent/gw/dev/data", id="other-prefix"),
+        pytest.param("sf/v1/ent/gw/dev/values", id="unknown-kind"),
+        pytest.param("sf/v1/ent/gw/data", id="data-without-device"),
+        pytest.param("sf/v1/ent/gw/dev/x/data", id="too-deep"),
+        pytest.param("sf/v1/ent/status", id="too-short"),
+        pytest.param("sf/v1/ent/gw/de v/data", id="device-not-slug"),
+        pytest.param("sf/v1/-ent/gw/dev/data", id="ent-not-slug"),
+        pytest.param("sf/v1/ent//dev/data", id="empty-gateway"),
+        pytest.param("sf/v1/ent/gw/设备/data", id="non-ascii"),
+    ],
+)
+def test_bad_topic_raises(topic: str) -> None:
+    with pytest.raises(WireError):
+        parse_topic(topic, "sf/v1")
+
+
+# ---------------------------------------------------------------- nothing but WireError
+
+DECODERS = (decode_data, decode_events, decode_status)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+# Objects shaped like envelopes, so decoding gets past the first checks often.
+envelopes = st.fixed_dictionaries(
+    {},
+    optional={
+        "v": st.sampled_from([1, 2, "1", None, True]),
+        "gw": st.sampled_from(["gw-1", "", "a b", 3]),
+        "dev": st.sampled_from(["d", "", None]),
+        "seq": st.integers(-2, 2**70) | st.booleans() | st.floats(),
+        "hist": st.booleans() | json_values,
+        "samples": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "tag": st.text(max_size=5) | json_values,
+                    "v": json_values,
+                    "ts": st.integers(-1, 2**64) | json_values,
+                    "q": st.sampled_from(["good", "bad", "uncertain", "ok", None]),
+                },
+            ),
+            max_size=3,
+        )
+        | json_values,
+        "units": st.dictionaries(st.text(max_size=5), st.text(max_size=5) | json_values, max_size=2) | json_values,
+        "events": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "kind": st.sampled_from(["online", "offline", "state", "x"]),
+                    "ts": st.integers(-1, 10),
+                    "reason": json_values,
+                    "state": json_values,
+                },
+            ),
+            max_size=3,
+        )
+        | json_values,
+        "online": json_values,
+        "ts": st.integers(-1, 10) | json_values,
+        "version": json_values,
+        "reason": json_values,
+    },
+)
+
+
+def _decode_all(payload: bytes) -> None:
+    for decode in DECODERS:
+        with contextlib.suppress(WireError):
+            decode(payload)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_decode_or_raise_wire_error(payload: bytes) -> None:
+    _decode_all(payload)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_arbitrary_json_decodes_or_raises_wire_error(value: Any) -> None:
+    _decode_all(json.dumps(value).encode())
+
+
+@settings(max_examples=500, deadline=None)
+@given(envelopes)
+def test_envelope_like_objects_decode_or_raise_wire_error(obj: dict[str, Any]) -> None:
+    _decode_all(json.dumps(obj).encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_arbitrary_topics_parse_or_raise_wire_error(tail: str) -> None:
+    with contextlib.suppress(WireError):
+        parse_topic("sf/v1/" + tail, "sf/v1")
