@@ -1,60 +1,32 @@
-"""The edge runtime: one polling task per device, normalization, and the buffer in front of MQTT.
+"""The edge runtime: one task per device, each writing into the buffer through its `DeviceChannel`.
 
-A device that fails is reported (status event + retained status) and retried with capped
-exponential backoff and jitter; it never stalls another device. Scans never overlap: a scan
-that takes longer than the poll interval is counted as an overrun and the next one starts at
-the next free slot, not queued.
+A device that fails is reported (status event + retained status) and retried; it never stalls
+another device.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
 from cloud_bridge.buffer import Buffer, Outgoing
 from cloud_bridge.publisher import Publisher
-from cloud_bridge.wire import Event, Status, Topics, encode_data_body, encode_event_body, encode_status
-from drivers.base import Driver, DriverError
+from cloud_bridge.wire import Topics
+from drivers.base import Driver
 from edge_config.models import GatewayConfig
+from gateway.channel import DeviceChannel, DeviceState
 from gateway.normalize import Normalizer, TagSpec
+from gateway.poller import poll_loop
 
 log = logging.getLogger(__name__)
 
-DriverFactory = Callable[[object], Driver]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def backoff_delay(attempt: int, base: float = 1.0, cap: float = 30.0, jitter: float = 0.2) -> float:
-    """Capped exponential backoff with ± `jitter` spread so many gateways don't retry in step."""
-    delay = min(cap, base * (2 ** max(0, attempt - 1)))
-    return float(delay * (1 + random.uniform(-jitter, jitter)))
-
-
-@dataclass
-class DeviceState:
-    id: str
-    name: str
-    driver: str
-    online: bool = False
-    reason: str = "not connected yet"
-    last_seen_ms: int | None = None
-    scans: int = 0
-    overruns: int = 0
-    samples_read: int = 0
-    samples_buffered: int = 0
-    bad_readings: int = 0
+DriverFactory = Callable[[Any], Driver]
 
 
 class Runtime:
-    """Owns the devices' polling tasks; writes everything that leaves into the buffer."""
+    """Owns the devices' tasks; writes everything that leaves into the buffer."""
 
     def __init__(
         self,
@@ -75,93 +47,18 @@ class Runtime:
         self.buffer.enqueue(messages)
         self.publisher.wake()
 
-    def _set_online(self, state: DeviceState, online: bool, reason: str) -> None:
-        if state.online == online and state.scans > 0:
-            return
-        state.online, state.reason = online, reason
-        ts = now_ms()
-        kind = "online" if online else "offline"
-        log.info("device %s %s: %s", state.id, kind, reason)
-        self._enqueue(
-            [
-                Outgoing(
-                    "events",
-                    self.topics.events(state.id),
-                    state.id,
-                    encode_event_body([Event(kind, ts, reason)]),
-                ),
-                Outgoing(
-                    "status",
-                    self.topics.device_status(state.id),
-                    state.id,
-                    encode_status(Status(online, ts, reason)),
-                    retain=True,
-                ),
-            ]
-        )
+    def channel(self, device: Any) -> DeviceChannel:
+        normalizer = Normalizer(TagSpec(t.name, t.type, t.scale, t.offset, t.unit, t.deadband) for t in device.tags)
+        return DeviceChannel(self.devices[device.id], self.topics, normalizer, self._enqueue)
 
-    async def _poll_device(self, device: object, stop: asyncio.Event) -> None:
-        dev_id: str = device.id  # type: ignore[attr-defined]
-        interval: float = device.poll_interval  # type: ignore[attr-defined]
-        tags = device.tags  # type: ignore[attr-defined]
-        state = self.devices[dev_id]
-        normalizer = Normalizer(TagSpec(t.name, t.type, t.scale, t.offset, t.unit, t.deadband) for t in tags)
-        units = normalizer.units()
+    async def _run_device(self, device: Any, stop: asyncio.Event) -> None:
         driver = self.driver_factory(device)
-        attempt = 0
-        connected = False
-        next_due = time.monotonic()
-        while not stop.is_set():
-            try:
-                if not connected:
-                    await driver.connect()
-                    connected = True
-                readings = await driver.read()
-            except DriverError as e:
-                connected = False
-                attempt += 1
-                if state.online or state.scans == 0:
-                    self._set_online(state, False, str(e))
-                state.scans += 1
-                await driver.close()
-                delay = backoff_delay(attempt, base=min(1.0, interval), cap=30.0)
-                await _sleep_or_stop(stop, delay)
-                next_due = time.monotonic()
-                continue
-            attempt = 0
-            state.scans += 1
-            state.last_seen_ms = now_ms()
-            if not state.online:
-                self._set_online(state, True, "responding")
-            state.samples_read += len(readings)
-            state.bad_readings += sum(1 for r in readings if r.quality == "bad")
-            samples = normalizer.apply(readings)
-            if samples:
-                present = {s.tag for s in samples}
-                body = encode_data_body(samples, {k: u for k, u in units.items() if k in present})
-                self._enqueue([Outgoing("data", self.topics.data(dev_id), dev_id, body, samples=len(samples))])
-                state.samples_buffered += len(samples)
-            next_due += interval
-            now = time.monotonic()
-            if next_due < now:  # overrun: skip the missed slots, never queue scans
-                missed = int((now - next_due) // interval) + 1
-                state.overruns += missed
-                next_due += missed * interval
-            await _sleep_or_stop(stop, next_due - now)
-        await driver.close()
+        await poll_loop(self.channel(device), driver, device.poll_interval, stop)
 
     async def run(self, stop: asyncio.Event) -> None:
-        tasks = [asyncio.create_task(self._poll_device(d, stop), name=f"poll-{d.id}") for d in self.config.devices]
+        tasks = [asyncio.create_task(self._run_device(d, stop), name=f"device-{d.id}") for d in self.config.devices]
         try:
             await asyncio.gather(*tasks)
         finally:
             for t in tasks:
                 t.cancel()
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    if seconds <= 0:
-        await asyncio.sleep(0)
-        return
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

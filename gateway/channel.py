@@ -1,0 +1,88 @@
+"""A device's channel into the buffer: online/offline reporting and readings → samples → buffer.
+
+Pollers and subscription handlers both talk to a `DeviceChannel`; neither knows MQTT.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from cloud_bridge.buffer import Outgoing
+from cloud_bridge.wire import Event, Status, Topics, encode_data_body, encode_event_body, encode_status
+from drivers.base import Reading
+from gateway.normalize import Normalizer
+
+log = logging.getLogger(__name__)
+
+Enqueue = Callable[[list[Outgoing]], None]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class DeviceState:
+    id: str
+    name: str
+    driver: str
+    online: bool = False
+    reported: bool = False  # has any status been reported yet
+    reason: str = "not connected yet"
+    last_seen_ms: int | None = None
+    scans: int = 0
+    overruns: int = 0
+    samples_read: int = 0
+    samples_buffered: int = 0
+    bad_readings: int = 0
+
+
+class DeviceChannel:
+    def __init__(self, state: DeviceState, topics: Topics, normalizer: Normalizer, enqueue: Enqueue) -> None:
+        self.state = state
+        self.topics = topics
+        self.normalizer = normalizer
+        self._units = normalizer.units()
+        self._enqueue = enqueue
+
+    def set_online(self, online: bool, reason: str) -> None:
+        """Report a change of the device's reachability (first report always goes out)."""
+        state = self.state
+        if state.reported and state.online == online:
+            return
+        state.online, state.reason, state.reported = online, reason, True
+        ts = now_ms()
+        kind = "online" if online else "offline"
+        log.info("device %s %s: %s", state.id, kind, reason)
+        self._enqueue(
+            [
+                Outgoing(
+                    "events", self.topics.events(state.id), state.id, encode_event_body([Event(kind, ts, reason)])
+                ),
+                Outgoing(
+                    "status",
+                    self.topics.device_status(state.id),
+                    state.id,
+                    encode_status(Status(online, ts, reason)),
+                    retain=True,
+                ),
+            ]
+        )
+
+    def emit(self, readings: Sequence[Reading]) -> int:
+        """Normalize a scan's (or a notification batch's) readings and buffer what is worth sending."""
+        state = self.state
+        state.last_seen_ms = now_ms()
+        state.samples_read += len(readings)
+        state.bad_readings += sum(1 for r in readings if r.quality == "bad")
+        samples = self.normalizer.apply(readings)
+        if not samples:
+            return 0
+        present = {s.tag for s in samples}
+        body = encode_data_body(samples, {k: u for k, u in self._units.items() if k in present})
+        self._enqueue([Outgoing("data", self.topics.data(state.id), state.id, body, samples=len(samples))])
+        state.samples_buffered += len(samples)
+        return len(samples)
