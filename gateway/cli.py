@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import signal
 import sys
@@ -128,6 +129,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- parser
 
+# Command groups that live in their own modules; each has `register(sub)`.
+COMMAND_MODULES: list[str] = [
+    "gateway.commands.bench",
+]
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgegw", description="车间数据采集边缘网关 / shop-floor edge gateway")
@@ -167,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("ingest", help="run the cloud ingester")
     i.add_argument("-c", "--config", required=True, help="cloud.yaml")
     i.set_defaults(func=cmd_ingest)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return p
 
 

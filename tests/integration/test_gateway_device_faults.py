@@ -1,0 +1,99 @@
+"""A device that goes down is reported offline on the wire and comes back by itself; others keep flowing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from edge_config.models import GatewayConfig
+from gateway.agent import Agent
+from simulators.registry import simulated_devices, start_simulators
+from tests.integration.conftest import MosquittoServer
+from tests.ports import free_port, free_port_block
+
+pytestmark = pytest.mark.integration
+
+
+class Events:
+    def __init__(self, port: int) -> None:
+        self.items: list[tuple[str, dict[str, Any]]] = []
+        self.lock = threading.Lock()
+        ready = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fault-spy", protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: ready.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe("sf/v1/+/+/+/events", qos=1)
+        self.client.subscribe("sf/v1/+/+/+/data", qos=1)
+        self.client.loop_start()
+        assert ready.wait(5)
+
+    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            self.items.append((msg.topic, json.loads(msg.payload)))
+
+    def kinds(self, dev: str) -> list[str]:
+        with self.lock:
+            return [e["kind"] for t, p in self.items if t.endswith(f"/{dev}/events") for e in p["events"]]
+
+    def data_count(self, dev: str, after: float = 0) -> int:
+        with self.lock:
+            return sum(1 for t, p in self.items if t.endswith(f"/{dev}/data") and p["samples"][0]["ts"] >= after * 1000)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+async def wait_until(cond: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        await asyncio.sleep(0.1)
+    return bool(cond())
+
+
+async def test_device_down_then_up_is_reported_and_recovers(tmp_path: Path, mosquitto: MosquittoServer) -> None:
+    base = free_port_block(2)
+    sims = await start_simulators("textiles", 2, "127.0.0.1", base)
+    cfg = GatewayConfig.model_validate(
+        {
+            "gateway": {"id": "gw-f", "enterprise_id": "ent-f", "data_dir": str(tmp_path)},
+            "mqtt": {"url": mosquitto.url},
+            "api": {"listen": f"127.0.0.1:{free_port()}"},
+            "devices": simulated_devices("textiles", 2, "127.0.0.1", base),
+        }
+    )
+    spy = Events(mosquitto.port)
+    agent = Agent(cfg)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop, serve_api=False))
+    try:
+        assert await wait_until(lambda: spy.kinds("loom-01") == ["online"], 10)
+        await sims[0].stop()  # loom-01 loses power
+        assert await wait_until(lambda: spy.kinds("loom-01") == ["online", "offline"], 10)
+        assert agent.runtime.devices["loom-01"].online is False
+        reason = agent.runtime.devices["loom-01"].reason
+        assert "127.0.0.1" in reason, reason
+        # the other loom keeps its cadence while loom-01 is down
+        t0 = time.time()
+        assert await wait_until(lambda: spy.data_count("loom-02", after=t0) >= 2, 10)
+        await sims[0].start()  # power back
+        assert await wait_until(lambda: spy.kinds("loom-01") == ["online", "offline", "online"], 15)
+        t1 = time.time()
+        assert await wait_until(lambda: spy.data_count("loom-01", after=t1) >= 1, 10)
+    finally:
+        stop.set()
+        await task
+        spy.close()
+        for s in sims:
+            await s.stop()
+    assert spy.kinds("loom-02") == ["online"]

@@ -1,0 +1,48 @@
+"""The command line: exit codes and messages of `edgegw config ...`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def test_config_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "validate", str(DEPLOY / "gateway.example.yaml")]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_config_validate_reports_every_error_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    text = (DEPLOY / "gateway.example.yaml").read_text(encoding="utf-8")
+    bad.write_text(text.replace('"hr:2"', '"4x0001"').replace("poll_interval: 1s", "poll_interval: soon"))
+    good = DEPLOY / "gateway.example.yaml"
+    assert main(["config", "validate", str(good), str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2
+    assert all(line.startswith(f"{bad}:") for line in err)
+    assert any("devices[0].tags[2].address" in line for line in err)
+    assert any("devices[0].poll_interval" in line for line in err)
+
+
+def test_config_validate_cloud(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "validate", "--cloud", str(DEPLOY / "cloud.example.yaml")]) == 0
+
+
+def test_config_schema_is_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert "devices" in schema["properties"]
+
+
+def test_run_with_a_bad_config_exits_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "gw.yaml"
+    bad.write_text("gateway: {id: x}\n")
+    assert main(["run", "-c", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "gateway.enterprise_id: required field is missing" in err and "Traceback" not in err
