@@ -1,7 +1,7 @@
 """The evidence ledger: what was received from which gateway and device, kept in SQL.
 
-SQLite (WAL) for now; the SQL is kept portable (ON CONFLICT upserts, CASE rather than scalar
-MIN/MAX) so a PostgreSQL backend only needs another connection and placeholder style.
+SQLite (WAL) by default, PostgreSQL by URL (see sqldb.py); the SQL is kept portable (ON CONFLICT
+upserts, CASE rather than scalar MIN/MAX).
 
 The row in `received` is the commit point of a message: `record_data` / `record_events` insert it
 together with the statistics in one transaction, and do nothing when (ent, gw, seq) is already
@@ -10,13 +10,10 @@ there, so redeliveries and concurrent ingesters never count a message twice.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
+from cloud_bridge.sqldb import Cursor, Database
 from cloud_bridge.wire import DataMessage, EventMessage, Status
 
 SCHEMA = (
@@ -93,59 +90,30 @@ def _now_ms() -> int:
 
 
 class Ledger:
-    """The evidence ledger behind one class; `url` is `sqlite:///path/ledger.db` (or `sqlite:///:memory:`)."""
+    """The evidence ledger behind one class; `url` is `sqlite:///path/ledger.db` (or `sqlite:///:memory:`)
+    or `postgresql://user@host/db`."""
 
     def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
-        if not url.startswith("sqlite:///"):
-            raise ValueError(f"{url!r}: only sqlite:///path is supported so far")
-        path = url[len("sqlite:///") :]
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
-        self._lock = threading.Lock()
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged message must survive a power cut
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for stmt in SCHEMA:
-                    self._db.execute(stmt)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        self.db = Database(url, busy_timeout=busy_timeout)
+        self.db.migrate(SCHEMA)
 
     # ------------------------------------------------------------ writing
 
-    def _claim(self, ent: str, gw: str, seq: int, dev: str, kind: str) -> bool:
+    @staticmethod
+    def _claim(cur: Cursor, ent: str, gw: str, seq: int, dev: str, kind: str) -> bool:
         """Insert the (ent, gw, seq) row inside the open transaction; False if it was already there."""
-        cur = self._db.execute(_INSERT_RECEIVED, (ent, gw, seq, dev, kind, _now_ms()))
-        return cur.rowcount == 1
-
-    def _transaction(self, body: Any) -> bool:
-        """Run body() in one write transaction; commit when it returns True, roll back otherwise."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                ok = bool(body())
-                self._db.execute("COMMIT" if ok else "ROLLBACK")
-                return ok
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+        return cur.execute(_INSERT_RECEIVED, (ent, gw, seq, dev, kind, _now_ms())) == 1
 
     def is_duplicate(self, ent: str, gw: str, seq: int) -> bool:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM received WHERE ent = ? AND gw = ? AND seq = ?", (ent, gw, seq)
-            ).fetchone()
-        return row is not None
+        return bool(self.db.rows("SELECT 1 AS x FROM received WHERE ent = ? AND gw = ? AND seq = ?", (ent, gw, seq)))
 
     def record_data(self, ent: str, msg: DataMessage) -> bool:
         """Record a data message and its statistics atomically; False (no change) if already recorded."""
+        with self.db.transaction() as cur:
+            return self._record_data(cur, ent, msg)
+
+    def _record_data(self, cur: Cursor, ent: str, msg: DataMessage) -> bool:
         # Aggregate per tag in Python: one statement per tag, not per sample.
         tags: dict[str, list[Any]] = {}  # tag → [samples, last_ts, last_value]
         if not msg.samples:
@@ -164,59 +132,45 @@ class Ledger:
                 t[0] += 1
                 if s.ts >= t[1]:
                     t[1], t[2] = s.ts, s.v
-        tag_rows = [
-            (ent, msg.gw, msg.dev, tag, msg.units.get(tag), n, ts, value_text(v)) for tag, (n, ts, v) in tags.items()
-        ]
-
-        def body() -> bool:
-            if not self._claim(ent, msg.gw, msg.seq, msg.dev, "data"):
-                return False
-            self._db.execute(_UPSERT_DEVICE_STATS, (ent, msg.gw, msg.dev, first, last, len(msg.samples), good))
-            self._db.executemany(_UPSERT_TAG_STATS, tag_rows)
-            return True
-
-        return self._transaction(body)
+        if not self._claim(cur, ent, msg.gw, msg.seq, msg.dev, "data"):
+            return False
+        cur.execute(_UPSERT_DEVICE_STATS, (ent, msg.gw, msg.dev, first, last, len(msg.samples), good))
+        cur.executemany(
+            _UPSERT_TAG_STATS,
+            [(ent, msg.gw, msg.dev, tag, msg.units.get(tag), n, ts, value_text(v)) for tag, (n, ts, v) in tags.items()],
+        )
+        return True
 
     def record_events(self, ent: str, msg: EventMessage) -> bool:
         """Record an events message atomically; False (no change) if already recorded."""
-        rows = [(ent, msg.gw, msg.dev, e.ts, e.kind, e.reason, e.state) for e in msg.events]
+        with self.db.transaction() as cur:
+            return self._record_events(cur, ent, msg)
 
-        def body() -> bool:
-            if not self._claim(ent, msg.gw, msg.seq, msg.dev, "events"):
-                return False
-            self._db.executemany(_INSERT_EVENT, rows)
-            return True
-
-        return self._transaction(body)
+    def _record_events(self, cur: Cursor, ent: str, msg: EventMessage) -> bool:
+        if not self._claim(cur, ent, msg.gw, msg.seq, msg.dev, "events"):
+            return False
+        cur.executemany(_INSERT_EVENT, [(ent, msg.gw, msg.dev, e.ts, e.kind, e.reason, e.state) for e in msg.events])
+        return True
 
     def record_status(self, ent: str, gw: str, dev: str | None, status: Status) -> None:
         """Keep the latest status of a device (or of the gateway itself when `dev` is None)."""
-        row = (ent, gw, dev or "", status.online, status.ts, status.reason, status.version)
-        with self._lock:
-            self._db.execute(_UPSERT_STATUS, row)  # autocommit: one statement
+        self.db.execute(_UPSERT_STATUS, (ent, gw, dev or "", status.online, status.ts, status.reason, status.version))
 
     def dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO dead_letters (received_ms, topic, payload, reason) VALUES (?, ?, ?, ?)",
-                (_now_ms(), topic, payload, reason),
-            )
+        self.db.execute(
+            "INSERT INTO dead_letters (received_ms, topic, payload, reason) VALUES (?, ?, ?, ?)",
+            (_now_ms(), topic, payload, reason),
+        )
 
     # ------------------------------------------------------------ reading
-
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            cur = self._db.execute(sql, params)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def devices(self) -> list[dict[str, Any]]:
         """Every device seen in data or status: ent, gw, dev, first_seen, last_seen, samples,
         good_samples (None/0 without data), online, status_ts, reason (None without status)."""
         merged: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for r in self._rows("SELECT * FROM device_stats"):
+        for r in self.db.rows("SELECT * FROM device_stats"):
             merged[(r["ent"], r["gw"], r["dev"])] = {**r, "online": None, "status_ts": None, "reason": None}
-        for r in self._rows("SELECT ent, gw, dev, online, ts, reason FROM device_status WHERE dev <> ''"):
+        for r in self.db.rows("SELECT ent, gw, dev, online, ts, reason FROM device_status WHERE dev <> ''"):
             d = merged.setdefault(
                 (r["ent"], r["gw"], r["dev"]),
                 {
@@ -234,45 +188,40 @@ class Ledger:
 
     def gateways(self) -> list[dict[str, Any]]:
         """Latest retained status of each gateway: ent, gw, online, ts, version."""
-        rows = self._rows("SELECT ent, gw, online, ts, version FROM device_status WHERE dev = '' ORDER BY ent, gw")
+        rows = self.db.rows("SELECT ent, gw, online, ts, version FROM device_status WHERE dev = '' ORDER BY ent, gw")
         for r in rows:
             r["online"] = bool(r["online"])
         return rows
 
     def total_samples(self) -> int:
-        with self._lock:
-            (n,) = self._db.execute("SELECT COALESCE(SUM(samples), 0) FROM device_stats").fetchone()
-        return int(n)
+        return int(self.db.scalar("SELECT COALESCE(SUM(samples), 0) AS n FROM device_stats") or 0)
 
     def received_count(self) -> int:
-        with self._lock:
-            (n,) = self._db.execute("SELECT COUNT(*) FROM received").fetchone()
-        return int(n)
+        return int(self.db.scalar("SELECT COUNT(*) AS n FROM received") or 0)
 
     def dead_letter_count(self) -> int:
-        with self._lock:
-            (n,) = self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()
-        return int(n)
+        return int(self.db.scalar("SELECT COUNT(*) AS n FROM dead_letters") or 0)
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
-        return self._rows(
-            "SELECT id, received_ms, topic, payload, reason FROM dead_letters ORDER BY id DESC LIMIT ?",
-            (limit,),
+        rows = self.db.rows(
+            "SELECT id, received_ms, topic, payload, reason FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,)
         )
+        for r in rows:
+            r["payload"] = bytes(r["payload"])
+        return rows
 
     def events(self, dev: str | None = None, *, ent: str | None = None, gw: str | None = None) -> list[dict[str, Any]]:
         """Device events (ent, gw, dev, ts, kind, reason, state) by time, optionally filtered."""
         where, params = _filters(ent=ent, gw=gw, dev=dev)
-        return self._rows(f"SELECT * FROM device_events{where} ORDER BY ts, ent, gw, dev", params)
+        return self.db.rows(f"SELECT * FROM device_events{where} ORDER BY ts, ent, gw, dev", params)
 
     def tag_stats(self, dev: str, *, ent: str | None = None, gw: str | None = None) -> list[dict[str, Any]]:
         """Per-tag statistics of a device: ent, gw, dev, tag, unit, samples, last_ts, last_value_text."""
         where, params = _filters(ent=ent, gw=gw, dev=dev)
-        return self._rows(f"SELECT * FROM tag_stats{where} ORDER BY ent, gw, dev, tag", params)
+        return self.db.rows(f"SELECT * FROM tag_stats{where} ORDER BY ent, gw, dev, tag", params)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
 
 def _filters(**conditions: str | None) -> tuple[str, list[str]]:

@@ -40,7 +40,7 @@ def test_creates_parent_dirs_and_wal(tmp_path: Path) -> None:
     led = Ledger(f"sqlite:///{tmp_path}/a/b/l.db")
     try:
         assert (tmp_path / "a" / "b" / "l.db").exists()
-        assert led._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert led.db.scalar("PRAGMA journal_mode") == "wal"
     finally:
         led.close()
 
@@ -190,3 +190,13 @@ def test_concurrent_ledgers_count_each_message_once(tmp_path: Path) -> None:
     finally:
         for led in ledgers:
             led.close()
+
+
+def test_postgres_translation() -> None:
+    from cloud_bridge.sqldb import to_postgres
+
+    sql = "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB, x REAL); INSERT INTO t VALUES (?, ?)"
+    assert to_postgres(sql) == (
+        "CREATE TABLE t (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, b BYTEA, x DOUBLE PRECISION);"
+        " INSERT INTO t VALUES (%s, %s)"
+    )

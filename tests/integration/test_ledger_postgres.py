@@ -1,0 +1,77 @@
+"""The evidence ledger on a real PostgreSQL (the machine's own, 127.0.0.1:5432, database `test`).
+
+Skipped, with the reason shown, where no PostgreSQL answers.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from cloud_bridge.ledger import Ledger
+from cloud_bridge.wire import DataMessage, Event, EventMessage, Sample, Status
+
+pytestmark = pytest.mark.integration
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _pg_answers() -> str | None:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            pass
+    except OSError as e:
+        return f"no PostgreSQL on 127.0.0.1:5432 ({e})"
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=3):
+            return None
+    except Exception as e:  # any driver or auth failure means: cannot test here
+        return f"PostgreSQL at {PG_URL} refused: {e}"
+
+
+@pytest.fixture
+def pg_ledger() -> Iterator[Ledger]:
+    reason = _pg_answers()
+    if reason:
+        pytest.skip(reason)
+    import psycopg
+
+    schema = f"edgegw_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    ledger = Ledger(f"{PG_URL}?options=-csearch_path%3D{schema}")
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def msg(seq: int, n: int = 3, gw: str = "gw-1") -> DataMessage:
+    return DataMessage(gw, "dev-1", seq, False, tuple(Sample("t", float(i), 1000 + i) for i in range(n)), {"t": "kW"})
+
+
+def test_dedupe_stats_events_status_and_dead_letters(pg_ledger: Ledger) -> None:
+    assert pg_ledger.record_data("ent-1", msg(1)) is True
+    assert pg_ledger.record_data("ent-1", msg(1)) is False  # redelivery: no change
+    assert pg_ledger.record_data("ent-2", msg(1)) is True  # same gw id in another enterprise
+    assert pg_ledger.is_duplicate("ent-1", "gw-1", 1)
+    assert pg_ledger.total_samples() == 6
+    assert pg_ledger.received_count() == 2
+    tags = pg_ledger.tag_stats("dev-1", ent="ent-1")
+    assert tags[0]["unit"] == "kW" and tags[0]["samples"] == 3 and tags[0]["last_value_text"] == "2.0"
+    assert pg_ledger.record_events("ent-1", EventMessage("gw-1", "dev-1", 2, False, (Event("online", 5, "ok"),)))
+    assert [e["kind"] for e in pg_ledger.events("dev-1")] == ["online"]
+    pg_ledger.record_status("ent-1", "gw-1", "dev-1", Status(True, 10, "responding"))
+    pg_ledger.record_status("ent-1", "gw-1", "dev-1", Status(False, 5, "older"))  # older: ignored
+    dev = next(d for d in pg_ledger.devices() if d["ent"] == "ent-1")
+    assert dev["online"] is True and dev["reason"] == "responding" and dev["samples"] == 3
+    pg_ledger.dead_letter("sf/v1/x", b"\x00\xffnot json", "not JSON")
+    letters = pg_ledger.dead_letters()
+    assert pg_ledger.dead_letter_count() == 1 and letters[0]["payload"] == b"\x00\xffnot json"
