@@ -1,25 +1,41 @@
 """The store-and-forward buffer: every message that leaves the gateway waits here until the broker acks it.
 
 SQLite in WAL mode, one row per outgoing MQTT message (a scan's batch of samples is one row,
-never one row per sample). Data and event messages get the gateway's `seq` when they are
-written; the counter lives in the same database and transaction, so it survives restarts and
-never repeats. Rows are deleted only when the broker acknowledges them (PUBACK).
+never one row per sample), the body zlib-compressed. Data and event messages get the gateway's
+`seq` when they are written; the counter lives in the same database and transaction, so it
+survives restarts and never repeats. Rows are deleted only when the broker acknowledges them.
 
-Durability: `synchronous=FULL` by default, so a committed row survives power loss, at the cost
-of one fsync per enqueue; `synchronous=NORMAL` survives a killed process but may lose the last
-transactions on power loss.
+Durability (the fsync trade-off): `synchronous=FULL`, the default, fsyncs the WAL at every
+commit, so a committed row survives a power cut; it costs one fsync per enqueue (the runtime
+writes one transaction per scan, not per sample). `NORMAL` survives a killed process but may
+lose the last commits on power loss.
+
+Bounds: past `max_bytes` of stored bodies the oldest messages are dropped (drop-oldest), and the
+drop is counted in messages and samples (persisted, reported by the API and the status topic),
+never silent.
+
+Corruption: if the file cannot be opened or fails SQLite's quick check, it is moved aside as
+`buffer.db.corrupt-<time>` with an error in the log and a fresh buffer is started, so collection
+goes on. The seq counter then restarts from a high-water mark kept in a separate small file
+(`seq.hwm`, reserved in blocks), so a seq is never used twice even after losing the database.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+log = logging.getLogger(__name__)
+
 Kind = Literal["data", "events", "status"]
+SEQ_BLOCK = 100_000  # seqs reserved in the high-water-mark file at a time
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -29,12 +45,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     dev TEXT NOT NULL,
     seq INTEGER,
     body BLOB NOT NULL,
+    size INTEGER NOT NULL,
     retain INTEGER NOT NULL,
     samples INTEGER NOT NULL,
     created_ms INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 1);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped_messages', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped_samples', 0);
 """
 
 
@@ -68,81 +87,210 @@ class Pending:
 @dataclass(frozen=True, slots=True)
 class Depth:
     messages: int
-    bytes: int
+    bytes: int  # stored (compressed) bytes
     oldest_ms: int | None  # created_ms of the oldest unsent message
+    samples: int = 0
+    dropped_messages: int = 0
+    dropped_samples: int = 0
+
+    def behind_ms(self, now_ms: int) -> int:
+        return max(0, now_ms - self.oldest_ms) if self.oldest_ms is not None else 0
+
+
+class BufferCorrupt(Exception):
+    pass
 
 
 class Buffer:
     """Durable FIFO of outgoing messages with a persistent per-gateway sequence counter."""
 
-    def __init__(self, path: str | Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        max_bytes: int = 1 << 30,
+        compress: bool = True,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.compress = compress
+        self.corrupt_file: Path | None = None
+        self._hwm_path = self.path.with_name(self.path.name + ".seq.hwm")
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.executescript(_SCHEMA)
+        existed = self.path.exists()
+        try:
+            self._db = self._open(synchronous)
+        except (sqlite3.DatabaseError, BufferCorrupt) as e:
+            self._move_aside(e)
+            existed = False
+            self._db = self._open(synchronous)
+        self._stored_bytes = self._sum_bytes()
+        self._hwm = self._read_hwm()
+        if not existed and self._hwm > 1:
+            # A new database where a buffer lived before (lost or corrupt): never reuse a seq.
+            self._db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (self._hwm,))
+        if self._meta("next_seq") >= self._hwm:
+            self._reserve(self._meta("next_seq"))
+
+    def _move_aside(self, error: Exception) -> None:
+        self.corrupt_file = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        log.error(
+            "store-and-forward buffer %s is damaged (%s): moved aside to %s, starting a fresh buffer",
+            self.path,
+            error,
+            self.corrupt_file,
+        )
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                src.rename(Path(str(self.corrupt_file) + suffix))
+
+    def _open(self, synchronous: str) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={synchronous}")
+            (check,) = db.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise BufferCorrupt(check)
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    # ------------------------------------------------------------ seq high-water mark
+
+    def _read_hwm(self) -> int:
+        try:
+            return int(self._hwm_path.read_text().strip() or 1)
+        except (OSError, ValueError):
+            return 1
+
+    def _reserve(self, next_seq: int) -> None:
+        """Write a new high-water mark above `next_seq`, durably, before seqs up to it are used."""
+        self._hwm = next_seq + SEQ_BLOCK
+        tmp = self._hwm_path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            f.write(str(self._hwm))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._hwm_path)
+
+    def _meta(self, key: str) -> int:
+        (value,) = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return int(value)
+
+    def _sum_bytes(self) -> int:
+        (n,) = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()
+        return int(n)
+
+    # ------------------------------------------------------------ writing
 
     def enqueue(self, messages: list[Outgoing], now_ms: int | None = None) -> list[int | None]:
         """Write messages in one transaction; return the seq given to each (None for status)."""
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         seqs: list[int | None] = []
+        rows = []
+        added = 0
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                (next_seq,) = db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
-                rows = []
+                next_seq = self._meta("next_seq")
                 for m in messages:
                     seq = None
                     if m.kind != "status":
                         seq = next_seq
                         next_seq += 1
                     seqs.append(seq)
-                    rows.append((m.kind, m.topic, m.dev, seq, m.body, int(m.retain), m.samples, now))
+                    body = zlib.compress(m.body, 1) if self.compress else m.body
+                    added += len(body)
+                    rows.append((m.kind, m.topic, m.dev, seq, body, len(body), int(m.retain), m.samples, now))
+                if next_seq >= self._hwm:
+                    self._reserve(next_seq)
                 db.executemany(
-                    "INSERT INTO outbox (kind, topic, dev, seq, body, retain, samples, created_ms)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO outbox (kind, topic, dev, seq, body, size, retain, samples, created_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (next_seq,))
+                if self._stored_bytes + added > self.max_bytes:
+                    added -= self._drop_oldest(self._stored_bytes + added - self.max_bytes)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
+                self._stored_bytes = self._sum_bytes()
                 raise
+            self._stored_bytes += added
         return seqs
 
+    def _drop_oldest(self, excess: int) -> int:
+        """Delete the oldest messages until `excess` bytes are freed (inside the open transaction)."""
+        freed = msgs = samples = 0
+        ids = []
+        for row_id, size, n in self._db.execute("SELECT id, size, samples FROM outbox ORDER BY id"):
+            if freed >= excess:
+                break
+            ids.append((row_id,))
+            freed += size
+            msgs += 1
+            samples += n
+        self._db.executemany("DELETE FROM outbox WHERE id=?", ids)
+        self._db.execute("UPDATE meta SET value=value+? WHERE key='dropped_messages'", (msgs,))
+        self._db.execute("UPDATE meta SET value=value+? WHERE key='dropped_samples'", (samples,))
+        log.warning(
+            "buffer full (%d bytes): dropped the oldest %d messages (%d samples)", self.max_bytes, msgs, samples
+        )
+        return freed
+
+    # ------------------------------------------------------------ reading
+
     def peek(self, limit: int, after_id: int = 0) -> list[Pending]:
-        """The oldest `limit` messages with id above `after_id`, in order."""
+        """The oldest `limit` messages with id above `after_id`, in order, bodies decompressed."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, kind, topic, dev, seq, body, retain, samples, created_ms FROM outbox"
                 " WHERE id > ? ORDER BY id LIMIT ?",
                 (after_id, limit),
             ).fetchall()
-        return [Pending(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), bool(r[6]), r[7], r[8]) for r in rows]
+        out = []
+        for r in rows:
+            body = zlib.decompress(r[5]) if self.compress else bytes(r[5])
+            out.append(Pending(r[0], r[1], r[2], r[3], r[4], body, bool(r[6]), r[7], r[8]))
+        return out
 
     def ack(self, ids: list[int]) -> None:
         """Delete messages the broker has acknowledged."""
         if not ids:
             return
+        freed = 0
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                (n,) = self._db.execute(
+                    f"SELECT COALESCE(SUM(size), 0) FROM outbox WHERE id IN ({marks})", chunk
+                ).fetchone()
+                self._db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk)
+                freed += int(n)
             self._db.execute("COMMIT")
+            self._stored_bytes -= freed
 
     def depth(self) -> Depth:
         with self._lock:
-            n, size, oldest = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0), MIN(created_ms) FROM outbox"
+            n, size, oldest, samples = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created_ms), COALESCE(SUM(samples), 0) FROM outbox"
             ).fetchone()
-        return Depth(n, size, oldest)
+            dropped_m, dropped_s = self._meta("dropped_messages"), self._meta("dropped_samples")
+        return Depth(n, size, oldest, samples, dropped_m, dropped_s)
 
     def next_seq(self) -> int:
         with self._lock:
-            (value,) = self._db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
-        return int(value)
+            return self._meta("next_seq")
 
     def close(self) -> None:
         with self._lock:

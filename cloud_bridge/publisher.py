@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,6 +29,13 @@ log = logging.getLogger(__name__)
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def reconnect_delay(attempt: int, base: float = 1.0, cap: float = 60.0, jitter: float = 0.3) -> int:
+    """Seconds before the next reconnect: capped exponential backoff with jitter, so the many
+    gateways of a pilot behind one 4G operator do not all come back in the same second."""
+    delay = min(cap, base * (2 ** max(0, attempt - 1))) * (1 + random.uniform(-jitter, jitter))
+    return max(1, round(delay))
 
 
 @dataclass
@@ -52,6 +60,7 @@ class Publisher:
         *,
         version: str,
         client_id: str | None = None,
+        status_interval: float = 10.0,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -59,6 +68,9 @@ class Publisher:
         self.version = version
         self.client_id = client_id or settings.client_id or f"edgegw-{topics.enterprise_id}-{topics.gateway_id}"
         self.stats = PublisherStats()
+        self.status_interval = status_interval
+        self._next_status = 0.0
+        self._attempt = 0
         self._inflight: dict[int, Pending] = {}
         self._acked_ids: list[int] = []
         self._last_id = 0
@@ -76,6 +88,9 @@ class Publisher:
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         assert self._loop is not None
+        self._attempt += 1
+        delay = reconnect_delay(self._attempt)
+        client.reconnect_delay_set(min_delay=delay, max_delay=delay)
         self._loop.call_soon_threadsafe(self._disconnected, str(reason_code))
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
@@ -91,9 +106,9 @@ class Publisher:
             return
         self.stats.connected = True
         self.stats.connects += 1
+        self._attempt = 0
         self._connected_since = now_ms()
-        birth = encode_status(Status(True, self._connected_since, version=self.version))
-        self._client.publish(self.topics.status, birth, qos=1, retain=True)
+        self._publish_status()
         log.info("MQTT connected to %s", self.settings.url)
         self._wake.set()
 
@@ -120,6 +135,23 @@ class Publisher:
         self._acked_ids.append(row.id)
         self._wake.set()
 
+    def backlog(self) -> dict[str, int]:
+        d = self.buffer.depth()
+        return {
+            "messages": d.messages,
+            "bytes": d.bytes,
+            "samples": d.samples,
+            "behind_ms": d.behind_ms(now_ms()),
+            "dropped_messages": d.dropped_messages,
+            "dropped_samples": d.dropped_samples,
+        }
+
+    def _publish_status(self) -> None:
+        """The retained gateway status (birth), with the store-and-forward backlog."""
+        self._next_status = time.monotonic() + self.status_interval
+        status = Status(True, now_ms(), version=self.version, backlog=self.backlog())
+        self._client.publish(self.topics.status, encode_status(status), qos=1, retain=True)
+
     def wake(self) -> None:
         """Tell the drain loop that new messages wait in the buffer."""
         self._wake.set()
@@ -138,6 +170,8 @@ class Publisher:
             self._acked_ids = []
         if not self.stats.connected:
             return 0
+        if time.monotonic() >= self._next_status:
+            self._publish_status()
         room = self.settings.inflight - len(self._inflight)
         if room <= 0:
             return 0
@@ -164,7 +198,6 @@ class Publisher:
         self._client = client
         client.max_inflight_messages_set(self.settings.inflight)
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
         will = encode_status(Status(False, now_ms(), version=self.version))
         client.will_set(self.topics.status, will, qos=1, retain=True)
         client.on_connect = self._on_connect

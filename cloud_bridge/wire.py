@@ -73,6 +73,7 @@ class Status:
     ts: int
     reason: str = ""
     version: str | None = None
+    backlog: dict[str, int] | None = None  # gateway only: store-and-forward depth and drops
 
 
 # ---------------------------------------------------------------- topics
@@ -169,6 +170,8 @@ def encode_status(status: Status) -> bytes:
         d["version"] = status.version
     else:
         d["reason"] = status.reason
+    if status.backlog is not None:
+        d["backlog"] = status.backlog
     return _dumps(d)
 
 
@@ -263,4 +266,12 @@ def decode_status(payload: bytes) -> Status:
     _require(isinstance(online, bool), "'online' must be a boolean")
     version = obj.get("version")
     _require(version is None or isinstance(version, str), "'version' must be a string")
-    return Status(online, _int(obj, "ts"), _str(obj, "reason", default=""), version)  # type: ignore[arg-type]
+    backlog = obj.get("backlog")
+    if backlog is not None:
+        _require(
+            isinstance(backlog, dict)
+            and len(backlog) <= 16
+            and all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in backlog.items()),
+            "'backlog' must map names to integers",
+        )
+    return Status(online, _int(obj, "ts"), _str(obj, "reason", default=""), version, backlog)  # type: ignore[arg-type]

@@ -7,12 +7,19 @@ from typing import Any
 from drivers.base import Driver, DriverError, DriverStatus, Reading
 
 
-def make_driver(device: Any) -> Driver:
-    """A driver for a validated device config (edge_config.models.*Device)."""
+def make_driver(device: Any, *, data_dir: str = "./data") -> Driver:
+    """A driver for a validated device config (edge_config.models.*Device).
+
+    `data_dir` is the gateway's data directory (OPC UA keeps its certificates under `data_dir/pki`).
+    """
     if device.driver in ("modbus_tcp", "modbus_rtu"):
         from drivers.modbus import make_driver as make_modbus
 
         return make_modbus(device)
+    if device.driver == "opcua":
+        from drivers.opcua import OpcUaDriver
+
+        return OpcUaDriver(device, data_dir=data_dir)
     raise NotImplementedError(f"driver {device.driver!r} is not available in this version")
 
 

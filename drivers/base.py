@@ -53,14 +53,21 @@ class Driver(Protocol):
 
 
 Emit = Callable[[Sequence[Reading]], None]
+StatusSink = Callable[[DriverStatus], None]
 
 
 @runtime_checkable
 class SubscribingDriver(Protocol):
-    """A device that pushes values (OPC UA subscriptions): `start(emit)` then `stop()`."""
+    """A device that pushes values (OPC UA subscriptions): `start(emit, status)` then `stop()`.
+
+    `start` connects and subscribes, and returns once values flow (or raises DriverError). From then
+    on the driver calls `emit(readings)` with batches, and `status(DriverStatus(...))` when its state
+    changes; an offline status means it has stopped delivering (session lost, subscription dead):
+    the caller then calls `stop()` and, after a backoff, `start` again.
+    """
 
     device_id: str
 
-    async def start(self, emit: Emit) -> None: ...
+    async def start(self, emit: Emit, status: StatusSink | None = None) -> None: ...
 
     async def stop(self) -> None: ...

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from edge_config.durations import Duration
 from edge_config.modbus import parse_address
@@ -89,6 +89,33 @@ class MqttSection(Frozen):
         return v
 
 
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
+
+
+def _parse_size(v: object) -> object:
+    if isinstance(v, str):
+        text = v.strip().upper().replace("IB", "B")
+        num = text.rstrip("KMGB ")
+        unit = text[len(num) :].strip()
+        if not num.replace(".", "", 1).isdigit() or unit not in _SIZE_UNITS:
+            raise ValueError(f"{v!r} is not a size (use 512MB, 2GB or bytes)")
+        return int(float(num) * _SIZE_UNITS[unit])
+    return v
+
+
+class BufferSection(Frozen):
+    """The store-and-forward buffer (SQLite in data_dir)."""
+
+    max_bytes: Annotated[int, BeforeValidator(_parse_size), Field(ge=1 << 20)] = Field(
+        1 << 30, description="bound on stored messages; past it the oldest are dropped and counted (512MB, 2GB)"
+    )
+    synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", description="FULL survives power loss (one fsync per scan); NORMAL only a killed process"
+    )
+    compress: bool = True
+    status_interval: Duration = Field(10.0, description="how often the gateway status topic reports the backlog")
+
+
 class ApiSection(Frozen):
     listen: str = "127.0.0.1:8080"
     token: str | None = Field(None, description="bearer token required for API writes; or EDGEGW_API_TOKEN")
@@ -161,10 +188,32 @@ class ModbusTag(TagBase):
 
 class OpcUaTag(TagBase):
     type: TagType | None = None  # type: ignore[assignment]  # taken from the server when absent
-    node: str
+    node: str = Field(description="ns=2;s=Name, ns=2;i=1001, ns=2;g=GUID, ns=2;b=BASE64 or nsu=URI;s=Name")
     mode: Literal["subscribe", "poll"] = "subscribe"
-    sampling_interval: Duration | None = None
-    queue_size: int = Field(1, ge=1)
+    sampling_interval: Duration | None = Field(
+        None, description="subscribe: how often the server samples; poll: how often it is read (default poll_interval)"
+    )
+    queue_size: int = Field(1, ge=1, le=10000, description="subscribe: values the server queues between publishes")
+    deadband_percent: float | None = Field(
+        None, gt=0, le=100, description="subscribe: server-side deadband in percent of the node's EURange"
+    )
+
+    @field_validator("node", mode="before")
+    @classmethod
+    def _check_node(cls, v: object) -> str:
+        from edge_config.opcua import parse_node_id
+
+        text = str(v).strip()
+        parse_node_id(text)
+        return text
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> OpcUaTag:
+        if self.deadband_percent is not None and (self.mode != "subscribe" or self.deadband is not None):
+            raise ValueError("deadband_percent: only for mode subscribe, and not together with deadband")
+        if self.sampling_interval is not None and self.sampling_interval <= 0 and self.mode == "poll":
+            raise ValueError("sampling_interval must be above 0 for mode poll")
+        return self
 
 
 # ---------------------------------------------------------------- connections
@@ -199,7 +248,21 @@ class OpcUaConnection(Frozen):
     security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
     username: str | None = None
     password: str | None = None
+    user_certificate: str | None = Field(None, description="X.509 user identity: certificate file (PEM or DER)")
+    user_private_key: str | None = Field(None, description="X.509 user identity: private key file (PEM)")
+    trusted_certs_dir: str | None = Field(
+        None, description="trusted server certificates (DER/PEM); default {data_dir}/pki/trusted"
+    )
+    trust_on_first_use: bool = Field(
+        False, description="trust and store an unknown server certificate the first time (commissioning only)"
+    )
     timeout: Duration = 4.0
+    publishing_interval: Duration | None = Field(
+        None, description="subscription publishing interval; default the shortest sampling interval"
+    )
+    keepalive: Duration = Field(5.0, description="a subscription silent for 3× this is dead and is re-created")
+    max_nodes_per_request: int = Field(1000, ge=1, le=100000, description="nodes per Read or CreateMonitoredItems")
+    reconnect_max_delay: Duration = Field(10.0, description="cap of the reconnect backoff")
 
     @field_validator("endpoint")
     @classmethod
@@ -207,6 +270,20 @@ class OpcUaConnection(Frozen):
         if not v.startswith("opc.tcp://"):
             raise ValueError(f"{v!r} is not an OPC UA endpoint (opc.tcp://host:4840)")
         return v
+
+    @model_validator(mode="after")
+    def _check_security(self) -> OpcUaConnection:
+        if (self.security_policy == "None") != (self.security_mode == "None"):
+            raise ValueError("security_mode must be None with policy None, and Sign or SignAndEncrypt otherwise")
+        if (self.user_certificate is None) != (self.user_private_key is None):
+            raise ValueError("user_certificate and user_private_key go together")
+        if self.user_certificate is not None and self.username is not None:
+            raise ValueError("use either username/password or user_certificate, not both")
+        if self.password is not None and self.username is None:
+            raise ValueError("password without username")
+        if self.keepalive <= 0 or self.timeout <= 0:
+            raise ValueError("keepalive and timeout must be above 0")
+        return self
 
 
 # ---------------------------------------------------------------- OEE and devices
@@ -290,6 +367,7 @@ class GatewayConfig(Frozen):
     gateway: GatewaySection
     mqtt: MqttSection = MqttSection()
     api: ApiSection = ApiSection()
+    buffer: BufferSection = BufferSection()
     devices: list[Device] = Field(default_factory=list)
 
     @model_validator(mode="after")

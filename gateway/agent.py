@@ -36,9 +36,14 @@ class Agent:
         self.config = config
         gw = config.gateway
         data_dir = Path(gw.data_dir)
-        self.buffer = Buffer(data_dir / "buffer.db")
+        buf = config.buffer
+        self.buffer = Buffer(
+            data_dir / "buffer.db", synchronous=buf.synchronous, max_bytes=buf.max_bytes, compress=buf.compress
+        )
         self.topics = Topics(config.mqtt.topic_prefix, gw.enterprise_id, gw.id)
-        self.publisher = Publisher(config.mqtt, self.topics, self.buffer, version=__version__)
+        self.publisher = Publisher(
+            config.mqtt, self.topics, self.buffer, version=__version__, status_interval=buf.status_interval
+        )
         self.backlog_at_stop: Depth | None = None
         self.runtime = Runtime(config, self.buffer, self.publisher, make_driver)
 

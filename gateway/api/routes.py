@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException
@@ -36,7 +35,6 @@ def build_router(agent: Agent) -> APIRouter:
 
     @router.get("/health")
     def health() -> dict[str, Any]:
-        depth = agent.buffer.depth()
         p = agent.publisher.stats
         return {
             "status": "ok",
@@ -44,11 +42,7 @@ def build_router(agent: Agent) -> APIRouter:
             "gateway": agent.config.gateway.id,
             "enterprise": agent.config.gateway.enterprise_id,
             "mqtt": {"connected": p.connected, "url": agent.config.mqtt.url, "last_error": p.last_error},
-            "buffer": {
-                "messages": depth.messages,
-                "bytes": depth.bytes,
-                "behind_ms": (int(time.time() * 1000) - depth.oldest_ms) if depth.oldest_ms else 0,
-            },
+            "buffer": agent.publisher.backlog(),
             "devices_online": sum(1 for s in agent.runtime.devices.values() if s.online),
             "devices": len(agent.runtime.devices),
         }

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cloud_bridge.buffer import Buffer, Outgoing
 
 
@@ -60,3 +62,61 @@ def test_committed_rows_survive_sigkill(tmp_path: Path) -> None:
     assert b.depth().messages == 50
     assert [r.seq for r in b.peek(100)] == list(range(1, 51))
     assert b.next_seq() == 51
+
+
+def test_bodies_are_compressed_on_disk_and_come_back_intact(tmp_path: Path) -> None:
+    body = (
+        b'{"samples":['
+        + b",".join(b'{"tag":"speed","v":900.1,"ts":1795745132987,"q":"good"}' for _ in range(100))
+        + b"]}"
+    )
+    b = Buffer(tmp_path / "b.db")
+    b.enqueue([Outgoing("data", "t", "d", body, samples=100)])
+    assert b.peek(1)[0].body == body
+    assert b.depth().bytes < len(body) / 5
+    assert b.depth().samples == 100
+
+
+def test_full_buffer_drops_oldest_and_counts_it(tmp_path: Path) -> None:
+    b = Buffer(tmp_path / "b.db", max_bytes=1000, compress=False)
+    for i in range(30):
+        b.enqueue([Outgoing("data", "t", "d", b"x" * 100, samples=10)], now_ms=i)
+    depth = b.depth()
+    assert depth.bytes <= 1000
+    assert depth.messages == 10
+    assert depth.dropped_messages == 20 and depth.dropped_samples == 200
+    assert [r.seq for r in b.peek(100)] == list(range(21, 31)), "the newest are kept, in order"
+    b.close()
+    assert Buffer(tmp_path / "b.db", max_bytes=1000).depth().dropped_messages == 20, "drops are persisted"
+
+
+def test_corrupt_buffer_is_moved_aside_and_seq_never_repeats(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    b = Buffer(path)
+    b.enqueue([data("a") for _ in range(5)])
+    b.close()
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    path.write_bytes(b"this is not an SQLite database, a disk error ate it" * 100)
+    b2 = Buffer(path)
+    assert b2.corrupt_file is not None and b2.corrupt_file.exists()
+    assert b2.depth().messages == 0
+    (seq,) = b2.enqueue([data("a")])
+    assert seq is not None and seq > 5
+
+
+def test_deleted_buffer_does_not_restart_seq_at_one(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    b = Buffer(path)
+    b.enqueue([data("a")])
+    b.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    assert Buffer(path).enqueue([data("a")])[0] != 1
+
+
+def test_seq_reservation_crosses_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("cloud_bridge.buffer.SEQ_BLOCK", 3)
+    b = Buffer(tmp_path / "b.db")
+    assert b.enqueue([data("a") for _ in range(7)]) == list(range(1, 8))
+    assert int((tmp_path / "b.db.seq.hwm").read_text()) > 8
