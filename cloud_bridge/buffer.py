@@ -50,6 +50,18 @@ CREATE TABLE IF NOT EXISTS outbox (
     samples INTEGER NOT NULL,
     created_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    dev TEXT NOT NULL,
+    seq INTEGER,
+    body BLOB NOT NULL,
+    samples INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    failed_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 1);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped_messages', 0);
@@ -279,6 +291,35 @@ class Buffer:
                 freed += int(n)
             self._db.execute("COMMIT")
             self._stored_bytes -= freed
+
+    def dead_letter(self, ids: list[int], reason: str) -> None:
+        """Move messages the broker will never accept (e.g. not authorised for the topic) out of the queue,
+        kept with the reason for a person to look at."""
+        if not ids:
+            return
+        now = int(time.time() * 1000)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            for i in ids:
+                row = self._db.execute(
+                    "SELECT id, kind, topic, dev, seq, body, samples, created_ms, size FROM outbox WHERE id=?", (i,)
+                ).fetchone()
+                if row is None:
+                    continue
+                self._db.execute(
+                    "INSERT OR REPLACE INTO dead_letters"
+                    " (id, kind, topic, dev, seq, body, samples, created_ms, failed_ms, reason)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row[:8], now, reason),
+                )
+                self._db.execute("DELETE FROM outbox WHERE id=?", (i,))
+                self._stored_bytes -= int(row[8])
+            self._db.execute("COMMIT")
+
+    def dead_letter_count(self) -> int:
+        with self._lock:
+            (n,) = self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()
+        return int(n)
 
     def depth(self) -> Depth:
         with self._lock:

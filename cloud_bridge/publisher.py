@@ -19,6 +19,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import paho.mqtt.client as mqtt
+
 from cloud_bridge.buffer import Buffer, Pending
 from cloud_bridge.mqtt_common import host_port, make_client
 from cloud_bridge.wire import Status, Topics, encode_status, envelope
@@ -73,6 +75,7 @@ class Publisher:
         self._attempt = 0
         self._inflight: dict[int, Pending] = {}
         self._acked_ids: list[int] = []
+        self._rejected: list[tuple[int, str]] = []
         self._last_id = 0
         self._connected_since = 0
         self._started_ms = now_ms()
@@ -91,7 +94,7 @@ class Publisher:
         self._attempt += 1
         delay = reconnect_delay(self._attempt)
         client.reconnect_delay_set(min_delay=delay, max_delay=delay)
-        self._loop.call_soon_threadsafe(self._disconnected, str(reason_code))
+        self._loop.call_soon_threadsafe(self._disconnected, str(reason_code), bool(reason_code.is_failure))
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         assert self._loop is not None
@@ -112,28 +115,33 @@ class Publisher:
         log.info("MQTT connected to %s", self.settings.url)
         self._wake.set()
 
-    def _disconnected(self, reason: str) -> None:
-        if self.stats.connected:
+    def _disconnected(self, reason: str, failure: bool = True) -> None:
+        if self.stats.connected and failure:
             self.stats.disconnects += 1
             log.warning("MQTT connection lost: %s", reason)
         self.stats.connected = False
-        self.stats.last_error = f"disconnected: {reason}"
+        if failure:
+            self.stats.last_error = f"disconnected: {reason}"
 
     def _acked(self, mid: int, failed: bool, reason: str) -> None:
         row = self._inflight.pop(mid, None)
         if row is None:
             return  # the birth message, or a late duplicate ack
         if failed:
-            # The broker will never take this message (e.g. not authorised for the topic):
-            # it is dropped from the buffer and counted, not retried for ever.
-            self.stats.rejected += 1
-            self.stats.last_error = f"broker rejected {row.topic}: {reason}"
-            log.error("broker rejected message seq=%s on %s: %s", row.seq, row.topic, reason)
+            self._reject(row, f"broker rejected it: {reason}")
         else:
             self.stats.acked += 1
             self.stats.samples_acked[row.dev] += row.samples
-        self._acked_ids.append(row.id)
+            self._acked_ids.append(row.id)
         self._wake.set()
+
+    def _reject(self, row: Pending, reason: str) -> None:
+        """A message that can never be sent (not authorised, too large): dead-lettered in the buffer,
+        counted and logged, not retried for ever and not blocking the queue."""
+        self.stats.rejected += 1
+        self.stats.last_error = f"{row.topic} seq={row.seq}: {reason}"
+        log.error("dead-lettered message seq=%s on %s: %s", row.seq, row.topic, reason)
+        self._rejected.append((row.id, reason))
 
     def backlog(self) -> dict[str, int]:
         d = self.buffer.depth()
@@ -165,9 +173,7 @@ class Publisher:
         return envelope(self.topics.gateway_id, row.dev, row.seq, hist, row.body)
 
     def _drain_once(self) -> int:
-        if self._acked_ids:
-            self.buffer.ack(self._acked_ids)
-            self._acked_ids = []
+        self._flush_acks()
         if not self.stats.connected:
             return 0
         if time.monotonic() >= self._next_status:
@@ -177,11 +183,27 @@ class Publisher:
             return 0
         rows = self.buffer.peek(room, after_id=self._last_id)
         for row in rows:
-            info = self._client.publish(row.topic, self._payload(row), qos=1, retain=row.retain)
-            self._inflight[info.mid] = row
             self._last_id = row.id
+            try:
+                info = self._client.publish(row.topic, self._payload(row), qos=1, retain=row.retain)
+            except ValueError as e:  # paho refuses e.g. an oversized payload or a bad topic
+                self._reject(row, str(e))
+                continue
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                self._reject(row, mqtt.error_string(info.rc))
+                continue
+            self._inflight[info.mid] = row  # NO_CONN: paho keeps it and sends it after the reconnect
             self.stats.published += 1
         return len(rows)
+
+    def _flush_acks(self) -> None:
+        if self._acked_ids:
+            self.buffer.ack(self._acked_ids)
+            self._acked_ids = []
+        if self._rejected:
+            for row_id, reason in self._rejected:
+                self.buffer.dead_letter([row_id], reason)
+            self._rejected = []
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, drain the buffer until `stop` is set, then say goodbye cleanly."""
@@ -228,9 +250,7 @@ class Publisher:
             if sent == 0 and not self._inflight:
                 break
             await asyncio.sleep(0.05)
-        if self._acked_ids:
-            self.buffer.ack(self._acked_ids)
-            self._acked_ids = []
+        self._flush_acks()
         if self.stats.connected:
             bye = encode_status(Status(False, now_ms(), version=self.version))
             info = self._client.publish(self.topics.status, bye, qos=1, retain=True)

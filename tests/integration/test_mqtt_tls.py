@@ -120,3 +120,33 @@ async def test_untrusted_server_certificate_is_refused(tmp_path: Path, tls_broke
     )
     pub = await publish_one(settings, tmp_path, timeout=3)
     assert pub.stats.connects == 0 and pub.buffer.depth().messages == 1
+
+
+async def test_message_the_broker_refuses_is_dead_lettered_and_does_not_block(tmp_path: Path) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite sf/v1/ent-t/gw-tls/#\ntopic read $SYS/#\n")
+    broker = MosquittoServer(free_port(), tmp_path / "mq", extra=[f"acl_file {acl}"])
+    broker.start()
+    try:
+        buffer = Buffer(tmp_path / "buf.db")
+        body = encode_data_body([Sample("t", 2.5, 1)])
+        buffer.enqueue(
+            [
+                Outgoing("data", "sf/v1/ent-t/other-gw/dev-1/data", "dev-1", body, samples=1),  # not ours to write
+                Outgoing("data", "sf/v1/ent-t/gw-tls/dev-1/data", "dev-1", body, samples=1),
+            ]
+        )
+        pub = Publisher(MqttSection(url=broker.url), Topics("sf/v1", "ent-t", "gw-tls"), buffer, version="t")
+        stop = asyncio.Event()
+        task = asyncio.create_task(pub.run(stop))
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and buffer.depth().messages:
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+        assert buffer.depth().messages == 0, "the refused message does not block the queue"
+        assert pub.stats.acked == 1 and pub.stats.rejected == 1
+        assert buffer.dead_letter_count() == 1
+        assert "not authorized" in pub.stats.last_error.lower()
+    finally:
+        broker.stop()
