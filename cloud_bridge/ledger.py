@@ -11,10 +11,11 @@ there, so redeliveries and concurrent ingesters never count a message twice.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from cloud_bridge.sqldb import Cursor, Database
-from cloud_bridge.wire import DataMessage, EventMessage, Status
+from cloud_bridge.wire import DataMessage, DeviceMeta, EventMessage, Status, encode_meta
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS received (
@@ -41,6 +42,27 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS dead_letters (
         id INTEGER PRIMARY KEY, received_ms BIGINT NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,
         reason TEXT NOT NULL)""",
+    # evidence (OEE, online time, networked equipment): see the "OEE and evidence" section of README.md
+    # samples per device and minute (minute = epoch ms of its start), written with the data statistics
+    """CREATE TABLE IF NOT EXISTS device_activity (
+        ent TEXT NOT NULL, gw TEXT NOT NULL, dev TEXT NOT NULL, minute BIGINT NOT NULL,
+        samples BIGINT NOT NULL, good_samples BIGINT NOT NULL, first_ts BIGINT NOT NULL, last_ts BIGINT NOT NULL,
+        PRIMARY KEY (ent, gw, dev, minute))""",
+    "CREATE INDEX IF NOT EXISTS device_activity_ent_minute ON device_activity (ent, minute)",
+    # OEE state changes and counter snapshots, with the counter values they carry
+    """CREATE TABLE IF NOT EXISTS device_counts (
+        ent TEXT NOT NULL, gw TEXT NOT NULL, dev TEXT NOT NULL, ts BIGINT NOT NULL, kind TEXT NOT NULL,
+        state TEXT, total REAL, good REAL, reject REAL, readings REAL, good_readings REAL)""",
+    "CREATE INDEX IF NOT EXISTS device_counts_dev_ts ON device_counts (ent, gw, dev, ts)",
+    # retained device metadata (birth): the latest per device, and every config hash ever announced
+    """CREATE TABLE IF NOT EXISTS device_meta (
+        ent TEXT NOT NULL, gw TEXT NOT NULL, dev TEXT NOT NULL, ts BIGINT NOT NULL, config_hash TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (ent, gw, dev))""",
+    """CREATE TABLE IF NOT EXISTS meta_log (
+        ent TEXT NOT NULL, gw TEXT NOT NULL, dev TEXT NOT NULL, ts BIGINT NOT NULL, config_hash TEXT NOT NULL,
+        version TEXT NOT NULL,
+        PRIMARY KEY (ent, gw, dev, ts))""",
 )
 
 _INSERT_RECEIVED = """INSERT INTO received (ent, gw, seq, dev, kind, received_ms) VALUES (?, ?, ?, ?, ?, ?)
@@ -108,38 +130,85 @@ class Ledger:
     def is_duplicate(self, ent: str, gw: str, seq: int) -> bool:
         return bool(self.db.rows("SELECT 1 AS x FROM received WHERE ent = ? AND gw = ? AND seq = ?", (ent, gw, seq)))
 
+    def recorded(self, keys: Iterable[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
+        """Those of `keys` (ent, gw, seq) already recorded: one indexed query per 500 keys."""
+        unique = list(dict.fromkeys(keys))
+        found: set[tuple[str, str, int]] = set()
+        for i in range(0, len(unique), 500):
+            chunk = unique[i : i + 500]
+            # A CTE joined on the primary key: both SQLite and PostgreSQL look each key up in the index
+            # (SQLite scans the whole table for the row-value form `(ent, gw, seq) IN (VALUES ...)`).
+            sql = (
+                f"WITH k (ent, gw, seq) AS (VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) "
+                "SELECT r.ent, r.gw, r.seq FROM k JOIN received AS r ON r.ent = k.ent AND r.gw = k.gw AND r.seq = k.seq"
+            )
+            rows = self.db.rows(sql, [x for key in chunk for x in key])
+            found.update((r["ent"], r["gw"], int(r["seq"])) for r in rows)
+        return found
+
     def record_data(self, ent: str, msg: DataMessage) -> bool:
         """Record a data message and its statistics atomically; False (no change) if already recorded."""
         with self.db.transaction() as cur:
             return self._record_data(cur, ent, msg)
 
     def _record_data(self, cur: Cursor, ent: str, msg: DataMessage) -> bool:
-        # Aggregate per tag in Python: one statement per tag, not per sample.
-        tags: dict[str, list[Any]] = {}  # tag → [samples, last_ts, last_value]
         if not msg.samples:
             raise ValueError("a data message without samples")
-        good = 0
-        first = last = msg.samples[0].ts
-        for s in msg.samples:
-            if s.q == "good":
-                good += 1
-            first = min(first, s.ts)
-            last = max(last, s.ts)
-            t = tags.get(s.tag)
-            if t is None:
-                tags[s.tag] = [1, s.ts, s.v]
-            else:
-                t[0] += 1
-                if s.ts >= t[1]:
-                    t[1], t[2] = s.ts, s.v
         if not self._claim(cur, ent, msg.gw, msg.seq, msg.dev, "data"):
             return False
-        cur.execute(_UPSERT_DEVICE_STATS, (ent, msg.gw, msg.dev, first, last, len(msg.samples), good))
+        self._add_data_stats(cur, [(ent, msg)])
+        return True
+
+    @staticmethod
+    def _add_data_stats(cur: Cursor, items: Sequence[tuple[str, DataMessage]]) -> None:
+        """Add the statistics of newly claimed data messages: aggregated in Python first, so one
+        statement per device and per (device, tag) whatever the number of messages and samples.
+        The result equals recording the messages one by one in this order (on equal timestamps the
+        later sample is the tag's last value; a unit given later replaces an earlier one)."""
+        devices: dict[tuple[str, str, str], list[int]] = {}  # → [first_seen, last_seen, samples, good]
+        tags: dict[tuple[str, str, str], dict[str, list[Any]]] = {}  # → tag → [samples, last_ts, last_v, unit]
+        for ent, msg in items:
+            key = (ent, msg.gw, msg.dev)
+            dev_tags = tags.setdefault(key, {})
+            units = msg.units
+            good = 0
+            first = last = msg.samples[0].ts
+            for s in msg.samples:
+                ts = s.ts
+                if s.q == "good":
+                    good += 1
+                if ts < first:
+                    first = ts
+                elif ts > last:
+                    last = ts
+                t = dev_tags.get(s.tag)
+                if t is None:
+                    dev_tags[s.tag] = [1, ts, s.v, units.get(s.tag)]
+                else:
+                    t[0] += 1
+                    if ts >= t[1]:
+                        t[1] = ts
+                        t[2] = s.v
+                    if units and (unit := units.get(s.tag)) is not None:
+                        t[3] = unit
+            d = devices.get(key)
+            if d is None:
+                devices[key] = [first, last, len(msg.samples), good]
+            else:
+                d[0] = min(d[0], first)
+                d[1] = max(d[1], last)
+                d[2] += len(msg.samples)
+                d[3] += good
+        cur.executemany(_UPSERT_DEVICE_STATS, [(*key, *d) for key, d in devices.items()])
         cur.executemany(
             _UPSERT_TAG_STATS,
-            [(ent, msg.gw, msg.dev, tag, msg.units.get(tag), n, ts, value_text(v)) for tag, (n, ts, v) in tags.items()],
+            [
+                (*key, tag, unit, n, ts, value_text(v))
+                for key, dev_tags in tags.items()
+                for tag, (n, ts, v, unit) in dev_tags.items()
+            ],
         )
-        return True
+        _add_activity(cur, items)
 
     def record_events(self, ent: str, msg: EventMessage) -> bool:
         """Record an events message atomically; False (no change) if already recorded."""
@@ -150,7 +219,40 @@ class Ledger:
         if not self._claim(cur, ent, msg.gw, msg.seq, msg.dev, "events"):
             return False
         cur.executemany(_INSERT_EVENT, [(ent, msg.gw, msg.dev, e.ts, e.kind, e.reason, e.state) for e in msg.events])
+        _add_counts(cur, ent, msg)
         return True
+
+    def record_batch(self, items: Sequence[tuple[str, DataMessage | EventMessage]]) -> list[bool]:
+        """Record many (ent, message) pairs in ONE transaction (one commit: one fsync on SQLite).
+
+        Per item: True if newly recorded, False if its (ent, gw, seq) was already there (recorded
+        before, meanwhile by a concurrent ingester, or earlier in the same batch): idempotent, as
+        `record_data` / `record_events`. All or nothing: if it raises, nothing of the batch is kept.
+        """
+        if any(isinstance(msg, DataMessage) and not msg.samples for _, msg in items):
+            raise ValueError("a data message without samples")
+        with self.db.transaction() as cur:
+            results: list[bool] = []
+            claimed_data: list[tuple[str, DataMessage]] = []
+            for ent, msg in items:
+                if isinstance(msg, DataMessage):
+                    new = self._claim(cur, ent, msg.gw, msg.seq, msg.dev, "data")
+                    if new:
+                        claimed_data.append((ent, msg))
+                else:
+                    new = self._record_message(cur, ent, msg)
+                results.append(new)
+            if claimed_data:
+                self._add_data_stats(cur, claimed_data)  # statistics of all data messages at once
+            return results
+
+    def _record_message(self, cur: Cursor, ent: str, msg: DataMessage | EventMessage) -> bool:
+        """One message inside an open transaction, by its type (new message kinds go here)."""
+        if isinstance(msg, DataMessage):
+            return self._record_data(cur, ent, msg)
+        if isinstance(msg, EventMessage):
+            return self._record_events(cur, ent, msg)
+        raise TypeError(f"the ledger cannot record a {type(msg).__name__}")
 
     def record_status(self, ent: str, gw: str, dev: str | None, status: Status) -> None:
         """Keep the latest status of a device (or of the gateway itself when `dev` is None)."""
@@ -222,6 +324,80 @@ class Ledger:
 
     def close(self) -> None:
         self.db.close()
+
+    # ------------------------------------------------------------ evidence (OEE, online time, metadata)
+
+    def record_meta(self, ent: str, meta: DeviceMeta) -> None:
+        """Keep a device's latest metadata and log the config hash it announces (idempotent)."""
+        body = encode_meta(meta).decode()
+        with self.db.transaction() as cur:
+            cur.execute(_UPSERT_META, (ent, meta.gw, meta.dev, meta.ts, meta.config_hash, body))
+            cur.execute(_INSERT_META_LOG, (ent, meta.gw, meta.dev, meta.ts, meta.config_hash, meta.version))
+
+
+_UPSERT_ACTIVITY = """INSERT INTO device_activity (ent, gw, dev, minute, samples, good_samples, first_ts, last_ts)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (ent, gw, dev, minute) DO UPDATE SET
+        samples = device_activity.samples + excluded.samples,
+        good_samples = device_activity.good_samples + excluded.good_samples,
+        first_ts = CASE WHEN excluded.first_ts < device_activity.first_ts
+                        THEN excluded.first_ts ELSE device_activity.first_ts END,
+        last_ts = CASE WHEN excluded.last_ts > device_activity.last_ts
+                       THEN excluded.last_ts ELSE device_activity.last_ts END"""
+
+_INSERT_COUNTS = """INSERT INTO device_counts
+        (ent, gw, dev, ts, kind, state, total, good, reject, readings, good_readings)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+_UPSERT_META = """INSERT INTO device_meta (ent, gw, dev, ts, config_hash, body) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (ent, gw, dev) DO UPDATE SET
+        ts = excluded.ts, config_hash = excluded.config_hash, body = excluded.body
+    WHERE excluded.ts >= device_meta.ts"""
+
+_INSERT_META_LOG = """INSERT INTO meta_log (ent, gw, dev, ts, config_hash, version) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (ent, gw, dev, ts) DO NOTHING"""
+
+MINUTE_MS = 60_000
+_COUNT_COLUMNS = ("total", "good", "reject", "readings", "good_readings")
+
+
+def _add_activity(cur: Cursor, items: Sequence[tuple[str, DataMessage]]) -> None:
+    """Samples per device and minute of newly claimed data messages (inside the claiming transaction)."""
+    buckets: dict[tuple[str, str, str, int], list[int]] = {}  # → [samples, good, first_ts, last_ts]
+    for ent, msg in items:
+        for s in msg.samples:
+            key = (ent, msg.gw, msg.dev, s.ts - s.ts % MINUTE_MS)
+            b = buckets.get(key)
+            good = 1 if s.q == "good" else 0
+            if b is None:
+                buckets[key] = [1, good, s.ts, s.ts]
+            else:
+                b[0] += 1
+                b[1] += good
+                b[2] = min(b[2], s.ts)
+                b[3] = max(b[3], s.ts)
+    cur.executemany(_UPSERT_ACTIVITY, [(*k, *b) for k, b in buckets.items()])
+
+
+def _add_counts(cur: Cursor, ent: str, msg: EventMessage) -> None:
+    """OEE state changes and counter snapshots of a newly claimed events message, with their counts."""
+    rows = []
+    for e in msg.events:
+        if e.kind not in ("state", "snapshot") and e.counts is None:
+            continue
+        c = e.counts or {}
+        rows.append(
+            (
+                ent,
+                msg.gw,
+                msg.dev,
+                e.ts,
+                e.kind,
+                e.state,
+                *(None if (v := c.get(k)) is None else float(v) for k in _COUNT_COLUMNS),
+            )
+        )
+    cur.executemany(_INSERT_COUNTS, rows)
 
 
 def _filters(**conditions: str | None) -> tuple[str, list[str]]:

@@ -36,14 +36,27 @@ class Sample:
     q: Quality = "good"
 
 
+EVENT_KINDS = ("online", "offline", "state", "snapshot")
+# OEE states on the wire: the config's state map, plus `unknown` (a value the map does not name, or a bad read)
+EVENT_STATES = frozenset(("running", "idle", "fault", "setup", "planned_stop", "unknown"))
+# counts: the device's counters (engineering values) and the gateway's reading counters since it started
+COUNT_KEYS = frozenset(("total", "good", "reject", "readings", "good_readings"))
+DOMAINS = frozenset(("equipment", "energy", "quality", "production", "safety"))
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A device event: `online`, `offline` or `state` (OEE state change)."""
+    """A device event: `online`, `offline`, `state` (OEE state change) or `snapshot` (periodic counters).
+
+    `counts` (optional) holds counter values at `ts`: `total`, `good`, `reject` (the device's counters)
+    and `readings`, `good_readings` (readings the gateway took of the device since it started).
+    """
 
     kind: str
     ts: int
     reason: str = ""
     state: str | None = None
+    counts: dict[str, int | float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +115,16 @@ class Topics:
     def events(self, device_id: str) -> str:
         return f"{self.root}/{device_id}/events"
 
+    def meta(self, device_id: str) -> str:
+        return f"{self.root}/{device_id}/meta"
+
 
 @dataclass(frozen=True, slots=True)
 class TopicInfo:
     enterprise_id: str
     gateway_id: str
     device_id: str | None
-    kind: Literal["status", "data", "events"]
+    kind: Literal["status", "data", "events", "meta"]
 
 
 def parse_topic(topic: str, prefix: str) -> TopicInfo:
@@ -119,7 +135,7 @@ def parse_topic(topic: str, prefix: str) -> TopicInfo:
     if len(parts) == 3 and parts[2] == "status":
         ent, gw, kind = parts
         dev = None
-    elif len(parts) == 4 and parts[3] in ("status", "data", "events"):
+    elif len(parts) == 4 and parts[3] in ("status", "data", "events", "meta"):
         ent, gw, dev, kind = parts
     else:
         raise WireError(f"topic {topic!r} does not follow the wire contract")
@@ -154,6 +170,8 @@ def encode_event_body(events: tuple[Event, ...] | list[Event]) -> bytes:
         d: dict[str, Any] = {"kind": e.kind, "ts": e.ts, "reason": e.reason}
         if e.state is not None:
             d["state"] = e.state
+        if e.counts is not None:
+            d["counts"] = e.counts
         out.append(d)
     return _dumps({"events": out})
 
@@ -253,11 +271,29 @@ def decode_events(payload: bytes) -> EventMessage:
     for e in raw:
         _require(isinstance(e, dict), "an event must be an object")
         kind = _str(e, "kind")
-        _require(kind in ("online", "offline", "state"), f"unknown event kind {kind!r}")
+        _require(kind in EVENT_KINDS, f"unknown event kind {kind!r}")
         state = e.get("state")
         _require(state is None or isinstance(state, str), "'state' must be a string")
-        events.append(Event(kind, _int(e, "ts"), _str(e, "reason", default=""), state))
+        if kind == "state" or (kind == "snapshot" and state is not None):
+            _require(state in EVENT_STATES, f"{kind} event: 'state' must be one of {', '.join(sorted(EVENT_STATES))}")
+        counts = _counts(e.get("counts"))
+        _require(kind != "snapshot" or counts is not None, "a snapshot event needs 'counts'")
+        events.append(Event(kind, _int(e, "ts"), _str(e, "reason", default=""), state, counts))
     return EventMessage(gw, dev, seq, hist, tuple(events))
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _counts(raw: Any) -> dict[str, int | float] | None:
+    if raw is None:
+        return None
+    _require(
+        isinstance(raw, dict) and all(k in COUNT_KEYS and _number(v) for k, v in raw.items()),
+        f"'counts' must map {', '.join(sorted(COUNT_KEYS))} to finite numbers",
+    )
+    return dict(raw)
 
 
 def decode_status(payload: bytes) -> Status:
@@ -275,3 +311,159 @@ def decode_status(payload: bytes) -> Status:
             "'backlog' must map names to integers",
         )
     return Status(online, _int(obj, "ts"), _str(obj, "reason", default=""), version, backlog)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- device metadata (birth)
+
+
+@dataclass(frozen=True, slots=True)
+class TagMeta:
+    name: str
+    unit: str | None = None
+    domain: str | None = None  # business area: equipment, energy, quality, production, safety
+    type: str | None = None
+    interval_s: float | None = None  # how often it is read; None when the device pushes it (subscription)
+
+
+@dataclass(frozen=True, slots=True)
+class OeeMeta:
+    state_tag: str
+    total_count_tag: str | None = None
+    good_count_tag: str | None = None
+    reject_count_tag: str | None = None
+    ideal_cycle_time_s: float | None = None
+    counter_max: float | None = None  # engineering value at which the counters wrap (None: they don't)
+    resolution: float = 1.0  # one count in engineering units
+    micro_stop_s: float = 120.0
+    micro_stop_loss: str = "performance"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceMeta:
+    """Retained per-device metadata (`.../{device_id}/meta`), published when the gateway starts: what the
+    device is, its tags and their business areas, its OEE settings and the hash of the config behind it."""
+
+    gw: str
+    dev: str
+    ts: int
+    name: str = ""
+    type: str = ""
+    line: str = ""
+    production: bool = True
+    driver: str = ""
+    poll_interval_s: float | None = None
+    tags: tuple[TagMeta, ...] = ()
+    oee: OeeMeta | None = None
+    config_hash: str = ""  # SHA-256 (hex) of the gateway config's canonical JSON
+    version: str = ""  # gateway software version
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_MICRO_LOSSES = ("performance", "availability")
+
+
+def encode_meta(meta: DeviceMeta) -> bytes:
+    d: dict[str, Any] = {
+        "v": WIRE_VERSION,
+        "gw": meta.gw,
+        "dev": meta.dev,
+        "ts": meta.ts,
+        "name": meta.name,
+        "type": meta.type,
+        "line": meta.line,
+        "production": meta.production,
+        "driver": meta.driver,
+        "poll_interval_s": meta.poll_interval_s,
+        "tags": [
+            {"name": t.name, "unit": t.unit, "domain": t.domain, "type": t.type, "interval_s": t.interval_s}
+            for t in meta.tags
+        ],
+        "oee": None,
+        "config_hash": meta.config_hash,
+        "version": meta.version,
+    }
+    if meta.oee is not None:
+        o = meta.oee
+        d["oee"] = {
+            "state_tag": o.state_tag,
+            "total_count_tag": o.total_count_tag,
+            "good_count_tag": o.good_count_tag,
+            "reject_count_tag": o.reject_count_tag,
+            "ideal_cycle_time_s": o.ideal_cycle_time_s,
+            "counter_max": o.counter_max,
+            "resolution": o.resolution,
+            "micro_stop_s": o.micro_stop_s,
+            "micro_stop_loss": o.micro_stop_loss,
+        }
+    return _dumps(d)
+
+
+def _opt_str(obj: dict[str, Any], key: str, limit: int = 128) -> str | None:
+    v = obj.get(key)
+    _require(v is None or (isinstance(v, str) and len(v) <= limit), f"{key!r} must be a string or null")
+    return v
+
+
+def _opt_num(obj: dict[str, Any], key: str, *, positive: bool = False) -> float | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    _require(_number(v) and (not positive or v > 0), f"{key!r} must be a {'positive ' if positive else ''}number")
+    return float(v)
+
+
+def _tag_meta(raw: Any) -> TagMeta:
+    _require(isinstance(raw, dict), "a tag must be an object")
+    name = _str(raw, "name")
+    _require(0 < len(name) <= 128, "tag 'name' must be 1..128 characters")
+    domain = _opt_str(raw, "domain")
+    _require(domain is None or domain in DOMAINS, f"tag {name!r}: unknown domain {domain!r}")
+    return TagMeta(name, _opt_str(raw, "unit"), domain, _opt_str(raw, "type"), _opt_num(raw, "interval_s"))
+
+
+def _oee_meta(raw: Any) -> OeeMeta | None:
+    if raw is None:
+        return None
+    _require(isinstance(raw, dict), "'oee' must be an object or null")
+    state_tag = _str(raw, "state_tag")
+    loss = _str(raw, "micro_stop_loss", default="performance")
+    _require(loss in _MICRO_LOSSES, "'micro_stop_loss' must be performance or availability")
+    resolution = _opt_num(raw, "resolution", positive=True)
+    micro = _opt_num(raw, "micro_stop_s")
+    return OeeMeta(
+        state_tag,
+        _opt_str(raw, "total_count_tag"),
+        _opt_str(raw, "good_count_tag"),
+        _opt_str(raw, "reject_count_tag"),
+        _opt_num(raw, "ideal_cycle_time_s", positive=True),
+        _opt_num(raw, "counter_max"),
+        resolution if resolution is not None else 1.0,
+        micro if micro is not None and micro >= 0 else 120.0,
+        loss,
+    )
+
+
+def decode_meta(payload: bytes) -> DeviceMeta:
+    obj = _load(payload)
+    _require(obj.get("v") == WIRE_VERSION, f"unsupported wire version {obj.get('v')!r}")
+    production = obj.get("production", True)
+    _require(isinstance(production, bool), "'production' must be a boolean")
+    tags = obj.get("tags", [])
+    _require(isinstance(tags, list) and len(tags) <= 10_000, "'tags' must be a list")
+    config_hash = _str(obj, "config_hash", default="")
+    _require(config_hash == "" or bool(_HEX64.match(config_hash)), "'config_hash' must be a SHA-256 in hex")
+    return DeviceMeta(
+        gw=_str(obj, "gw", slug=True),
+        dev=_str(obj, "dev", slug=True),
+        ts=_int(obj, "ts"),
+        name=_str(obj, "name", default=""),
+        type=_str(obj, "type", default=""),
+        line=_str(obj, "line", default=""),
+        production=production,
+        driver=_str(obj, "driver", default=""),
+        poll_interval_s=_opt_num(obj, "poll_interval_s"),
+        tags=tuple(_tag_meta(t) for t in tags),
+        oee=_oee_meta(obj.get("oee")),
+        config_hash=config_hash,
+        version=_str(obj, "version", default=""),
+    )

@@ -5,10 +5,21 @@ Validated once, at load, into frozen models; the runtime never looks at raw dict
 
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from edge_config.durations import Duration
 from edge_config.modbus import parse_address
@@ -147,9 +158,23 @@ class TagBase(Frozen):
     offset: float = 0.0
     unit: str | None = None
     deadband: float | None = Field(None, ge=0, description="absolute change needed to report a new value")
+    deadband_percent: float | None = Field(
+        None, ge=0, description="change needed to report a new value, in % of the last reported value"
+    )
+    heartbeat: Duration | None = Field(
+        None, description="longest silence: report the value at least this often even if unchanged (default 60s)"
+    )
     domain: Domain | None = None
     description: str = ""
     writable: bool = False
+
+    @model_validator(mode="after")
+    def _check_reporting(self) -> TagBase:
+        if self.deadband is not None and self.deadband_percent is not None:
+            raise ValueError("use deadband (absolute) or deadband_percent, not both")
+        if self.heartbeat is not None and self.heartbeat <= 0:
+            raise ValueError("heartbeat must be above 0")
+        return self
 
 
 class ModbusTag(TagBase):
@@ -194,8 +219,8 @@ class OpcUaTag(TagBase):
         None, description="subscribe: how often the server samples; poll: how often it is read (default poll_interval)"
     )
     queue_size: int = Field(1, ge=1, le=10000, description="subscribe: values the server queues between publishes")
-    deadband_percent: float | None = Field(
-        None, gt=0, le=100, description="subscribe: server-side deadband in percent of the node's EURange"
+    eu_range_deadband: float | None = Field(
+        None, gt=0, le=100, description="subscribe: server-side percent deadband, in % of the node's EURange"
     )
 
     @field_validator("node", mode="before")
@@ -209,8 +234,8 @@ class OpcUaTag(TagBase):
 
     @model_validator(mode="after")
     def _check_mode(self) -> OpcUaTag:
-        if self.deadband_percent is not None and (self.mode != "subscribe" or self.deadband is not None):
-            raise ValueError("deadband_percent: only for mode subscribe, and not together with deadband")
+        if self.eu_range_deadband is not None and (self.mode != "subscribe" or self.deadband is not None):
+            raise ValueError("eu_range_deadband: only for mode subscribe, and not together with deadband")
         if self.sampling_interval is not None and self.sampling_interval <= 0 and self.mode == "poll":
             raise ValueError("sampling_interval must be above 0 for mode poll")
         return self
@@ -219,27 +244,46 @@ class OpcUaTag(TagBase):
 # ---------------------------------------------------------------- connections
 
 
-class ModbusTcpConnection(Frozen):
+class ModbusConnectionBase(Frozen):
+    """Settings every Modbus connection has: request limits, timeouts, retries."""
+
+    timeout: Duration = Field(1.0, description="wait this long for an answer to one request")
+    byte_order: ByteOrder = "ABCD"
+    max_registers: int = Field(125, ge=1, le=125, description="largest read; lower it for devices that choke")
+    max_bits: int = Field(2000, ge=1, le=2000, description="largest read of coils or discrete inputs")
+    max_gap: int = Field(
+        16, ge=0, le=125, description="largest unused gap worth reading across (registers; ×16 for bits)"
+    )
+    backoff_max: Duration = Field(
+        30.0, description="longest wait between reconnects, or between probes of a slave that does not answer"
+    )
+    bad_retry: Duration = Field(60.0, description="how often to re-read tags a device refused with an exception")
+
+    @model_validator(mode="after")
+    def _check_durations(self) -> ModbusConnectionBase:
+        if self.timeout <= 0:
+            raise ValueError("timeout must be above 0")
+        if self.backoff_max <= 0 or self.bad_retry <= 0:
+            raise ValueError("backoff_max and bad_retry must be above 0")
+        return self
+
+
+class ModbusTcpConnection(ModbusConnectionBase):
     host: str
     port: int = Field(502, ge=1, le=65535)
     unit_id: int = Field(1, ge=0, le=255)
-    timeout: Duration = 1.0
-    byte_order: ByteOrder = "ABCD"
-    max_registers: int = Field(125, ge=1, le=125, description="largest read; lower it for devices that choke")
-    max_gap: int = Field(16, ge=0, le=125, description="largest unused gap worth reading across")
 
 
-class ModbusRtuConnection(Frozen):
-    port: str
-    baudrate: int = 9600
+class ModbusRtuConnection(ModbusConnectionBase):
+    port: str = Field(description="serial port: /dev/ttyUSB0, COM3, or a pyserial URL")
+    baudrate: int = Field(9600, ge=300, le=921600)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
-    unit_id: int = Field(1, ge=0, le=247)
-    timeout: Duration = 1.0
-    byte_order: ByteOrder = "ABCD"
-    max_registers: int = Field(125, ge=1, le=125)
-    max_gap: int = Field(16, ge=0, le=125)
+    unit_id: int = Field(1, ge=1, le=247)
+    silence: Duration | None = Field(
+        None, description="inter-frame silence; default 3.5 characters at the baud rate (at least 1.75ms)"
+    )
 
 
 class OpcUaConnection(Frozen):
@@ -298,6 +342,28 @@ class OeeSettings(Frozen):
     ideal_cycle_time: Duration | None = None
     counter_max: int | None = Field(None, ge=1, description="value at which counters wrap; default by type")
     micro_stop: Duration = Field(120.0, description="stops shorter than this are performance losses")
+    micro_stop_loss: Literal["performance", "availability"] = Field(
+        "performance", description="a micro-stop is a performance loss (six-loss form) or an availability loss"
+    )
+
+    @model_validator(mode="after")
+    def _check_oee(self) -> OeeSettings:
+        if "running" not in self.states:
+            raise ValueError("oee.states needs running: [values of the state tag that mean running]")
+        if self.good_count_tag is not None and self.reject_count_tag is not None:
+            raise ValueError("oee: give good_count_tag or reject_count_tag, not both")
+        if (self.good_count_tag or self.reject_count_tag) and not self.total_count_tag:
+            raise ValueError("oee: good_count_tag and reject_count_tag need total_count_tag")
+        if self.ideal_cycle_time is not None and self.ideal_cycle_time <= 0:
+            raise ValueError("oee.ideal_cycle_time must be above 0")
+        owner: dict[tuple[bool, object], str] = {}
+        for state, values in self.states.items():
+            for v in values:
+                key = (isinstance(v, bool), v)
+                if key in owner and owner[key] != state:
+                    raise ValueError(f"oee.states: value {v!r} is in both {owner[key]} and {state}")
+                owner[key] = state
+        return self
 
 
 class DeviceBase(Frozen):
@@ -324,6 +390,18 @@ class DeviceBase(Frozen):
             raise ValueError("poll_interval must be above 0")
 
 
+def _check_modbus_tags(tags: list[ModbusTag], connection: ModbusConnectionBase) -> None:
+    """Checks that need both a tag and its connection: one request must be able to read each tag."""
+    for tag in tags:
+        if tag.interval is not None and tag.interval <= 0:
+            raise ValueError(f"tag {tag.name!r}: interval must be above 0")
+        if tag.register_count > connection.max_registers and not parse_address(tag.address).table.is_bit:
+            raise ValueError(
+                f"tag {tag.name!r} needs {tag.register_count} registers, more than "
+                f"connection.max_registers ({connection.max_registers}) lets one request read"
+            )
+
+
 class ModbusTcpDevice(DeviceBase):
     driver: Literal["modbus_tcp"]
     connection: ModbusTcpConnection
@@ -332,6 +410,7 @@ class ModbusTcpDevice(DeviceBase):
     @model_validator(mode="after")
     def _check(self) -> ModbusTcpDevice:
         self._check_tags([t.name for t in self.tags])
+        _check_modbus_tags(self.tags, self.connection)
         return self
 
 
@@ -343,6 +422,7 @@ class ModbusRtuDevice(DeviceBase):
     @model_validator(mode="after")
     def _check(self) -> ModbusRtuDevice:
         self._check_tags([t.name for t in self.tags])
+        _check_modbus_tags(self.tags, self.connection)
         return self
 
 
@@ -361,6 +441,146 @@ Device = Annotated[ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice, Field(discri
 DRIVER_NAMES = ("modbus_tcp", "modbus_rtu", "opcua")
 
 
+# ---------------------------------------------------------------- shift calendar and history
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_ALL_DAYS: list[Weekday] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_CLOCK = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
+
+
+def _clock(v: object) -> str:
+    """A local time of day as HH:MM. YAML 1.1 reads an unquoted 20:00 as the base-60 number 1200: that
+    is minutes since midnight, so it is taken as such."""
+    if isinstance(v, bool) or not isinstance(v, int | str):
+        raise ValueError(f"{v!r} is not a time of day (use HH:MM, e.g. 08:00)")
+    if isinstance(v, int):
+        minutes = v
+    else:
+        m = _CLOCK.match(v)
+        if not m or int(m.group(2)) > 59:
+            raise ValueError(f"{v!r} is not a time of day (use HH:MM, e.g. 08:00)")
+        minutes = int(m.group(1)) * 60 + int(m.group(2))
+    if not 0 <= minutes <= 1440:
+        raise ValueError(f"{v!r} is not a time of day (00:00 to 24:00)")
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+ClockTime = Annotated[
+    str,
+    BeforeValidator(_clock),
+    WithJsonSchema({"type": "string", "pattern": r"^\d{1,2}:\d{2}$", "description": "local time of day, HH:MM"}),
+]
+
+
+def _minutes(clock: str) -> int:
+    h, m = clock.split(":")
+    return int(h) * 60 + int(m)
+
+
+def _check_zone(v: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{v!r} is not an IANA time zone (e.g. Asia/Shanghai)") from None
+    return v
+
+
+class PlannedBreak(Frozen):
+    start: ClockTime
+    end: ClockTime
+    name: str = ""
+
+
+class Shift(Frozen):
+    """A shift: local start and end (an end at or before the start is on the next day; start = end is 24 h),
+    the weekdays it starts on, and its planned breaks."""
+
+    name: str = Field(min_length=1, max_length=32)
+    start: ClockTime
+    end: ClockTime
+    days: list[Weekday] = Field(default_factory=lambda: list(_ALL_DAYS), min_length=1)
+    breaks: list[PlannedBreak] = Field(default_factory=list)
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """(start, end) in minutes from the start day's midnight."""
+        a, b = _minutes(self.start), _minutes(self.end)
+        return a, (b if b > a else b + 1440)
+
+    @property
+    def weekdays(self) -> frozenset[int]:
+        return frozenset(WEEKDAYS.index(d) for d in self.days)
+
+    @property
+    def break_spans(self) -> tuple[tuple[int, int], ...]:
+        a = self.span[0]
+        out = []
+        for br in self.breaks:
+            x, y = _minutes(br.start), _minutes(br.end)
+            x = x + 1440 if x < a else x
+            y = y + 1440 if y <= x % 1440 or y < a else y
+            out.append((x, y))
+        return tuple(out)
+
+    @model_validator(mode="after")
+    def _check_shift(self) -> Shift:
+        if self.start == "24:00":
+            raise ValueError("start: 24:00 is the end of a day; a shift starts at 00:00 to 23:59")
+        if len(set(self.days)) != len(self.days):
+            raise ValueError("days: a weekday appears twice")
+        a, b = self.span
+        spans = self.break_spans
+        for br, (x, y) in zip(self.breaks, spans, strict=True):
+            if not (a <= x < y <= b):
+                raise ValueError(f"break {br.start}-{br.end} is not inside the shift {self.start}-{self.end}")
+        ordered = sorted(spans)
+        for (_, y0), (x1, _) in itertools.pairwise(ordered):
+            if x1 < y0:
+                raise ValueError("breaks overlap")
+        return self
+
+
+def check_calendar(shifts: list[Shift]) -> list[Shift]:
+    """Shift names are unique and no two shifts overlap in the week (night shifts cross midnight and Sunday)."""
+    names = [s.name for s in shifts]
+    for n in names:
+        if names.count(n) > 1:
+            raise ValueError(f"shift name {n!r} appears twice")
+    week = 7 * 1440
+    spans: list[tuple[int, int, str, str]] = []
+    for s in shifts:
+        a, b = s.span
+        for d in sorted(s.weekdays):
+            x, y = d * 1440 + a, d * 1440 + b
+            spans.append((x, y, s.name, WEEKDAYS[d]))
+            if y > week:
+                spans.append((x - week, y - week, s.name, WEEKDAYS[d]))
+    spans.sort()
+    for i, (_, y0, n0, d0) in enumerate(spans):
+        for x1, _, n1, d1 in spans[i + 1 :]:
+            if x1 >= y0:
+                break
+            raise ValueError(f"shifts overlap: {n0!r} starting {d0} and {n1!r} starting {d1}")
+    return shifts
+
+
+class HistorySection(Frozen):
+    """The OEE and online history: snapshots sent to the cloud, and what the gateway keeps locally."""
+
+    snapshot_interval: Duration = Field(60.0, description="counter and reading snapshots sent to the cloud")
+    local_interval: Duration = Field(10.0, description="counter readings kept in the local history")
+    retention: Duration = Field(744 * 3600.0, description="how long the local history is kept (744h = 31 days)")
+
+    @model_validator(mode="after")
+    def _check_positive(self) -> HistorySection:
+        if min(self.snapshot_interval, self.local_interval, self.retention) <= 0:
+            raise ValueError("snapshot_interval, local_interval and retention must be above 0")
+        return self
+
+
 class GatewayConfig(Frozen):
     """The edge agent's config file (`edgegw run -c gateway.yaml`)."""
 
@@ -369,6 +589,19 @@ class GatewayConfig(Frozen):
     api: ApiSection = ApiSection()
     buffer: BufferSection = BufferSection()
     devices: list[Device] = Field(default_factory=list)
+    timezone: str = Field("Asia/Shanghai", description="IANA time zone of the shift calendar")
+    shifts: list[Shift] = Field(default_factory=list, description="shift calendar; none: one 24 h shift a day")
+    history: HistorySection = HistorySection()
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, v: str) -> str:
+        return _check_zone(v)
+
+    @field_validator("shifts")
+    @classmethod
+    def _check_shifts(cls, v: list[Shift]) -> list[Shift]:
+        return check_calendar(v)
 
     @model_validator(mode="after")
     def _unique_devices(self) -> GatewayConfig:
@@ -410,6 +643,25 @@ class IngestMqttSection(MqttSection):
     client_id: str | None = None
 
 
+class EnterpriseSettings(Frozen):
+    """An enterprise the evidence API reports on: its name and shift calendar (default: the file's)."""
+
+    id: Slug
+    name: str = ""
+    timezone: str | None = None
+    shifts: list[Shift] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, v: str | None) -> str | None:
+        return v if v is None else _check_zone(v)
+
+    @field_validator("shifts")
+    @classmethod
+    def _check_shifts(cls, v: list[Shift] | None) -> list[Shift] | None:
+        return v if v is None else check_calendar(v)
+
+
 class CloudConfig(Frozen):
     """The cloud side's config file (`edgegw ingest|serve -c cloud.yaml`)."""
 
@@ -417,3 +669,34 @@ class CloudConfig(Frozen):
     influx: InfluxSection | None = None
     ledger: LedgerSection = LedgerSection()
     api: ApiSection = ApiSection(listen="127.0.0.1:8090")
+    timezone: str = Field("Asia/Shanghai", description="default time zone of enterprises' shift calendars")
+    shifts: list[Shift] = Field(default_factory=list, description="default shift calendar; none: 24 h a day")
+    enterprises: list[EnterpriseSettings] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, v: str) -> str:
+        return _check_zone(v)
+
+    @field_validator("shifts")
+    @classmethod
+    def _check_shifts(cls, v: list[Shift]) -> list[Shift]:
+        return check_calendar(v)
+
+    @model_validator(mode="after")
+    def _unique_enterprises(self) -> CloudConfig:
+        ids = [e.id for e in self.enterprises]
+        for i in ids:
+            if ids.count(i) > 1:
+                raise ValueError(f"enterprise id {i!r} appears twice")
+        return self
+
+    def enterprise(self, ent_id: str) -> EnterpriseSettings | None:
+        return next((e for e in self.enterprises if e.id == ent_id), None)
+
+    def calendar(self, ent_id: str) -> tuple[str, list[Shift]]:
+        """(time zone, shifts) of an enterprise, falling back to the file's defaults."""
+        e = self.enterprise(ent_id)
+        tz = e.timezone if e is not None and e.timezone is not None else self.timezone
+        shifts = e.shifts if e is not None and e.shifts is not None else self.shifts
+        return tz, shifts

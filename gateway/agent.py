@@ -64,6 +64,7 @@ class Agent:
                     await api
             self.backlog_at_stop = self.buffer.depth()
             self.buffer.close()
+            self.runtime.history.close()
 
     async def _serve_api(self, stop: asyncio.Event) -> None:
         from gateway.api.app import create_app

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from cloud_bridge.buffer import Outgoing
 from cloud_bridge.wire import Event, Status, Topics, encode_data_body, encode_event_body, encode_status
@@ -40,13 +41,29 @@ class DeviceState:
     bad_readings: int = 0
 
 
+class ChannelObserver(Protocol):
+    """Sees what passes through a channel (the OEE tracker); must not raise."""
+
+    def on_online(self, online: bool, ts: int, reason: str) -> None: ...
+
+    def on_readings(self, readings: Sequence[Reading]) -> None: ...
+
+
 class DeviceChannel:
-    def __init__(self, state: DeviceState, topics: Topics, normalizer: Normalizer, enqueue: Enqueue) -> None:
+    def __init__(
+        self,
+        state: DeviceState,
+        topics: Topics,
+        normalizer: Normalizer,
+        enqueue: Enqueue,
+        observer: ChannelObserver | None = None,
+    ) -> None:
         self.state = state
         self.topics = topics
         self.normalizer = normalizer
         self._units = normalizer.units()
         self._enqueue = enqueue
+        self.observer = observer
 
     def set_online(self, online: bool, reason: str) -> None:
         """Report a change of the device's reachability (first report always goes out)."""
@@ -57,6 +74,8 @@ class DeviceChannel:
         ts = now_ms()
         kind = "online" if online else "offline"
         log.info("device %s %s: %s", state.id, kind, reason)
+        if self.observer is not None:
+            self.observer.on_online(online, ts, reason)
         self._enqueue(
             [
                 Outgoing(
@@ -78,6 +97,8 @@ class DeviceChannel:
         state.last_seen_ms = now_ms()
         state.samples_read += len(readings)
         state.bad_readings += sum(1 for r in readings if r.quality == "bad")
+        if self.observer is not None:
+            self.observer.on_readings(readings)
         samples = self.normalizer.apply(readings)
         if not samples:
             return 0

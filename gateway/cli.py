@@ -85,8 +85,36 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate_opcua(args: argparse.Namespace) -> int:
+    from simulators.opcua_server import DEFAULT_USERS
+    from simulators.registry import opcua_simulated_devices, start_opcua_simulator
+
+    async def main() -> None:
+        stop = await _until_signal()
+        sim = await start_opcua_simulator(args.industry, args.count, args.host, args.port)
+        print(f"OPC UA 模拟服务器 / simulator: {sim.endpoint}")
+        print("  安全策略 / security: None; Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss")
+        print("                      (Sign, SignAndEncrypt)")
+        print("  用户 / users: anonymous, " + ", ".join(f"{u}/{p}" for u, p in DEFAULT_USERS.items()))
+        for d in opcua_simulated_devices(args.industry, args.count, args.host, args.port):
+            print(f"模拟设备 / simulated {d['id']} {d['name']}: {len(d['tags'])} tags, e.g. {d['tags'][0]['node']}")
+        print("按 Ctrl-C 停止 / press Ctrl-C to stop")
+        await stop.wait()
+        await sim.close()
+
+    try:
+        asyncio.run(main())
+    except (ValueError, OSError) as e:
+        print(f"edgegw simulate: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from simulators.registry import simulated_devices, start_simulators
+    from simulators.registry import OPCUA_INDUSTRIES, simulated_devices, start_simulators
+
+    if args.industry in OPCUA_INDUSTRIES:
+        return _simulate_opcua(args)
 
     async def main() -> None:
         stop = await _until_signal()
@@ -132,6 +160,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 # Command groups that live in their own modules; each has `register(sub)`.
 COMMAND_MODULES: list[str] = [
     "gateway.commands.bench",
+    "gateway.commands.opcua",
+    "gateway.commands.evidence",
+    "gateway.commands.serve",
 ]
 
 

@@ -117,6 +117,43 @@ def summary_lines(agent: Agent, ingester: Ingester, elapsed: float) -> list[str]
             f"  - {d.id} {d.name}: {state}, read {d.samples_read}, "
             f"published {agent.publisher.stats.samples_acked.get(d.id, 0)}"
         )
+    return lines + oee_lines(agent)
+
+
+def oee_lines(agent: Agent, now_ms: int | None = None) -> list[str]:
+    """Live OEE of every device with OEE settings, for the current shift so far (from the edge history)."""
+    from gateway.edge_oee import local_oee
+    from gateway.metrics import current_shift
+    from gateway.oee_history import OeeHistory
+
+    cfg = agent.config
+    devices = [d for d in cfg.devices if d.oee is not None]
+    if not devices:
+        return []
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    occ = current_shift(cfg.shifts, cfg.timezone, now)
+    lines = [f"  设备综合效率 / OEE, 当前班次 / current shift {occ.label(cfg.timezone)} (so far):"]
+
+    def pct(x: float | None) -> str:
+        return "   —  " if x is None else f"{x * 100:5.1f}%"
+
+    history = OeeHistory(Path(cfg.gateway.data_dir) / "oee_history.db")  # the agent's is closed by now
+    try:
+        stopped = history.last_alive() or now
+        for d in devices:
+            tracker = agent.runtime.trackers.get(d.id)
+            last = tracker.last_scan_ts if tracker and tracker.last_scan_ts else stopped
+            end = max(occ.start + 1, min(occ.end, now, last))  # up to the device's last reading
+            r = local_oee(cfg, history, d.id, occ.start, end, live=tracker.live_point() if tracker else None)
+            note = " (Q: 无良品计数按1计 / no good counter, taken as 1)" if "quality_assumed" in r.flags else ""
+            if "performance_above_one" in r.flags:
+                note += " (P>100%: 理想节拍有误 / ideal cycle time wrong)"
+            lines.append(
+                f"  - {d.id}: A {pct(r.availability)}  P {pct(r.performance)}  Q {pct(r.quality)}  "
+                f"OEE {pct(r.oee)}{note}"
+            )
+    finally:
+        history.close()
     return lines
 
 

@@ -1,14 +1,43 @@
-"""The polling loop of one device: scan on a fixed cadence, reconnect with backoff, never overlap."""
+"""The polling loop of one device: poll groups on their own cadence, reconnect with backoff, never overlap.
+
+A driver may read its tags in poll groups (`poll_intervals`, and `read(groups)` for the groups that
+are due); a driver without groups is one group at the device's interval. One loop per device, so
+scans never overlap: a scan that runs past a group's next slot counts the missed slots as overruns
+and goes on at the next slot on the cadence; missed scans are not queued.
+
+A device that fails is reported offline and retried after a capped exponential backoff with jitter
+(the driver's `backoff_max` when it has one); for a slave on a shared bus that is the probe, so a
+dead slave costs the others at most one timeout per backoff period.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
-from drivers.base import Driver, DriverError
+from drivers.base import Driver, DriverError, Reading
 from gateway.channel import DeviceChannel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKOFF_CAP = 30.0
+DUE_SLACK = 0.002  # groups due within this of each other are read in one scan
+OVERRUN_LOG_EVERY = 60.0
+
+
+@runtime_checkable
+class GroupedDriver(Protocol):
+    """A driver that reads its tags in poll groups."""
+
+    @property
+    def poll_intervals(self) -> Sequence[float]: ...
+
+    async def read(self, groups: Sequence[int] | None = None) -> Sequence[Reading]: ...
 
 
 def backoff_delay(attempt: int, base: float = 1.0, cap: float = 30.0, jitter: float = 0.2) -> float:
@@ -33,39 +62,87 @@ def next_slot(next_due: float, now: float, interval: float) -> tuple[float, int]
     return next_due + missed * interval, missed
 
 
+class GroupSchedule:
+    """When each poll group is due next. Pure: the caller gives the time."""
+
+    def __init__(self, intervals: Sequence[float], now: float) -> None:
+        if not intervals or any(i <= 0 for i in intervals):
+            raise ValueError(f"poll intervals must be above 0: {list(intervals)}")
+        self.intervals = tuple(intervals)
+        self.next_due = [now] * len(self.intervals)
+
+    def due(self, now: float) -> list[int]:
+        """The groups to read now."""
+        return [i for i, t in enumerate(self.next_due) if t <= now + DUE_SLACK]
+
+    def next_wake(self) -> float:
+        return min(self.next_due)
+
+    def done(self, groups: Sequence[int], now: float) -> int:
+        """Groups `groups` were read, finishing at `now`: schedule their next slot; return slots missed."""
+        missed = 0
+        for i in groups:
+            self.next_due[i], m = next_slot(self.next_due[i] + self.intervals[i], now, self.intervals[i])
+            missed += m
+        return missed
+
+    def reset(self, now: float) -> None:
+        """Everything due at `now` (after a reconnect)."""
+        self.next_due = [now] * len(self.intervals)
+
+
 async def poll_loop(
     channel: DeviceChannel,
     driver: Driver,
     interval: float,
     stop: asyncio.Event,
     *,
-    backoff_cap: float = 30.0,
+    backoff_cap: float | None = None,
 ) -> None:
-    """Scan every `interval` seconds until `stop`; a device that fails is reported offline and retried."""
+    """Scan until `stop`; a device that fails is reported offline and retried."""
     state = channel.state
+    grouped = driver if isinstance(driver, GroupedDriver) else None
+    intervals = tuple(grouped.poll_intervals) if grouped is not None else (interval,)
+    cap = backoff_cap if backoff_cap is not None else float(getattr(driver, "backoff_max", DEFAULT_BACKOFF_CAP))
+    base = min(1.0, *intervals)
+    schedule = GroupSchedule(intervals, time.monotonic())
     attempt = 0
     connected = False
-    next_due = time.monotonic()
+    logged_overrun = -OVERRUN_LOG_EVERY
     while not stop.is_set():
+        now = time.monotonic()
+        due = schedule.due(now)
+        if not due:
+            await sleep_or_stop(stop, schedule.next_wake() - now)
+            continue
         try:
             if not connected:
                 await driver.connect()
                 connected = True
-            readings = await driver.read()
+            readings = await (grouped.read(due) if grouped is not None else driver.read())
         except DriverError as e:
             connected = False
             attempt += 1
             state.scans += 1
             channel.set_online(False, str(e))
             await driver.close()
-            await sleep_or_stop(stop, backoff_delay(attempt, base=min(1.0, interval), cap=backoff_cap))
-            next_due = time.monotonic()
+            await sleep_or_stop(stop, backoff_delay(attempt, base=base, cap=cap))
+            schedule.reset(time.monotonic())
             continue
         attempt = 0
         state.scans += 1
         channel.set_online(True, "responding")
         channel.emit(readings)
-        next_due, missed = next_slot(next_due + interval, time.monotonic(), interval)
-        state.overruns += missed
-        await sleep_or_stop(stop, next_due - time.monotonic())
+        finished = time.monotonic()
+        missed = schedule.done(due, finished)
+        if missed:
+            state.overruns += missed
+            if finished - logged_overrun >= OVERRUN_LOG_EVERY:
+                logged_overrun = finished
+                log.warning(
+                    "device %s: scan overran its interval (%d slots missed so far); raise poll_interval "
+                    "or read fewer tags",
+                    state.id,
+                    state.overruns,
+                )
     await driver.close()

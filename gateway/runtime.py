@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from cloud_bridge.buffer import Buffer, Outgoing
 from cloud_bridge.publisher import Publisher
 from cloud_bridge.wire import Topics
-from drivers.base import Driver
+from drivers.base import Driver, SubscribingDriver
 from edge_config.models import GatewayConfig
+from gateway import __version__
 from gateway.channel import DeviceChannel, DeviceState
 from gateway.normalize import Normalizer, TagSpec
+from gateway.oee_history import OeeHistory
+from gateway.oee_tracker import DeviceTracker, meta_messages
 from gateway.poller import poll_loop
+from gateway.subscriber import subscribe_loop
 
 log = logging.getLogger(__name__)
 
-DriverFactory = Callable[[Any], Driver]
+DriverFactory = Callable[..., Driver]  # (device) -> Driver; OPC UA devices also get data_dir=...
 
 
 class Runtime:
@@ -42,23 +48,57 @@ class Runtime:
         gw = config.gateway
         self.topics = Topics(config.mqtt.topic_prefix, gw.enterprise_id, gw.id)
         self.devices = {d.id: DeviceState(d.id, d.name, d.driver) for d in config.devices}
+        hist = config.history
+        self.history = OeeHistory(Path(gw.data_dir) / "oee_history.db", retention_s=hist.retention)
+        self.trackers = {
+            d.id: DeviceTracker(
+                d,
+                self.topics,
+                self._enqueue,
+                self.history,
+                snapshot_interval_s=hist.snapshot_interval,
+                local_interval_s=hist.local_interval,
+            )
+            for d in config.devices
+        }
 
     def _enqueue(self, messages: list[Outgoing]) -> None:
         self.buffer.enqueue(messages)
         self.publisher.wake()
 
     def channel(self, device: Any) -> DeviceChannel:
-        normalizer = Normalizer(TagSpec(t.name, t.type, t.scale, t.offset, t.unit, t.deadband) for t in device.tags)
-        return DeviceChannel(self.devices[device.id], self.topics, normalizer, self._enqueue)
+        normalizer = Normalizer(
+            TagSpec(
+                t.name, t.type, t.scale, t.offset, t.unit, t.deadband, t.deadband_percent, t.heartbeat
+            )
+            for t in device.tags
+        )
+        return DeviceChannel(
+            self.devices[device.id], self.topics, normalizer, self._enqueue, observer=self.trackers[device.id]
+        )
 
     async def _run_device(self, device: Any, stop: asyncio.Event) -> None:
-        driver = self.driver_factory(device)
+        if device.driver == "opcua":  # subscribing (and polling) device: it needs data_dir for certificates
+            driver = self.driver_factory(device, data_dir=self.config.gateway.data_dir)
+            if isinstance(driver, SubscribingDriver):
+                cap = device.connection.reconnect_max_delay
+                await subscribe_loop(self.channel(device), driver, stop, backoff_cap=cap)
+                return
+        else:
+            driver = self.driver_factory(device)
         await poll_loop(self.channel(device), driver, device.poll_interval, stop)
 
     async def run(self, stop: asyncio.Event) -> None:
+        # evidence first: each device's retained metadata, and offline reports for devices the last run
+        # left online (the gateway stopped); then the devices
+        if self.config.devices:
+            self._enqueue(meta_messages(self.config, self.topics, ts=int(time.time() * 1000), version=__version__))
+        for tracker in self.trackers.values():
+            tracker.recover()
         tasks = [asyncio.create_task(self._run_device(d, stop), name=f"device-{d.id}") for d in self.config.devices]
         try:
             await asyncio.gather(*tasks)
         finally:
             for t in tasks:
                 t.cancel()
+            self.history.touch(force=True)  # the gateway was alive until now

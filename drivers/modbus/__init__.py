@@ -1,20 +1,32 @@
-"""Modbus drivers: the register codec, block planning and the TCP driver."""
+"""Modbus drivers (TCP and RTU): codec, block planning, bad-address isolation, shared buses."""
 
 from __future__ import annotations
 
-from drivers.base import Driver
-from drivers.modbus.driver import ModbusTcpDriver
+from drivers.modbus.bus import BusPool, ModbusBus
+from drivers.modbus.driver import ModbusDriver, PollGroup
 from drivers.modbus.plan import Block, plan_blocks
 from edge_config.modbus_codec import decode, encode
 from edge_config.models import ModbusRtuDevice, ModbusTcpDevice
 
-__all__ = ["Block", "ModbusTcpDriver", "decode", "encode", "make_driver", "plan_blocks"]
+# the TCP-only name of earlier versions
+ModbusTcpDriver = ModbusDriver
+
+__all__ = [
+    "Block",
+    "BusPool",
+    "ModbusBus",
+    "ModbusDriver",
+    "ModbusTcpDriver",
+    "PollGroup",
+    "decode",
+    "encode",
+    "make_driver",
+    "plan_blocks",
+]
 
 
-def make_driver(device: ModbusTcpDevice | ModbusRtuDevice) -> Driver:
-    """The driver for a validated Modbus device config."""
-    if isinstance(device, ModbusTcpDevice):
-        return ModbusTcpDriver(device)
-    if isinstance(device, ModbusRtuDevice):
-        raise NotImplementedError(f"device {device.id}: the Modbus RTU driver is not implemented yet")
+def make_driver(device: ModbusTcpDevice | ModbusRtuDevice, pool: BusPool | None = None) -> ModbusDriver:
+    """The driver for a validated Modbus device config (buses shared through `pool`, default per event loop)."""
+    if isinstance(device, ModbusTcpDevice | ModbusRtuDevice):
+        return ModbusDriver(device, pool)
     raise ValueError(f"device {getattr(device, 'id', '?')}: driver {getattr(device, 'driver', '?')!r} is not Modbus")

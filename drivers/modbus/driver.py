@@ -1,191 +1,211 @@
-"""Modbus TCP driver: reads a device's tags in planned blocks and decodes them into Readings."""
+"""The Modbus driver (TCP and RTU): a device's tags in poll groups, read in planned blocks.
+
+Tags are grouped by poll interval (the tag's `interval`, else the device's `poll_interval`); each
+group is planned on its own into the fewest requests (`plan.py`) and read block by block
+(`blocks.py`, which also isolates refused addresses). `read(groups)` reads the groups that are due;
+scheduling them is the poller's job.
+
+Devices that share a link share a bus (`bus.py`): every unit id on one serial port, and every unit
+id behind one TCP host:port (a TCP-to-RTU gateway), go through one connection, one request at a time.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from drivers.base import DriverError, Reading
+from drivers.modbus.blocks import BlockState, Limits, Piece, TagRef
+from drivers.modbus.bus import BusPool, ModbusBus, loop_pool
 from drivers.modbus.plan import Block, plan_blocks
-from edge_config.modbus import Table, parse_address
-from edge_config.modbus_codec import decode
-from edge_config.models import ModbusTcpDevice
+from drivers.modbus.protocol import (
+    UNIT_DOWN_CODES,
+    BadFrame,
+    DeviceException,
+    LinkDown,
+    NoResponse,
+    char_time,
+    exception_text,
+    read_payload,
+    rtu_silence,
+)
+from drivers.modbus.transport import Link, RtuLink, TcpLink
+from edge_config.modbus import parse_address
+from edge_config.models import ModbusRtuDevice, ModbusTcpDevice
 
-EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    5: "acknowledge",
-    6: "server device busy",
-    7: "negative acknowledge",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
-
-# pymodbus client method per table (function codes 1, 2, 3, 4)
-_READ_METHOD = {
-    Table.COIL: "read_coils",
-    Table.DISCRETE_INPUT: "read_discrete_inputs",
-    Table.HOLDING_REGISTER: "read_holding_registers",
-    Table.INPUT_REGISTER: "read_input_registers",
-}
+__all__ = ["ModbusDriver", "PollGroup", "exception_text"]
 
 
-def exception_text(code: int) -> str:
-    """`exception 2 (illegal data address)` for a Modbus exception code."""
-    return f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})"
+@dataclass
+class PollGroup:
+    """Tags read together at one interval."""
+
+    interval: float
+    tags: tuple[str, ...]
+    blocks: list[BlockState]
+
+    @property
+    def planned(self) -> list[Block]:
+        return [b.block for b in self.blocks]
 
 
-@dataclass(frozen=True, slots=True)
-class _TagSlot:
-    """Where one tag sits in a block's response and how to decode it."""
+class ModbusDriver:
+    """A polled Modbus device (the `Driver` protocol of drivers.base), over TCP or RTU.
 
-    index: int  # position of the tag in the device config
-    name: str
-    rel: int  # offset in the block
-    count: int
-    type: str
-    byte_order: str
-    bit: int | None
-
-
-class ModbusTcpDriver:
-    """A polled Modbus TCP device (the `Driver` protocol of drivers.base).
-
-    The block plan is made once here; `read` sends one request per block and decodes straight from
-    the responses. Reconnecting is the caller's job: after a DriverError call `connect` again.
+    `read()` reads every group, `read([i, ...])` only those groups; both return one Reading per tag
+    read, in config order, with bad quality for tags the device refuses. A device that does not
+    answer at all raises DriverError; call `connect` again (after a backoff) to retry.
     """
 
-    def __init__(self, device: ModbusTcpDevice) -> None:
+    def __init__(
+        self,
+        device: ModbusTcpDevice | ModbusRtuDevice,
+        pool: BusPool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.device = device
         self.device_id: str = device.id
         conn = device.connection
-        self._host, self._port, self._unit = conn.host, conn.port, conn.unit_id
-        self._timeout = conn.timeout
+        self.unit = conn.unit_id
+        self.timeout = conn.timeout
+        self.backoff_max = conn.backoff_max
+        self._pool = pool
+        self._clock = clock
+        self._bus: ModbusBus | None = None
+        self.requests = 0  # requests sent, isolation and retries included
+        if isinstance(device, ModbusTcpDevice):
+            host, port = device.connection.host, device.connection.port
+            self.bus_key = f"tcp://{host}:{port}"
+            self.endpoint = f"{host}:{port}"
+            self._settings: tuple[object, ...] = ("tcp",)
+            self._make_link: Callable[[], Link] = lambda: TcpLink(host, port)
+            self._tcp = True
+        else:
+            c = device.connection
+            silence = c.silence if c.silence is not None else rtu_silence(c.baudrate, c.bytesize, c.parity, c.stopbits)
+            ct = char_time(c.baudrate, c.bytesize, c.parity, c.stopbits)
+            self.bus_key = f"rtu://{c.port}"
+            self.endpoint = c.port
+            self._settings = (c.baudrate, c.bytesize, c.parity, c.stopbits, silence)
+            self._make_link = lambda: RtuLink(
+                c.port,
+                baudrate=c.baudrate,
+                bytesize=c.bytesize,
+                parity=c.parity,
+                stopbits=c.stopbits,
+                silence=silence,
+                char_time=ct,
+            )
+            self._tcp = False
+        self._where = f"unit {self.unit} at {self.endpoint}"
         self._names = [t.name for t in device.tags]
-        spans = []
-        where: dict[str, tuple[int, int]] = {}  # tag name -> (config index, offset)
-        for i, tag in enumerate(device.tags):
-            addr = parse_address(tag.address)
-            spans.append((tag.name, addr.table, addr.offset, tag.register_count))
-            where[tag.name] = (i, addr.offset)
-        self.blocks: list[Block] = plan_blocks(spans, max_registers=conn.max_registers, max_gap=conn.max_gap)
-        self._slots: list[tuple[Block, tuple[_TagSlot, ...]]] = []
-        for block in self.blocks:
-            slots = []
-            for name in block.tags:
-                i, offset = where[name]
-                tag = device.tags[i]
-                order = tag.byte_order or conn.byte_order
-                slots.append(_TagSlot(i, name, offset - block.start, tag.register_count, tag.type, order, tag.bit))
-            self._slots.append((block, tuple(slots)))
-        self._client: AsyncModbusTcpClient | None = None
-        # per block: the bound read method of the current client, the block, its tags
-        self._requests: list[tuple[Callable[..., Awaitable[Any]], Block, tuple[_TagSlot, ...]]] = []
+        self.groups = self._plan_groups(device)
 
     @property
-    def endpoint(self) -> str:
-        return f"{self._host}:{self._port}"
+    def poll_intervals(self) -> tuple[float, ...]:
+        """The interval of each poll group; `read` takes indexes into this."""
+        return tuple(g.interval for g in self.groups)
+
+    @property
+    def blocks(self) -> list[Block]:
+        """The planned blocks of every group (what one scan of everything sends, with no bad addresses)."""
+        return [b for g in self.groups for b in g.planned]
+
+    @property
+    def pieces(self) -> list[Piece]:
+        """The requests one scan of everything sends now (after isolation, if any)."""
+        return [p for g in self.groups for b in g.blocks for p in b.pieces]
+
+    @property
+    def bus(self) -> ModbusBus | None:
+        return self._bus
+
+    def _plan_groups(self, device: ModbusTcpDevice | ModbusRtuDevice) -> list[PollGroup]:
+        conn = device.connection
+        limits = Limits(conn.max_registers, conn.max_bits, conn.max_gap, conn.bad_retry)
+        by_interval: dict[float, list[TagRef]] = {}
+        for i, tag in enumerate(device.tags):
+            addr = parse_address(tag.address)
+            ref = TagRef(
+                i,
+                tag.name,
+                addr.table,
+                addr.offset,
+                tag.register_count,
+                "bool" if addr.table.is_bit else tag.type,
+                tag.byte_order or conn.byte_order,
+                tag.bit,
+                tag.length,
+            )
+            by_interval.setdefault(tag.interval or device.poll_interval, []).append(ref)
+        groups = []
+        for interval in sorted(by_interval):
+            refs = by_interval[interval]
+            by_name = {r.name: r for r in refs}
+            blocks = plan_blocks([r.span for r in refs], limits.max_registers, limits.max_gap, limits.max_bits)
+            states = [BlockState(b, [by_name[n] for n in b.tags], limits, device.id) for b in blocks]
+            groups.append(PollGroup(interval, tuple(r.name for r in refs), states))
+        return groups
+
+    # ------------------------------------------------------------ Driver protocol
 
     async def connect(self) -> None:
-        """Open the TCP connection; raise DriverError with the reason when the device cannot be reached."""
-        await self.close()
-        client = AsyncModbusTcpClient(
-            self._host,
-            port=self._port,
-            timeout=self._timeout,
-            retries=0,  # fail fast: the gateway's scheduler retries with backoff
-            reconnect_delay=0,  # no reconnecting behind our back
-            name=self.device_id,
-        )
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        if not await client.connect():
-            client.close()
-            raise DriverError(await self._why_not_connected(loop.time() - started))
-        self._client = client
-        self._requests = [(getattr(client, _READ_METHOD[block.table]), block, slots) for block, slots in self._slots]
+        """Join the bus and open its link if nobody has; DriverError with the reason if it cannot be opened."""
+        if self._bus is None:
+            pool = self._pool or loop_pool()
+            try:
+                self._bus = pool.acquire(self.bus_key, self._make_link, self._settings, tcp=self._tcp)
+            except ValueError as exc:
+                raise DriverError(f"{self.device_id}: {exc}") from None
+        try:
+            await self._bus.ensure_open(self.timeout)
+        except LinkDown as exc:
+            await self.close()
+            raise DriverError(str(exc)) from None
 
-    async def read(self) -> list[Reading]:
-        """One Reading per tag, in config order; bad quality for the blocks the device refused."""
-        client = self._client
-        if client is None:
+    async def read(self, groups: Sequence[int] | None = None) -> list[Reading]:
+        bus = self._bus
+        if bus is None:
             raise DriverError(f"not connected to {self.endpoint}")
-        if not client.connected:
-            self._drop()
+        if not bus.is_open:
             raise DriverError(f"connection lost to {self.endpoint}")
         ts = int(time.time() * 1000)
+        now = self._clock()
         out: list[Reading | None] = [None] * len(self._names)
-        for request, block, slots in self._requests:
-            try:
-                rr = await request(block.start, count=block.count, device_id=self._unit)
-            except (ModbusException, OSError, asyncio.TimeoutError) as exc:
-                self._drop()
-                raise DriverError(self._request_failure(exc)) from exc
-            error = ""
-            if rr.isError():
-                error = exception_text(int(getattr(rr, "exception_code", 0)))
-            elif len(rr.bits if block.table.is_bit else rr.registers) < block.count:
-                error = f"short response to a read of {block.count} from {block.table.value}:{block.start}"
-            if error:
-                for s in slots:
-                    out[s.index] = Reading(s.name, None, ts, "bad", error)
-            elif block.table.is_bit:
-                bits = rr.bits
-                for s in slots:
-                    out[s.index] = Reading(s.name, bool(bits[s.rel]), ts)
-            else:
-                regs = rr.registers
-                for s in slots:
-                    try:
-                        value = decode(regs[s.rel : s.rel + s.count], s.type, s.byte_order, s.bit)
-                    except (ValueError, IndexError) as exc:
-                        out[s.index] = Reading(s.name, None, ts, "bad", f"cannot decode: {exc}")
-                        continue
-                    out[s.index] = Reading(s.name, value, ts)
+        for group in self.groups if groups is None else [self.groups[i] for i in groups]:
+            for state in group.blocks:
+                await state.read(self._request, out, ts, now)
         return [r for r in out if r is not None]
 
     async def close(self) -> None:
-        self._drop()
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            (self._pool or loop_pool()).release(bus)
 
-    # ------------------------------------------------------------ helpers
+    # ------------------------------------------------------------ one request
 
-    def _drop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-            self._requests = []
-
-    def _request_failure(self, exc: BaseException) -> str:
-        if isinstance(exc, ConnectionException | OSError):
-            return f"connection lost to {self.endpoint}"
-        if isinstance(exc, asyncio.TimeoutError) or (isinstance(exc, ModbusIOException) and "No response" in str(exc)):
-            return f"no response from {self.endpoint} within {self._timeout:g}s"
-        return f"request to {self.endpoint} failed: {exc}"
-
-    async def _why_not_connected(self, elapsed: float) -> str:
-        """pymodbus only says connect() failed; find out why in words an engineer can act on."""
-        if elapsed >= self._timeout * 0.9:
-            return f"connection timed out after {self._timeout:g}s {self.endpoint}"
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(self._host, self._port), timeout=self._timeout)
-        except ConnectionRefusedError:
-            return f"connection refused {self.endpoint}"
-        except socket.gaierror as exc:
-            return f"cannot resolve host {self._host!r}: {exc.strerror or exc}"
-        except asyncio.TimeoutError:
-            return f"connection timed out after {self._timeout:g}s {self.endpoint}"
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            return f"{reason[:1].lower()}{reason[1:]} {self.endpoint}"
-        writer.close()
-        return f"could not connect to {self.endpoint}"
+    async def _request(self, piece: Piece) -> bytes:
+        """The data bytes of one read; DeviceException for a refusal; DriverError when the unit is down."""
+        bus = self._bus
+        if bus is None:
+            raise DriverError(f"not connected to {self.endpoint}")
+        for attempt in (1, 2):
+            self.requests += 1
+            try:
+                response = await bus.transact(self.unit, piece.pdu, self.timeout)
+                data = read_payload(piece.function, piece.size, response)
+            except DeviceException as exc:
+                if exc.code in UNIT_DOWN_CODES:
+                    raise DriverError(f"{exception_text(exc.code)} for {self._where}") from None
+                raise
+            except BadFrame as exc:
+                if attempt == 1:
+                    continue  # line noise: once more
+                raise DriverError(f"garbled answer from {self._where}: {exc}") from None
+            except NoResponse:
+                raise DriverError(f"no response from {self._where} within {self.timeout:g}s") from None
+            except LinkDown as exc:
+                raise DriverError(str(exc) or f"connection lost to {self.endpoint}") from None
+            return data
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -115,7 +115,7 @@ def to_raw(value: Any, variant_type: ua.VariantType | None = None) -> RawValue:
             raise NotRepresentable("not a finite number")
         return float(f"{value:.7g}") if variant_type == _FLOAT else value
     if t is bool or t is int or value is None:
-        return value  # type: ignore[no-any-return]
+        return value
     if t is str:
         text: str = value
     elif isinstance(value, list | tuple | dict) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
@@ -138,7 +138,7 @@ def _scalar(safe: Any) -> RawValue:
         return text
     if isinstance(safe, str) and len(safe) > MAX_TEXT:
         raise NotRepresentable(f"value too long for the wire ({len(safe)} > {MAX_TEXT} characters)")
-    return safe  # type: ignore[no-any-return]
+    return safe
 
 
 def reading_from(tag: str, dv: ua.DataValue, now_ms: int) -> Reading:

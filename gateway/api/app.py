@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from gateway import __version__
+from gateway.api.metrics_routes import build_metrics_router
 from gateway.api.routes import build_router
 
 if TYPE_CHECKING:
@@ -16,4 +17,5 @@ if TYPE_CHECKING:
 def create_app(agent: Agent) -> FastAPI:
     app = FastAPI(title="edgegw edge API", version=__version__)
     app.include_router(build_router(agent))
+    app.include_router(build_metrics_router(agent))
     return app

@@ -14,7 +14,6 @@ from cloud_bridge.ledger import Ledger
 from cloud_bridge.mqtt_common import host_port, make_client
 from cloud_bridge.tsdb import TsdbWriter
 from cloud_bridge.wire import (
-    DataMessage,
     Event,
     Sample,
     Status,
@@ -41,9 +40,12 @@ def cloud_config(
     protocol: Literal["5", "3.1.1"] = "5",
     shared_group: str | None = "edgegw-ingest",
     client_id: str | None = None,
+    inflight: int = 100,
 ) -> CloudConfig:
     return CloudConfig(
-        mqtt=IngestMqttSection(url=broker.url, protocol=protocol, shared_group=shared_group, client_id=client_id),
+        mqtt=IngestMqttSection(
+            url=broker.url, protocol=protocol, shared_group=shared_group, client_id=client_id, inflight=inflight
+        ),
         influx=InfluxSection(url=victoria.url) if victoria else None,
         ledger=LedgerSection(url=f"sqlite:///{tmp_path}/cloud/ledger.db"),
     )
@@ -270,17 +272,17 @@ def test_mqtt311_plain_subscription(
 
 
 class FlakyTsdb(TsdbWriter):
-    """Fails the first `failures` writes, as a TSDB outage would."""
+    """Fails the first `failures` requests, as a TSDB outage would."""
 
     def __init__(self, section: InfluxSection, failures: int) -> None:
         super().__init__(section)
         self.failures = failures
 
-    def write(self, enterprise_id: str, msg: DataMessage) -> int:
+    def write_lines(self, lines: list[str]) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("TSDB down")
-        return super().write(enterprise_id, msg)
+        super().write_lines(lines)
 
 
 def test_tsdb_failure_holds_the_message_and_retries(
@@ -356,3 +358,38 @@ def test_awkward_names_and_values_survive_line_protocol(
     assert [float(v) for v in series["tiny"]["values"]] == [pytest.approx(1e-300, rel=1e-9)]
     huge = next(t for t in ing.ledger.tag_stats("loom-01") if t["tag"] == "huge")
     assert huge["last_value_text"] == str(10**400)  # the ledger keeps what the TSDB cannot
+
+
+def test_a_burst_is_taken_in_batches_and_lands_once(
+    mosquitto: MosquittoServer,
+    victoria: VictoriaMetrics,
+    ingester_factory: Callable[..., Ingester],
+    tmp_path: Path,
+) -> None:
+    # MQTT 3.1.1 (PUBACKs must go back in arrival order): 1,000 messages and 100 replays in a burst.
+    ing = ingester_factory(
+        cloud_config(mosquitto, victoria, tmp_path, protocol="3.1.1", shared_group=None, inflight=400)
+    )
+    assert ing.batch_messages == 200
+    pub = Publisher(mosquitto.url, "3.1.1")
+    try:
+        infos = []
+        for seq in range(1, 1101):
+            n = seq if seq <= 1000 else seq - 1000  # the last 100 replay messages 1..100
+            samples = [Sample(f"t{k}", float(n * 10 + k), T0 + n) for k in range(5)]
+            infos.append(
+                pub.client.publish(
+                    TOPICS.data("loom-01"), envelope(GW, "loom-01", n, seq > 1000, encode_data_body(samples)), qos=1
+                )
+            )
+        for info in infos:
+            info.wait_for_publish(10)
+    finally:
+        pub.close()
+    wait_until(lambda: ing.stats.messages == 1100, timeout=30, what="1,100 messages")
+    s = ing.stats
+    assert (s.data_messages, s.duplicates, s.samples_ingested) == (1000, 100, 5000)
+    assert s.batches < 1100 / 2, f"{s.batches} batches for 1,100 messages"
+    assert ing.ledger.total_samples() == 5000
+    victoria.wait_for_samples('{__name__="sf_v"}', 5000)
+    assert victoria.count('{__name__="sf_v"}') == 5000

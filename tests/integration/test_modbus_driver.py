@@ -11,7 +11,7 @@ import pytest
 
 from drivers.base import Driver, DriverError
 from drivers.modbus import make_driver
-from drivers.modbus.driver import ModbusTcpDriver
+from drivers.modbus.driver import ModbusDriver as ModbusTcpDriver
 from edge_config.modbus import parse_address
 from edge_config.modbus_codec import decode
 from edge_config.models import ModbusRtuDevice, ModbusTcpDevice
@@ -171,7 +171,7 @@ async def test_stop_makes_read_fail_and_restart_recovers(clock: Clock) -> None:
         assert time.monotonic() - started < 0.5 + 0.3
         assert "127.0.0.1:" + str(port) in str(info.value)
         # stays down until the caller connects again
-        with pytest.raises(DriverError, match="not connected"):
+        with pytest.raises(DriverError, match=f"connection lost to 127.0.0.1:{port}"):
             await drv.read()
         with pytest.raises(DriverError, match=f"connection refused 127.0.0.1:{port}"):
             await drv.connect()
@@ -257,14 +257,84 @@ async def test_registry_textiles() -> None:
         simulated_devices("mining", 1, "127.0.0.1", base)
 
 
-def test_make_driver_rtu_is_not_there_yet() -> None:
+def test_make_driver_gives_the_same_driver_for_rtu() -> None:
     rtu = ModbusRtuDevice.model_validate(
         {
             "id": "press-1",
             "driver": "modbus_rtu",
-            "connection": {"port": "/dev/ttyUSB0", "unit_id": 3},
+            "connection": {"port": "/dev/ttyUSB0", "unit_id": 3, "baudrate": 19200},
             "tags": [{"name": "t", "address": "40001"}],
         }
     )
-    with pytest.raises(NotImplementedError, match="RTU"):
-        make_driver(rtu)
+    drv = make_driver(rtu)
+    assert isinstance(drv, ModbusTcpDriver) and isinstance(drv, Driver)
+    assert drv.bus_key == "rtu:///dev/ttyUSB0" and drv.unit == 3
+
+
+# ---------------------------------------------------------------- the full data model over a socket
+
+VALUES: dict[str, Any] = {
+    "int16": -12345,
+    "uint16": 54321,
+    "int32": -123456789,
+    "uint32": 3_000_000_000,
+    "int64": -81985529216486896,
+    "uint64": 0xFEDCBA9876543210,
+    "float32": -1234.5,  # exact in float32
+    "float64": 123.456,
+}
+
+
+def full_model_tags() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every type in every byte order (holding registers, explicit addresses), the same in input
+    registers with Modicon numbers, bits of a register, a string, coils and discrete inputs."""
+    tags: list[dict[str, Any]] = []
+    values: dict[str, Any] = {}
+    hr = ir = 0
+    for order in ("ABCD", "BADC", "CDAB", "DCBA"):
+        for type_, value in VALUES.items():
+            n = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}.get(type_, 4)
+            name = f"{type_}_{order}"
+            tags.append({"name": name, "address": f"hr:{hr}", "type": type_, "byte_order": order})
+            tags.append({"name": f"ir_{name}", "address": f"{30001 + ir}", "type": type_, "byte_order": order})
+            values[name] = values[f"ir_{name}"] = value
+            hr += n
+            ir += n
+    tags += [
+        {"name": "bit0", "address": f"hr:{hr}", "type": "bool", "bit": 0},
+        {"name": "bit15", "address": f"{40001 + hr}", "type": "bool", "bit": 15},
+        {"name": "bit7", "address": f"hr:{hr}", "type": "bool", "bit": 7},
+        {"name": "text", "address": f"hr:{hr + 1}", "type": "string", "length": 5},
+        {"name": "device_order", "address": f"hr:{hr + 6}", "type": "float32"},  # the device's CDAB
+        {"name": "coil_a", "address": "00001", "type": "bool"},
+        {"name": "coil_b", "address": "co:9", "type": "bool"},
+        {"name": "input_a", "address": "10003", "type": "bool"},
+    ]
+    values.update(bit0=True, bit15=True, bit7=False, text="PUMP-7", device_order=2.5)
+    values.update(coil_a=True, coil_b=True, input_a=True)
+    return tags, values
+
+
+async def test_every_type_and_byte_order_over_tcp() -> None:
+    from simulators.modbus_server import StaticModel
+
+    tags, values = full_model_tags()
+    port = free_port()
+    async with ModbusTcpSimulator(StaticModel(tags, values), port=port, byte_order="CDAB"):
+        dev = ModbusTcpDevice.model_validate(
+            {
+                "id": "all-types",
+                "driver": "modbus_tcp",
+                "connection": {"host": "127.0.0.1", "port": port, "byte_order": "CDAB"},
+                "tags": tags,
+            }
+        )
+        drv = ModbusTcpDriver(dev)
+        assert sorted({b.table.value for b in drv.blocks}) == ["co", "di", "hr", "ir"]  # FC 1, 2, 3, 4
+        await drv.connect()
+        try:
+            got = {r.tag: r.value for r in await drv.read()}
+        finally:
+            await drv.close()
+    assert got == values
+    assert all(type(got[k]) is type(v) for k, v in values.items())

@@ -54,6 +54,69 @@ CASES = [
 ]
 
 
+# Every type × every byte order. The value's bytes, most significant first, are A B C D (E F G H);
+# each order puts them in registers as its name says. 16-bit types, bools and strings are single
+# registers, high byte first, whatever the order: byte orders apply to multi-register values.
+#   int64 -81985529216486896 = FE DC BA 98 76 54 32 10
+#   float64 123.456          = 40 5E DD 2F 1A 9F BE 77
+#   float32 123.456          = 42 F6 E9 79
+FULL_TABLE = {
+    ("int16", -2): {o: [0xFFFE] for o in BYTE_ORDERS},
+    ("uint16", 0x1234): {o: [0x1234] for o in BYTE_ORDERS},
+    ("int32", -2): {
+        "ABCD": [0xFFFF, 0xFFFE], "BADC": [0xFFFF, 0xFEFF], "CDAB": [0xFFFE, 0xFFFF], "DCBA": [0xFEFF, 0xFFFF],
+    },
+    ("uint32", 0x12345678): {
+        "ABCD": [0x1234, 0x5678], "BADC": [0x3412, 0x7856], "CDAB": [0x5678, 0x1234], "DCBA": [0x7856, 0x3412],
+    },
+    ("float32", 123.456): {
+        "ABCD": [0x42F6, 0xE979], "BADC": [0xF642, 0x79E9], "CDAB": [0xE979, 0x42F6], "DCBA": [0x79E9, 0xF642],
+    },
+    ("int64", -81985529216486896): {
+        "ABCD": [0xFEDC, 0xBA98, 0x7654, 0x3210],
+        "BADC": [0xDCFE, 0x98BA, 0x5476, 0x1032],
+        "CDAB": [0x3210, 0x7654, 0xBA98, 0xFEDC],
+        "DCBA": [0x1032, 0x5476, 0x98BA, 0xDCFE],
+    },
+    ("uint64", 0x0102030405060708): {
+        "ABCD": [0x0102, 0x0304, 0x0506, 0x0708],
+        "BADC": [0x0201, 0x0403, 0x0605, 0x0807],
+        "CDAB": [0x0708, 0x0506, 0x0304, 0x0102],
+        "DCBA": [0x0807, 0x0605, 0x0403, 0x0201],
+    },
+    ("float64", 123.456): {
+        "ABCD": [0x405E, 0xDD2F, 0x1A9F, 0xBE77],
+        "BADC": [0x5E40, 0x2FDD, 0x9F1A, 0x77BE],
+        "CDAB": [0xBE77, 0x1A9F, 0xDD2F, 0x405E],
+        "DCBA": [0x77BE, 0x9F1A, 0x2FDD, 0x5E40],
+    },
+    ("string", "AB12"): {o: [0x4142, 0x3132] for o in BYTE_ORDERS},
+}  # fmt: skip
+FULL_CASES = [(t, o, v, regs) for (t, v), by_order in FULL_TABLE.items() for o, regs in by_order.items()]
+
+
+def test_the_full_table_covers_every_type_and_order() -> None:
+    types = {t for t, _ in FULL_TABLE} | {"bool"}  # bool: test_bool_bits_in_every_order
+    assert types == {"bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string"}
+    assert all(set(by_order) == set(BYTE_ORDERS) for by_order in FULL_TABLE.values())
+
+
+@pytest.mark.parametrize(("type_", "order", "value", "registers"), FULL_CASES)
+def test_every_type_and_byte_order(type_: str, order: str, value: float | str, registers: list[int]) -> None:
+    length = len(registers) if type_ == "string" else None
+    assert encode(value, type_, order, length=length) == registers
+    got = decode(registers, type_, order)
+    assert got == (pytest.approx(value, rel=1e-7) if type_ == "float32" else value)
+    assert type(got) is type(value)
+
+
+@pytest.mark.parametrize("order", BYTE_ORDERS)
+def test_bool_bits_in_every_order(order: str) -> None:
+    # bit 2 and bit 9 of 0x0204; bits count from the least significant bit of the register
+    assert [decode([0x0204], "bool", order, bit=b) for b in (2, 9, 0, 15)] == [True, True, False, False]
+    assert encode(True, "bool", order, bit=9) == [0x0200]
+
+
 @pytest.mark.parametrize(("type_", "order", "value", "registers"), CASES)
 def test_decode(type_: str, order: str, value: float, registers: list[int]) -> None:
     got = decode(registers, type_, order)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from drivers.modbus.plan import Block, plan_blocks
+from drivers.modbus.plan import Block, crosses, plan_blocks
 from edge_config.modbus import Table
 
 HR, IR, CO, DI = Table.HOLDING_REGISTER, Table.INPUT_REGISTER, Table.COIL, Table.DISCRETE_INPUT
@@ -111,3 +113,112 @@ def test_every_tag_is_in_exactly_one_block_within_limits() -> None:
             assert b.start <= off and off + cnt <= b.end
     starts = [b.start for b in blocks]
     assert starts == sorted(starts)
+
+
+# ---------------------------------------------------------------- optimality against an exhaustive search
+
+
+def _holes_ok(lo: int, hi: int, spans: list[tuple[int, int]], gap: int) -> bool:
+    """Every run of addresses in [lo, hi) that no span inside [lo, hi) uses is at most `gap` long."""
+    used = set()
+    for s, e in spans:
+        if lo <= s and e <= hi:
+            used.update(range(s, e))
+    run = 0
+    for a in range(lo, hi):
+        run = 0 if a in used else run + 1
+        if run > gap:
+            return False
+    return True
+
+
+def _optimum(spans: list[tuple[int, int]], limit: int, gap: int, barriers: list[tuple[int, int]]) -> int:
+    """Minimum number of valid windows such that every span lies inside one: exact set cover by DP."""
+    fenced = {(s, e) for s, e in spans if any(crosses(s, e, b) for b in barriers)}
+    covers = set()
+    for lo in {s for s, _ in spans}:
+        for hi in {e for _, e in spans}:
+            if hi <= lo or hi - lo > limit or not _holes_ok(lo, hi, spans, gap):
+                continue
+            if any(crosses(lo, hi, b) for b in barriers) and (lo, hi) not in fenced:
+                continue
+            covers.add(sum(1 << i for i, (s, e) in enumerate(spans) if lo <= s and e <= hi))
+    full = (1 << len(spans)) - 1
+    best = [0] + [len(spans) + 1] * full
+    for mask in range(1, full + 1):
+        low = mask & -mask  # some window must cover the lowest tag left
+        best[mask] = 1 + min(best[mask & ~c] for c in covers if c & low)
+    return best[full]
+
+
+register_tag = st.tuples(st.integers(0, 40), st.sampled_from([1, 1, 1, 2, 2, 4, 3, 6]))
+bit_tag = st.tuples(st.integers(0, 120), st.just(1))
+barrier = st.tuples(st.integers(0, 46), st.integers(0, 4)).map(lambda t: (t[0], t[0] + t[1]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    regs=st.lists(register_tag, min_size=1, max_size=8),
+    bits=st.lists(bit_tag, max_size=6),
+    max_registers=st.integers(6, 30),
+    max_bits=st.integers(1, 60),
+    max_gap=st.integers(0, 5),
+    fences=st.lists(barrier, max_size=2),
+)
+def test_plan_is_minimal_and_valid(
+    regs: list[tuple[int, int]],
+    bits: list[tuple[int, int]],
+    max_registers: int,
+    max_bits: int,
+    max_gap: int,
+    fences: list[tuple[int, int]],
+) -> None:
+    spans = [(f"r{i}", HR, s, c) for i, (s, c) in enumerate(regs)] + [
+        (f"b{i}", CO, s, c) for i, (s, c) in enumerate(bits)
+    ]
+    blocks = plan_blocks(spans, max_registers, max_gap, max_bits, barriers={HR: fences})
+
+    # every tag in exactly one block, wholly inside it
+    where = {name: (table, s, c) for name, table, s, c in spans}
+    assert sorted(n for b in blocks for n in b.tags) == sorted(where)
+    for b in blocks:
+        for n in b.tags:
+            table, s, c = where[n]
+            assert table is b.table and b.start <= s and s + c <= b.end
+        # tight, within limits, no wide hole, no barrier crossed (unless reading one fenced tag alone)
+        inside = [(s, s + c) for t, s, c in where.values() if t is b.table]
+        assert min(where[n][1] for n in b.tags) == b.start
+        assert max(where[n][1] + where[n][2] for n in b.tags) == b.end
+        if b.table is HR:
+            assert b.count <= max_registers and _holes_ok(b.start, b.end, inside, max_gap)
+            if any(crosses(b.start, b.end, f) for f in fences):
+                assert (b.start, b.end) in {(s, s + c) for s, c in regs}
+        else:
+            assert b.count <= max_bits and _holes_ok(b.start, b.end, inside, 16 * max_gap)
+
+    # and no plan does it in fewer requests
+    hr_blocks = sum(1 for b in blocks if b.table is HR)
+    co_blocks = sum(1 for b in blocks if b.table is CO)
+    assert hr_blocks == _optimum([(s, s + c) for s, c in regs], max_registers, max_gap, fences)
+    if bits:
+        assert co_blocks == _optimum([(s, s + c) for s, c in bits], max_bits, 16 * max_gap, [])
+
+
+def test_barriers_split_blocks() -> None:
+    spans = [("a", HR, 0, 1), ("b", HR, 1, 1), ("c", HR, 2, 1), ("d", HR, 3, 1)]
+    # a refused register at 2 is never read again; the others still go in as few requests as possible
+    assert plan_blocks([s for s in spans if s[0] != "c"], barriers={HR: [(2, 3)]}) == [
+        Block(HR, 0, 2, ("a", "b")),
+        Block(HR, 3, 1, ("d",)),
+    ]
+    # a zero-length barrier forbids reading across an address (a device that refuses the whole)
+    assert plan_blocks(spans, barriers={HR: [(2, 2)]}) == [Block(HR, 0, 2, ("a", "b")), Block(HR, 2, 2, ("c", "d"))]
+    # a tag that holds a refused register is read alone, with the tags nested inside it
+    text = [("s", HR, 0, 4), ("inner", HR, 1, 1), ("after", HR, 4, 1)]
+    assert plan_blocks(text, barriers={HR: [(3, 4)]}) == [Block(HR, 0, 4, ("s", "inner")), Block(HR, 4, 1, ("after",))]
+
+
+def test_bit_gap_is_sixteen_bits_per_register() -> None:
+    spans = [("c0", CO, 0, 1), ("c1", CO, 33, 1)]
+    assert len(plan_blocks(spans, max_gap=2)) == 1  # 32 unused bits = 4 bytes, like 2 registers
+    assert len(plan_blocks(spans, max_gap=1)) == 2

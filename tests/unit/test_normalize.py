@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cloud_bridge.wire import Sample
 from drivers.base import Reading
@@ -50,3 +52,73 @@ def test_normalizer_reports_by_exception() -> None:
         Sample("b", 2, 2000),
     ]
     assert n.units() == {"a": "rpm"}
+
+
+def test_percent_deadband_is_of_the_last_value_sent() -> None:
+    last = Sample("x", 200.0, 0)
+    assert not changed(Sample("x", 203.9, 1000), last, None, 60_000, deadband_percent=2.0)
+    assert changed(Sample("x", 204.0, 1000), last, None, 60_000, deadband_percent=2.0)
+    assert changed(Sample("x", 196.0, 1000), last, None, 60_000, deadband_percent=2.0)
+    # from zero, any change is a change
+    assert changed(Sample("x", 0.001, 1000), Sample("x", 0.0, 0), None, 60_000, deadband_percent=50.0)
+    assert not changed(Sample("x", 0.0, 1000), Sample("x", 0.0, 0), None, 60_000, deadband_percent=50.0)
+
+
+def test_nan_and_bools_and_strings() -> None:
+    nan = float("nan")
+    assert not changed(Sample("x", nan, 1), Sample("x", nan, 0), 1.0, 60_000)
+    assert changed(Sample("x", 1.0, 1), Sample("x", nan, 0), 1.0, 60_000)
+    assert changed(Sample("x", True, 1), Sample("x", False, 0), 5.0, 60_000)
+    assert not changed(Sample("x", "A", 1), Sample("x", "A", 0), None, 60_000)
+
+
+def test_heartbeat_per_tag() -> None:
+    n = Normalizer([TagSpec("fast", "uint16", heartbeat_s=2.0), TagSpec("slow", "uint16")], heartbeat_s=10.0)
+    sent = []
+    for t in range(0, 12_001, 500):  # every 0.5 s for 12 s, values never change
+        sent += [(s.tag, s.ts) for s in n.apply([Reading("fast", 1, t), Reading("slow", 1, t)])]
+    assert [ts for tag, ts in sent if tag == "fast"] == [0, 2000, 4000, 6000, 8000, 10000, 12000]
+    assert [ts for tag, ts in sent if tag == "slow"] == [0, 10000]
+
+
+def test_deadband_measures_from_the_last_value_sent_not_the_last_read() -> None:
+    # slow creep: each step is inside the deadband, the sum is not
+    n = Normalizer([TagSpec("t", "uint16", scale=0.1, deadband=1.0)])
+    sent = [s.v for i, raw in enumerate([100, 103, 106, 109, 112, 112, 115]) for s in n.apply([Reading("t", raw, i)])]
+    assert sent == [10.0, 11.2]
+
+
+def test_quality_changes_are_sent_at_once() -> None:
+    n = Normalizer([TagSpec("t", "uint16", deadband=100.0)])
+    assert [s.q for s in n.apply([Reading("t", 5, 0)])] == ["good"]
+    assert [s.q for s in n.apply([Reading("t", None, 1, "bad", "exception 2")])] == ["bad"]
+    assert n.apply([Reading("t", None, 2, "bad", "exception 2")]) == []
+    assert [(s.v, s.q) for s in n.apply([Reading("t", 5, 3)])] == [(5, "good")]
+
+
+values = st.one_of(st.integers(0, 20), st.none(), st.sampled_from([1.5, 2.5, float("nan")]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(values, st.integers(0, 3_000)), max_size=40),
+    st.sampled_from([None, 0.0, 2.0]),
+    st.sampled_from([None, 10.0]),
+)
+def test_skipping_unchanged_reads_changes_nothing(
+    steps: list[tuple[int | float | None, int]], deadband: float | None, percent: float | None
+) -> None:
+    """The normalizer's shortcut for a repeated raw value gives exactly what `changed` alone gives."""
+    spec = TagSpec("t", "float64", scale=0.5, deadband=deadband, deadband_percent=None if deadband else percent)
+    n = Normalizer([spec], heartbeat_s=5.0)
+    last: Sample | None = None
+    ts = 0
+    for raw, dt in steps:
+        ts += dt
+        r = Reading("t", raw, ts, "good" if raw is not None else "bad")
+        got = n.apply([r])
+        sample = to_sample(r, spec)
+        want = changed(sample, last, spec.deadband, 5000, spec.deadband_percent)
+        if want:
+            last = sample
+        assert repr(got) == repr([sample] if want else []), (raw, ts)  # repr: nan == nan

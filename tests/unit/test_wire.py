@@ -279,3 +279,138 @@ def test_envelope_like_objects_decode_or_raise_wire_error(obj: dict[str, Any]) -
 def test_arbitrary_topics_parse_or_raise_wire_error(tail: str) -> None:
     with contextlib.suppress(WireError):
         parse_topic("sf/v1/" + tail, "sf/v1")
+
+
+# ---------------------------------------------------------------- the ingester's handling: never a crash
+
+# Strings with what JSON can carry but stores may not hold: NUL, lone surrogates, non-ASCII.
+nasty_text = st.text(st.characters(codec=None, categories=None), max_size=8) | st.sampled_from(
+    ["\x00", "\ud800", "a\udfffb", "温度", "x" * 200]
+)
+nasty_ints = st.integers(-1, 2**70) | st.sampled_from([2**63 - 1, 2**63, 2**64])
+
+
+def _data_json(seq: Any, tag: Any, v: Any, ts: Any, units: Any) -> bytes:
+    sample = {"tag": tag, "v": v, "ts": ts, "q": "good"}
+    obj = {"v": 1, "gw": "gw-1", "dev": "d", "seq": seq, "hist": False, "samples": [sample], "units": units}
+    return json.dumps(obj).encode()
+
+
+# Topic and payload that agree (so the payload gets past the topic checks), with hostile fields.
+coherent = st.one_of(
+    st.tuples(
+        st.just("sf/v1/ent/gw-1/d/data"),
+        st.builds(
+            _data_json,
+            seq=nasty_ints,
+            tag=nasty_text.filter(lambda t: 0 < len(t) <= 128),
+            v=st.floats(allow_nan=False, allow_infinity=False) | nasty_ints | nasty_text | st.booleans(),
+            ts=nasty_ints,
+            units=st.dictionaries(nasty_text, nasty_text, max_size=2),
+        ),
+    ),
+    st.tuples(
+        st.just("sf/v1/ent/gw-1/d/events"),
+        st.builds(
+            lambda seq, ts, reason: json.dumps(
+                {
+                    "v": 1,
+                    "gw": "gw-1",
+                    "dev": "d",
+                    "seq": seq,
+                    "events": [{"kind": "online", "ts": ts, "reason": reason}],
+                }
+            ).encode(),
+            nasty_ints,
+            nasty_ints,
+            nasty_text,
+        ),
+    ),
+    st.tuples(
+        st.sampled_from(["sf/v1/ent/gw-1/status", "sf/v1/ent/gw-1/d/status"]),
+        st.builds(
+            lambda ts, reason: json.dumps({"online": True, "ts": ts, "reason": reason}).encode(),
+            nasty_ints,
+            nasty_text,
+        ),
+    ),
+)
+fuzz_topics = st.one_of(
+    st.sampled_from(["ent", "e n", "ent-1"]).flatmap(
+        lambda ent: st.sampled_from(
+            [
+                f"sf/v1/{ent}/gw-1/d/data",
+                f"sf/v1/{ent}/gw-1/d/events",
+                f"sf/v1/{ent}/gw-1/d/status",
+                f"sf/v1/{ent}/gw-1/status",
+                f"sf/v1/{ent}/gw-1/d/meta",
+                f"sf/v1/{ent}/gw-1/d/other",
+            ]
+        )
+    ),
+    st.text(max_size=40).map(lambda t: "sf/v1/" + t),
+    st.text(max_size=40),
+    st.binary(max_size=40),  # not UTF-8 at all
+)
+fuzz_payloads = st.one_of(
+    st.binary(max_size=200),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    envelopes.map(lambda obj: json.dumps(obj).encode()),
+)
+fuzz_messages = st.lists(st.tuples(fuzz_topics, fuzz_payloads) | coherent, min_size=1, max_size=6)
+
+
+def _fuzz_ingester() -> Any:
+    from cloud_bridge.ingester import Ingester
+    from edge_config.models import CloudConfig, IngestMqttSection, LedgerSection
+
+    config = CloudConfig(
+        mqtt=IngestMqttSection(url="mqtt://127.0.0.1:1"),  # never connected
+        influx=None,  # ledger only
+        ledger=LedgerSection(url="sqlite:///:memory:"),
+    )
+    return Ingester(config, retry_initial=0.001, retry_max=0.001)
+
+
+def _mqtt_message(topic: str | bytes, payload: bytes) -> Any:
+    import paho.mqtt.client as mqtt
+
+    m = mqtt.MQTTMessage(topic=topic if isinstance(topic, bytes) else topic.encode("utf-8", "surrogatepass"))
+    m.payload = payload
+    return m
+
+
+@settings(max_examples=400, deadline=None)
+@given(fuzz_messages)
+def test_ingester_handles_any_message_and_dead_letters_what_it_rejects(messages: list[tuple[Any, bytes]]) -> None:
+    """Arbitrary topics and payloads through the ingester's handling (no MQTT, an in-memory ledger,
+    no TSDB), one at a time and as one batch: nothing escapes, every message is either recorded, a
+    duplicate, or dead-lettered with a reason, and no store error is ever retried."""
+    one, batch = _fuzz_ingester(), _fuzz_ingester()
+    try:
+        for topic, payload in messages:
+            before = one.stats
+            one.handle(_mqtt_message(topic, payload))
+            after = one.stats
+            kept = sum(
+                getattr(after, k) - getattr(before, k)
+                for k in ("data_messages", "event_messages", "status_messages", "duplicates")
+            )
+            dead = after.dead_letters - before.dead_letters
+            assert (after.messages - before.messages, kept + dead) == (1, 1)
+            if dead:
+                [letter] = one.ledger.dead_letters(1)
+                assert letter["payload"] == payload
+                assert letter["reason"] and not letter["reason"].startswith("internal")
+        assert one.stats.errors == 0  # no store failure: hostile content is refused before the stores
+        assert one.ledger.dead_letter_count() == one.stats.dead_letters
+
+        batch.handle_batch([_mqtt_message(t, p) for t, p in messages])
+        s = batch.stats
+        assert (s.messages, s.batches, s.errors) == (len(messages), 1, 0)
+        assert s.data_messages + s.event_messages + s.status_messages + s.duplicates + s.dead_letters == len(messages)
+        assert batch.ledger.dead_letter_count() == s.dead_letters
+        assert batch.ledger.total_samples() == s.samples_ingested == one.stats.samples_ingested
+    finally:
+        one.ledger.close()
+        batch.ledger.close()

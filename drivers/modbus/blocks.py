@@ -1,0 +1,250 @@
+"""A planned block as it is read, and bad-address isolation.
+
+When a device answers a block with ILLEGAL DATA ADDRESS (or ILLEGAL DATA VALUE, which devices that
+choke on large requests give), the block is split at a clean cut (no tag straddles it) near its
+middle and both halves are read, recursively, until the refused tags are found. Only those tags
+are marked bad, with the exception. What the search learned is kept:
+
+- the refused tags are left out and their registers become *barriers* the planner never reads across;
+- when both halves of a refused piece read fine, the gap (or the cut) between them is the barrier,
+  or, for ILLEGAL DATA VALUE, the device's largest request is taken as the larger half;
+
+and the block's good tags are planned again around the barriers, so the next scan reads them in as
+few requests as before minus what the device refuses, without searching again. The refused tags are
+re-read alone every `bad_retry` seconds; one that answers again rejoins the plan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from drivers.base import Reading
+from drivers.modbus.decode import BlockDecoder, Field
+from drivers.modbus.plan import Barrier, Block, Span, plan_blocks
+from drivers.modbus.protocol import SPLIT_CODES, DeviceException, exception_text, payload_size, read_request
+
+ILLEGAL_DATA_VALUE = 3  # what many devices answer to a request larger than they take
+from edge_config.modbus import Table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TagRef:
+    """One configured tag, as the reader needs it."""
+
+    index: int  # position in the device's config
+    name: str
+    table: Table
+    offset: int
+    count: int  # registers (1 for coils and discrete inputs)
+    type: str
+    byte_order: str
+    bit: int | None = None
+    length: int | None = None
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.count
+
+    @property
+    def span(self) -> Span:
+        return (self.name, self.table, self.offset, self.count)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_registers: int = 125
+    max_bits: int = 2000
+    max_gap: int = 16
+    bad_retry: float = 60.0
+
+
+class Piece:
+    """One request as it is sent now: the window of `refs`, its PDU and its decoder."""
+
+    __slots__ = ("count", "decoder", "function", "indices", "names", "pdu", "refs", "size", "start", "table")
+
+    def __init__(self, table: Table, refs: Sequence[TagRef]) -> None:
+        self.table = table
+        self.refs = tuple(refs)
+        self.start = min(r.offset for r in refs)
+        self.count = max(r.end for r in refs) - self.start
+        self.pdu = read_request(table, self.start, self.count)
+        self.function = self.pdu[0]
+        self.size = payload_size(table, self.count)
+        fields = [Field(r.offset - self.start, r.type, r.byte_order, r.bit, r.length) for r in self.refs]
+        self.decoder = BlockDecoder(fields, self.count, bits=table.is_bit)
+        self.indices = tuple(r.index for r in self.refs)
+        self.names = tuple(r.name for r in self.refs)
+
+    @property
+    def end(self) -> int:
+        return self.start + self.count
+
+    def __repr__(self) -> str:
+        return f"{self.table.value}:{self.start}+{self.count}"
+
+    def fill(self, out: list[Reading | None], data: bytes, ts: int) -> None:
+        for i, name, value in zip(self.indices, self.names, self.decoder(data), strict=True):
+            out[i] = Reading(name, value, ts)
+
+    def fill_bad(self, out: list[Reading | None], ts: int, error: str) -> None:
+        for i, name in zip(self.indices, self.names, strict=True):
+            out[i] = Reading(name, None, ts, "bad", error)
+
+
+# reads one piece: its data bytes, or DeviceException; anything else (DriverError) ends the scan
+Request = Callable[[Piece], Awaitable[bytes]]
+
+
+def clean_cut(refs: Sequence[TagRef]) -> tuple[list[TagRef], list[TagRef]] | None:
+    """Split tags (sorted by offset) in two at the cut no tag straddles that is nearest the middle.
+
+    None when there is no such cut (a single tag, or tags that all overlap).
+    """
+    best: int | None = None
+    reach = refs[0].end
+    for k in range(1, len(refs)):
+        if refs[k].offset >= reach and (best is None or abs(2 * k - len(refs)) < abs(2 * best - len(refs))):
+            best = k
+        reach = max(reach, refs[k].end)
+    if best is None:
+        return None
+    return list(refs[:best]), list(refs[best:])
+
+
+@dataclass
+class Found:
+    """What one isolation search learned."""
+
+    good: list[tuple[Piece, bytes]]
+    bad: list[tuple[Piece, int]]
+    gaps: list[Barrier]
+    limit: int | None = None  # the device refuses requests larger than this
+
+
+async def isolate(piece: Piece, code: int, request: Request) -> Found:
+    """`piece` was refused with `code`: find the refused tags by splitting it."""
+    found = Found([], [], [])
+    await _search(piece, code, request, found)
+    return found
+
+
+async def _search(piece: Piece, code: int, request: Request, found: Found) -> None:
+    if code not in SPLIT_CODES:
+        found.bad.append((piece, code))
+        return
+    refs = sorted(piece.refs, key=lambda r: (r.offset, r.end))
+    halves = clean_cut(refs)
+    if halves is None:
+        windows = {(r.offset, r.end) for r in refs}
+        if len(windows) == 1:
+            found.bad.append((piece, code))
+            return
+        # tags that all overlap (a string with tags inside it): read each window alone
+        parts = [Piece(piece.table, [r for r in refs if (r.offset, r.end) == w]) for w in sorted(windows)]
+    else:
+        parts = [Piece(piece.table, h) for h in halves]
+    all_good = True
+    for part in parts:
+        try:
+            data = await request(part)
+        except DeviceException as exc:
+            all_good = False
+            await _search(part, exc.code, request, found)
+            continue
+        found.good.append((part, data))
+    if not all_good:
+        return
+    if halves is None or code == ILLEGAL_DATA_VALUE:
+        # every part reads, the whole does not: the device refuses requests this large
+        largest = max(p.count for p in parts)
+        found.limit = largest if found.limit is None else min(found.limit, largest)
+    else:
+        # each half reads, the whole does not: the device refuses the addresses between them
+        found.gaps.append((parts[0].end, parts[1].start))
+
+
+class BlockState:
+    """One planned block of a poll group and what isolation learned about it."""
+
+    def __init__(self, block: Block, refs: Sequence[TagRef], limits: Limits, label: str = "") -> None:
+        self.block = block
+        self.refs = tuple(refs)
+        self.limits = limits
+        self.label = label
+        self.pieces: list[Piece] = [Piece(block.table, self.refs)]
+        self.bad: dict[tuple[int, int], tuple[Piece, int]] = {}  # window -> refused piece, exception code
+        self.gaps: list[Barrier] = []
+        self.limit = limits.max_bits if block.table.is_bit else limits.max_registers  # learned: may shrink
+        self.retry_at = 0.0
+        self.searches = 0
+
+    async def read(self, request: Request, out: list[Reading | None], ts: int, now: float) -> None:
+        """Read every piece into `out` (by config index); bad readings for what the device refuses."""
+        for piece in self.pieces:
+            try:
+                data = await request(piece)
+            except DeviceException as exc:
+                if exc.code in SPLIT_CODES:
+                    await self._isolate(piece, exc.code, request, out, ts, now)
+                else:  # busy, device failure...: this scan only
+                    piece.fill_bad(out, ts, exception_text(exc.code))
+                continue
+            piece.fill(out, data, ts)
+        if self.bad and now >= self.retry_at:
+            await self._retry(request, out, ts, now)
+        for piece, code in self.bad.values():
+            piece.fill_bad(out, ts, exception_text(code))
+
+    async def _isolate(
+        self, piece: Piece, code: int, request: Request, out: list[Reading | None], ts: int, now: float
+    ) -> None:
+        self.searches += 1
+        found = await isolate(piece, code, request)
+        for part, data in found.good:
+            part.fill(out, data, ts)
+        for part, c in found.bad:
+            self.bad[(part.start, part.end)] = (part, c)
+        self.gaps.extend(found.gaps)
+        if found.limit is not None:
+            self.limit = max(min(self.limit, found.limit), max(r.count for r in self.refs))
+            log.warning("%s: %s refused; reading at most %d at a time", self.label, piece, self.limit)
+        if found.bad:
+            self.retry_at = now + self.limits.bad_retry
+            log.warning(
+                "%s: %s refused; marked bad: %s",
+                self.label,
+                piece,
+                "; ".join(f"{', '.join(p.names)} ({exception_text(c)})" for p, c in found.bad),
+            )
+        self._replan()
+
+    async def _retry(self, request: Request, out: list[Reading | None], ts: int, now: float) -> None:
+        recovered = False
+        for window, (piece, _) in list(self.bad.items()):
+            try:
+                data = await request(piece)
+            except DeviceException as exc:
+                self.bad[window] = (piece, exc.code)
+                continue
+            del self.bad[window]
+            piece.fill(out, data, ts)
+            recovered = True
+            log.info("%s: %s answers again: %s", self.label, piece, ", ".join(piece.names))
+        self.retry_at = now + self.limits.bad_retry
+        if recovered:
+            self._replan()
+
+    def _replan(self) -> None:
+        refused = {i for piece, _ in self.bad.values() for i in piece.indices}
+        good = [r for r in self.refs if r.index not in refused]
+        barriers = [*self.gaps, *self.bad]
+        blocks = plan_blocks(
+            [r.span for r in good], min(self.limit, 125), self.limits.max_gap, self.limit, {self.block.table: barriers}
+        )
+        by_name = {r.name: r for r in good}
+        self.pieces = [Piece(b.table, [by_name[n] for n in b.tags]) for b in blocks]

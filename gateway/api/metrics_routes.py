@@ -1,0 +1,42 @@
+"""Edge API: OEE of a device from the gateway's own history (`GET /api/v1/metrics/oee`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+
+from gateway.edge_oee import NoOee, oee_report
+from gateway.evidence.period import PeriodError
+
+if TYPE_CHECKING:
+    from gateway.agent import Agent
+
+
+def build_metrics_router(agent: Agent) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
+
+    @router.get("/oee")
+    def oee(
+        device: Annotated[str, Query(description="device id")],
+        start: Annotated[str | None, Query(alias="from", description="default: start of the current shift")] = None,
+        end: Annotated[str | None, Query(alias="to", description="default: now")] = None,
+    ) -> dict[str, Any]:
+        """Availability, performance, quality and OEE (ISO 22400-2) with the time and loss breakdown;
+        by default for the current shift so far."""
+        tracker = agent.runtime.trackers.get(device)
+        try:
+            return oee_report(
+                agent.config,
+                agent.runtime.history,
+                device,
+                start,
+                end,
+                live=tracker.live_point() if tracker else None,
+            )
+        except NoOee as e:
+            raise HTTPException(404, detail=str(e)) from None
+        except PeriodError as e:
+            raise HTTPException(422, detail=f"bad window: {e}") from None
+
+    return router

@@ -1,0 +1,93 @@
+"""Helpers for the Modbus integration tests: a `socat` pty pair standing in for an RS-485 line (the
+gateway opens one end, a simulator the other), and a device channel that records what a poll loop
+reports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers.base import Reading
+from gateway.channel import DeviceState
+from gateway.poller import poll_loop
+
+SOCAT = "/usr/bin/socat"
+
+
+@contextmanager
+def pty_pair(directory: Path, name: str = "tty") -> Iterator[tuple[str, str]]:
+    """Start socat with two linked ptys; yield their paths; stop socat."""
+    binary = SOCAT if os.access(SOCAT, os.X_OK) else shutil.which("socat")
+    if binary is None:
+        pytest.fail("socat not found: install the Debian package 'socat' (apt-get install socat)")
+    a, b = directory / f"{name}-master", directory / f"{name}-slave"
+    proc = subprocess.Popen(
+        [binary, "-d", "-d", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while not (a.exists() and b.exists()):
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise RuntimeError(f"socat exited with {proc.returncode}: {err[-500:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("socat did not create the pty pair within 5 s")
+            time.sleep(0.01)
+        yield str(a), str(b)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+class Recorder:
+    """Stands in for a DeviceChannel: records scans (with the monotonic time) and status changes."""
+
+    def __init__(self, device_id: str) -> None:
+        self.state = DeviceState(device_id, device_id, "modbus")
+        self.scans: list[tuple[float, list[Reading]]] = []
+        self.status: list[tuple[float, bool, str]] = []
+
+    def set_online(self, online: bool, reason: str) -> None:
+        if not self.status or self.status[-1][1] != online:
+            self.status.append((time.monotonic(), online, reason))
+
+    def emit(self, readings: Sequence[Reading]) -> int:
+        self.scans.append((time.monotonic(), list(readings)))
+        return len(readings)
+
+    def good_times(self, tag: str | None = None) -> list[float]:
+        """When scans with good readings (of `tag`, or of all their tags) arrived."""
+        return [
+            t
+            for t, rs in self.scans
+            if rs and all(r.quality == "good" for r in rs if tag is None or r.tag == tag)
+            and (tag is None or any(r.tag == tag for r in rs))
+        ]
+
+
+async def poll_for(pairs: Sequence[tuple[Any, Recorder]], seconds: float) -> None:
+    """Run one poll loop per (driver, recorder) for `seconds`, then stop them all."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(poll_loop(rec, drv, 1.0, stop)) for drv, rec in pairs]  # type: ignore[arg-type]
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)

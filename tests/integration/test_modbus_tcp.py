@@ -1,0 +1,151 @@
+"""Modbus TCP over loopback: reconnect after a power cycle or a reset, units behind one gateway,
+poll groups, slow and silent devices."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from drivers.modbus import BusPool, ModbusDriver
+from edge_config.models import ModbusTcpDevice
+from simulators.loom import AirJetLoom, loom_device_config
+from simulators.modbus_server import ModbusTcpSimulator
+from tests.integration.rtu import Recorder, poll_for
+from tests.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def loom(port: int, unit: int = 1, interval: str = "200ms", **connection: Any) -> ModbusTcpDevice:
+    cfg = loom_device_config(f"loom-{unit}", f"织机 {unit}#", "127.0.0.1", port, unit_id=unit)
+    cfg["poll_interval"] = interval
+    cfg["connection"] |= {"timeout": "300ms", "backoff_max": "500ms"} | connection
+    return ModbusTcpDevice.model_validate(cfg)
+
+
+def first_good_after(rec: Recorder, t: float) -> float:
+    return min(x for x in rec.good_times() if x > t)
+
+
+async def test_a_device_stopped_and_restarted_is_read_again_within_two_intervals_plus_the_backoff() -> None:
+    port = free_port()
+    sim = ModbusTcpSimulator(AirJetLoom(seed=3), port=port)
+    await sim.start()
+    rec = Recorder("loom-1")
+    loop = asyncio.get_running_loop()
+    marks: dict[str, float] = {}
+
+    async def power_cycle() -> None:
+        await asyncio.sleep(0.6)
+        await sim.stop()
+        marks["off"] = loop.time()
+        await asyncio.sleep(1.5)  # long enough for the backoff to reach its cap
+        await sim.start()
+        marks["on"] = loop.time()
+
+    cycle = asyncio.create_task(power_cycle())
+    try:
+        await poll_for([(ModbusDriver(loom(port), BusPool()), rec)], 3.5)
+        await cycle
+    finally:
+        await sim.stop()
+    assert [online for _, online, _ in rec.status] == [True, False, True]
+    assert f"127.0.0.1:{port}" in rec.status[1][2]
+    back = first_good_after(rec, marks["on"]) - marks["on"]
+    assert back <= 2 * 0.2 + 0.5 * 1.2 + 0.4  # two intervals, the capped backoff with jitter, a loaded machine
+    assert not [t for t in rec.good_times() if marks["off"] < t < marks["on"]]
+
+
+async def test_a_connection_reset_is_recovered() -> None:
+    port = free_port()
+    async with ModbusTcpSimulator(AirJetLoom(seed=3), port=port) as sim:
+        rec = Recorder("loom-1")
+        loop = asyncio.get_running_loop()
+        resets: list[float] = []
+
+        async def reset_twice() -> None:
+            for _ in range(2):
+                await asyncio.sleep(0.7)
+                assert sim.drop_connections() == 1
+                resets.append(loop.time())
+
+        task = asyncio.create_task(reset_twice())
+        await poll_for([(ModbusDriver(loom(port), BusPool()), rec)], 2.5)
+        await task
+    for t in resets:
+        assert first_good_after(rec, t) - t <= 2 * 0.2 + 0.5 * 1.2 + 0.4
+    assert rec.status[-1][1] is True
+
+
+async def test_units_behind_one_tcp_gateway_share_one_connection() -> None:
+    port = free_port()
+    looms = {1: AirJetLoom(seed=1), 2: AirJetLoom(seed=2), 3: AirJetLoom(seed=3)}
+    async with ModbusTcpSimulator(looms, port=port) as sim:
+        pool = BusPool()
+        units = (1, 2, 3, 9)  # nothing answers behind the gateway for unit 9
+        recs = {u: Recorder(f"loom-{u}") for u in units}
+        connections: list[int] = []
+
+        async def watch() -> None:
+            for _ in range(8):
+                await asyncio.sleep(0.15)
+                connections.append(len(sim.connections))
+
+        watcher = asyncio.create_task(watch())
+        await poll_for([(ModbusDriver(loom(port, u), pool), recs[u]) for u in units], 1.5)
+        await watcher
+    assert set(connections) == {1}  # one connection for all four units, never dropped
+    for u in (1, 2, 3):
+        assert [online for _, online, _ in recs[u].status] == [True] and len(recs[u].good_times()) >= 3
+    assert recs[9].status[0][1:] == (
+        False,
+        f"exception 11 (gateway target device failed to respond) for unit 9 at 127.0.0.1:{port}",
+    )
+
+
+async def test_poll_groups_read_each_tag_at_its_interval() -> None:
+    port = free_port()
+    cfg = loom_device_config("loom-1", "织机", "127.0.0.1", port)
+    cfg["poll_interval"] = "600ms"
+    for tag in cfg["tags"]:
+        if tag["name"] in ("speed", "run_state"):
+            tag["interval"] = "100ms"
+    dev = ModbusTcpDevice.model_validate(cfg)
+    drv = ModbusDriver(dev, BusPool())
+    assert drv.poll_intervals == (0.1, 0.6)
+    assert [(b.table.value, b.start, b.count) for b in drv.groups[0].planned] == [("hr", 0, 2)]
+    async with ModbusTcpSimulator(AirJetLoom(seed=5), port=port) as sim:
+        sim.trace = []
+        rec = Recorder("loom-1")
+        await poll_for([(drv, rec)], 1.5)
+    fast = sum(1 for _, _, pdu in sim.trace if pdu == bytes.fromhex("03 0000 0002"))
+    slow = sum(1 for _, _, pdu in sim.trace if pdu == bytes.fromhex("03 0002 0010"))  # hr:2..17
+    assert 8 <= fast <= 16 and 2 <= slow <= 4  # 15 and 3 on an idle machine
+    assert rec.state.overruns <= fast // 3
+    speed_scans = sum(1 for _, rs in rec.scans if any(r.tag == "speed" for r in rs))
+    energy_scans = sum(1 for _, rs in rec.scans if any(r.tag == "energy_kwh" for r in rs))
+    assert speed_scans == fast and energy_scans == slow
+
+
+async def test_slow_and_silent_devices() -> None:
+    port = free_port()
+    async with ModbusTcpSimulator(AirJetLoom(seed=3), port=port) as sim:
+        drv = ModbusDriver(loom(port), BusPool())
+        await drv.connect()
+        try:
+            sim.faults().delay = 0.1  # slower than usual, within the 300 ms timeout
+            assert all(r.quality == "good" for r in await drv.read())
+            sim.faults().delay = 0.0
+            sim.faults().silent = True  # a PLC that stopped answering
+            from drivers.base import DriverError
+
+            with pytest.raises(DriverError, match=f"no response from unit 1 at 127.0.0.1:{port} within 0.3s"):
+                await drv.read()
+            sim.faults().silent = False
+            await drv.close()
+            await drv.connect()  # a fresh connection: the old one may be half open
+            assert all(r.quality == "good" for r in await drv.read())
+        finally:
+            await drv.close()

@@ -1,0 +1,102 @@
+"""Modbus config: new fields and their mistakes name the file, the line and the field path."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge_config import ConfigError, load_text
+from edge_config.models import GatewayConfig, ModbusRtuDevice, ModbusTcpDevice
+
+GOOD = """\
+gateway: {id: gw-1, enterprise_id: ent-1}
+devices:
+  - id: meter-bus
+    driver: modbus_rtu
+    connection: {port: /dev/ttyUSB0, baudrate: 9600, parity: E, unit_id: 3, timeout: 300ms, backoff_max: 20s}
+    poll_interval: 1s
+    tags:
+      - {name: energy, address: "30001", type: float32, byte_order: CDAB, deadband_percent: 0.5, heartbeat: 5m}
+      - {name: status, address: "hr:0", type: uint16, interval: 200ms}
+      - {name: alarm, address: "hr:1", type: bool, bit: 3}
+  - id: plc
+    driver: modbus_tcp
+    connection: {host: 10.0.0.5, unit_id: 1, max_registers: 60, max_gap: 4, bad_retry: 2m}
+    tags:
+      - {name: total, address: "hr:100", type: uint64, byte_order: DCBA, deadband: 10}
+"""
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_text(text, GatewayConfig, "gateway.yaml")
+    return [str(i) for i in info.value.issues]
+
+
+def test_good() -> None:
+    cfg = load_text(GOOD, GatewayConfig, "gateway.yaml")
+    rtu, tcp = cfg.devices
+    assert isinstance(rtu, ModbusRtuDevice) and isinstance(tcp, ModbusTcpDevice)
+    assert rtu.connection.timeout == 0.3 and rtu.connection.backoff_max == 20.0
+    assert rtu.connection.silence is None and rtu.connection.max_bits == 2000
+    assert rtu.tags[0].deadband_percent == 0.5 and rtu.tags[0].heartbeat == 300.0
+    assert rtu.tags[1].interval == 0.2
+    assert tcp.connection.bad_retry == 120.0 and tcp.connection.max_registers == 60
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "deadband_percent: 0.5,",
+            "deadband_percent: 0.5, deadband: 1,",
+            "gateway.yaml:8: devices[0].tags[0]: use deadband (absolute) or deadband_percent, not both",
+        ),
+        (
+            "deadband_percent: 0.5,",
+            "deadband_percent: -1,",
+            "gateway.yaml:8: devices[0].tags[0].deadband_percent: Input should be greater than or equal to 0",
+        ),
+        (
+            "heartbeat: 5m",
+            "heartbeat: often",
+            "gateway.yaml:8: devices[0].tags[0].heartbeat: 'often' is not a duration (use 500ms, 1s, 2m)",
+        ),
+        ("heartbeat: 5m", "heartbeat: 0s", "gateway.yaml:8: devices[0].tags[0]: heartbeat must be above 0"),
+        (
+            "interval: 200ms",
+            "interval: 0s",
+            "gateway.yaml:3: devices[0]: tag 'status': interval must be above 0",
+        ),
+        (
+            "unit_id: 3",
+            "unit_id: 0",
+            "gateway.yaml:5: devices[0].connection.unit_id: Input should be greater than or equal to 1",
+        ),
+        (
+            "baudrate: 9600",
+            "baudrate: 96",
+            "gateway.yaml:5: devices[0].connection.baudrate: Input should be greater than or equal to 300",
+        ),
+        ("parity: E", "parity: X", "gateway.yaml:5: devices[0].connection.parity: 'X': input should be"),
+        (
+            "backoff_max: 20s",
+            "backoff_max: 0s",
+            "gateway.yaml:5: devices[0].connection: backoff_max and bad_retry must be above 0",
+        ),
+        (
+            "max_registers: 60",
+            "max_registers: 3",
+            "gateway.yaml:11: devices[1]: tag 'total' needs 4 registers, more than connection.max_registers (3)",
+        ),
+        (
+            "max_gap: 4",
+            "max_gap: 4, max_bits: 4000",
+            "gateway.yaml:13: devices[1].connection.max_bits: Input should be less than or equal to 2000",
+        ),
+        ("bad_retry: 2m", "bad_retry: soon", "gateway.yaml:13: devices[1].connection.bad_retry: 'soon' is not a"),
+    ],
+)
+def test_mistakes(old: str, new: str, expected: str) -> None:
+    assert old in GOOD
+    errs = errors_of(GOOD.replace(old, new, 1))
+    assert any(e.startswith(expected) for e in errs), errs
