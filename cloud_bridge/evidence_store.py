@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloud_bridge import equipment as eq
+from cloud_bridge.ledger import ACTIVITY_SLOT_MS
 from cloud_bridge.ledger import SCHEMA as LEDGER_SCHEMA
 from cloud_bridge.sqldb import Database
 from cloud_bridge.wire import DeviceMeta, WireError, decode_meta
@@ -19,7 +20,8 @@ from cloud_bridge.wire import DeviceMeta, WireError, decode_meta
 
 @dataclass(frozen=True, slots=True)
 class Activity:
-    """Data received from one device in a period (whole minutes)."""
+    """Data received from one device in a period (in 10 s slots: a slot that straddles an edge of the
+    period counts whole when it has samples inside)."""
 
     gw: str
     dev: str
@@ -125,29 +127,40 @@ class EvidenceStore:
 
     # ------------------------------------------------------------ per period
 
-    def activity(self, ent: str, start: int, end: int) -> dict[tuple[str, str], Activity]:
-        """Samples received per device in the minutes starting in [start, end)."""
-        rows = self.db.rows(
-            "SELECT gw, dev, SUM(samples) AS n, SUM(good_samples) AS g, MIN(first_ts) AS a, MAX(last_ts) AS b"
-            " FROM device_activity WHERE ent = ? AND minute >= ? AND minute < ? GROUP BY gw, dev",
-            (ent, start, end),
+    def _slots(self, ent: str, start: int, end: int) -> list[dict[str, Any]]:
+        """Activity slots with samples inside [start, end), by device and time."""
+        return self.db.rows(
+            "SELECT gw, dev, slot, samples, good_samples, first_ts, last_ts FROM device_activity"
+            " WHERE ent = ? AND slot > ? AND slot < ? AND last_ts >= ? AND first_ts < ? ORDER BY gw, dev, slot",
+            (ent, start - ACTIVITY_SLOT_MS, end, start, end),
         )
-        return {
-            (r["gw"], r["dev"]): Activity(r["gw"], r["dev"], int(r["n"]), int(r["g"]), int(r["a"]), int(r["b"]))
-            for r in rows
-        }
+
+    def activity(self, ent: str, start: int, end: int) -> dict[tuple[str, str], Activity]:
+        """Samples received per device in [start, end); first and last seen inside it."""
+        out: dict[tuple[str, str], Activity] = {}
+        for r in self._slots(ent, start, end):
+            key = (r["gw"], r["dev"])
+            first, last = max(int(r["first_ts"]), start), min(int(r["last_ts"]), end - 1)
+            a = out.get(key)
+            if a is None:
+                out[key] = Activity(key[0], key[1], int(r["samples"]), int(r["good_samples"]), first, last)
+            else:
+                out[key] = Activity(
+                    key[0],
+                    key[1],
+                    a.samples + int(r["samples"]),
+                    a.good_samples + int(r["good_samples"]),
+                    min(a.first_ts, first),
+                    max(a.last_ts, last),
+                )
+        return out
 
     def activity_hours(self, ent: str, start: int, end: int) -> list[dict[str, Any]]:
         """The same by device and hour (for the evidence CSV): gw, dev, hour, samples, good_samples,
         first_ts, last_ts."""
-        rows = self.db.rows(
-            "SELECT gw, dev, minute, samples, good_samples, first_ts, last_ts FROM device_activity"
-            " WHERE ent = ? AND minute >= ? AND minute < ? ORDER BY gw, dev, minute",
-            (ent, start, end),
-        )
         out: dict[tuple[str, str, int], dict[str, Any]] = {}
-        for r in rows:
-            hour = int(r["minute"]) - (int(r["minute"]) - start) % 3_600_000
+        for r in self._slots(ent, start, end):
+            hour = max(start, int(r["slot"]) - (int(r["slot"]) - start) % 3_600_000)
             key = (r["gw"], r["dev"], hour)
             h = out.get(key)
             if h is None:
@@ -157,14 +170,14 @@ class EvidenceStore:
                     "hour": hour,
                     "samples": int(r["samples"]),
                     "good_samples": int(r["good_samples"]),
-                    "first_ts": int(r["first_ts"]),
-                    "last_ts": int(r["last_ts"]),
+                    "first_ts": max(int(r["first_ts"]), start),
+                    "last_ts": min(int(r["last_ts"]), end - 1),
                 }
             else:
                 h["samples"] += int(r["samples"])
                 h["good_samples"] += int(r["good_samples"])
-                h["first_ts"] = min(h["first_ts"], int(r["first_ts"]))
-                h["last_ts"] = max(h["last_ts"], int(r["last_ts"]))
+                h["first_ts"] = min(h["first_ts"], max(int(r["first_ts"]), start))
+                h["last_ts"] = max(h["last_ts"], min(int(r["last_ts"]), end - 1))
         return list(out.values())
 
     def transitions(self, ent: str, gw: str, dev: str, start: int, end: int) -> list[tuple[int, bool]]:

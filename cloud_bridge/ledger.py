@@ -43,12 +43,12 @@ SCHEMA = (
         id INTEGER PRIMARY KEY, received_ms BIGINT NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,
         reason TEXT NOT NULL)""",
     # evidence (OEE, online time, networked equipment): see the "OEE and evidence" section of README.md
-    # samples per device and minute (minute = epoch ms of its start), written with the data statistics
+    # samples per device and 10 s slot (slot = epoch ms of its start), written with the data statistics
     """CREATE TABLE IF NOT EXISTS device_activity (
-        ent TEXT NOT NULL, gw TEXT NOT NULL, dev TEXT NOT NULL, minute BIGINT NOT NULL,
+        ent TEXT NOT NULL, gw TEXT NOT NULL, dev TEXT NOT NULL, slot BIGINT NOT NULL,
         samples BIGINT NOT NULL, good_samples BIGINT NOT NULL, first_ts BIGINT NOT NULL, last_ts BIGINT NOT NULL,
-        PRIMARY KEY (ent, gw, dev, minute))""",
-    "CREATE INDEX IF NOT EXISTS device_activity_ent_minute ON device_activity (ent, minute)",
+        PRIMARY KEY (ent, gw, dev, slot))""",
+    "CREATE INDEX IF NOT EXISTS device_activity_ent_slot ON device_activity (ent, slot)",
     # OEE state changes and counter snapshots, with the counter values they carry
     """CREATE TABLE IF NOT EXISTS device_counts (
         ent TEXT NOT NULL, gw TEXT NOT NULL, dev TEXT NOT NULL, ts BIGINT NOT NULL, kind TEXT NOT NULL,
@@ -335,9 +335,9 @@ class Ledger:
             cur.execute(_INSERT_META_LOG, (ent, meta.gw, meta.dev, meta.ts, meta.config_hash, meta.version))
 
 
-_UPSERT_ACTIVITY = """INSERT INTO device_activity (ent, gw, dev, minute, samples, good_samples, first_ts, last_ts)
+_UPSERT_ACTIVITY = """INSERT INTO device_activity (ent, gw, dev, slot, samples, good_samples, first_ts, last_ts)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (ent, gw, dev, minute) DO UPDATE SET
+    ON CONFLICT (ent, gw, dev, slot) DO UPDATE SET
         samples = device_activity.samples + excluded.samples,
         good_samples = device_activity.good_samples + excluded.good_samples,
         first_ts = CASE WHEN excluded.first_ts < device_activity.first_ts
@@ -357,16 +357,16 @@ _UPSERT_META = """INSERT INTO device_meta (ent, gw, dev, ts, config_hash, body) 
 _INSERT_META_LOG = """INSERT INTO meta_log (ent, gw, dev, ts, config_hash, version) VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (ent, gw, dev, ts) DO NOTHING"""
 
-MINUTE_MS = 60_000
+ACTIVITY_SLOT_MS = 10_000
 _COUNT_COLUMNS = ("total", "good", "reject", "readings", "good_readings")
 
 
 def _add_activity(cur: Cursor, items: Sequence[tuple[str, DataMessage]]) -> None:
-    """Samples per device and minute of newly claimed data messages (inside the claiming transaction)."""
+    """Samples per device and 10 s slot of newly claimed data messages (inside the claiming transaction)."""
     buckets: dict[tuple[str, str, str, int], list[int]] = {}  # → [samples, good, first_ts, last_ts]
     for ent, msg in items:
         for s in msg.samples:
-            key = (ent, msg.gw, msg.dev, s.ts - s.ts % MINUTE_MS)
+            key = (ent, msg.gw, msg.dev, s.ts - s.ts % ACTIVITY_SLOT_MS)
             b = buckets.get(key)
             good = 1 if s.q == "good" else 0
             if b is None:

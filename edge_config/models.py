@@ -349,19 +349,19 @@ class OeeSettings(Frozen):
     @model_validator(mode="after")
     def _check_oee(self) -> OeeSettings:
         if "running" not in self.states:
-            raise ValueError("oee.states needs running: [values of the state tag that mean running]")
+            raise ValueError("states needs running: [values of the state tag that mean running]")
         if self.good_count_tag is not None and self.reject_count_tag is not None:
-            raise ValueError("oee: give good_count_tag or reject_count_tag, not both")
+            raise ValueError("give good_count_tag or reject_count_tag, not both")
         if (self.good_count_tag or self.reject_count_tag) and not self.total_count_tag:
-            raise ValueError("oee: good_count_tag and reject_count_tag need total_count_tag")
+            raise ValueError("good_count_tag and reject_count_tag need total_count_tag")
         if self.ideal_cycle_time is not None and self.ideal_cycle_time <= 0:
-            raise ValueError("oee.ideal_cycle_time must be above 0")
+            raise ValueError("ideal_cycle_time must be above 0")
         owner: dict[tuple[bool, object], str] = {}
         for state, values in self.states.items():
             for v in values:
                 key = (isinstance(v, bool), v)
                 if key in owner and owner[key] != state:
-                    raise ValueError(f"oee.states: value {v!r} is in both {owner[key]} and {state}")
+                    raise ValueError(f"states: value {v!r} is in both {owner[key]} and {state}")
                 owner[key] = state
         return self
 

@@ -49,11 +49,17 @@ class Agent:
 
     async def run(self, stop: asyncio.Event, *, serve_api: bool = True) -> None:
         """Start the publisher first and the devices last; stop in the other order so queues drain."""
-        publisher = asyncio.create_task(self.publisher.run(stop), name="publisher")
+        # the publisher stops after the devices, so what they buffer on the way out (last counter snapshots)
+        # still goes out in its drain
+        devices_done = asyncio.Event()
+        publisher = asyncio.create_task(self.publisher.run(devices_done), name="publisher")
         runtime = asyncio.create_task(self.runtime.run(stop), name="runtime")
         api = asyncio.create_task(self._serve_api(stop), name="edge-api") if serve_api else None
         try:
-            await runtime
+            try:
+                await runtime
+            finally:
+                devices_done.set()
             await publisher
         finally:
             for t in (runtime, publisher, api):

@@ -225,6 +225,16 @@ class DeviceTracker:
         except Exception:
             log.exception("device %s: could not recover the online history", self.dev)
 
+    def final_snapshot(self) -> None:
+        """When the gateway stops: the counters as last read, if not sent yet."""
+        try:
+            if self.last_scan_ts > self._last_snapshot_ts:
+                self._snapshot(self.last_scan_ts)
+            if self.last_scan_ts > self._last_local_ts:
+                self._local_counts(self.last_scan_ts)
+        except Exception:
+            log.exception("device %s: could not send the last counter snapshot", self.dev)
+
     def on_online(self, online: bool, ts: int, reason: str) -> None:
         try:
             if not online and self.last_scan_ts > self._last_snapshot_ts:

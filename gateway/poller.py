@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -52,6 +53,49 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         return
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _wake_on_stop(fut: asyncio.Future[None], _stopped: object) -> None:
+    _wake(fut)
+
+
+class Sleeper:
+    """Sleeps that end early when `stop` is set, without a task or an exception per sleep.
+
+    `sleep_or_stop` costs a task and two exceptions each time; a poll loop sleeps once per scan.
+    """
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        self._stopped: asyncio.Task[bool] | None = None
+
+    async def sleep(self, seconds: float) -> None:
+        if self._stop.is_set():
+            return
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        loop = asyncio.get_running_loop()
+        if self._stopped is None:
+            self._stopped = loop.create_task(self._stop.wait())
+        fut: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _wake, fut)
+        wake = functools.partial(_wake_on_stop, fut)
+        self._stopped.add_done_callback(wake)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            self._stopped.remove_done_callback(wake)
+
+    def close(self) -> None:
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.cancel()
 
 
 def next_slot(next_due: float, now: float, interval: float) -> tuple[float, int]:
@@ -106,6 +150,7 @@ async def poll_loop(
     cap = backoff_cap if backoff_cap is not None else float(getattr(driver, "backoff_max", DEFAULT_BACKOFF_CAP))
     base = min(1.0, *intervals)
     schedule = GroupSchedule(intervals, time.monotonic())
+    sleeper = Sleeper(stop)
     attempt = 0
     connected = False
     logged_overrun = -OVERRUN_LOG_EVERY
@@ -113,7 +158,7 @@ async def poll_loop(
         now = time.monotonic()
         due = schedule.due(now)
         if not due:
-            await sleep_or_stop(stop, schedule.next_wake() - now)
+            await sleeper.sleep(schedule.next_wake() - now)
             continue
         try:
             if not connected:
@@ -126,7 +171,7 @@ async def poll_loop(
             state.scans += 1
             channel.set_online(False, str(e))
             await driver.close()
-            await sleep_or_stop(stop, backoff_delay(attempt, base=base, cap=cap))
+            await sleeper.sleep(backoff_delay(attempt, base=base, cap=cap))
             schedule.reset(time.monotonic())
             continue
         attempt = 0
@@ -145,4 +190,5 @@ async def poll_loop(
                     state.id,
                     state.overruns,
                 )
+    sleeper.close()
     await driver.close()

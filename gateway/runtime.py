@@ -68,9 +68,7 @@ class Runtime:
 
     def channel(self, device: Any) -> DeviceChannel:
         normalizer = Normalizer(
-            TagSpec(
-                t.name, t.type, t.scale, t.offset, t.unit, t.deadband, t.deadband_percent, t.heartbeat
-            )
+            TagSpec(t.name, t.type, t.scale, t.offset, t.unit, t.deadband, t.deadband_percent, t.heartbeat)
             for t in device.tags
         )
         return DeviceChannel(
@@ -101,4 +99,6 @@ class Runtime:
         finally:
             for t in tasks:
                 t.cancel()
+            for tracker in self.trackers.values():
+                tracker.final_snapshot()  # the counters as last read, so the cloud knows them up to the stop
             self.history.touch(force=True)  # the gateway was alive until now

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from drivers.base import Reading
+from drivers.base import RawValue, Reading
 from drivers.modbus.decode import BlockDecoder, Field
 from drivers.modbus.plan import Barrier, Block, Span, plan_blocks
 from drivers.modbus.protocol import SPLIT_CODES, DeviceException, exception_text, payload_size, read_request
@@ -88,8 +88,9 @@ class Piece:
         return f"{self.table.value}:{self.start}+{self.count}"
 
     def fill(self, out: list[Reading | None], data: bytes, ts: int) -> None:
+        make = good_reading
         for i, name, value in zip(self.indices, self.names, self.decoder(data), strict=True):
-            out[i] = Reading(name, value, ts)
+            out[i] = make(name, value, ts)
 
     def fill_bad(self, out: list[Reading | None], ts: int, error: str) -> None:
         for i, name in zip(self.indices, self.names, strict=True):
@@ -98,6 +99,34 @@ class Piece:
 
 # reads one piece: its data bytes, or DeviceException; anything else (DriverError) ends the scan
 Request = Callable[[Piece], Awaitable[bytes]]
+
+
+def _good_reading_factory() -> Callable[[str, RawValue, int], Reading]:
+    """Make good Readings at half the cost of `Reading(tag, value, ts)`.
+
+    A frozen dataclass's __init__ sets every field through `object.__setattr__`; setting the slots
+    through their descriptors makes the same object in half the time (every tag, every scan). If
+    Reading ever stops being a plain slots dataclass, the constructor is used.
+    """
+    fields = ("tag", "value", "ts", "quality", "error")
+    if getattr(Reading, "__slots__", None) != fields or "__post_init__" in vars(Reading):
+        return lambda tag, value, ts: Reading(tag, value, ts)
+    new = object.__new__
+    set_tag, set_value, set_ts, set_quality, set_error = (vars(Reading)[f].__set__ for f in fields)
+
+    def make(tag: str, value: RawValue, ts: int) -> Reading:
+        r = new(Reading)
+        set_tag(r, tag)
+        set_value(r, value)
+        set_ts(r, ts)
+        set_quality(r, "good")
+        set_error(r, "")
+        return r
+
+    return make
+
+
+good_reading = _good_reading_factory()
 
 
 def clean_cut(refs: Sequence[TagRef]) -> tuple[list[TagRef], list[TagRef]] | None:

@@ -6,7 +6,7 @@ import argparse
 import importlib
 from typing import Any
 
-BENCH_MODULES: list[str] = []
+BENCH_MODULES: list[str] = ["gateway.bench.ingest", "gateway.bench.modbus", "gateway.bench.opcua"]
 
 
 def register(sub: Any) -> None:

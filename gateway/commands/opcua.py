@@ -48,8 +48,9 @@ def register(sub: Any) -> None:
 class ProgressBar:
     """`浏览 / browsing [#####-----] 120 nodes, 80 tags` on one line of stderr."""
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 30) -> None:
-        self.stream, self.width = stream, width
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width
 
     def __call__(self, visited: int, queued: int, tags: int) -> None:
         total = visited + queued

@@ -127,7 +127,12 @@ def _device(ctx: _Context, key: Key, meta: DeviceMeta | None, act: Activity | No
         for r in ctx.store.count_rows(ctx.ent, gw, dev, p.start, p.as_of)
         if r.good_readings is not None
     ]
-    comp = completeness(readings, ctx.work, expected_per_s(meta))
+    work = ctx.work
+    if readings and online_at(trans, p.as_of):
+        # an online device has not reported the readings since its last snapshot yet: not missing
+        last = max(ts for ts, _ in readings)
+        work = [(a, min(b, last)) for a, b in work if min(b, last) > a]
+    comp = completeness(readings, work, expected_per_s(meta))
     oee = None
     if meta is not None and meta.oee is not None and p.as_of > p.start:
         oee = device_oee(ctx, gw, dev, meta.oee, p.start, p.as_of).to_dict(p.timezone)

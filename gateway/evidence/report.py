@@ -25,6 +25,7 @@ h2 { font-size: 15px; margin: 22px 0 8px; padding-bottom: 3px; border-bottom: 2p
 table { border-collapse: collapse; width: 100%; margin: 6px 0; }
 th, td { border: 1px solid #c8ced6; padding: 3px 5px; text-align: left; vertical-align: top; }
 th { background: #eef2f6; font-weight: 600; }
+table.compact th, table.compact td { font-size: 10.5px; padding: 2px 4px; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr { break-inside: avoid; }
 thead { display: table-header-group; }
@@ -77,6 +78,10 @@ FLAG_TEXT = {
     "counter_rollover": ("计数器溢出回绕已处理", "counter rollover handled"),
     "counter_reset": ("计数器清零已处理", "counter reset handled"),
     "no_planned_busy_time": ("无负荷时间", "no planned busy time"),
+    "counts_cover_part": (
+        "计数仅覆盖部分运行时间：性能按已覆盖部分计算",
+        "counters cover part of the run: P on that part",
+    ),
     "counts_without_running": ("非运行状态下有计数", "counts without running time"),
     "quality_out_of_range": ("良品数大于产量：请检查计数配置", "good above produced: check the counters"),
 }
@@ -249,26 +254,29 @@ def _devices(ev: dict[str, Any]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-_STEPS_MIN = (1, 5, 15, 60, 180, 360, 720, 1440, 2880, 10080)
+_STEPS_S = (1, 5, 10, 30, 60, 300, 900, 3600, 10800, 21600, 43200, 86400, 172800, 604800)
 
 
 def _ticks(start: int, end: int, tz: str) -> list[tuple[int, str]]:
     """Axis ticks on round local times, at most about a dozen."""
-    span_min = (end - start) / 60_000
-    step = next((m for m in _STEPS_MIN if span_min / m <= 12), _STEPS_MIN[-1])
-    if step >= 1440:
+    span_s = (end - start) / 1000
+    step = next((x for x in _STEPS_S if span_s / x <= 12), _STEPS_S[-1])
+    if step >= 86400:
         fmt = "%m-%d"
-    elif span_min > 1440:
+    elif span_s > 86400:
         fmt = "%m-%d %H:%M"
+    elif step < 60:
+        fmt = "%H:%M:%S"
     else:
         fmt = "%H:%M"
     zone = ZoneInfo(tz)
-    t = datetime.fromtimestamp(start / 1000, zone).replace(second=0, microsecond=0)
-    if step >= 1440:
-        t = t.replace(hour=0, minute=0)
+    t = datetime.fromtimestamp(start / 1000, zone).replace(microsecond=0)
+    midnight = t.replace(hour=0, minute=0, second=0)
+    if step >= 86400:
+        t = midnight
     else:
-        minutes = t.hour * 60 + t.minute
-        t = t.replace(hour=0, minute=0) + timedelta(minutes=minutes - minutes % step)
+        secs = (t - midnight).seconds
+        t = midnight + timedelta(seconds=secs - secs % step)
     out = []
     for _ in range(100):
         ms = round(t.timestamp() * 1000)
@@ -276,7 +284,7 @@ def _ticks(start: int, end: int, tz: str) -> list[tuple[int, str]]:
             break
         if ms >= start:
             out.append((ms, t.strftime(fmt)))
-        t = t + timedelta(minutes=step)
+        t = t + timedelta(seconds=step)
     return out
 
 
@@ -364,9 +372,10 @@ def _oee_chart(ev: dict[str, Any]) -> str:
         return top + chart_h * (1 - v / top_value)
 
     for v in (0, 0.25, 0.5, 0.75, 1.0):
+        stroke = "#888" if v in (0, 1.0) else "#e3e7ec"
+        dash = ' stroke-dasharray="3,2"' if v == 1.0 else ""
         parts.append(
-            f'<line x1="{label_w}" y1="{y(v):.1f}" x2="{label_w + chart_w}" y2="{y(v):.1f}" '
-            f'stroke="{"#888" if v in (0, 1.0) else "#e3e7ec"}"{" stroke-dasharray=3,2" if v == 1.0 else ""}/>'
+            f'<line x1="{label_w}" y1="{y(v):.1f}" x2="{label_w + chart_w}" y2="{y(v):.1f}" stroke="{stroke}"{dash}/>'
             f'<text x="{label_w - 4}" y="{y(v) + 3:.1f}" text-anchor="end" fill="#555">{v * 100:.0f}%</text>'
         )
     for i, r in enumerate(devices):
@@ -439,18 +448,21 @@ def _loss_chart(devices: list[dict[str, Any]]) -> str:
     )
     legend += "</div>"
     caption = _bi("计划生产时间构成（时间损失）", "planned operation time by state (time losses)")
-    return f'<p style="margin:10px 0 2px"><b>{caption}</b></p><div class="chart">{"".join(parts)}{legend}</div>'
+    return f'<div class="chart"><p style="margin:10px 0 2px"><b>{caption}</b></p>{"".join(parts)}{legend}</div>'
 
 
 def _oee_table(ev: dict[str, Any]) -> str:
     rows = []
+    notes: list[str] = []
     for r in ev["devices"]:
         o = r["oee"]
         if o is None:
             continue
         t, loss, c = o["time_s"], o["losses_s"], o["counts"]
-        flags = "；".join(FLAG_TEXT.get(f, (f, f))[0] for f in o["flags"])
-        flags_en = "; ".join(FLAG_TEXT.get(f, (f, f))[1] for f in o["flags"])
+        if o["flags"]:
+            zh = "；".join(FLAG_TEXT.get(f, (f, f))[0] for f in o["flags"])
+            en = "; ".join(FLAG_TEXT.get(f, (f, f))[1] for f in o["flags"])
+            notes.append(f"<li><b>{_e(r['id'])}</b>: {_e(zh)} <span class='en'>/ {_e(en)}</span></li>")
         speed = "—" if loss["speed"] is None else _hours(loss["speed"])
         scrap = "—" if loss["scrap"] is None else _hours(loss["scrap"])
         rows.append(
@@ -460,8 +472,7 @@ def _oee_table(ev: dict[str, Any]) -> str:
             f"<td class='num'>{_hours(loss['idle'])}</td><td class='num'>{_hours(loss['micro_stops'])}</td>"
             f"<td class='num'>{speed}</td><td class='num'>{scrap}</td>"
             f"<td class='num'>{_hours(t['offline'] + t['unknown'])}</td>"
-            f"<td class='num'>{c['produced']:.0f} / {c['good']:.0f}</td>"
-            f"<td>{_e(flags)}<div class='en'>{_e(flags_en)}</div></td></tr>"
+            f"<td class='num'>{c['produced']:.0f} / {c['good']:.0f}</td></tr>"
         )
     if not rows:
         return ""
@@ -480,10 +491,10 @@ def _oee_table(ev: dict[str, Any]) -> str:
             ("废品损失", "scrap loss", True),
             ("离线/未知", "offline/unknown", True),
             ("产量/良品", "produced/good", True),
-            ("提示", "flags", False),
         )
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    flags = f"<ul class='notes'>{''.join(notes)}</ul>" if notes else ""
+    return f"<table class='compact'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{flags}"
 
 
 def _method(ev: dict[str, Any]) -> str:

@@ -35,6 +35,7 @@ Pure functions, no I/O.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -159,6 +160,7 @@ class _Atom:
     plan: str  # work, break, none
     shift: ShiftOccurrence | None
     counts: dict[str, float] = field(default_factory=dict)
+    covered: bool = False  # between the first and the last reading of the production counter
 
     @property
     def ms(self) -> int:
@@ -186,6 +188,17 @@ def _atoms(segments: Sequence[Segment], slices: Sequence[Any]) -> list[_Atom]:
                 end = min(seg.end, nxt) if nxt > t else seg.end
                 out.append(_Atom(t, end, seg.state, seg.micro, "none", None))
                 t = end
+    return out
+
+
+def _cover(atoms: Sequence[_Atom], first: int, last: int) -> list[_Atom]:
+    """Cut the atoms at the first and last counter readings and mark those in between as covered:
+    performance is measured where the counters say what was made."""
+    out: list[_Atom] = []
+    for a in atoms:
+        cuts = sorted({a.start, a.end, *(t for t in (first, last) if a.start < t < a.end)})
+        for lo, hi in itertools.pairwise(cuts):
+            out.append(_Atom(lo, hi, a.state, a.micro, a.plan, a.shift, {}, first <= lo and hi <= last))
     return out
 
 
@@ -238,6 +251,9 @@ def compute_oee(
     segments = state_timeline(states, online_intervals(online, lo, hi), lo, hi)
     segments = mark_micro_stops(segments, round(params.micro_stop_s * 1000))
     atoms = _atoms(segments, plan_slices(shifts, tz, lo, hi))
+    totals = sorted(c.ts for c in counts if c.total is not None)
+    if len(totals) >= 2:
+        atoms = _cover(atoms, totals[0], totals[-1])
 
     max_rate = 1.0 / params.ideal_cycle_time_s if params.ideal_cycle_time_s else None
     steps: dict[str, list[CounterStep]] = {}
@@ -289,7 +305,8 @@ def _clip_atoms(atoms: Sequence[_Atom], start: int, end: int) -> list[_Atom]:
             out.append(a)
             continue
         share = (hi - lo) / a.ms  # counts of a cut atom: by time share (they were spread evenly over it)
-        out.append(_Atom(lo, hi, a.state, a.micro, a.plan, a.shift, {k: v * share for k, v in a.counts.items()}))
+        counts = {k: v * share for k, v in a.counts.items()}
+        out.append(_Atom(lo, hi, a.state, a.micro, a.plan, a.shift, counts, a.covered))
     return out
 
 
@@ -304,6 +321,7 @@ def _aggregate(
     t = dict.fromkeys(TIME_KEYS, 0)
     t["window"] = end - start
     produced = good_c = reject_c = during_offline = outside_plan = 0.0
+    covered_run = covered_micro = 0
     for a in atoms:
         observed = a.state not in _NOT_OBSERVED
         if a.state == OFFLINE:
@@ -316,8 +334,10 @@ def _aggregate(
             t["planned_operation"] += a.ms
             if a.micro:
                 t["micro_stops"] += a.ms
+                covered_micro += a.ms if a.covered else 0
             elif a.state in t:
                 t[a.state] += a.ms
+                covered_run += a.ms if a.covered and a.state == "running" else 0
         if a.plan != "work" and a.state == "running":
             t["running_outside_plan"] += a.ms
         n = a.counts.get("total", 0.0)
@@ -346,9 +366,11 @@ def _aggregate(
     pbt, apt = t["planned_busy"], t["actual_production"]
     availability = apt / pbt if pbt > 0 else None
     ict = params.ideal_cycle_time_s
+    # performance where the counters cover the run time (not past the last reading received)
+    counted_apt = covered_run + (covered_micro if perf_policy else 0)
     performance = None
-    if params.has_counter and ict and apt > 0:
-        performance = ict * produced / (apt / 1000)
+    if params.has_counter and ict and counted_apt > 0:
+        performance = ict * produced / (counted_apt / 1000)
     quality = good / produced if params.has_counter and produced > EPS else None
     if quality is not None and (1 < quality < 1 + EPS or -EPS < quality < 0):
         quality = min(max(quality, 0.0), 1.0)  # float noise of two counters spread the same way
@@ -370,20 +392,26 @@ def _aggregate(
         flags.append("quality_out_of_range")  # good counter above total: a wiring or config error
     if t["offline"] or t["unknown"]:
         flags.append("not_observed_time")
-    rollovers = sum(1 for s in steps["total"] if s.change == "rollover" and start <= s.t1 < end)
-    resets = sum(1 for s in steps["total"] if s.change == "reset" and start <= s.t1 < end)
+    if params.has_counter and apt - counted_apt > 1000:
+        flags.append("counts_cover_part")  # P measured on the run time the counter readings cover
+    # a wrap or reset belongs to the window that holds the reading that shows it
+    rollovers = sum(1 for s in steps["total"] if s.change == "rollover" and start < s.t1 <= end)
+    resets = sum(1 for s in steps["total"] if s.change == "reset" and start < s.t1 <= end)
     if rollovers:
         flags.append("counter_rollover")
     if resets:
         flags.append("counter_reset")
 
+    # time-equivalent losses over the whole APT (production scaled up when the counters cover part of it)
+    scale = apt / counted_apt if counted_apt > 0 else 0.0
+    measured = bool(ict) and params.has_counter and counted_apt > 0
     losses: dict[str, float | None] = {
         "fault": t["fault"] / 1000,
         "setup": t["setup"] / 1000,
         "idle": t["idle"] / 1000,
         "micro_stops": t["micro_stops"] / 1000,
-        "speed": (t["running"] / 1000 - ict * produced) if ict and params.has_counter else None,
-        "scrap": ict * scrap if ict and params.has_counter else None,
+        "speed": (t["running"] / 1000 - (ict or 0) * produced * scale) if measured else None,
+        "scrap": (ict or 0) * scrap * scale if measured else None,
     }
     counts = {
         "produced": produced,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from drivers.base import DriverError
 from drivers.modbus import BusPool, ModbusDriver
 from edge_config.models import ModbusTcpDevice
 from simulators.loom import AirJetLoom, loom_device_config
@@ -139,8 +140,6 @@ async def test_slow_and_silent_devices() -> None:
             assert all(r.quality == "good" for r in await drv.read())
             sim.faults().delay = 0.0
             sim.faults().silent = True  # a PLC that stopped answering
-            from drivers.base import DriverError
-
             with pytest.raises(DriverError, match=f"no response from unit 1 at 127.0.0.1:{port} within 0.3s"):
                 await drv.read()
             sim.faults().silent = False

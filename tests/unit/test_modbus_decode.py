@@ -82,3 +82,15 @@ def test_coils_lsb_first() -> None:
 def test_field_outside_the_block_is_refused() -> None:
     with pytest.raises(ValueError, match="does not fit"):
         BlockDecoder([Field(3, "float32")], 4)
+
+
+def test_good_readings_are_ordinary_readings() -> None:
+    from drivers.base import Reading
+    from drivers.modbus.blocks import good_reading
+
+    r = good_reading("speed", 9001, 1234)
+    assert r == Reading("speed", 9001, 1234) and type(r) is Reading
+    assert (r.quality, r.error) == ("good", "")
+    assert hash(r) == hash(Reading("speed", 9001, 1234))
+    with pytest.raises(AttributeError):
+        r.value = 1  # type: ignore[misc]  # still frozen

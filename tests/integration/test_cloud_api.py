@@ -1,0 +1,182 @@
+"""The cloud evidence API on SQLite and on a real PostgreSQL, and `edgegw serve` as a process.
+
+The ledger holds the hand-built day of tests/unit/test_evidence_build.py, so the figures are known.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from edge_config.models import CloudConfig
+from gateway.cloud_api.app import create_cloud_app
+from tests.integration.test_ledger_postgres import PG_URL, _pg_answers
+from tests.ports import free_port
+from tests.unit.test_evidence_build import CONFIG, LEDGER_CSV, fill_day
+
+pytestmark = pytest.mark.integration
+DAY = {"from": "2024-05-01", "to": "2024-05-01"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/ledger.db"
+        return
+    reason = _pg_answers()
+    if reason:
+        pytest.skip(reason)
+    import psycopg
+
+    schema = f"edgegw_api_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def config(url: str, token: str | None = None) -> CloudConfig:
+    data: dict[str, Any] = CONFIG.model_dump(mode="json")
+    data["ledger"] = {"url": url}
+    data["api"] = {"listen": "127.0.0.1:8090", "token": token}
+    return CloudConfig.model_validate(data)
+
+
+@pytest.fixture
+def client(ledger_url: str) -> Iterator[TestClient]:
+    fill_day(ledger_url)
+    with TestClient(create_cloud_app(config(ledger_url, token="t0ken"))) as c:
+        r = c.put(
+            "/api/v1/enterprises/ent-1/equipment",
+            params={"filename": "ledger.csv"},
+            content=LEDGER_CSV.encode(),
+            headers={"Authorization": "Bearer t0ken"},
+        )
+        assert r.status_code == 200, r.text
+        yield c
+
+
+def test_indicators_devices_and_oee(client: TestClient) -> None:
+    assert client.get("/api/v1/health").json()["status"] == "ok"
+    ents = client.get("/api/v1/enterprises").json()
+    assert {"id": "ent-1", "name": "某纺织有限公司", "configured": True} in ents
+    s = client.get("/api/v1/enterprises/ent-1/summary", params=DAY).json()
+    assert s["summary"]["networked"]["score"] == 6.0 and s["summary"]["networked"]["numerator"] == 2
+    assert s["summary"]["online_time"]["rate"] == pytest.approx(10 / 16)
+    assert [a["domain"] for a in s["summary"]["areas"]] == ["production", "equipment", "energy"]
+    devices = {d["id"]: d for d in client.get("/api/v1/enterprises/ent-1/devices", params=DAY).json()}
+    assert devices["press-01"]["online_rate"] == pytest.approx(0.875)
+    assert devices["press-01"]["first_seen_ms"] is not None and devices["lathe-01"]["networked"] is False
+    oee = client.get("/api/v1/enterprises/ent-1/devices/press-01/oee", params=DAY).json()
+    assert oee["availability"] == pytest.approx(6.5 / 7) and oee["performance"] == pytest.approx(1.0)
+    assert oee["gateway"] == "gw-1" and oee["shifts"][0]["shift"] == "A"
+    ev = client.get("/api/v1/enterprises/ent-1/evidence", params=DAY).json()
+    assert ev["schema"] == "edgegw-evidence/1" and len(ev["devices"]) == 4
+    eq = client.get("/api/v1/enterprises/ent-1/equipment").json()
+    assert [e["id"] for e in eq["equipment"]] == ["press-01", "press-02", "lathe-01"]
+    assert eq["import"]["row_count"] == 3
+    csv_text = client.get("/api/v1/enterprises/ent-1/equipment", params={"format": "csv"}).text
+    assert csv_text.startswith("id,name,type,line,key_process,digitized,gateway,device")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "status", "reason"),
+    [
+        ("get", "/api/v1/enterprises/ent-9/summary", DAY, 404, "unknown enterprise 'ent-9'"),
+        ("get", "/api/v1/enterprises/ent-1/summary", {"from": "2024-05-02", "to": "2024-05-01"}, 422, "bad period"),
+        ("get", "/api/v1/enterprises/ent-1/devices", {"from": "May 1st"}, 422, "is not a date"),
+        ("get", "/api/v1/enterprises/ent-1/summary", {"from": "2099-01-01", "to": "2099-01-02"}, 422, "in the future"),
+        ("get", "/api/v1/enterprises/ent-1/devices/nope/oee", DAY, 404, "no device 'nope'"),
+        ("get", "/api/v1/enterprises/ent-1/devices/press-02/oee", DAY, 404, "no OEE settings"),
+        ("get", "/api/v1/enterprises/ent-9/equipment", {}, 404, "unknown enterprise"),
+        ("put", "/api/v1/enterprises/ent-1/equipment", {}, 401, "bearer token"),
+    ],
+)
+def test_errors_are_4xx_with_a_reason(
+    client: TestClient, method: str, path: str, params: dict[str, str], status: int, reason: str
+) -> None:
+    r = client.request(method.upper(), path, params=params)
+    assert r.status_code == status, r.text
+    assert reason in r.json()["detail"]
+    assert "Traceback" not in r.text
+
+
+def test_a_bad_sheet_is_refused_with_every_problem(client: TestClient) -> None:
+    r = client.put(
+        "/api/v1/enterprises/ent-1/equipment",
+        params={"filename": "x.csv"},
+        content=b"id,name,digitized\na,A,perhaps\na,B,no\n",
+        headers={"Authorization": "Bearer t0ken"},
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"]["errors"] == [
+        "x.csv:2: digitized: 'perhaps' is not yes/no (是/否, 1/0, true/false)",
+        "x.csv:3: id: 'a' is already on row 2",
+    ]
+    # the ledger is unchanged
+    assert len(client.get("/api/v1/enterprises/ent-1/equipment").json()["equipment"]) == 3
+
+
+def _get(url: str) -> tuple[int, Any]:
+    import json
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_edgegw_serve_process(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    fill_day(url)
+    port = free_port()
+    cloud = tmp_path / "cloud.yaml"
+    cloud.write_text(
+        f"ledger: {{url: \"{url}\"}}\napi: {{listen: \"127.0.0.1:{port}\"}}\n"
+        "enterprises:\n  - {id: ent-1, shifts: [{name: A, start: \"08:00\", end: \"17:00\","
+        " breaks: [{start: \"12:00\", end: \"13:00\"}]}]}\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "-c", str(cloud)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    out = proc.stdout.read().decode() if proc.stdout else ""
+                    raise AssertionError(f"edgegw serve did not listen: {out}") from None
+                time.sleep(0.1)
+        base = f"http://127.0.0.1:{port}/api/v1"
+        status, body = _get(f"{base}/enterprises/ent-1/summary?from=2024-05-01&to=2024-05-01")
+        assert status == 200 and body["summary"]["networked"]["numerator"] == 2
+        assert body["summary"]["denominator_source"] == "gateway_metadata"  # no ledger imported here
+        status, body = _get(f"{base}/enterprises/nobody/summary")
+        assert status == 404 and "unknown enterprise" in body["detail"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -1,0 +1,83 @@
+"""The edge API's OEE endpoint over the gateway's own history: numbers, the default window (current shift),
+and errors with reasons."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from fastapi.testclient import TestClient
+
+from edge_config.models import GatewayConfig
+from gateway.api.app import create_app
+from gateway.metrics.calendar import local_ms
+from gateway.oee_history import OeeHistory
+from simulators.scripted import scripted_device_config
+
+TZ = "Asia/Shanghai"
+T0 = local_ms(date(2024, 5, 1), 0, TZ)
+H = 3_600_000
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    meter = scripted_device_config("meter-01", "127.0.0.1", 5021, ideal_cycle_time=1.0)
+    meter.pop("oee")
+    cfg = GatewayConfig.model_validate(
+        {
+            "gateway": {"id": "gw-1", "enterprise_id": "ent-1", "data_dir": str(tmp_path)},
+            "shifts": [{"name": "A", "start": "08:00", "end": "16:00"}, {"name": "B", "start": "16:00", "end": "08:00"}],
+            "devices": [scripted_device_config("press-01", "127.0.0.1", 5020, ideal_cycle_time=0.5), meter],
+        }
+    )
+    history = OeeHistory(tmp_path / "oee_history.db")
+    history.record_online("press-01", T0 + 7 * H, True, "ok")
+    history.record_state("press-01", T0 + 8 * H, "running")
+    history.record_state("press-01", T0 + 10 * H, "fault")
+    history.record_state("press-01", T0 + 11 * H, "running")
+    history.record_counts("press-01", T0 + 8 * H, 1000, None, 0)
+    history.record_counts("press-01", T0 + 12 * H, 1000 + 21_600, None, 216)
+    agent = SimpleNamespace(config=cfg, runtime=SimpleNamespace(trackers={}, history=history, devices={}))
+    with TestClient(create_app(agent)) as c:  # type: ignore[arg-type]
+        yield c
+    history.close()
+
+
+def test_oee_for_a_window(client: TestClient) -> None:
+    r = client.get("/api/v1/metrics/oee", params={"device": "press-01", "from": "2024-05-01T08:00", "to": "2024-05-01T12:00"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    # 4 h planned busy, 1 h fault: A = 0.75; 21 600 parts in 3 h at 0.5 s ideal: P = 1; 1 % rejects
+    assert body["availability"] == pytest.approx(0.75)
+    assert body["performance"] == pytest.approx(1.0)
+    assert body["quality"] == pytest.approx(0.99)
+    assert body["oee"] == pytest.approx(0.7425)
+    assert body["time_s"]["fault"] == 3600 and body["losses_s"]["fault"] == 3600
+    assert body["from"] == "2024-05-01T08:00:00+08:00" and body["to"] == "2024-05-01T12:00:00+08:00"
+    assert [s["shift"] for s in body["shifts"]] == ["A"]
+    assert body["micro_stop_loss"] == "performance" and body["gateway"] == "gw-1"
+
+
+def test_default_window_is_the_current_shift(client: TestClient) -> None:
+    r = client.get("/api/v1/metrics/oee", params={"device": "press-01"})
+    assert r.status_code == 200, r.text
+    assert r.json()["shift"].split()[-1] in ("A", "B")
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "reason"),
+    [
+        ({"device": "nope"}, 404, "no device 'nope'"),
+        ({"device": "meter-01"}, 404, "has no oee: settings"),
+        ({"device": "press-01", "from": "yesterday"}, 422, "bad window: 'yesterday' is not a date"),
+        ({"device": "press-01", "from": "2024-05-02", "to": "2024-05-01T12:00"}, 422, "bad window: the window must end"),
+        ({}, 422, "device"),
+    ],
+)
+def test_errors_have_reasons(client: TestClient, params: dict[str, str], status: int, reason: str) -> None:
+    r = client.get("/api/v1/metrics/oee", params=params)
+    assert r.status_code == status
+    assert reason in r.text
