@@ -97,9 +97,11 @@ def start_with_retry(make: Callable[[int], S], attempts: int = 3) -> S:
 class MosquittoServer:
     """A Mosquitto broker on 127.0.0.1:`port`, configured for tests (anonymous, no persistence)."""
 
-    def __init__(self, port: int, workdir: Path) -> None:
+    def __init__(self, port: int, workdir: Path, *, persistence: bool = False, extra: list[str] | None = None) -> None:
         self.port = port
         self.workdir = workdir
+        self.persistence = persistence  # keep sessions and queued messages across a restart
+        self.extra = extra or []  # more config lines (TLS listeners, password and ACL files)
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = workdir / f"mosquitto-{port}.log"
 
@@ -113,7 +115,8 @@ class MosquittoServer:
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
-            "persistence false",
+            "persistence true" if self.persistence else "persistence false",
+            f"persistence_location {self.workdir}/",
             "max_inflight_messages 0",
             "max_queued_messages 100000",
             "set_tcp_nodelay true",
@@ -123,6 +126,7 @@ class MosquittoServer:
         ]
         if os.geteuid() == 0:
             lines.append("user root")  # otherwise Mosquitto drops to user 'mosquitto'
+        lines += self.extra
         conf = self.workdir / f"mosquitto-{self.port}.conf"
         conf.write_text("\n".join(lines) + "\n")
         with self._log.open("wb") as log:

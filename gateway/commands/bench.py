@@ -6,7 +6,12 @@ import argparse
 import importlib
 from typing import Any
 
-BENCH_MODULES: list[str] = ["gateway.bench.ingest", "gateway.bench.modbus", "gateway.bench.opcua"]
+BENCH_MODULES: list[str] = [
+    "gateway.bench.ingest",
+    "gateway.bench.modbus",
+    "gateway.bench.opcua",
+    "gateway.bench.pipeline",
+]
 
 
 def register(sub: Any) -> None:
