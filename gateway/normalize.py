@@ -89,9 +89,7 @@ class Normalizer:
     def __init__(self, specs: Iterable[TagSpec], heartbeat_s: float = DEFAULT_HEARTBEAT_S) -> None:
         self.specs = {s.name: s for s in specs}
         self.heartbeat_ms = int(heartbeat_s * 1000)
-        self._tags = {
-            name: _TagState(s, int((s.heartbeat_s or heartbeat_s) * 1000)) for name, s in self.specs.items()
-        }
+        self._tags = {name: _TagState(s, int((s.heartbeat_s or heartbeat_s) * 1000)) for name, s in self.specs.items()}
 
     def units(self) -> dict[str, str]:
         return {s.name: s.unit for s in self.specs.values() if s.unit}

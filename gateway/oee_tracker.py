@@ -259,7 +259,8 @@ class DeviceTracker:
             log.exception("device %s: OEE tracking failed on a scan", self.dev)
 
     def _on_readings(self, readings: Sequence[Reading]) -> None:
-        ts = max(max(r.ts for r in readings), self.online_since)
+        # never before the online report, never back in time (pushed values may carry old source stamps)
+        ts = max(max(r.ts for r in readings), self.online_since, self.last_scan_ts)
         self.last_scan_ts = ts
         self.readings += len(readings)
         self.good_readings += sum(1 for r in readings if r.quality == "good")

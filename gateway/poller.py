@@ -165,12 +165,15 @@ async def poll_loop(
                 await driver.connect()
                 connected = True
             readings = await (grouped.read(due) if grouped is not None else driver.read())
-        except DriverError as e:
+        except Exception as e:  # a DriverError, or a bug: either way this device only
+            if not isinstance(e, DriverError):
+                log.exception("device %s: unexpected error in the driver", state.id)
             connected = False
             attempt += 1
             state.scans += 1
-            channel.set_online(False, str(e))
-            await driver.close()
+            channel.set_online(False, str(e) if isinstance(e, DriverError) else f"internal error: {e!r}")
+            with contextlib.suppress(Exception):
+                await driver.close()
             await sleeper.sleep(backoff_delay(attempt, base=base, cap=cap))
             schedule.reset(time.monotonic())
             continue

@@ -159,3 +159,37 @@ class ModbusRtuSimulator(ModbusSimulator):
         for _ in range(1000):
             if not ser.read(256):
                 return
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m simulators.modbus_rtu --port /dev/ttyUSB1 --units 1,2,3`: air-jet looms on a serial line."""
+    import argparse
+    import signal
+
+    from simulators.loom import AirJetLoom
+
+    p = argparse.ArgumentParser(prog="python -m simulators.modbus_rtu", description="Modbus RTU 模拟器 / simulator")
+    p.add_argument("--port", required=True, help="serial port or pty path (one end of a socat pair)")
+    p.add_argument("--units", default="1", help="unit ids, comma separated (default 1)")
+    p.add_argument("--baudrate", type=int, default=9600)
+    args = p.parse_args(argv)
+    units = [int(u) for u in args.units.split(",")]
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):  # Windows
+                loop.add_signal_handler(sig, stop.set)
+        looms = {u: AirJetLoom(seed=u) for u in units}
+        async with ModbusRtuSimulator(looms, port=args.port, baudrate=args.baudrate):
+            print(f"模拟织机 / simulated looms, units {args.units} on {args.port} at {args.baudrate} baud")
+            print("按 Ctrl-C 停止 / press Ctrl-C to stop", flush=True)
+            await stop.wait()
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,9 +24,9 @@ from drivers.base import RawValue, Reading
 from drivers.modbus.decode import BlockDecoder, Field
 from drivers.modbus.plan import Barrier, Block, Span, plan_blocks
 from drivers.modbus.protocol import SPLIT_CODES, DeviceException, exception_text, payload_size, read_request
+from edge_config.modbus import Table
 
 ILLEGAL_DATA_VALUE = 3  # what many devices answer to a request larger than they take
-from edge_config.modbus import Table
 
 log = logging.getLogger(__name__)
 

@@ -211,7 +211,7 @@ class RtuLink:
                 return self._receive(ser, unit, pdu[0], timeout)
             finally:
                 self._quiet_until = time.monotonic() + self.silence
-        except serial.SerialException as exc:
+        except (serial.SerialException, OSError) as exc:
             self._close_now()
             raise LinkDown(f"serial port {self.port} failed: {exc}") from None
 

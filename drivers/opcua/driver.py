@@ -107,7 +107,9 @@ class _Subscription(Subscription):
 
     async def publish_callback(self, publish_result: ua.PublishResult) -> None:
         self.last_publish_at = time.monotonic()
-        self._driver._on_publish(publish_result)
+        # asyncua sends the next Publish request only when this returns: let it go out first, and
+        # hand the batch on right after (call_soon keeps the order of responses)
+        asyncio.get_running_loop().call_soon(self._driver._on_publish, publish_result)
 
 
 class OpcUaDriver:

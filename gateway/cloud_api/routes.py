@@ -122,7 +122,8 @@ def oee(
     o = metas[keys[0]].oee
     if o is None:
         raise HTTPException(404, detail=f"device {device!r} has no OEE settings (no state tag in its config)")
-    result = oee_of(store, config, ent, period, gw, dev, o).to_dict(period.timezone)
+    now = request.app.state.clock()
+    result = oee_of(store, config, ent, period, gw, dev, o, now_ms=now).to_dict(period.timezone)
     return {"enterprise": ent, "gateway": gw, "device": dev, "period": period.as_dict(), **result}
 
 

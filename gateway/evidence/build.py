@@ -65,8 +65,15 @@ def expected_per_s(meta: DeviceMeta | None) -> float | None:
     return sum(1.0 / t.interval_s for t in meta.tags if t.interval_s)
 
 
+# A gateway that sent nothing (no sample, no event, no snapshot) for this long has stopped: while it runs,
+# every online device sends at least a snapshot a minute (history.snapshot_interval is at most 5 min).
+SILENCE_MS = 10 * 60_000
+
+
 class _Context:
-    def __init__(self, store: EvidenceStore, ent: str, period: Period, shifts: Sequence[Shift]) -> None:
+    def __init__(
+        self, store: EvidenceStore, ent: str, period: Period, shifts: Sequence[Shift], now_ms: int | None = None
+    ) -> None:
         self.store = store
         self.ent = ent
         self.period = period
@@ -76,14 +83,21 @@ class _Context:
         self.planned_ms = sum(b - a for a, b in self.work)
         status = store.gateway_status(ent)
         seen = store.gateway_last_seen(ent)
-        # a gateway that is offline now: its devices are offline from its last sign of life (provisional:
-        # when it comes back, its buffered events tell the truth and replace this)
+        # a gateway that is offline now (its status says so, or it has been silent for SILENCE_MS): its
+        # devices are offline from its last sign of life. Provisional: when it comes back, its buffered
+        # events tell the truth (and after an unclean stop it reports its devices offline itself)
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
         self.caps: dict[str, int] = {}
-        for gw, st in status.items():
-            if not st["online"]:
-                cap = max(seen.get(gw, 0), st["ts"]) if gw in seen else st["ts"]
-                if cap < period.as_of:
-                    self.caps[gw] = cap
+        for gw in set(status) | set(seen):
+            st, last = status.get(gw), seen.get(gw)
+            if st is not None and not st["online"]:
+                cap = max(last or 0, st["ts"])
+            elif last is not None and now - last > SILENCE_MS:
+                cap = last
+            else:
+                continue
+            if cap < period.as_of:
+                self.caps[gw] = cap
 
     def transitions(self, gw: str, dev: str, margin_ms: int = 0) -> list[tuple[int, bool]]:
         p = self.period
@@ -110,11 +124,19 @@ def device_oee(ctx: _Context, gw: str, dev: str, o: OeeMeta, start: int, end: in
 
 
 def oee_of(
-    store: EvidenceStore, config: CloudConfig, ent: str, period: Period, gw: str, dev: str, o: OeeMeta
+    store: EvidenceStore,
+    config: CloudConfig,
+    ent: str,
+    period: Period,
+    gw: str,
+    dev: str,
+    o: OeeMeta,
+    *,
+    now_ms: int | None = None,
 ) -> OeeResult:
     """OEE of one device over the period (up to its `as_of`)."""
     _, shifts = config.calendar(ent)
-    return device_oee(_Context(store, ent, period, shifts), gw, dev, o, period.start, period.as_of)
+    return device_oee(_Context(store, ent, period, shifts, now_ms), gw, dev, o, period.start, period.as_of)
 
 
 def _device(ctx: _Context, key: Key, meta: DeviceMeta | None, act: Activity | None) -> dict[str, Any]:
@@ -176,7 +198,7 @@ def build_evidence(
     """Everything the evidence pack and API report for `ent` over `period` (see README "OEE and evidence").
     The period should be in the enterprise's time zone (`enterprise_period`)."""
     _, shifts = config.calendar(ent)
-    ctx = _Context(store, ent, period, shifts)
+    ctx = _Context(store, ent, period, shifts, now_ms)
     metas = store.metas(ent)
     seen = sorted(set(store.devices(ent)) | set(metas))
     activity = store.activity(ent, period.start, period.as_of)

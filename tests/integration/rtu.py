@@ -77,7 +77,8 @@ class Recorder:
         return [
             t
             for t, rs in self.scans
-            if rs and all(r.quality == "good" for r in rs if tag is None or r.tag == tag)
+            if rs
+            and all(r.quality == "good" for r in rs if tag is None or r.tag == tag)
             and (tag is None or any(r.tag == tag for r in rs))
         ]
 

@@ -148,9 +148,9 @@ def test_edgegw_serve_process(tmp_path: Path) -> None:
     port = free_port()
     cloud = tmp_path / "cloud.yaml"
     cloud.write_text(
-        f"ledger: {{url: \"{url}\"}}\napi: {{listen: \"127.0.0.1:{port}\"}}\n"
-        "enterprises:\n  - {id: ent-1, shifts: [{name: A, start: \"08:00\", end: \"17:00\","
-        " breaks: [{start: \"12:00\", end: \"13:00\"}]}]}\n",
+        f'ledger: {{url: "{url}"}}\napi: {{listen: "127.0.0.1:{port}"}}\n'
+        'enterprises:\n  - {id: ent-1, shifts: [{name: A, start: "08:00", end: "17:00",'
+        ' breaks: [{start: "12:00", end: "13:00"}]}]}\n',
         encoding="utf-8",
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -73,7 +73,9 @@ async def test_scripted_timeline_to_evidence_pack(tmp_path: Path, mosquitto: Mos
             "api": {"listen": f"127.0.0.1:{free_port()}"},
             "history": {"snapshot_interval": "1s", "local_interval": "500ms"},
             "devices": [
-                scripted_device_config("press-01", "127.0.0.1", port, ideal_cycle_time=ICT, poll_interval=POLL, micro_stop=1.5)
+                scripted_device_config(
+                    "press-01", "127.0.0.1", port, ideal_cycle_time=ICT, poll_interval=POLL, micro_stop=1.5
+                )
             ],
         }
     )

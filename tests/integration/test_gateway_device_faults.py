@@ -41,7 +41,14 @@ class Events:
 
     def kinds(self, dev: str) -> list[str]:
         with self.lock:
-            return [e["kind"] for t, p in self.items if t.endswith(f"/{dev}/events") for e in p["events"]]
+            # online/offline only: OEE state changes and counter snapshots share the events topic
+            return [
+                e["kind"]
+                for t, p in self.items
+                if t.endswith(f"/{dev}/events")
+                for e in p["events"]
+                if e["kind"] in ("online", "offline")
+            ]
 
     def data_count(self, dev: str, after: float = 0) -> int:
         with self.lock:

@@ -172,7 +172,16 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_schema_is_json_with_the_sections() -> None:
     schema = json.loads(json_schema("gateway"))
-    assert set(schema["properties"]) == {"gateway", "mqtt", "api", "devices"}
+    assert set(schema["properties"]) == {
+        "gateway",
+        "mqtt",
+        "api",
+        "buffer",
+        "devices",
+        "timezone",
+        "shifts",
+        "history",
+    }
 
 
 @pytest.mark.parametrize(

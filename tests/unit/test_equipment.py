@@ -43,7 +43,14 @@ def test_chinese_headers_gb18030_semicolons() -> None:
     text = "设备编号;设备名称;设备类型;产线;关键工序;是否数字化\n织机-01;喷气织机 1#;织机;织造一;是;否\n"
     sheet = parse_equipment(text.encode("gb18030"), "台账.csv")
     [e] = sheet.items
-    assert (e.id, e.name, e.type, e.line, e.key_process, e.digitized) == ("织机-01", "喷气织机 1#", "织机", "织造一", True, False)
+    assert (e.id, e.name, e.type, e.line, e.key_process, e.digitized) == (
+        "织机-01",
+        "喷气织机 1#",
+        "织机",
+        "织造一",
+        True,
+        False,
+    )
     assert sheet.columns["id"] == "设备编号"
 
 

@@ -29,7 +29,9 @@ CONFIG = CloudConfig.model_validate(
             {
                 "id": "ent-1",
                 "name": "某纺织有限公司",
-                "shifts": [{"name": "A", "start": "08:00", "end": "17:00", "breaks": [{"start": "12:00", "end": "13:00"}]}],
+                "shifts": [
+                    {"name": "A", "start": "08:00", "end": "17:00", "breaks": [{"start": "12:00", "end": "13:00"}]}
+                ],
             }
         ]
     }
@@ -53,9 +55,13 @@ class Feed:
         samples = tuple(Sample("x", 1.0, ts) for ts in stamps)
         assert self.ledger.record_data(self.ent, DataMessage(self.gw, dev, self.seq, False, samples))
 
-    def meta(self, dev: str, tags: list[tuple[str, str]], *, oee: OeeMeta | None = None, production: bool = True) -> None:
+    def meta(
+        self, dev: str, tags: list[tuple[str, str]], *, oee: OeeMeta | None = None, production: bool = True
+    ) -> None:
         tag_meta = tuple(TagMeta(n, None, d, "uint16", 1.0) for n, d in tags)
-        self.ledger.record_meta(self.ent, DeviceMeta(self.gw, dev, T0, tags=tag_meta, oee=oee, production=production, config_hash="c" * 64))
+        self.ledger.record_meta(
+            self.ent, DeviceMeta(self.gw, dev, T0, tags=tag_meta, oee=oee, production=production, config_hash="c" * 64)
+        )
 
 
 def fill_day(url: str) -> None:
@@ -65,18 +71,50 @@ def fill_day(url: str) -> None:
     ledger.record_status("ent-1", "gw-1", None, Status(True, NOW, version="0.1.0"))
 
     # press-01: online from the night before, offline 10:00–11:00, a fault 15:00–15:30; 1 part/s while running
-    f.meta("press-01", [("run_state", "equipment"), ("energy", "energy")], oee=OeeMeta("run_state", "total", ideal_cycle_time_s=1.0, counter_max=65535))
+    f.meta(
+        "press-01",
+        [("run_state", "equipment"), ("energy", "energy")],
+        oee=OeeMeta("run_state", "total", ideal_cycle_time_s=1.0, counter_max=65535),
+    )
     f.events("press-01", Event("online", T0 - H, "ok"), Event("state", T0 - H, "", "idle", {"total": 0}))
     f.events("press-01", Event("state", T0 + 8 * H, "", "running", {"total": 0}))
-    totals = {8: 0, 9: 3600, 10: 7200, 11: 10_800, 12: 14_400, 13: 18_000, 14: 21_600, 15: 25_200, 16: 27_000, 17: 30_600}
-    readings = {8: 0, 9: 7200, 10: 14_400, 11: 14_400, 12: 21_600, 13: 28_800, 14: 36_000, 15: 43_200, 16: 50_400, 17: 57_600}
+    totals = {
+        8: 0,
+        9: 3600,
+        10: 7200,
+        11: 10_800,
+        12: 14_400,
+        13: 18_000,
+        14: 21_600,
+        15: 25_200,
+        16: 27_000,
+        17: 30_600,
+    }
+    readings = {
+        8: 0,
+        9: 7200,
+        10: 14_400,
+        11: 14_400,
+        12: 21_600,
+        13: 28_800,
+        14: 36_000,
+        15: 43_200,
+        16: 50_400,
+        17: 57_600,
+    }
     for h in totals:
-        f.events("press-01", Event("snapshot", T0 + h * H, "", None, {"total": totals[h], "good_readings": readings[h]}))
+        f.events(
+            "press-01", Event("snapshot", T0 + h * H, "", None, {"total": totals[h], "good_readings": readings[h]})
+        )
     f.events("press-01", Event("offline", T0 + 10 * H, "timeout"))
-    f.events("press-01", Event("online", T0 + 11 * H, "ok"), Event("state", T0 + 11 * H, "", "running", {"total": 10_800}))
+    f.events(
+        "press-01", Event("online", T0 + 11 * H, "ok"), Event("state", T0 + 11 * H, "", "running", {"total": 10_800})
+    )
     f.events("press-01", Event("state", T0 + 15 * H, "", "fault", {"total": 25_200}))
     f.events("press-01", Event("state", T0 + 15 * H + H // 2, "", "running", {"total": 25_200}))
     f.data("press-01", T0 + 9 * H, T0 + 16 * H)
+    # still running after the shift: the snapshot at midnight (the gateway's last sign of life)
+    f.events("press-01", Event("snapshot", T0 + 24 * H, "", None, {"total": 55_800, "good_readings": 108_000}))
 
     # press-02: online 14:00–20:00, no OEE, no reading counters
     f.meta("press-02", [("count", "production")])
@@ -112,7 +150,13 @@ def test_summary_indicators(store: EvidenceStore) -> None:
     assert ev["period"]["from"] == "2024-05-01T00:00:00+08:00" and ev["period"]["to"] == "2024-05-02T00:00:00+08:00"
     assert ev["period"]["planned_s"] == 8 * 3600
     assert s["denominator_source"] == "equipment_ledger" and s["equipment_total"] == 3
-    assert s["networked"] == {"numerator": 2, "denominator": 3, "ratio": pytest.approx(2 / 3), "score": 6.0, "band": "(60,100%]"}
+    assert s["networked"] == {
+        "numerator": 2,
+        "denominator": 3,
+        "ratio": pytest.approx(2 / 3),
+        "score": 6.0,
+        "band": "(60,100%]",
+    }
     assert s["digitized"]["numerator"] == 2 and s["digitized"]["score"] == 6.0
     assert s["key_process"] == {"total": 1, "networked": 1}
     assert s["online_now"]["online"] == 1 and s["online_now"]["of"] == 3
@@ -132,21 +176,29 @@ def test_per_device_figures(store: EvidenceStore) -> None:
     p1 = rows["press-01"]
     assert p1["in_ledger"] and p1["connected"] and p1["networked"] and p1["key_process"]
     assert (p1["first_seen_ms"], p1["last_seen_ms"], p1["samples"]) == (T0 + 9 * H, T0 + 16 * H, 2)
-    assert p1["online_s"] == 23 * 3600 and p1["online_planned_s"] == 7 * 3600 and p1["online_rate"] == pytest.approx(0.875)
+    assert (
+        p1["online_s"] == 23 * 3600 and p1["online_planned_s"] == 7 * 3600 and p1["online_rate"] == pytest.approx(0.875)
+    )
     assert p1["online_intervals"] == [[T0, T0 + 10 * H], [T0 + 11 * H, T0 + 24 * H]]
     # 2 readings/s planned; 50 400 of 57 600 taken (the offline hour is missing)
     assert p1["completeness"] == {"received": 50_400, "expected": 57_600, "ratio": pytest.approx(0.875)}
     o = p1["oee"]
     assert o["time_s"]["offline"] == 3600 and o["time_s"]["fault"] == 1800 and o["time_s"]["planned_busy"] == 7 * 3600
     assert o["availability"] == pytest.approx(6.5 / 7) and o["performance"] == pytest.approx(1.0)
-    assert o["counts"]["during_offline"] == pytest.approx(3600) and o["counts"]["outside_plan"] == pytest.approx(3600)
+    assert o["counts"]["during_offline"] == pytest.approx(3600)
+    assert o["counts"]["outside_plan"] == pytest.approx(3600 + 7 * 3600)  # lunch, and 17:00 to midnight
     assert o["counts"]["produced"] == pytest.approx(23_400)
     assert [s["shift"] for s in o["shifts"]] == ["A"]
     p2 = rows["press-02"]
     assert p2["networked"] and p2["online_rate"] == pytest.approx(3 / 8) and p2["oee"] is None
     assert p2["completeness"]["ratio"] == 0  # no reading counters reported: nothing proven
     lathe = rows["lathe-01"]
-    assert not lathe["connected"] and not lathe["networked"] and lathe["online_rate"] == 0 and lathe["planned_s"] == 8 * 3600
+    assert (
+        not lathe["connected"]
+        and not lathe["networked"]
+        and lathe["online_rate"] == 0
+        and lathe["planned_s"] == 8 * 3600
+    )
     meter = rows["meter-01"]
     assert not meter["in_ledger"] and meter["networked"] and meter["samples"] == 1 and meter["production"] is False
 
@@ -162,6 +214,22 @@ def test_a_partial_day_and_a_period_still_running(store: EvidenceStore) -> None:
     assert any("not over" in n for n in ev["notes"])
 
 
+def test_a_gateway_silent_for_ten_minutes_has_stopped(store: EvidenceStore) -> None:
+    """gw-1 says it is online, but nothing came from it since midnight: after 10 min of silence its
+    devices count as offline from then (press-01 was online to the end of the day)."""
+    now = T0 + 24 * H + 11 * 60_000
+    p = enterprise_period(CONFIG, "ent-1", "2024-05-01", "2024-05-02", now)
+    ev = build_evidence(store, CONFIG, "ent-1", p, now_ms=now)
+    p1 = next(r for r in ev["devices"] if r["id"] == "press-01")
+    assert p1["online_intervals"][-1] == [T0 + 11 * H, T0 + 24 * H]
+    assert any("gw-1" in n for n in ev["notes"])
+    now = T0 + 24 * H + 9 * 60_000  # not yet
+    p = enterprise_period(CONFIG, "ent-1", "2024-05-01", "2024-05-02", now)
+    ev = build_evidence(store, CONFIG, "ent-1", p, now_ms=now)
+    p1 = next(r for r in ev["devices"] if r["id"] == "press-01")
+    assert p1["online_intervals"][-1] == [T0 + 11 * H, now]
+
+
 def test_a_gateway_that_is_offline_now_takes_its_devices_with_it(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/l.db"
     ledger = Ledger(url)
@@ -169,7 +237,9 @@ def test_a_gateway_that_is_offline_now_takes_its_devices_with_it(tmp_path: Path)
     f.meta("d", [("x", "safety")])
     f.events("d", Event("online", T0 + 8 * H, "ok"))
     f.data("d", T0 + 9 * H, T0 + 12 * H)
-    ledger.record_status("ent-2", "gw-9", None, Status(False, T0 + 1 * H, version="0.1.0"))  # the will, stamped at connect
+    ledger.record_status(
+        "ent-2", "gw-9", None, Status(False, T0 + 1 * H, version="0.1.0")
+    )  # the will, stamped at connect
     ledger.close()
     store = EvidenceStore(url)
     try:

@@ -52,20 +52,20 @@ def test_block_decoder_matches_the_codec(layout: tuple[list[Field], list[int]]) 
 
 def test_one_pass_in_order_is_returned_directly() -> None:
     fields = [Field(0, "uint16"), Field(1, "float32"), Field(4, "int16")]
-    data = bytes.fromhex("0007" "42F6E979" "FFFF" "FFFE")
+    data = bytes.fromhex("0007 42F6E979 FFFF FFFE")
     assert list(BlockDecoder(fields, 5)(data)) == [7, pytest.approx(123.456, rel=1e-7), -2]
 
 
 def test_each_byte_order_from_one_response() -> None:
     # float32 123.456 = 42 F6 E9 79, as each order puts it on the wire
-    data = bytes.fromhex("42F6E979" "F64279E9" "E97942F6" "79E9F642")
+    data = bytes.fromhex("42F6E979 F64279E9 E97942F6 79E9F642")
     fields = [Field(0, "float32", "ABCD"), Field(2, "float32", "BADC"), Field(4, "float32", "CDAB")]
     fields.append(Field(6, "float32", "DCBA"))
     assert BlockDecoder(fields, 8)(data) == [pytest.approx(123.456, rel=1e-7)] * 4
 
 
 def test_bits_of_a_register_and_strings() -> None:
-    data = bytes.fromhex("8001" "4142" "4300")
+    data = bytes.fromhex("8001 4142 4300")
     fields = [Field(0, "bool", bit=15), Field(0, "bool", bit=0), Field(0, "bool", bit=1), Field(1, "string", length=2)]
     assert BlockDecoder(fields, 3)(data) == [True, True, False, "ABC"]
 

@@ -85,27 +85,76 @@ def test_24h_shift_and_midnight_end() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ('    end: "20:00"', '    end: "25:00"', "gateway.yaml:6: shifts[0].end: '25:00' is not a time of day (00:00 to 24:00)"),
-        ("    start: 8:00", "    start: 8h", "gateway.yaml:5: shifts[0].start: '8h' is not a time of day (use HH:MM, e.g. 08:00)"),
+        (
+            '    end: "20:00"',
+            '    end: "25:00"',
+            "gateway.yaml:6: shifts[0].end: '25:00' is not a time of day (00:00 to 24:00)",
+        ),
+        (
+            "    start: 8:00",
+            "    start: 8h",
+            "gateway.yaml:5: shifts[0].start: '8h' is not a time of day (use HH:MM, e.g. 08:00)",
+        ),
         ("    start: 8:00", "    start: 24:00", "gateway.yaml:4: shifts[0]: start: 24:00 is the end of a day"),
         (
             '{start: "12:00", end: "12:30", name: lunch}',
             '{start: "07:00", end: "07:30", name: lunch}',
             "gateway.yaml:4: shifts[0]: break 07:00-07:30 is not inside the shift 08:00-20:00",
         ),
-        ("    end: 08:00", "    end: 09:00", "gateway.yaml:3: shifts: shifts overlap: 'B' starting mon and 'A' starting tue"),
+        (
+            "    end: 08:00",
+            "    end: 09:00",
+            "gateway.yaml:3: shifts: shifts overlap: 'B' starting mon and 'A' starting tue",
+        ),
         ("  - name: B", "  - name: A", "gateway.yaml:3: shifts: shift name 'A' appears twice"),
-        ("    days: [mon, tue, wed, thu, fri]\n    breaks:\n      - {start: \"12", "    days: [mon, tues]\n    breaks:\n      - {start: \"12", "gateway.yaml:7: shifts[0].days[1]: 'tues': input should be"),
-        ("timezone: Asia/Shanghai", "timezone: China/Beijing", "gateway.yaml:2: timezone: 'China/Beijing' is not an IANA time zone"),
-        ("reject_count_tag: rejects", "reject_count_tag: rejects\n      good_count_tag: total", "gateway.yaml:25: devices[0].oee: give good_count_tag or reject_count_tag, not both"),
-        ("fault: [2, 5]", "fault: [2, 1]", "gateway.yaml:25: devices[0].oee: states: value 1 is in both running and fault"),
+        (
+            '    days: [mon, tue, wed, thu, fri]\n    breaks:\n      - {start: "12',
+            '    days: [mon, tues]\n    breaks:\n      - {start: "12',
+            "gateway.yaml:7: shifts[0].days[1]: 'tues': input should be",
+        ),
+        (
+            "timezone: Asia/Shanghai",
+            "timezone: China/Beijing",
+            "gateway.yaml:2: timezone: 'China/Beijing' is not an IANA time zone",
+        ),
+        (
+            "reject_count_tag: rejects",
+            "reject_count_tag: rejects\n      good_count_tag: total",
+            "gateway.yaml:25: devices[0].oee: give good_count_tag or reject_count_tag, not both",
+        ),
+        (
+            "fault: [2, 5]",
+            "fault: [2, 1]",
+            "gateway.yaml:25: devices[0].oee: states: value 1 is in both running and fault",
+        ),
         ("states: {running: [1], ", "states: {", "gateway.yaml:25: devices[0].oee: states needs running"),
-        ("ideal_cycle_time: 1.5s", "ideal_cycle_time: 0s", "gateway.yaml:25: devices[0].oee: ideal_cycle_time must be above 0"),
-        ("micro_stop_loss: availability", "micro_stop_loss: quality", "gateway.yaml:32: devices[0].oee.micro_stop_loss: 'quality': input should be"),
-        ("snapshot_interval: 30s", "snapshot_interval: 0s", "gateway.yaml:16: history: snapshot_interval, local_interval and retention must be above 0"),
-        ("reject_count_tag: rejects", "reject_count_tag: scrap", "gateway.yaml:18: devices[0]: oee.reject_count_tag: 'scrap' is not a tag of this device"),
+        (
+            "ideal_cycle_time: 1.5s",
+            "ideal_cycle_time: 0s",
+            "gateway.yaml:25: devices[0].oee: ideal_cycle_time must be above 0",
+        ),
+        (
+            "micro_stop_loss: availability",
+            "micro_stop_loss: quality",
+            "gateway.yaml:32: devices[0].oee.micro_stop_loss: 'quality': input should be",
+        ),
+        (
+            "snapshot_interval: 30s",
+            "snapshot_interval: 0s",
+            "gateway.yaml:16: history: snapshot_interval, local_interval and retention must be above 0",
+        ),
+        (
+            "snapshot_interval: 30s",
+            "snapshot_interval: 10m",
+            "gateway.yaml:16: history: snapshot_interval is at most 5m",
+        ),
+        (
+            "reject_count_tag: rejects",
+            "reject_count_tag: scrap",
+            "gateway.yaml:18: devices[0]: oee.reject_count_tag: 'scrap' is not a tag of this device",
+        ),
     ],
-)  # fmt: skip
+)
 def test_calendar_and_oee_errors(old: str, new: str, expected: str) -> None:
     assert old in GOOD
     errors = errors_of(GOOD.replace(old, new, 1))
@@ -144,9 +193,13 @@ def test_cloud_calendars_per_enterprise() -> None:
     [
         ("  - id: ent-0002", "  - id: ent-0001", "cloud.yaml:1: enterprise id 'ent-0001' appears twice"),
         ('end: "08:00"}', 'end: "09:00"}', "cloud.yaml:8: enterprises[0].shifts: shifts overlap"),
-        ("timezone: Asia/Urumqi", "timezone: Urumqi", "cloud.yaml:12: enterprises[1].timezone: 'Urumqi' is not an IANA time zone"),
+        (
+            "timezone: Asia/Urumqi",
+            "timezone: Urumqi",
+            "cloud.yaml:12: enterprises[1].timezone: 'Urumqi' is not an IANA time zone",
+        ),
     ],
-)  # fmt: skip
+)
 def test_cloud_calendar_errors(old: str, new: str, expected: str) -> None:
     assert old in CLOUD
     errors = errors_of(CLOUD.replace(old, new, 1), CloudConfig)

@@ -29,7 +29,10 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     cfg = GatewayConfig.model_validate(
         {
             "gateway": {"id": "gw-1", "enterprise_id": "ent-1", "data_dir": str(tmp_path)},
-            "shifts": [{"name": "A", "start": "08:00", "end": "16:00"}, {"name": "B", "start": "16:00", "end": "08:00"}],
+            "shifts": [
+                {"name": "A", "start": "08:00", "end": "16:00"},
+                {"name": "B", "start": "16:00", "end": "08:00"},
+            ],
             "devices": [scripted_device_config("press-01", "127.0.0.1", 5020, ideal_cycle_time=0.5), meter],
         }
     )
@@ -47,7 +50,9 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 
 
 def test_oee_for_a_window(client: TestClient) -> None:
-    r = client.get("/api/v1/metrics/oee", params={"device": "press-01", "from": "2024-05-01T08:00", "to": "2024-05-01T12:00"})
+    r = client.get(
+        "/api/v1/metrics/oee", params={"device": "press-01", "from": "2024-05-01T08:00", "to": "2024-05-01T12:00"}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     # 4 h planned busy, 1 h fault: A = 0.75; 21 600 parts in 3 h at 0.5 s ideal: P = 1; 1 % rejects
@@ -73,7 +78,11 @@ def test_default_window_is_the_current_shift(client: TestClient) -> None:
         ({"device": "nope"}, 404, "no device 'nope'"),
         ({"device": "meter-01"}, 404, "has no oee: settings"),
         ({"device": "press-01", "from": "yesterday"}, 422, "bad window: 'yesterday' is not a date"),
-        ({"device": "press-01", "from": "2024-05-02", "to": "2024-05-01T12:00"}, 422, "bad window: the window must end"),
+        (
+            {"device": "press-01", "from": "2024-05-02", "to": "2024-05-01T12:00"},
+            422,
+            "bad window: the window must end",
+        ),
         ({}, 422, "device"),
     ],
 )
@@ -81,3 +90,28 @@ def test_errors_have_reasons(client: TestClient, params: dict[str, str], status:
     r = client.get("/api/v1/metrics/oee", params=params)
     assert r.status_code == status
     assert reason in r.text
+
+
+def test_demo_summary_lines_show_live_oee(tmp_path: Path) -> None:
+    from gateway.demo import oee_lines
+
+    cfg = GatewayConfig.model_validate(
+        {
+            "gateway": {"id": "gw-1", "enterprise_id": "ent-1", "data_dir": str(tmp_path)},
+            "shifts": [{"name": "A", "start": "08:00", "end": "16:00"}],
+            "devices": [scripted_device_config("press-01", "127.0.0.1", 5020, ideal_cycle_time=0.5)],
+        }
+    )
+    h = OeeHistory(tmp_path / "oee_history.db")
+    h.record_online("press-01", T0 + 8 * H, True, "ok")
+    h.record_state("press-01", T0 + 8 * H, "running")
+    h.record_state("press-01", T0 + 9 * H, "fault")
+    h.record_state("press-01", T0 + 10 * H, "running")
+    h.record_counts("press-01", T0 + 8 * H, 0, None, 0)
+    h.record_counts("press-01", T0 + 12 * H, 21_600, None, 216)
+    h.touch(T0 + 12 * H, force=True)  # the gateway stopped at noon
+    h.close()
+    agent = SimpleNamespace(config=cfg, runtime=SimpleNamespace(trackers={}))
+    lines = oee_lines(agent, now_ms=T0 + 13 * H)  # type: ignore[arg-type]
+    assert lines[0].endswith("current shift 2024-05-01 A (so far):")
+    assert lines[1].startswith("  - press-01: A  75.0%  P 100.0%  Q  99.0%  OEE  74.2%")

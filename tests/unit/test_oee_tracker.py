@@ -181,7 +181,11 @@ def test_metadata_message() -> None:
     assert {t.name: t.domain for t in meta.tags}["reject_count"] == "quality"
     assert all(t.interval_s == 1.0 for t in meta.tags)
     assert meta.oee is not None
-    assert (meta.oee.counter_max, meta.oee.reject_count_tag, meta.oee.ideal_cycle_time_s) == (65535, "reject_count", 0.5)
+    assert (meta.oee.counter_max, meta.oee.reject_count_tag, meta.oee.ideal_cycle_time_s) == (
+        65535,
+        "reject_count",
+        0.5,
+    )
 
 
 def test_config_hash_is_canonical_and_leaves_secrets_out() -> None:

@@ -69,7 +69,9 @@ def test_bad_events_are_refused(event: dict[str, Any], reason: str) -> None:
 
 def test_infinite_count_is_not_json_we_send() -> None:
     with pytest.raises(WireError):
-        decode_events(b'{"v":1,"gw":"g","dev":"d","seq":1,"events":[{"kind":"snapshot","ts":1,"counts":{"total":Infinity}}]}')
+        decode_events(
+            b'{"v":1,"gw":"g","dev":"d","seq":1,"events":[{"kind":"snapshot","ts":1,"counts":{"total":Infinity}}]}'
+        )
 
 
 META = DeviceMeta(
@@ -145,7 +147,9 @@ json_values = st.recursive(
             "poll_interval_s": json_values,
             "tags": st.lists(st.dictionaries(st.sampled_from(["name", "unit", "domain", "interval_s"]), json_values))
             | json_values,
-            "oee": st.dictionaries(st.sampled_from(["state_tag", "counter_max", "resolution", "micro_stop_s"]), json_values)
+            "oee": st.dictionaries(
+                st.sampled_from(["state_tag", "counter_max", "resolution", "micro_stop_s"]), json_values
+            )
             | json_values,
             "config_hash": json_values,
         },

@@ -132,3 +132,14 @@ async def test_a_failing_device_is_reported_and_retried_with_backoff() -> None:
     assert ch.status[0] == (False, "connection refused 127.0.0.1:1")
     assert ch.status[1] == (True, "responding")
     assert drv.connects == 4 and drv.reads
+
+
+async def test_a_driver_bug_is_reported_as_this_device_failing() -> None:
+    class Buggy(GroupedFake):
+        async def read(self, groups: Sequence[int] | None = None) -> list[Reading]:
+            raise KeyError("oops")
+
+    drv, ch = Buggy(), Channel()
+    await run_for(drv, ch, 0.3)
+    assert ch.status == [(False, "internal error: KeyError('oops')")]
+    assert drv.connects >= 2  # and retried
