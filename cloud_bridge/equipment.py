@@ -39,8 +39,8 @@ SCHEMA = (
         row_no INTEGER NOT NULL,
         PRIMARY KEY (ent, id))""",
     """CREATE TABLE IF NOT EXISTS equipment_imports (
-        ent TEXT NOT NULL, imported_ms BIGINT NOT NULL, source TEXT NOT NULL, sha256 TEXT NOT NULL,
-        row_count INTEGER NOT NULL)""",
+        id INTEGER PRIMARY KEY, ent TEXT NOT NULL, imported_ms BIGINT NOT NULL, source TEXT NOT NULL,
+        sha256 TEXT NOT NULL, row_count INTEGER NOT NULL)""",
 )
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -290,7 +290,7 @@ def load_equipment(db: Database, ent: str) -> list[Equipment]:
 def last_import(db: Database, ent: str) -> dict[str, Any] | None:
     rows = db.rows(
         "SELECT imported_ms, source, sha256, row_count FROM equipment_imports WHERE ent = ?"
-        " ORDER BY imported_ms DESC LIMIT 1",
+        " ORDER BY imported_ms DESC, id DESC LIMIT 1",
         (ent,),
     )
     return rows[0] if rows else None

@@ -97,9 +97,19 @@ class Database:
 
             self.dialect = "postgresql"
             self._sqlite = None
-            self._pg = psycopg.connect(url, autocommit=True, connect_timeout=int(busy_timeout))
+            self._connect_timeout = int(busy_timeout)
+            self._pg = psycopg.connect(url, autocommit=True, connect_timeout=self._connect_timeout)
         else:
             raise ValueError(f"{url!r}: use sqlite:///path/ledger.db or postgresql://user@host/db")
+
+    def _pg_conn(self) -> Any:
+        """The PostgreSQL connection, opened again if the server restarted or the link broke
+        (the failed statement raised; the caller's retry lands here and reconnects)."""
+        if self._pg.closed or self._pg.broken:
+            import psycopg
+
+            self._pg = psycopg.connect(self.url, autocommit=True, connect_timeout=self._connect_timeout)
+        return self._pg
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
@@ -116,7 +126,8 @@ class Database:
                     raise
                 db.execute("COMMIT")
             else:
-                with self._pg.transaction(), self._pg.cursor() as cur:
+                pg = self._pg_conn()
+                with pg.transaction(), pg.cursor() as cur:
                     yield _PgCursor(cur)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -131,7 +142,7 @@ class Database:
                 c = self._sqlite.execute(sql, params)
                 names = [d[0] for d in c.description]
                 return [dict(zip(names, r, strict=True)) for r in c.fetchall()]
-            with self._pg.cursor() as cur:
+            with self._pg_conn().cursor() as cur:
                 cur.execute(to_postgres(sql), params)
                 names = [d.name for d in cur.description]
                 return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

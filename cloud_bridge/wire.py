@@ -11,7 +11,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 WIRE_VERSION = 1
 Quality = Literal["good", "uncertain", "bad"]
@@ -26,9 +26,11 @@ class WireError(ValueError):
     """A payload or topic that does not follow the wire contract."""
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One value of one tag at one instant: the canonical unit of data on the wire."""
+class Sample(NamedTuple):
+    """One value of one tag at one instant: the canonical unit of data on the wire.
+
+    A NamedTuple rather than a frozen dataclass: as immutable, and built about 5× faster, which
+    matters at 100,000 samples/s in the ingester."""
 
     tag: str
     v: Value
@@ -201,15 +203,23 @@ def _require(cond: bool, reason: str) -> None:
         raise WireError(reason)
 
 
+_MAX_INT = 1 << 63  # seq and timestamps must fit a signed 64-bit column
+_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates: no store takes them
+
+
 def _int(obj: dict[str, Any], key: str) -> int:
     v = obj.get(key)
-    _require(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"{key!r} must be a non-negative integer")
+    _require(
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _MAX_INT,
+        f"{key!r} must be a non-negative integer (below 2**63)",
+    )
     return int(v)  # type: ignore[arg-type]
 
 
 def _str(obj: dict[str, Any], key: str, *, slug: bool = False, default: str | None = None) -> str:
     v = obj.get(key, default)
     _require(isinstance(v, str) and len(v) <= _MAX_STR, f"{key!r} must be a string")
+    _require(not _BAD_CHARS.search(v), f"{key!r} contains NUL or an unpaired surrogate")  # type: ignore[arg-type]
     if slug:
         _require(bool(_SLUG.match(v)), f"{key!r} must be an ASCII slug")  # type: ignore[arg-type]
     return v  # type: ignore[return-value]
@@ -233,6 +243,24 @@ def _envelope_fields(obj: dict[str, Any]) -> tuple[str, str, int, bool]:
 
 
 def _sample(raw: Any) -> Sample:
+    # Fast path for the common, well-formed sample (exact types); anything else takes the careful
+    # path below, which gives the precise reason.
+    if type(raw) is dict:
+        tag, v, ts, q = raw.get("tag"), raw.get("v"), raw.get("ts"), raw.get("q", "good")
+        if (
+            type(tag) is str
+            and 0 < len(tag) <= 128
+            and type(ts) is int
+            and 0 <= ts < _MAX_INT
+            and (q == "good" or q == "bad" or q == "uncertain")
+            and ((type(v) is float and math.isfinite(v)) or type(v) is int or type(v) is bool)
+            and not _BAD_CHARS.search(tag)
+        ):
+            return Sample(tag, v, ts, q)
+    return _sample_checked(raw)
+
+
+def _sample_checked(raw: Any) -> Sample:
     _require(isinstance(raw, dict), "a sample must be an object")
     tag = _str(raw, "tag")
     _require(0 < len(tag) <= 128, "'tag' must be 1..128 characters")
@@ -242,6 +270,7 @@ def _sample(raw: Any) -> Sample:
         _require(math.isfinite(v), f"sample {tag!r}: 'v' must be finite")
     if isinstance(v, str):
         _require(len(v) <= _MAX_STR, f"sample {tag!r}: string value too long")
+        _require(not _BAD_CHARS.search(v), f"sample {tag!r}: NUL or an unpaired surrogate in the value")
     q = raw.get("q", "good")
     _require(isinstance(q, str) and q in QUALITIES, f"sample {tag!r}: 'q' must be good, uncertain or bad")
     return Sample(tag, v, _int(raw, "ts"), q)

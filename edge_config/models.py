@@ -639,6 +639,7 @@ class LedgerSection(Frozen):
 
 
 class IngestMqttSection(MqttSection):
+    inflight: int = Field(1000, ge=1, le=65535, description="unacknowledged messages held; batches are up to half")
     shared_group: str | None = Field(
         "edgegw-ingest", description="MQTT 5 shared subscription group; null for a plain subscription"
     )

@@ -75,3 +75,16 @@ def test_dedupe_stats_events_status_and_dead_letters(pg_ledger: Ledger) -> None:
     pg_ledger.dead_letter("sf/v1/x", b"\x00\xffnot json", "not JSON")
     letters = pg_ledger.dead_letters()
     assert pg_ledger.dead_letter_count() == 1 and letters[0]["payload"] == b"\x00\xffnot json"
+
+
+def test_ledger_reconnects_after_the_server_drops_the_connection(pg_ledger: Ledger) -> None:
+    import psycopg
+
+    assert pg_ledger.record_data("ent-1", msg(1))
+    pid = pg_ledger.db.scalar("SELECT pg_backend_pid() AS pid")
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError):
+        pg_ledger.record_data("ent-1", msg(2))  # the ingester retries this with backoff
+    assert pg_ledger.record_data("ent-1", msg(2)) is True  # the retry reconnects
+    assert pg_ledger.received_count() == 2

@@ -96,29 +96,59 @@ def test_quality_changes_are_sent_at_once() -> None:
     assert [(s.v, s.q) for s in n.apply([Reading("t", 5, 3)])] == [(5, "good")]
 
 
-values = st.one_of(st.integers(0, 20), st.none(), st.sampled_from([1.5, 2.5, float("nan")]))
+SPECS = {
+    "float64": TagSpec("t", "float64", scale=0.5),
+    "float32": TagSpec("t", "float32"),
+    "scaled_uint": TagSpec("t", "uint16", scale=0.1, offset=-5.0),
+    "bool": TagSpec("t", "bool"),
+    "string": TagSpec("t", "string"),
+}
+RAWS = {
+    "float64": st.one_of(st.integers(0, 20).map(float), st.sampled_from([1.5, 2.5, float("nan")])),
+    "float32": st.sampled_from([123.45600128173828, 123.456, 0.0, -2.5, float("nan")]),
+    "scaled_uint": st.integers(0, 30),
+    "bool": st.booleans(),
+    "string": st.sampled_from(["", "A", "AB"]),
+}
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(st.tuples(values, st.integers(0, 3_000)), max_size=40),
-    st.sampled_from([None, 0.0, 2.0]),
-    st.sampled_from([None, 10.0]),
-)
-def test_skipping_unchanged_reads_changes_nothing(
-    steps: list[tuple[int | float | None, int]], deadband: float | None, percent: float | None
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[TagSpec, list[tuple[object, int, str]]]:
+    kind = draw(st.sampled_from(sorted(SPECS)))
+    spec = SPECS[kind]
+    deadband = draw(st.sampled_from([None, 0.0, 2.0]))
+    percent = None if deadband else draw(st.sampled_from([None, 10.0]))
+    spec = TagSpec(spec.name, spec.type, spec.scale, spec.offset, None, deadband, percent)
+    raw = st.one_of(RAWS[kind], st.none())
+    quality = st.sampled_from(["good", "good", "uncertain"])
+    steps = draw(st.lists(st.tuples(raw, st.integers(0, 3_000), quality), max_size=40))
+    return spec, steps
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios())
+def test_the_normalizer_does_what_to_sample_and_changed_say(
+    scenario: tuple[TagSpec, list[tuple[object, int, str]]],
 ) -> None:
-    """The normalizer's shortcut for a repeated raw value gives exactly what `changed` alone gives."""
-    spec = TagSpec("t", "float64", scale=0.5, deadband=deadband, deadband_percent=None if deadband else percent)
+    """`apply` (inlined for speed) gives exactly what `to_sample` and `changed` give, tag kind by tag kind."""
+    spec, steps = scenario
     n = Normalizer([spec], heartbeat_s=5.0)
     last: Sample | None = None
     ts = 0
-    for raw, dt in steps:
+    for raw, dt, q in steps:
         ts += dt
-        r = Reading("t", raw, ts, "good" if raw is not None else "bad")
+        r = Reading("t", raw, ts, q if raw is not None else "bad")  # type: ignore[arg-type]
         got = n.apply([r])
         sample = to_sample(r, spec)
         want = changed(sample, last, spec.deadband, 5000, spec.deadband_percent)
         if want:
             last = sample
         assert repr(got) == repr([sample] if want else []), (raw, ts)  # repr: nan == nan
+        assert all(type(a.v) is type(b.v) for a, b in zip(got, [sample], strict=False))
+
+
+def test_made_samples_are_ordinary_samples() -> None:
+    from gateway.normalize import make_sample
+
+    s = make_sample("t", 1.5, 7, "good")
+    assert s == Sample("t", 1.5, 7, "good") and type(s) is Sample and hash(s) == hash(Sample("t", 1.5, 7))
