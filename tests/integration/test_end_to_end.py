@@ -93,6 +93,10 @@ async def test_loom_to_victoriametrics_and_ledger(
         devices = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(url, timeout=5).read()))
         assert devices[0]["id"] == "loom-01" and devices[0]["online"] is True
         assert devices[0]["samples_published"] > 0
+        health_url = f"http://{gw_cfg.api.listen}/api/v1/health"
+        health = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(health_url, timeout=5).read()))
+        assert health["mqtt"]["connected"] is True and health["devices_online"] == 1
+        assert set(health["buffer"]) >= {"messages", "bytes", "samples", "behind_ms", "dropped_messages"}
     finally:
         stop.set()
         await task
