@@ -12,7 +12,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from fastapi.testclient import TestClient
 
 from edge_config.models import CloudConfig
 from gateway.cloud_api.app import create_cloud_app
-from tests.integration.test_ledger_postgres import PG_URL, _pg_answers
 from tests.ports import free_port
 from tests.unit.test_evidence_build import CONFIG, LEDGER_CSV, fill_day
 
@@ -35,19 +33,7 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/ledger.db"
         return
-    reason = _pg_answers()
-    if reason:
-        pytest.skip(reason)
-    import psycopg
-
-    schema = f"edgegw_api_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    yield request.getfixturevalue("pg_url")  # a fresh schema, or skipped with the reason
 
 
 def config(url: str, token: str | None = None) -> CloudConfig:

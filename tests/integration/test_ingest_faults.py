@@ -33,7 +33,6 @@ from cloud_bridge.mqtt_common import host_port, make_client
 from cloud_bridge.wire import Event, Sample, Topics, encode_data_body, encode_event_body, envelope
 from edge_config.models import CloudConfig
 from gateway.bench.servers import MosquittoServer, VictoriaMetrics
-from tests.integration.test_ledger_postgres import PG_URL, _pg_answers
 
 pytestmark = pytest.mark.integration
 
@@ -325,31 +324,14 @@ def test_two_ingesters_split_a_shared_subscription(
 # ---------------------------------------------------------------- (d) the ledger on PostgreSQL
 
 
-@pytest.fixture
-def pg_ledger_url() -> Iterator[str]:
-    reason = _pg_answers()
-    if reason:
-        pytest.skip(reason)
-    import psycopg
-
-    schema = f"edgegw_ingest_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
 def test_ingest_into_a_postgresql_ledger(
     mosquitto: MosquittoServer,
     victoria: VictoriaMetrics,
-    pg_ledger_url: str,
+    pg_url: str,
     started: list[Ingester],
 ) -> None:
     stream = Stream()
-    ing = start_ingester(started, config(mosquitto, victoria, pg_ledger_url))
+    ing = start_ingester(started, config(mosquitto, victoria, pg_url))
     StreamPublisher(mosquitto.url, stream, range(1, 601), rate=1000).start().join()
     # Replays of messages already recorded, an events message, and its replay.
     replay = make_client(mosquitto.url, "5", "replay", None, None, None)

@@ -5,52 +5,23 @@ Skipped, with the reason shown, where no PostgreSQL answers.
 
 from __future__ import annotations
 
-import socket
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from cloud_bridge.ledger import Ledger
 from cloud_bridge.wire import DataMessage, Event, EventMessage, Sample, Status
+from tests.integration.conftest import PG_URL
 
 pytestmark = pytest.mark.integration
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _pg_answers() -> str | None:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            pass
-    except OSError as e:
-        return f"no PostgreSQL on 127.0.0.1:5432 ({e})"
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URL, connect_timeout=3):
-            return None
-    except Exception as e:  # any driver or auth failure means: cannot test here
-        return f"PostgreSQL at {PG_URL} refused: {e}"
-
-
 @pytest.fixture
-def pg_ledger() -> Iterator[Ledger]:
-    reason = _pg_answers()
-    if reason:
-        pytest.skip(reason)
-    import psycopg
-
-    schema = f"edgegw_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-    ledger = Ledger(f"{PG_URL}?options=-csearch_path%3D{schema}")
+def pg_ledger(pg_url: str) -> Iterator[Ledger]:
+    ledger = Ledger(pg_url)
     try:
         yield ledger
     finally:
         ledger.close()
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def msg(seq: int, n: int = 3, gw: str = "gw-1") -> DataMessage:
