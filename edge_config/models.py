@@ -579,7 +579,9 @@ class HistorySection(Frozen):
         if min(self.snapshot_interval, self.local_interval, self.retention) <= 0:
             raise ValueError("snapshot_interval, local_interval and retention must be above 0")
         if self.snapshot_interval > 300:
-            raise ValueError("snapshot_interval is at most 5m: the cloud takes a gateway silent for 10 minutes as stopped")
+            raise ValueError(
+                "snapshot_interval is at most 5m: the cloud takes a gateway silent for 10 minutes as stopped"
+            )
         return self
 
 

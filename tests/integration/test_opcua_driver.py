@@ -298,7 +298,7 @@ async def test_sign_with_a_user_certificate(tmp_path: Path, running: list[OpcUaD
         assert len(list((tmp_path / "gw/pki/trusted").glob("tofu_*.der"))) == 1
         stranger = device(sim.endpoint, TEMP, **secure, user_certificate=str(other_cert),
                           user_private_key=str(other_key))  # fmt: skip
-        with pytest.raises(DriverError, match="user name or password refused|BadUserAccessDenied"):
+        with pytest.raises(DriverError, match=r"user name or password refused|BadUserAccessDenied"):
             await OpcUaDriver(stranger, data_dir=tmp_path / "gw").start(Collector().emit)
 
 
