@@ -89,11 +89,19 @@ _UPSERT_TAG_STATS = """INSERT INTO tag_stats (ent, gw, dev, tag, unit, samples, 
         last_ts = CASE WHEN excluded.last_ts > tag_stats.last_ts
                        THEN excluded.last_ts ELSE tag_stats.last_ts END"""
 
+# The newest status wins, with one exception: a gateway's last will. The broker publishes it when
+# the gateway dies, but its payload was fixed at connect time, so its ts is older than the births
+# the gateway sent since. An offline gateway status therefore always replaces an online one; its
+# ts becomes the later of the two (the last moment the gateway was known alive).
 _UPSERT_STATUS = """INSERT INTO device_status (ent, gw, dev, online, ts, reason, version)
     VALUES (?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (ent, gw, dev) DO UPDATE SET
-        online = excluded.online, ts = excluded.ts, reason = excluded.reason, version = excluded.version
-    WHERE excluded.ts >= device_status.ts"""
+        online = excluded.online,
+        ts = CASE WHEN excluded.ts > device_status.ts THEN excluded.ts ELSE device_status.ts END,
+        reason = excluded.reason,
+        version = excluded.version
+    WHERE excluded.ts >= device_status.ts
+       OR (excluded.dev = '' AND NOT excluded.online AND device_status.online)"""
 
 _INSERT_EVENT = """INSERT INTO device_events (ent, gw, dev, ts, kind, reason, state) VALUES (?, ?, ?, ?, ?, ?, ?)"""
 

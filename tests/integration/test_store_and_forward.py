@@ -64,7 +64,20 @@ async def wait_until(cond: Any, timeout: float, step: float = 0.2) -> bool:
     return bool(cond())
 
 
-def vm_counts(victoria: VictoriaMetrics, gw: str) -> tuple[Counter[tuple[str, str]], dict[tuple[str, str, int], float]]:
+def vm_counts(
+    victoria: VictoriaMetrics, gw: str, expect: Counter[tuple[str, str]] | None = None, timeout: float = 15
+) -> tuple[Counter[tuple[str, str]], dict[tuple[str, str, int], float]]:
+    """Samples per (dev, tag) in VictoriaMetrics; with `expect`, polls until they match (a fresh
+    series can take about a second to show up in an export) or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts, values = _vm_read(victoria, gw)
+        if expect is None or counts == expect or time.monotonic() > deadline:
+            return counts, values
+        time.sleep(0.5)
+
+
+def _vm_read(victoria: VictoriaMetrics, gw: str) -> tuple[Counter[tuple[str, str]], dict[tuple[str, str, int], float]]:
     victoria.force_flush()
     counts: Counter[tuple[str, str]] = Counter()
     values: dict[tuple[str, str, int], float] = {}
@@ -138,7 +151,7 @@ async def test_broker_outage_of_30s_loses_and_doubles_nothing(tmp_path: Path, vi
     finally:
         ledger.close()
     numeric = Counter((dev, s["tag"]) for dev, s in buffered if not isinstance(s["v"], str))
-    counts, values = vm_counts(victoria, "gw-saf")
+    counts, values = vm_counts(victoria, "gw-saf", numeric)
     assert counts == numeric
     for dev, s in buffered:
         if not isinstance(s["v"], str):
@@ -194,8 +207,8 @@ async def test_gateway_sigkill_and_restart_loses_and_doubles_nothing(
         assert online.count("online") == 2, "one online event per gateway start"
     finally:
         ledger.close()
-    counts, _ = vm_counts(victoria, "gw-saf")
     numeric = Counter({k: n for k, n in expected.items() if k not in strings})
+    counts, _ = vm_counts(victoria, "gw-saf", numeric)
     assert counts == numeric, "VictoriaMetrics holds exactly what the ledger counted (strings stay in the ledger)"
 
 

@@ -200,3 +200,20 @@ def test_postgres_translation() -> None:
         "CREATE TABLE t (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, b BYTEA, x DOUBLE PRECISION);"
         " INSERT INTO t VALUES (%s, %s)"
     )
+
+
+def test_a_gateways_last_will_marks_it_offline_although_its_ts_is_older(tmp_path: Path) -> None:
+    from cloud_bridge.wire import Status
+
+    led = Ledger(f"sqlite:///{tmp_path}/l.db")
+    try:
+        led.record_status("e", "gw", None, Status(True, 1_000, version="0.1.0"))  # birth at connect
+        led.record_status("e", "gw", None, Status(True, 61_000, version="0.1.0"))  # periodic status
+        led.record_status("e", "gw", None, Status(False, 1_000, version="0.1.0"))  # the will, fixed at connect
+        [gw] = led.gateways()
+        assert gw["online"] is False and gw["ts"] == 61_000, "offline since it was last known alive"
+        led.record_status("e", "gw", "dev", Status(True, 5_000, "responding"))
+        led.record_status("e", "gw", "dev", Status(False, 4_000, "late, older"))  # device statuses: newest wins
+        assert led.devices()[0]["online"] is True
+    finally:
+        led.close()
