@@ -154,44 +154,46 @@ async def poll_loop(
     attempt = 0
     connected = False
     logged_overrun = -OVERRUN_LOG_EVERY
-    while not stop.is_set():
-        now = time.monotonic()
-        due = schedule.due(now)
-        if not due:
-            await sleeper.sleep(schedule.next_wake() - now)
-            continue
-        try:
-            if not connected:
-                await driver.connect()
-                connected = True
-            readings = await (grouped.read(due) if grouped is not None else driver.read())
-        except Exception as e:  # a DriverError, or a bug: either way this device only
-            if not isinstance(e, DriverError):
-                log.exception("device %s: unexpected error in the driver", state.id)
-            connected = False
-            attempt += 1
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            due = schedule.due(now)
+            if not due:
+                await sleeper.sleep(schedule.next_wake() - now)
+                continue
+            try:
+                if not connected:
+                    await driver.connect()
+                    connected = True
+                readings = await (grouped.read(due) if grouped is not None else driver.read())
+            except Exception as e:  # a DriverError, or a bug: either way this device only
+                if not isinstance(e, DriverError):
+                    log.exception("device %s: unexpected error in the driver", state.id)
+                connected = False
+                attempt += 1
+                state.scans += 1
+                channel.set_online(False, str(e) if isinstance(e, DriverError) else f"internal error: {e!r}")
+                with contextlib.suppress(Exception):
+                    await driver.close()
+                await sleeper.sleep(backoff_delay(attempt, base=base, cap=cap))
+                schedule.reset(time.monotonic())
+                continue
+            attempt = 0
             state.scans += 1
-            channel.set_online(False, str(e) if isinstance(e, DriverError) else f"internal error: {e!r}")
-            with contextlib.suppress(Exception):
-                await driver.close()
-            await sleeper.sleep(backoff_delay(attempt, base=base, cap=cap))
-            schedule.reset(time.monotonic())
-            continue
-        attempt = 0
-        state.scans += 1
-        channel.set_online(True, "responding")
-        channel.emit(readings)
-        finished = time.monotonic()
-        missed = schedule.done(due, finished)
-        if missed:
-            state.overruns += missed
-            if finished - logged_overrun >= OVERRUN_LOG_EVERY:
-                logged_overrun = finished
-                log.warning(
-                    "device %s: scan overran its interval (%d slots missed so far); raise poll_interval "
-                    "or read fewer tags",
-                    state.id,
-                    state.overruns,
-                )
-    sleeper.close()
+            channel.set_online(True, "responding")
+            channel.emit(readings)
+            finished = time.monotonic()
+            missed = schedule.done(due, finished)
+            if missed:
+                state.overruns += missed
+                if finished - logged_overrun >= OVERRUN_LOG_EVERY:
+                    logged_overrun = finished
+                    log.warning(
+                        "device %s: scan overran its interval (%d slots missed so far); raise poll_interval "
+                        "or read fewer tags",
+                        state.id,
+                        state.overruns,
+                    )
+    finally:
+        sleeper.close()  # also when the task is cancelled
     await driver.close()

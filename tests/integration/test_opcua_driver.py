@@ -280,19 +280,20 @@ async def test_sign_and_encrypt_with_a_user_name(tmp_path: Path, running: list[O
             await OpcUaDriver(sign_only, data_dir=data).start(Collector().emit)
 
 
-async def test_sign_with_a_user_certificate(tmp_path: Path, running: list[OpcUaDriver]) -> None:
+@pytest.mark.parametrize("policy", ["Basic256Sha256", "Aes256_Sha256_RsaPss"])
+async def test_sign_with_a_user_certificate(tmp_path: Path, running: list[OpcUaDriver], policy: str) -> None:
     cert, key = user_identity(tmp_path / "user")
     other_cert, other_key = user_identity(tmp_path / "stranger")
     sim = OpcUaSimulator([BatchReactor()], port=free_port(), pki_dir=tmp_path / "sim", security=["Sign"],
                          allow_anonymous=False, user_certificates=[cert], type_test=False)  # fmt: skip
     async with sim:
-        secure = {"security_policy": "Aes128_Sha256_RsaOaep", "security_mode": "Sign", "trust_on_first_use": True}
+        secure = {"security_policy": policy, "security_mode": "Sign", "trust_on_first_use": True}
         dev = device(sim.endpoint, TEMP, **secure, user_certificate=str(cert), user_private_key=str(key))
         drv = OpcUaDriver(dev, data_dir=tmp_path / "gw")
         got = Collector()
         await drv.start(got.emit, got.status)
         running.append(drv)
-        assert "Aes128_Sha256_RsaOaep/Sign, user certificate" in got.statuses[-1].reason
+        assert f"{policy}/Sign, user certificate" in got.statuses[-1].reason
         await wait_until(lambda: "temp" in got.latest(), 5.0, "a temperature")
         # trusted on first use: pinned in the trust list
         assert len(list((tmp_path / "gw/pki/trusted").glob("tofu_*.der"))) == 1
