@@ -53,7 +53,9 @@ def register(bsub: Any) -> None:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    result = asyncio.run(run_pipeline_bench(args.devices, args.tags, args.live_seconds, args.sustained_seconds, args.outage))
+    result = asyncio.run(
+        run_pipeline_bench(args.devices, args.tags, args.live_seconds, args.sustained_seconds, args.outage)
+    )
     print(report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
@@ -265,14 +267,19 @@ def _f(v: Any, fmt: str = "{:,.0f}") -> str:
 def report(r: dict[str, Any]) -> str:
     w, live, sus, buf, dr = r["workload"], r["live"], r["sustained"], r["buffer"], r["drain"]
     rows = [
-        ("工况 / workload", f"{w['devices']} devices × {w['tags']} tags @ 1 s = {w['live_rate_samples_s']:,} samples/s"),
+        (
+            "工况 / workload",
+            f"{w['devices']} devices × {w['tags']} tags @ 1 s = {w['live_rate_samples_s']:,} samples/s",
+        ),
         ("实时全部入库 / live: all ingested", str(live["all_ingested"])),
         ("网关 CPU / gateway CPU per 1,000 samples", _f(live["gateway_cpu_s_per_1000"], "{:.4f} s")),
         ("持续吞吐 / sustained end to end", _f(sus["samples_s"]) + " samples/s"),
         ("入库进程 CPU / ingester CPU (cores)", _f(sus["ingester_cpu_share"], "{:.2f}")),
         ("缓存写入 / buffer write", _f(buf["write_samples_s"]) + " samples/s"),
-        ("缓存字节每点 / buffer bytes per sample", f"{buf['stored_bytes_per_sample']:.1f} stored, "
-         f"{buf['disk_bytes_per_sample']:.1f} on disk"),
+        (
+            "缓存字节每点 / buffer bytes per sample",
+            f"{buf['stored_bytes_per_sample']:.1f} stored, {buf['disk_bytes_per_sample']:.1f} on disk",
+        ),
         (f"断网积压 / outage backlog ({w['outage_s']:.0f} s)", f"{buf['backlog_samples']:,} samples"),
         ("补传到代理 / drain to broker", _f(dr["to_broker_samples_s"]) + f" samples/s ({dr['to_broker_s']:.1f} s)"),
         ("补传入库 / drain into stores", _f(dr["to_stores_samples_s"]) + f" samples/s ({dr['to_stores_s']:.1f} s)"),

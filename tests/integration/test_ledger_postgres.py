@@ -15,6 +15,7 @@ from tests.integration.conftest import PG_URL
 
 pytestmark = pytest.mark.integration
 
+
 @pytest.fixture
 def pg_ledger(pg_url: str) -> Iterator[Ledger]:
     ledger = Ledger(pg_url)
