@@ -25,12 +25,11 @@ import hashlib
 import io
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cloud_bridge.sqldb import Database
+from edge_config.sheets import Header, SheetError, read_header, sheet_rows
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS equipment (
@@ -83,57 +82,11 @@ class EquipmentSheet:
     ignored: list[str]  # header texts that are none of ours (other columns the enterprise keeps)
 
 
-class EquipmentError(ValueError):
+class EquipmentError(SheetError):
     """Problems in an equipment sheet: one `file:row: column: message` per line."""
-
-    def __init__(self, issues: list[str]) -> None:
-        self.issues = issues
-        super().__init__("\n".join(issues))
 
 
 # ---------------------------------------------------------------- reading sheets
-
-
-def _decode_csv(data: bytes) -> str:
-    for encoding in ("utf-8-sig", "gb18030"):  # Excel on a Chinese Windows saves CSV as GB18030
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise EquipmentError(["the CSV file is neither UTF-8 nor GB18030 text"])
-
-
-def _csv_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
-    text = _decode_csv(data)
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    yield from enumerate(csv.reader(io.StringIO(text), dialect), start=1)
-
-
-def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
-    import openpyxl
-
-    try:
-        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as e:  # zipfile.BadZipFile, KeyError, InvalidFileException, ...
-        raise EquipmentError([f"not a readable XLSX workbook: {e}"]) from None
-    try:
-        names = {n.strip().lower(): n for n in wb.sheetnames}
-        sheet = wb[next((names[k] for k in ("设备台账", "equipment") if k in names), wb.sheetnames[0])]
-        for i, row in enumerate(sheet.iter_rows(values_only=True), start=1):
-            yield i, ["" if v is None else _cell_text(v) for v in row]
-    finally:
-        wb.close()
-
-
-def _cell_text(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
 
 
 def _bool(text: str) -> bool | None:
@@ -148,47 +101,27 @@ def _bool(text: str) -> bool | None:
 def parse_equipment(data: bytes, filename: str) -> EquipmentSheet:
     """Rows of an equipment sheet (`.csv` or `.xlsx` by the file name); EquipmentError lists every problem.
     Columns that are none of ours are ignored (and listed in the result)."""
-    kind = Path(filename).suffix.lower()
-    if kind not in (".csv", ".xlsx", ".xlsm"):
-        raise EquipmentError([f"{filename}: use a .csv or .xlsx file"])
-    rows = _csv_rows(data) if kind == ".csv" else _xlsx_rows(data)
     issues: list[str] = []
-    header: dict[str, int] | None = None
-    names: dict[str, str] = {}
-    ignored: list[str] = []
+    header: Header | None = None
     out: list[Equipment] = []
     seen: dict[str, int] = {}
+    try:
+        rows = list(sheet_rows(data, filename, preferred=("设备台账", "equipment")))
+    except SheetError as e:
+        raise EquipmentError(e.issues) from None
     for row_no, cells in rows:
-        cells = [c.strip() for c in cells]
-        if not any(cells):
-            continue
         if header is None:
-            header = {}
-            for col, text in enumerate(cells):
-                key = next((k for k, aliases in COLUMNS.items() if text.lower() in aliases), None)
-                if key is None:
-                    if text:
-                        ignored.append(text)
-                elif key in header:
-                    issues.append(f"{filename}:{row_no}: column {text!r} appears twice")
-                else:
-                    header[key] = col
-                    names[key] = text
-            for required in ("id", "name"):
-                if required not in header:
-                    issues.append(
-                        f"{filename}:{row_no}: the header needs a {required!r} column ({'/'.join(COLUMNS[required])})"
-                    )
-            if issues:
-                raise EquipmentError(issues)
+            try:
+                header = read_header(cells, COLUMNS, ("id", "name"), f"{filename}:{row_no}")
+            except SheetError as e:
+                raise EquipmentError(e.issues) from None
             continue
         if len(out) >= MAX_ROWS:
             issues.append(f"{filename}:{row_no}: more than {MAX_ROWS} rows")
             break
 
-        def cell(key: str, _cells: list[str] = cells, _header: dict[str, int] = header) -> str:
-            col = _header.get(key)
-            return _cells[col] if col is not None and col < len(_cells) else ""
+        def cell(key: str, _cells: list[str] = cells, _header: Header = header) -> str:
+            return _header.cell(_cells, key)
 
         item: dict[str, Any] = {"row": row_no}
         for key in ("id", "name", "type", "line", "gateway", "device"):
@@ -222,7 +155,8 @@ def parse_equipment(data: bytes, filename: str) -> EquipmentSheet:
         issues.append(f"{filename}: no header row")
     if issues:
         raise EquipmentError(issues)
-    return EquipmentSheet(out, names, ignored)
+    assert header is not None
+    return EquipmentSheet(out, header.names, header.ignored)
 
 
 def equipment_csv(items: list[Equipment]) -> str:

@@ -160,6 +160,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 # Command groups that live in their own modules; each has `register(sub)`.
 COMMAND_MODULES: list[str] = [
     "gateway.commands.bench",
+    "gateway.commands.tags",
     "gateway.commands.opcua",
     "gateway.commands.evidence",
     "gateway.commands.serve",

@@ -1,0 +1,118 @@
+"""Spreadsheets plant engineers keep (CSV or XLSX), read as numbered rows with a header of aliases.
+
+CSV may be UTF-8 (with or without BOM) or GB18030 (what Excel on a Chinese Windows saves); the
+delimiter is sniffed (`,`, `;`, tab). XLSX is read with openpyxl, the first sheet unless a
+preferred sheet name exists.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class SheetError(ValueError):
+    """Problems in a sheet: one `file:row: column: message` per line."""
+
+    def __init__(self, issues: list[str]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(issues))
+
+
+SHEET_SUFFIXES = (".csv", ".xlsx", ".xlsm")
+
+
+def decode_csv(data: bytes) -> str:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise SheetError(["the CSV file is neither UTF-8 nor GB18030 text"])
+
+
+def csv_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
+    text = decode_csv(data)
+    try:
+        dialect: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    yield from enumerate(csv.reader(io.StringIO(text), dialect), start=1)
+
+
+def cell_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def xlsx_rows(data: bytes, preferred: Iterable[str] = ()) -> Iterator[tuple[int, list[str]]]:
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as e:  # zipfile.BadZipFile, KeyError, InvalidFileException, ...
+        raise SheetError([f"not a readable XLSX workbook: {e}"]) from None
+    try:
+        names = {n.strip().lower(): n for n in wb.sheetnames}
+        sheet = wb[next((names[k] for k in preferred if k in names), wb.sheetnames[0])]
+        for i, row in enumerate(sheet.iter_rows(values_only=True), start=1):
+            yield i, ["" if v is None else cell_text(v) for v in row]
+    finally:
+        wb.close()
+
+
+def sheet_rows(data: bytes, filename: str, preferred: Iterable[str] = ()) -> Iterator[tuple[int, list[str]]]:
+    """Non-empty rows of a `.csv` or `.xlsx` file, numbered as the engineer sees them, cells stripped."""
+    kind = Path(filename).suffix.lower()
+    if kind not in SHEET_SUFFIXES:
+        raise SheetError([f"{filename}: use a .csv or .xlsx file"])
+    rows = csv_rows(data) if kind == ".csv" else xlsx_rows(data, preferred)
+    for row_no, cells in rows:
+        stripped = [c.strip() for c in cells]
+        if any(stripped):
+            yield row_no, stripped
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    columns: dict[str, int]  # our key → column index
+    names: dict[str, str]  # our key → the sheet's header text
+    ignored: list[str]  # header texts that are none of ours
+
+    def cell(self, cells: list[str], key: str) -> str:
+        col = self.columns.get(key)
+        return cells[col] if col is not None and col < len(cells) else ""
+
+
+def read_header(
+    cells: list[str], aliases: Mapping[str, tuple[str, ...]], required: Iterable[str], where: str
+) -> Header:
+    """Map a header row onto our keys by their aliases (case-insensitive); SheetError on a missing
+    required column or a column given twice."""
+    columns: dict[str, int] = {}
+    names: dict[str, str] = {}
+    ignored: list[str] = []
+    issues: list[str] = []
+    for col, text in enumerate(cells):
+        key = next((k for k, names_ in aliases.items() if text.lower() in names_), None)
+        if key is None:
+            if text:
+                ignored.append(text)
+        elif key in columns:
+            issues.append(f"{where}: column {text!r} appears twice")
+        else:
+            columns[key] = col
+            names[key] = text
+    for key in required:
+        if key not in columns:
+            issues.append(f"{where}: the header needs a {key!r} column ({'/'.join(aliases[key])})")
+    if issues:
+        raise SheetError(issues)
+    return Header(columns, names, ignored)
