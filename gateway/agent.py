@@ -16,6 +16,7 @@ from cloud_bridge.wire import Topics
 from drivers import make_driver
 from edge_config.models import GatewayConfig
 from gateway import __version__
+from gateway.heap import settle_heap
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Agent:
         publisher = asyncio.create_task(self.publisher.run(devices_done), name="publisher")
         runtime = asyncio.create_task(self.runtime.run(stop), name="runtime")
         api = asyncio.create_task(self._serve_api(stop), name="edge-api") if serve_api else None
+        settle = asyncio.create_task(self._settle_heap_when_steady(stop), name="settle-heap")
         try:
             try:
                 await runtime
@@ -62,7 +64,7 @@ class Agent:
                 devices_done.set()
             await publisher
         finally:
-            for t in (runtime, publisher, api):
+            for t in (runtime, publisher, api, settle):
                 if t is not None and not t.done():
                     t.cancel()
             if api is not None:
@@ -71,6 +73,13 @@ class Agent:
             self.backlog_at_stop = self.buffer.depth()
             self.buffer.close()
             self.runtime.history.close()
+
+    async def _settle_heap_when_steady(self, stop: asyncio.Event, after: float = 10.0) -> None:
+        """Once the devices are connected and scanning, freeze the long-lived heap (see gateway.heap)."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=after)
+        if not stop.is_set():
+            settle_heap()
 
     async def _serve_api(self, stop: asyncio.Event) -> None:
         from gateway.api.app import create_app

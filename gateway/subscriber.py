@@ -5,28 +5,15 @@ report online/offline with the driver's reason, and start it again with backoff 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import Sequence
 
 from drivers.base import DriverError, DriverStatus, Reading, SubscribingDriver
 from gateway.channel import DeviceChannel
+from gateway.heap import settle_heap
 from gateway.poller import backoff_delay, sleep_or_stop
 
 log = logging.getLogger(__name__)
-
-
-def settle_heap() -> None:
-    """Move what exists now (config, address-space bookkeeping, a subscription's ten thousand items)
-    out of reach of the garbage collector's full passes.
-
-    With 10,000 subscribed nodes a full collection walks millions of long-lived objects and stalls
-    the loop for hundreds of milliseconds, several times a minute: that was the tail of the latency.
-    Unfreeze and collect first, so what an earlier session left behind is freed, not pinned.
-    """
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
 
 
 async def _first(*events: asyncio.Event) -> None:

@@ -42,6 +42,7 @@ from drivers.modbus.plan import Block, plan_blocks
 from edge_config.modbus import parse_address
 from edge_config.models import ModbusTcpDevice
 from gateway.channel import DeviceChannel, DeviceState
+from gateway.heap import settle_heap
 from gateway.normalize import Normalizer, TagSpec
 from gateway.poller import poll_loop
 
@@ -303,6 +304,7 @@ async def _measure(name: str, run: Callable[[asyncio.Event], Any], snapshot: Cal
     stop = asyncio.Event()
     task = asyncio.create_task(run(stop))
     await asyncio.sleep(warmup)
+    settle_heap()  # as the agent does once its devices are scanning; the same for the bare client's phase
     timer = _GcTimer()
     gc.callbacks.append(timer)
     c0, cpu0, t0 = snapshot(), time.process_time(), time.monotonic()
