@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 Quality = Literal["good", "uncertain", "bad"]
 RawValue = bool | int | float | str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """A decoded, unscaled value of one tag, as the device gave it."""
+class Reading(NamedTuple):
+    """A decoded, unscaled value of one tag, as the device gave it.
+
+    A NamedTuple: immutable, and cheap to build (drivers make one per tag per scan)."""
 
     tag: str
     value: RawValue

@@ -20,3 +20,4 @@ def settle_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    gc.set_threshold(20_000, 20, 20)

@@ -8,11 +8,11 @@ bools and strings, changes at all, and at least every heartbeat (the longest sil
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cloud_bridge.wire import Sample
-from drivers.base import Quality, RawValue, Reading
+from drivers.base import RawValue, Reading
 
 Value = bool | int | float | str
 
@@ -75,28 +75,7 @@ def changed(
     return True
 
 
-def _sample_factory() -> Callable[[str, Value, int, Quality], Sample]:
-    """Make Samples at half the cost of `Sample(...)`: a frozen dataclass's __init__ sets each field
-    through `object.__setattr__`; the slot descriptors make the same object faster. Falls back to
-    the constructor if Sample is not a plain slots dataclass."""
-    fields = ("tag", "v", "ts", "q")
-    if getattr(Sample, "__slots__", None) != fields or "__post_init__" in vars(Sample):
-        return lambda tag, v, ts, q: Sample(tag, v, ts, q)
-    new = object.__new__
-    set_tag, set_v, set_ts, set_q = (vars(Sample)[f].__set__ for f in fields)
-
-    def make(tag: str, v: Value, ts: int, q: Quality) -> Sample:
-        s = new(Sample)
-        set_tag(s, tag)
-        set_v(s, v)
-        set_ts(s, ts)
-        set_q(s, q)
-        return s
-
-    return make
-
-
-make_sample = _sample_factory()
+make_sample = Sample  # a NamedTuple: built directly, cheaply
 
 
 class _TagState:

@@ -101,32 +101,8 @@ class Piece:
 Request = Callable[[Piece], Awaitable[bytes]]
 
 
-def _good_reading_factory() -> Callable[[str, RawValue, int], Reading]:
-    """Make good Readings at half the cost of `Reading(tag, value, ts)`.
-
-    A frozen dataclass's __init__ sets every field through `object.__setattr__`; setting the slots
-    through their descriptors makes the same object in half the time (every tag, every scan). If
-    Reading ever stops being a plain slots dataclass, the constructor is used.
-    """
-    fields = ("tag", "value", "ts", "quality", "error")
-    if getattr(Reading, "__slots__", None) != fields or "__post_init__" in vars(Reading):
-        return lambda tag, value, ts: Reading(tag, value, ts)
-    new = object.__new__
-    set_tag, set_value, set_ts, set_quality, set_error = (vars(Reading)[f].__set__ for f in fields)
-
-    def make(tag: str, value: RawValue, ts: int) -> Reading:
-        r = new(Reading)
-        set_tag(r, tag)
-        set_value(r, value)
-        set_ts(r, ts)
-        set_quality(r, "good")
-        set_error(r, "")
-        return r
-
-    return make
-
-
-good_reading = _good_reading_factory()
+# a good reading: Reading(tag, value, ts), quality and error by default
+good_reading: Callable[[str, RawValue, int], Reading] = Reading
 
 
 def clean_cut(refs: Sequence[TagRef]) -> tuple[list[TagRef], list[TagRef]] | None:
