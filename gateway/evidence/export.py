@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from cloud_bridge.evidence_store import EvidenceStore
 from gateway.evidence.period import Period, iso_local
+from gateway.metrics.oee import TIME_KEYS
 
 FORMATS = ("json", "csv", "html")
 MANIFEST = "manifest.json"
@@ -246,22 +247,7 @@ def csv_files(ev: dict[str, Any], store: EvidenceStore, period: Period) -> dict[
             for a, b in r["online_intervals"]
         ),
     )
-    time_keys = [
-        "window",
-        "unscheduled",
-        "planned_breaks",
-        "planned_operation",
-        "offline",
-        "unknown",
-        "planned_stop",
-        "planned_busy",
-        "running",
-        "fault",
-        "setup",
-        "idle",
-        "micro_stops",
-        "actual_production",
-    ]
+    time_keys = [k for k in TIME_KEYS if k not in ("offline_total", "running_outside_plan")]  # derived sums
     loss_keys = ["fault", "setup", "idle", "micro_stops", "speed", "scrap"]
     count_keys = ["produced", "good", "scrap", "during_offline", "outside_plan", "rollovers", "resets"]
     oee_rows: list[list[Any]] = []
