@@ -50,11 +50,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.agent import Agent
 
-    try:
-        cfg = load_gateway_config(args.config)
-    except ConfigError as e:
-        print(e, file=sys.stderr)
-        return 2
+    cfg = load_gateway_config(args.config)  # a ConfigError is reported by main()
 
     async def main() -> None:
         stop = await _until_signal()
@@ -138,11 +134,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from cloud_bridge.ingester import Ingester
 
-    try:
-        cfg = load_cloud_config(args.config)
-    except ConfigError as e:
-        print(e, file=sys.stderr)
-        return 2
+    cfg = load_cloud_config(args.config)  # a ConfigError is reported by main()
 
     async def main() -> None:
         stop = await _until_signal()
@@ -216,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return int(args.func(args))
+    except ConfigError as e:  # every command that loads a config: one `file:line: path: message` per error
+        print(e, file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

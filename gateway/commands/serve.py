@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from edge_config import ConfigError, load_cloud_config
+from edge_config import load_cloud_config
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -14,11 +14,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gateway.cloud_api.app import create_cloud_app
 
-    try:
-        cfg = load_cloud_config(args.config)
-    except ConfigError as e:
-        print(e, file=sys.stderr)
-        return 2
+    cfg = load_cloud_config(args.config)  # a ConfigError is reported by main()
     listen = args.listen or cfg.api.listen
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():

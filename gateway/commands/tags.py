@@ -49,11 +49,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if ignored:
         print(f"{path}: 忽略的列 / ignored columns: {', '.join(ignored)}", file=sys.stderr)
     if args.config:
-        try:
-            cfg = load_gateway_config(args.config)
-        except ConfigError as e:
-            print(e, file=sys.stderr)
-            return 2
+        cfg = load_gateway_config(args.config)  # a ConfigError is reported by main()
         data = cfg.model_dump(mode="json", exclude_defaults=True)
         devices = data.get("devices", [])
         match = [d for d in devices if d["id"] == args.device]
@@ -80,11 +76,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_gateway_config(args.config)
-    except ConfigError as e:
-        print(e, file=sys.stderr)
-        return 2
+    cfg = load_gateway_config(args.config)  # a ConfigError is reported by main()
     device = next((d for d in cfg.devices if d.id == args.device), None)
     if device is None:
         print(f"{args.config}: no device {args.device!r}", file=sys.stderr)
