@@ -7,7 +7,7 @@ failures as quality and status, never by raising through the pipeline.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 Quality = Literal["good", "uncertain", "bad"]
@@ -51,6 +51,47 @@ class Driver(Protocol):
     async def read(self) -> Sequence[Reading]: ...
 
     async def close(self) -> None: ...
+
+
+class TagSet:
+    """Names of tags a driver reads together (a Modbus request's tags); a scan that reports only
+    changes lists the sets it read, so the unchanged tags in them can still be heartbeat.
+
+    `beat_due` belongs to the consumer (the normalizer): when, in epoch ms, a tag of the set may next
+    need a heartbeat.
+    """
+
+    __slots__ = ("beat_due", "names")
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self.beat_due = 0
+
+
+@dataclass(slots=True)
+class Changes:
+    """One scan, reported by exception: the readings that differ (value or quality) from the driver's
+    previous reading of the same tags, and what the scan covered.
+
+    Every tag in `covered` was read at `ts`; those not in `readings` read the same as last time. The
+    counts include the unchanged tags, so completeness statistics stay true.
+    """
+
+    readings: list[Reading]
+    ts: int
+    read: int = 0  # tags read in the scan, changed or not
+    bad: int = 0  # of which not good
+    covered: list[TagSet] = field(default_factory=list)
+
+
+@runtime_checkable
+class ChangeDriver(Protocol):
+    """A polled driver that can report a scan by exception (`read_changes`); the poller prefers it.
+
+    The first scan after `connect` reports every tag. `read` still returns every tag.
+    """
+
+    async def read_changes(self, groups: Sequence[int] | None = None) -> Changes: ...
 
 
 Emit = Callable[[Sequence[Reading]], None]

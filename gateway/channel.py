@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cloud_bridge.buffer import Outgoing
-from cloud_bridge.wire import Event, Status, Topics, encode_data_body, encode_event_body, encode_status
-from drivers.base import Reading
+from cloud_bridge.wire import Event, Sample, Status, Topics, encode_data_body, encode_event_body, encode_status
+from drivers.base import Changes, Reading
 from gateway.normalize import Normalizer
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,9 @@ class ChannelObserver(Protocol):
 
     def on_online(self, online: bool, ts: int, reason: str) -> None: ...
 
-    def on_readings(self, readings: Sequence[Reading]) -> None: ...
+    def on_scan(self, readings: Sequence[Reading], ts: int, read: int, good: int) -> None:
+        """A scan (or a notification batch) at `ts`: `read` tags read, `good` of them good; `readings`
+        holds at least every tag that changed."""
 
 
 class DeviceChannel:
@@ -95,15 +97,37 @@ class DeviceChannel:
         """Normalize a scan's (or a notification batch's) readings and buffer what is worth sending."""
         state = self.state
         state.last_seen_ms = now_ms()
+        if not readings:
+            return 0
+        bad = sum(1 for r in readings if r.quality == "bad")
         state.samples_read += len(readings)
-        state.bad_readings += sum(1 for r in readings if r.quality == "bad")
+        state.bad_readings += bad
         if self.observer is not None:
-            self.observer.on_readings(readings)
-        samples = self.normalizer.apply(readings)
+            good = sum(1 for r in readings if r.quality == "good")
+            self.observer.on_scan(readings, max(r.ts for r in readings), len(readings), good)
+        return self._send(self.normalizer.apply(readings))
+
+    def emit_changes(self, scan: Changes) -> int:
+        """A scan reported by exception: normalize the changed readings, heartbeat the unchanged ones."""
+        state = self.state
+        state.last_seen_ms = now_ms()
+        state.samples_read += scan.read
+        state.bad_readings += scan.bad
+        if self.observer is not None:
+            self.observer.on_scan(scan.readings, scan.ts, scan.read, scan.read - scan.bad)
+        samples = self.normalizer.apply(scan.readings)
+        beats = self.normalizer.beat(scan.ts, scan.covered)
+        return self._send(samples + beats if beats else samples)
+
+    def _send(self, samples: list[Sample]) -> int:
         if not samples:
             return 0
-        present = {s.tag for s in samples}
-        body = encode_data_body(samples, {k: u for k, u in self._units.items() if k in present})
+        state = self.state
+        if self._units:
+            present = {s.tag for s in samples}
+            body = encode_data_body(samples, {k: u for k, u in self._units.items() if k in present})
+        else:
+            body = encode_data_body(samples)
         self._enqueue([Outgoing("data", self.topics.data(state.id), state.id, body, samples=len(samples))])
         state.samples_buffered += len(samples)
         return len(samples)

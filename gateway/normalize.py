@@ -3,6 +3,8 @@
 Pure logic, no I/O. `Normalizer` reports by exception: a tag's sample is sent when its quality
 changes, when its value moves by the deadband (absolute, or percent of the last value sent) or, for
 bools and strings, changes at all, and at least every heartbeat (the longest silence, per tag).
+A driver that itself reports only changed tags (`drivers.base.Changes`) gets its heartbeats from
+`beat`, which looks at the tags the scan read but did not hand over.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cloud_bridge.wire import Sample
-from drivers.base import RawValue, Reading
+from drivers.base import Quality, RawValue, Reading, TagSet
 
 Value = bool | int | float | str
 
@@ -89,8 +91,22 @@ class _TagState:
         self.deadband = spec.deadband or 0.0
         self.percent = 0.0 if spec.deadband else (spec.deadband_percent or 0.0)
         self.raw: RawValue = None  # the last reading's value and quality, sent or not
-        self.quality = ""
+        self.quality: Quality = "good"
         self.sample: Sample | None = None  # the last sample sent
+
+
+def _engineering(t: _TagState, raw: RawValue, q: Quality) -> tuple[Value, Quality]:
+    """The engineering value and quality of a raw reading (as scale_value / to_sample)."""
+    if raw is None:
+        return 0, "bad" if q == "good" else q
+    if isinstance(raw, _AS_IS):
+        return raw, q
+    v = raw
+    if t.float32 and isinstance(v, float):
+        v = float(f"{v:.7g}")
+    if t.scaled:
+        v = float(f"{v * t.spec.scale + t.spec.offset:.12g}")
+    return v, q
 
 
 class Normalizer:
@@ -120,20 +136,7 @@ class Normalizer:
             if last is not None and raw == t.raw and q == t.quality and ts - last.ts < t.heartbeat_ms:
                 continue
             t.raw, t.quality = raw, q
-            # the engineering value (as scale_value / to_sample)
-            v: Value
-            if raw is None:
-                v = 0
-                if q == "good":
-                    q = "bad"
-            elif isinstance(raw, _AS_IS):
-                v = raw
-            else:
-                v = raw
-                if t.float32 and isinstance(v, float):
-                    v = float(f"{v:.7g}")
-                if t.scaled:
-                    v = float(f"{v * t.spec.scale + t.spec.offset:.12g}")
+            v, q = _engineering(t, raw, q)
             # report by exception (as `changed`)
             if last is not None and q == last.q and ts - last.ts < t.heartbeat_ms:
                 b = last.v
@@ -155,4 +158,31 @@ class Normalizer:
             sample = make_sample(r.tag, v, ts, q)
             t.sample = sample
             out.append(sample)
+        return out
+
+    def beat(self, ts: int, covered: Iterable[TagSet]) -> list[Sample]:
+        """Heartbeats for a scan reported by exception (after `apply` of its changed readings).
+
+        Every tag in `covered` was read at `ts` and, if not among the readings, read as before: those
+        silent for most of their heartbeat are sent again with their current value. Heartbeats are
+        gathered: a tag is re-sent up to a quarter of its heartbeat early, so a set of tags is looked
+        at about once per quarter heartbeat, not on every scan.
+        """
+        out: list[Sample] = []
+        tags = self._tags
+        for tagset in covered:
+            if ts < tagset.beat_due:
+                continue
+            due = ts + self.heartbeat_ms  # the next look, at the latest
+            for name in tagset.names:
+                t = tags.get(name)
+                if t is None or t.sample is None:
+                    continue  # never sent: its first reading sends it
+                early = t.heartbeat_ms - t.heartbeat_ms // 4
+                if ts - t.sample.ts >= early:
+                    v, q = _engineering(t, t.raw, t.quality)
+                    t.sample = make_sample(name, v, ts, q)
+                    out.append(t.sample)
+                due = min(due, t.sample.ts + early)
+            tagset.beat_due = due
         return out

@@ -251,19 +251,25 @@ class DeviceTracker:
             log.exception("device %s: OEE tracking failed on an online change", self.dev)
 
     def on_readings(self, readings: Sequence[Reading]) -> None:
-        if not readings:
+        """A scan that hands over every tag it read."""
+        if readings:
+            good = sum(1 for r in readings if r.quality == "good")
+            self.on_scan(readings, max(r.ts for r in readings), len(readings), good)
+
+    def on_scan(self, readings: Sequence[Reading], ts: int, read: int, good: int) -> None:
+        if not read:
             return
         try:
-            self._on_readings(readings)
+            self._on_scan(readings, ts, read, good)
         except Exception:
             log.exception("device %s: OEE tracking failed on a scan", self.dev)
 
-    def _on_readings(self, readings: Sequence[Reading]) -> None:
+    def _on_scan(self, readings: Sequence[Reading], ts: int, read: int, good: int) -> None:
         # never before the online report, never back in time (pushed values may carry old source stamps)
-        ts = max(max(r.ts for r in readings), self.online_since, self.last_scan_ts)
+        ts = max(ts, self.online_since, self.last_scan_ts)
         self.last_scan_ts = ts
-        self.readings += len(readings)
-        self.good_readings += sum(1 for r in readings if r.quality == "good")
+        self.readings += read
+        self.good_readings += good
         new_state: str | None = None
         changed_counters = False
         for r in readings:

@@ -5,6 +5,9 @@ are due); a driver without groups is one group at the device's interval. One loo
 scans never overlap: a scan that runs past a group's next slot counts the missed slots as overruns
 and goes on at the next slot on the cadence; missed scans are not queued.
 
+A driver that reports by exception (`read_changes`) is read that way: only changed tags are handed
+over, and the channel heartbeats the rest.
+
 A device that fails is reported offline and retried after a capped exponential backoff with jitter
 (the driver's `backoff_max` when it has one); for a slave on a shared bus that is the probe, so a
 dead slave costs the others at most one timeout per backoff period.
@@ -21,7 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from drivers.base import Driver, DriverError, Reading
+from drivers.base import ChangeDriver, Changes, Driver, DriverError, Reading
 from gateway.channel import DeviceChannel
 
 log = logging.getLogger(__name__)
@@ -146,6 +149,7 @@ async def poll_loop(
     """Scan until `stop`; a device that fails is reported offline and retried."""
     state = channel.state
     grouped = driver if isinstance(driver, GroupedDriver) else None
+    changing = driver if grouped is not None and isinstance(driver, ChangeDriver) else None
     intervals = tuple(grouped.poll_intervals) if grouped is not None else (interval,)
     cap = backoff_cap if backoff_cap is not None else float(getattr(driver, "backoff_max", DEFAULT_BACKOFF_CAP))
     base = min(1.0, *intervals)
@@ -165,7 +169,10 @@ async def poll_loop(
                 if not connected:
                     await driver.connect()
                     connected = True
-                readings = await (grouped.read(due) if grouped is not None else driver.read())
+                if changing is not None:
+                    scan: Changes | Sequence[Reading] = await changing.read_changes(due)
+                else:
+                    scan = await (grouped.read(due) if grouped is not None else driver.read())
             except Exception as e:  # a DriverError, or a bug: either way this device only
                 if not isinstance(e, DriverError):
                     log.exception("device %s: unexpected error in the driver", state.id)
@@ -181,7 +188,10 @@ async def poll_loop(
             attempt = 0
             state.scans += 1
             channel.set_online(True, "responding")
-            channel.emit(readings)
+            if isinstance(scan, Changes):
+                channel.emit_changes(scan)
+            else:
+                channel.emit(scan)
             finished = time.monotonic()
             missed = schedule.done(due, finished)
             if missed:

@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from drivers.base import RawValue, Reading
+from drivers.base import Changes, RawValue, Reading, TagSet
 from drivers.modbus.decode import BlockDecoder, Field
 from drivers.modbus.plan import Barrier, Block, Span, plan_blocks
 from drivers.modbus.protocol import SPLIT_CODES, DeviceException, exception_text, payload_size, read_request
@@ -65,7 +66,21 @@ class Limits:
 class Piece:
     """One request as it is sent now: the window of `refs`, its PDU and its decoder."""
 
-    __slots__ = ("count", "decoder", "function", "indices", "names", "pdu", "refs", "size", "start", "table")
+    __slots__ = (
+        "count",
+        "decoder",
+        "function",
+        "indices",
+        "last_data",
+        "last_values",
+        "names",
+        "pdu",
+        "refs",
+        "size",
+        "start",
+        "table",
+        "tagset",
+    )
 
     def __init__(self, table: Table, refs: Sequence[TagRef]) -> None:
         self.table = table
@@ -79,6 +94,10 @@ class Piece:
         self.decoder = BlockDecoder(fields, self.count, bits=table.is_bit)
         self.indices = tuple(r.index for r in self.refs)
         self.names = tuple(r.name for r in self.refs)
+        self.tagset = TagSet(self.names)
+        # what the last scan reported by exception saw (None: report every tag next time)
+        self.last_data: bytes | None = None
+        self.last_values: Sequence[RawValue] | None = None
 
     @property
     def end(self) -> int:
@@ -103,6 +122,73 @@ Request = Callable[[Piece], Awaitable[bytes]]
 
 # a good reading: Reading(tag, value, ts), quality and error by default
 good_reading: Callable[[str, RawValue, int], Reading] = Reading
+
+
+class Sink(Protocol):
+    """Where a scan's pieces go: the data of a piece read, or the error of a piece refused."""
+
+    def good(self, piece: Piece, data: bytes) -> None: ...
+
+    def bad(self, piece: Piece, error: str) -> None: ...
+
+
+class AllReadings:
+    """Every tag's reading, by config index (`readings()` in config order)."""
+
+    __slots__ = ("out", "ts")
+
+    def __init__(self, size: int, ts: int) -> None:
+        self.out: list[Reading | None] = [None] * size
+        self.ts = ts
+
+    def good(self, piece: Piece, data: bytes) -> None:
+        piece.fill(self.out, data, self.ts)
+
+    def bad(self, piece: Piece, error: str) -> None:
+        piece.fill_bad(self.out, self.ts, error)
+
+    def readings(self) -> list[Reading]:
+        return [r for r in self.out if r is not None]
+
+
+class ChangedReadings:
+    """Report by exception: only the tags whose value differs from the piece's previous read.
+
+    A piece whose bytes are the same as last time costs one comparison; otherwise it is decoded and
+    its values compared. A piece with no previous read (the first scan, a new plan, after an error)
+    reports every tag. Refused pieces report their bad readings every scan.
+    """
+
+    __slots__ = ("changes",)
+
+    def __init__(self, ts: int) -> None:
+        self.changes = Changes([], ts)
+
+    def good(self, piece: Piece, data: bytes) -> None:
+        c = self.changes
+        c.read += len(piece.names)
+        c.covered.append(piece.tagset)
+        if data == piece.last_data:
+            return
+        piece.last_data = data
+        values = piece.decoder(data)
+        last, piece.last_values = piece.last_values, values
+        ts, out, make = c.ts, c.readings, good_reading
+        if last is None:
+            out.extend([make(name, v, ts) for name, v in zip(piece.names, values, strict=True)])
+            return
+        for name, v, was in zip(piece.names, values, last, strict=True):
+            if v != was:  # NaN never equals itself: reported every time, the normalizer holds it
+                out.append(make(name, v, ts))
+
+    def bad(self, piece: Piece, error: str) -> None:
+        c = self.changes
+        n = len(piece.names)
+        c.read += n
+        c.bad += n
+        piece.last_data = piece.last_values = None
+        ts = c.ts
+        c.readings.extend([Reading(name, None, ts, "bad", error) for name in piece.names])
 
 
 def clean_cut(refs: Sequence[TagRef]) -> tuple[list[TagRef], list[TagRef]] | None:
@@ -188,30 +274,33 @@ class BlockState:
         self.retry_at = 0.0
         self.searches = 0
 
-    async def read(self, request: Request, out: list[Reading | None], ts: int, now: float) -> None:
-        """Read every piece into `out` (by config index); bad readings for what the device refuses."""
+    async def read(self, request: Request, sink: Sink, now: float) -> None:
+        """Read every piece into `sink`; bad readings for what the device refuses."""
         for piece in self.pieces:
             try:
                 data = await request(piece)
             except DeviceException as exc:
                 if exc.code in SPLIT_CODES:
-                    await self._isolate(piece, exc.code, request, out, ts, now)
+                    await self._isolate(piece, exc.code, request, sink, now)
                 else:  # busy, device failure...: this scan only
-                    piece.fill_bad(out, ts, exception_text(exc.code))
+                    sink.bad(piece, exception_text(exc.code))
                 continue
-            piece.fill(out, data, ts)
+            sink.good(piece, data)
         if self.bad and now >= self.retry_at:
-            await self._retry(request, out, ts, now)
+            await self._retry(request, sink, now)
         for piece, code in self.bad.values():
-            piece.fill_bad(out, ts, exception_text(code))
+            sink.bad(piece, exception_text(code))
 
-    async def _isolate(
-        self, piece: Piece, code: int, request: Request, out: list[Reading | None], ts: int, now: float
-    ) -> None:
+    def forget(self) -> None:
+        """Report every tag on the next scan by exception (after a reconnect: anything may have changed)."""
+        for piece in [*self.pieces, *(p for p, _ in self.bad.values())]:
+            piece.last_data = piece.last_values = None
+
+    async def _isolate(self, piece: Piece, code: int, request: Request, sink: Sink, now: float) -> None:
         self.searches += 1
         found = await isolate(piece, code, request)
         for part, data in found.good:
-            part.fill(out, data, ts)
+            sink.good(part, data)
         for part, c in found.bad:
             self.bad[(part.start, part.end)] = (part, c)
         self.gaps.extend(found.gaps)
@@ -228,7 +317,7 @@ class BlockState:
             )
         self._replan()
 
-    async def _retry(self, request: Request, out: list[Reading | None], ts: int, now: float) -> None:
+    async def _retry(self, request: Request, sink: Sink, now: float) -> None:
         recovered = False
         for window, (piece, _) in list(self.bad.items()):
             try:
@@ -237,7 +326,7 @@ class BlockState:
                 self.bad[window] = (piece, exc.code)
                 continue
             del self.bad[window]
-            piece.fill(out, data, ts)
+            sink.good(piece, data)
             recovered = True
             log.info("%s: %s answers again: %s", self.label, piece, ", ".join(piece.names))
         self.retry_at = now + self.limits.bad_retry

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from drivers.base import DriverError, Reading
-from drivers.modbus.blocks import BlockState, Limits, Piece, TagRef
+from drivers.base import Changes, DriverError, Reading
+from drivers.modbus.blocks import AllReadings, BlockState, ChangedReadings, Limits, Piece, Sink, TagRef
 from drivers.modbus.bus import BusPool, ModbusBus, loop_pool
 from drivers.modbus.plan import Block, plan_blocks
 from drivers.modbus.protocol import (
@@ -54,8 +54,10 @@ class ModbusDriver:
     """A polled Modbus device (the `Driver` protocol of drivers.base), over TCP or RTU.
 
     `read()` reads every group, `read([i, ...])` only those groups; both return one Reading per tag
-    read, in config order, with bad quality for tags the device refuses. A device that does not
-    answer at all raises DriverError; call `connect` again (after a backoff) to retry.
+    read, in config order, with bad quality for tags the device refuses. `read_changes` reads the
+    same way and reports by exception: only the tags whose value changed since its previous scan.
+    A device that does not answer at all raises DriverError; call `connect` again (after a backoff)
+    to retry.
     """
 
     def __init__(
@@ -151,7 +153,14 @@ class ModbusDriver:
     # ------------------------------------------------------------ Driver protocol
 
     async def connect(self) -> None:
-        """Join the bus and open its link if nobody has; DriverError with the reason if it cannot be opened."""
+        """Join the bus and open its link if nobody has; DriverError with the reason if it cannot be opened.
+
+        The next scan by exception reports every tag (a scan cut short by an error may have seen changes
+        that were never reported).
+        """
+        for group in self.groups:
+            for state in group.blocks:
+                state.forget()
         if self._bus is None:
             pool = self._pool or loop_pool()
             try:
@@ -165,18 +174,26 @@ class ModbusDriver:
             raise DriverError(str(exc)) from None
 
     async def read(self, groups: Sequence[int] | None = None) -> list[Reading]:
+        sink = AllReadings(len(self._names), int(time.time() * 1000))
+        await self._scan(groups, sink)
+        return sink.readings()
+
+    async def read_changes(self, groups: Sequence[int] | None = None) -> Changes:
+        """The scan reported by exception (see `drivers.base.Changes`); the poller reads this way."""
+        sink = ChangedReadings(int(time.time() * 1000))
+        await self._scan(groups, sink)
+        return sink.changes
+
+    async def _scan(self, groups: Sequence[int] | None, sink: Sink) -> None:
         bus = self._bus
         if bus is None:
             raise DriverError(f"not connected to {self.endpoint}")
         if not bus.is_open:
             raise DriverError(f"connection lost to {self.endpoint}")
-        ts = int(time.time() * 1000)
         now = self._clock()
-        out: list[Reading | None] = [None] * len(self._names)
         for group in self.groups if groups is None else [self.groups[i] for i in groups]:
             for state in group.blocks:
-                await state.read(self._request, out, ts, now)
-        return [r for r in out if r is not None]
+                await state.read(self._request, sink, now)
 
     async def close(self) -> None:
         bus, self._bus = self._bus, None

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from drivers.base import Reading
+from drivers.base import Changes, Reading
 from gateway.channel import DeviceState
 from gateway.poller import poll_loop
 
@@ -57,12 +57,18 @@ def pty_pair(directory: Path, name: str = "tty") -> Iterator[tuple[str, str]]:
 
 
 class Recorder:
-    """Stands in for a DeviceChannel: records scans (with the monotonic time) and status changes."""
+    """Stands in for a DeviceChannel: records scans (with the monotonic time) and status changes.
+
+    A scan reported by exception is recorded whole: the unchanged tags it covered with their last
+    reported reading (which the driver must have reported before), at the scan's time.
+    """
 
     def __init__(self, device_id: str) -> None:
         self.state = DeviceState(device_id, device_id, "modbus")
         self.scans: list[tuple[float, list[Reading]]] = []
+        self.changes: list[Changes] = []
         self.status: list[tuple[float, bool, str]] = []
+        self._last: dict[str, Reading] = {}
 
     def set_online(self, online: bool, reason: str) -> None:
         if not self.status or self.status[-1][1] != online:
@@ -71,6 +77,15 @@ class Recorder:
     def emit(self, readings: Sequence[Reading]) -> int:
         self.scans.append((time.monotonic(), list(readings)))
         return len(readings)
+
+    def emit_changes(self, scan: Changes) -> int:
+        self.changes.append(scan)
+        for r in scan.readings:
+            self._last[r.tag] = r
+        changed = {r.tag for r in scan.readings}
+        same = [self._last[n]._replace(ts=scan.ts) for s in scan.covered for n in s.names if n not in changed]
+        self.scans.append((time.monotonic(), [*scan.readings, *same]))
+        return len(scan.readings)
 
     def good_times(self, tag: str | None = None) -> list[float]:
         """When scans with good readings (of `tag`, or of all their tags) arrived."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 from drivers.base import Reading
-from drivers.modbus.blocks import BlockState, Limits, Piece, TagRef, clean_cut
+from drivers.modbus.blocks import AllReadings, BlockState, Limits, Piece, TagRef, clean_cut
 from drivers.modbus.plan import plan_blocks
 from drivers.modbus.protocol import DeviceException
 from edge_config.modbus import Table
@@ -44,11 +44,11 @@ def state(tags: list[TagRef], max_gap: int = 16, bad_retry: float = 60.0) -> Blo
 
 
 async def scan(s: BlockState, dev: Device, now: float) -> list[Reading]:
-    out: list[Reading | None] = [None] * len(s.refs)
+    sink = AllReadings(len(s.refs), ts=1)
     dev.requests.clear()
-    await s.read(dev.request, out, ts=1, now=now)
-    assert all(r is not None for r in out)
-    return [r for r in out if r is not None]
+    await s.read(dev.request, sink, now=now)
+    assert all(r is not None for r in sink.out)
+    return sink.readings()
 
 
 async def test_illegal_address_in_the_middle_leaves_neighbours_good() -> None:

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud_bridge.wire import Sample
-from drivers.base import Reading
+from drivers.base import Reading, TagSet
 from gateway.normalize import Normalizer, TagSpec, changed, scale_value, to_sample
 
 
@@ -152,3 +152,53 @@ def test_made_samples_are_ordinary_samples() -> None:
 
     s = make_sample("t", 1.5, 7, "good")
     assert s == Sample("t", 1.5, 7, "good") and type(s) is Sample and hash(s) == hash(Sample("t", 1.5, 7))
+
+
+def test_beat_heartbeats_the_unchanged_tags_a_scan_covered() -> None:
+    n = Normalizer(
+        [
+            TagSpec("fast", "uint16", scale=0.1, heartbeat_s=2.0),
+            TagSpec("slow", "uint16"),
+            TagSpec("elsewhere", "uint16", heartbeat_s=1.0),  # in a poll group this scan did not read
+        ],
+        heartbeat_s=10.0,
+    )
+    covered = [TagSet(["fast", "slow"])]
+    sent = n.apply([Reading("fast", 15, 0), Reading("slow", 1, 0), Reading("elsewhere", 2, 0)])
+    sent += n.beat(0, covered)
+    assert covered[0].beat_due == 1500  # nothing to look at before then
+    for t in range(500, 12_001, 500):  # the values never change: the driver hands over no readings
+        sent += n.beat(t, covered)
+    # a quarter heartbeat early, so tags due about together go together and the set is looked at rarely
+    assert [(s.ts, s.v) for s in sent if s.tag == "fast"] == [(t, 1.5) for t in range(0, 12_001, 1500)]
+    assert [s.ts for s in sent if s.tag == "slow"] == [0, 7500]
+    assert [s.ts for s in sent if s.tag == "elsewhere"] == [0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 6), st.booleans()), min_size=1, max_size=60),
+    st.sampled_from([None, 2.0]),
+)
+def test_changes_and_beats_send_every_change_and_keep_the_heartbeat(
+    steps: list[tuple[int, bool]], deadband: float | None
+) -> None:
+    """A driver reporting by exception + `beat`: whatever `changed` says must go goes at once, every
+    sample carries the current value, and no tag is silent for a heartbeat (scans every quarter)."""
+    spec = TagSpec("t", "uint16", scale=0.5, deadband=deadband, heartbeat_s=4.0)
+    n = Normalizer([spec])
+    covered = [TagSet(["t"])]
+    previous: tuple[object, str] | None = None
+    last: Sample | None = None
+    for i, (raw, bad) in enumerate(steps):
+        ts = i * 1000
+        reading = Reading("t", None, ts, "bad", "exception 4") if bad else Reading("t", raw, ts)
+        handed = [reading] if (reading.value, reading.quality) != previous else []
+        previous = (reading.value, reading.quality)
+        out = n.apply(handed) + n.beat(ts, covered)
+        now = to_sample(reading, spec)
+        if changed(now, last, deadband, 4000):
+            assert out == [now]
+        assert all(s == now for s in out) and len(out) <= 1
+        last = out[-1] if out else last
+        assert last is not None and ts - last.ts < 4000

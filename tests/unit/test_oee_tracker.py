@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 
 from cloud_bridge.buffer import Outgoing
-from cloud_bridge.wire import Topics, decode_events, decode_meta, envelope
-from drivers.base import Reading
+from cloud_bridge.wire import Topics, decode_data, decode_events, decode_meta, envelope
+from drivers.base import Changes, Reading, TagSet
 from edge_config import load_text
 from edge_config.models import GatewayConfig
+from gateway.channel import DeviceChannel, DeviceState
 from gateway.metrics import CountPoint
+from gateway.normalize import Normalizer, TagSpec
 from gateway.oee_history import OeeHistory
 from gateway.oee_tracker import DeviceTracker, StateMap, config_hash, device_meta, meta_messages
 from simulators.scripted import scripted_device_config
@@ -219,3 +221,37 @@ def test_history_prune_keeps_the_state_before_the_cutoff(history: OeeHistory) ->
     assert w.online == [(T, True)]  # the last transition survives, however old
     assert [c.ts for c in w.counts] == [T + 3 * day, T + 4 * day]  # counts older than the retention go
     h.close()
+
+
+def test_a_scan_reported_by_exception_counts_every_tag_read_and_snapshots_on_time() -> None:
+    """Through the real DeviceChannel: unchanged tags still count as read, an unchanged state sends
+    no state event, the snapshot follows the clock though nothing changed, and heartbeats go out."""
+    sink = Sink()
+    cfg = config()
+    dev = cfg.devices[0]
+    tr = DeviceTracker(dev, TOPICS, sink, None, snapshot_interval_s=10, local_interval_s=5)
+    specs = [TagSpec(t.name, t.type, t.scale, t.offset, t.unit, t.deadband) for t in dev.tags]
+    channel = DeviceChannel(DeviceState(dev.id, dev.name, dev.driver), TOPICS, Normalizer(specs, 4.0), sink, tr)
+    names = [t.name for t in dev.tags]
+    covered = [TagSet(names)]
+    tr.on_online(True, T, "ok")
+    first = scan(T)
+    assert [r.tag for r in first] == names
+    channel.emit_changes(Changes(first, T, read=len(names), covered=covered))
+    for k in range(1, 13):  # 12 s of scans that change nothing; the reject counter is refused
+        bad = [Reading("reject_count", None, T + 1000 * k, "bad", "exception 2")]
+        channel.emit_changes(Changes(bad, T + 1000 * k, read=len(names), bad=1, covered=covered))
+    assert channel.state.samples_read == 13 * len(names) and channel.state.bad_readings == 12
+    ev = sink.events()
+    assert [e[0] for e in ev] == ["state", "snapshot", "snapshot"]  # no second state event
+    snap = ev[2][3]
+    assert snap is not None and snap["readings"] == 11 * len(names)  # scans up to T+10 s
+    assert snap["good_readings"] == 11 * len(names) - 10
+    beats = [
+        s.ts
+        for m in sink.messages
+        if m.kind == "data"
+        for s in decode_data(envelope("gw-1", m.dev, 1, False, m.body)).samples
+        if s.tag == "total_count"
+    ]
+    assert beats == [T, T + 3000, T + 6000, T + 9000, T + 12_000]  # heartbeat 4 s, gathered a quarter early
