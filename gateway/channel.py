@@ -19,6 +19,7 @@ from gateway.normalize import Normalizer
 log = logging.getLogger(__name__)
 
 Enqueue = Callable[[list[Outgoing]], None]
+LOSS_LOG_EVERY = 60.0  # seconds between log lines about messages the buffer refused
 
 
 def now_ms() -> int:
@@ -38,6 +39,7 @@ class DeviceState:
     overruns: int = 0
     samples_read: int = 0
     samples_buffered: int = 0
+    samples_lost: int = 0  # normalized but not buffered: the buffer refused them (disk full, I/O error)
     bad_readings: int = 0
 
 
@@ -66,6 +68,7 @@ class DeviceChannel:
         self._units = normalizer.units()
         self._enqueue = enqueue
         self.observer = observer
+        self._loss_logged = -LOSS_LOG_EVERY
 
     def set_online(self, online: bool, reason: str) -> None:
         """Report a change of the device's reachability (first report always goes out)."""
@@ -78,7 +81,7 @@ class DeviceChannel:
         log.info("device %s %s: %s", state.id, kind, reason)
         if self.observer is not None:
             self.observer.on_online(online, ts, reason)
-        self._enqueue(
+        self._put(
             [
                 Outgoing(
                     "events", self.topics.events(state.id), state.id, encode_event_body([Event(kind, ts, reason)])
@@ -128,6 +131,22 @@ class DeviceChannel:
             body = encode_data_body(samples, {k: u for k, u in self._units.items() if k in present})
         else:
             body = encode_data_body(samples)
-        self._enqueue([Outgoing("data", self.topics.data(state.id), state.id, body, samples=len(samples))])
+        if not self._put([Outgoing("data", self.topics.data(state.id), state.id, body, samples=len(samples))]):
+            state.samples_lost += len(samples)
+            return 0
         state.samples_buffered += len(samples)
         return len(samples)
+
+    def _put(self, messages: list[Outgoing]) -> bool:
+        """Buffer `messages`; False when the buffer cannot take them. A full disk or an I/O error loses
+        them (counted, logged once a minute) but never stops the device's loop: the next scan tries again."""
+        try:
+            self._enqueue(messages)
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._loss_logged >= LOSS_LOG_EVERY:
+                self._loss_logged = now
+                log.error("device %s: the buffer refused %d message(s), their data is lost: %s", self.state.id,
+                          len(messages), exc)  # fmt: skip
+            return False
+        return True

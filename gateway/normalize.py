@@ -47,9 +47,14 @@ def scale_value(raw: bool | int | float | str, spec: TagSpec) -> bool | int | fl
 
 
 def to_sample(reading: Reading, spec: TagSpec) -> Sample:
+    """The sample of a reading. No value, or a value that is not a finite number (a float register
+    holding NaN, as many meters do for "not available"), is a bad sample with the placeholder 0."""
     if reading.value is None:
         return Sample(reading.tag, 0, reading.ts, "bad" if reading.quality == "good" else reading.quality)
-    return Sample(reading.tag, scale_value(reading.value, spec), reading.ts, reading.quality)
+    v = scale_value(reading.value, spec)
+    if isinstance(v, float) and not math.isfinite(v):
+        return Sample(reading.tag, 0, reading.ts, "bad")
+    return Sample(reading.tag, v, reading.ts, reading.quality)
 
 
 def changed(
@@ -106,6 +111,8 @@ def _engineering(t: _TagState, raw: RawValue, q: Quality) -> tuple[Value, Qualit
         v = float(f"{v:.7g}")
     if t.scaled:
         v = float(f"{v * t.spec.scale + t.spec.offset:.12g}")
+    if type(v) is float and not math.isfinite(v):
+        return 0, "bad"  # NaN or infinity: no value (the wire and the stores carry finite numbers only)
     return v, q
 
 
@@ -143,10 +150,7 @@ class Normalizer:
                 if isinstance(v, _AS_IS) or isinstance(b, _AS_IS):
                     if v == b:
                         continue
-                elif v != v or b != b:  # NaN
-                    if v != v and b != b:
-                        continue
-                else:
+                else:  # finite numbers: _engineering turns NaN and infinity into bad samples
                     diff = abs(v - b)
                     if diff == 0:
                         continue

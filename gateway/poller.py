@@ -188,10 +188,13 @@ async def poll_loop(
             attempt = 0
             state.scans += 1
             channel.set_online(True, "responding")
-            if isinstance(scan, Changes):
-                channel.emit_changes(scan)
-            else:
-                channel.emit(scan)
+            try:
+                if isinstance(scan, Changes):
+                    channel.emit_changes(scan)
+                else:
+                    channel.emit(scan)
+            except Exception:  # a bug past the driver: this scan is lost, the device's loop goes on
+                log.exception("device %s: a scan could not be handled; its values are lost", state.id)
             finished = time.monotonic()
             missed = schedule.done(due, finished)
             if missed:

@@ -25,6 +25,7 @@ def _device_view(agent: Agent, dev_id: str) -> dict[str, Any]:
         "overruns": s.overruns,
         "samples_read": s.samples_read,
         "samples_buffered": s.samples_buffered,
+        "samples_lost": s.samples_lost,
         "samples_published": agent.publisher.stats.samples_acked.get(dev_id, 0),
         "bad_readings": s.bad_readings,
     }

@@ -8,11 +8,16 @@ from typing import Any
 
 import pytest
 
+from cloud_bridge.buffer import Outgoing
+from cloud_bridge.wire import Topics, decode_data, envelope
 from drivers.base import DriverError
 from drivers.modbus import BusPool, ModbusDriver
 from edge_config.models import ModbusTcpDevice
+from gateway.channel import DeviceChannel, DeviceState
+from gateway.normalize import Normalizer, TagSpec
+from gateway.poller import poll_loop
 from simulators.loom import AirJetLoom, loom_device_config
-from simulators.modbus_server import ModbusTcpSimulator
+from simulators.modbus_server import ModbusTcpSimulator, StaticModel
 from tests.integration.rtu import Recorder, poll_for
 from tests.ports import free_port
 
@@ -148,3 +153,43 @@ async def test_slow_and_silent_devices() -> None:
             assert all(r.quality == "good" for r in await drv.read())
         finally:
             await drv.close()
+
+
+async def test_a_nan_register_is_a_bad_sample_and_the_device_keeps_being_read() -> None:
+    """A meter answering NaN for "not available": through the real poll loop and channel, the tag goes
+    out bad (JSON cannot carry NaN) and the device's loop carries on to the next value."""
+    tags = [
+        {"name": "power", "address": "hr:0", "type": "float32"},
+        {"name": "count", "address": "hr:2", "type": "uint16"},
+    ]
+    model = StaticModel(tags, {"power": float("nan"), "count": 1})
+    port = free_port()
+    dev = ModbusTcpDevice.model_validate(
+        {
+            "id": "meter-1",
+            "driver": "modbus_tcp",
+            "connection": {"host": "127.0.0.1", "port": port},
+            "poll_interval": "100ms",
+            "tags": tags,
+        }
+    )
+    messages: list[Outgoing] = []
+    normalizer = Normalizer([TagSpec(t.name, t.type) for t in dev.tags])
+    topics = Topics("sf/v1", "ent-1", "gw-1")
+    ch = DeviceChannel(DeviceState(dev.id, dev.name, dev.driver), topics, normalizer, messages.extend)
+    async with ModbusTcpSimulator(model, port=port):
+        stop = asyncio.Event()
+        task = asyncio.create_task(poll_loop(ch, ModbusDriver(dev, BusPool()), 0.1, stop))
+        await asyncio.sleep(0.5)
+        model.values |= {"power": 12.5, "count": 2}
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    samples = [
+        (s.tag, s.v, s.q)
+        for m in messages
+        if m.kind == "data"
+        for s in decode_data(envelope("gw-1", m.dev, 1, False, m.body)).samples
+    ]
+    assert samples == [("power", 0, "bad"), ("count", 1, "good"), ("power", 12.5, "good"), ("count", 2, "good")]
+    assert ch.state.online and ch.state.scans >= 8

@@ -202,3 +202,17 @@ def test_changes_and_beats_send_every_change_and_keep_the_heartbeat(
         assert all(s == now for s in out) and len(out) <= 1
         last = out[-1] if out else last
         assert last is not None and ts - last.ts < 4000
+
+
+def test_nan_and_infinity_are_bad_samples_not_values() -> None:
+    """Meters often answer NaN (0xFFFFFFFF) for "not available"; neither JSON nor the stores carry it."""
+    n = Normalizer([TagSpec("p", "float32"), TagSpec("big", "float64", scale=1e300)])
+    nan, inf = float("nan"), float("inf")
+    assert n.apply([Reading("p", nan, 0), Reading("big", 1e300, 0)]) == [
+        Sample("p", 0, 0, "bad"),
+        Sample("big", 0, 0, "bad"),
+    ]
+    assert n.apply([Reading("p", nan, 1000), Reading("big", 1e300, 1000)]) == []  # still bad: nothing new
+    assert n.apply([Reading("p", -inf, 2000)]) == []
+    assert n.apply([Reading("p", 12.5, 3000)]) == [Sample("p", 12.5, 3000, "good")]
+    assert to_sample(Reading("p", nan, 5), TagSpec("p", "float32")) == Sample("p", 0, 5, "bad")

@@ -143,3 +143,17 @@ async def test_a_driver_bug_is_reported_as_this_device_failing() -> None:
     await run_for(drv, ch, 0.3)
     assert ch.status == [(False, "internal error: KeyError('oops')")]
     assert drv.connects >= 2  # and retried
+
+
+async def test_a_scan_the_channel_cannot_handle_is_lost_and_the_loop_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    class Fragile(Channel):
+        def emit(self, readings: Sequence[Reading]) -> int:
+            if len(self.readings) == 1 and not getattr(self, "failed", False):
+                self.failed = True
+                raise ValueError("a bug past the driver")
+            return super().emit(readings)
+
+    drv, ch = GroupedFake(), Fragile()
+    await run_for(drv, ch, 0.5)
+    assert "device dev: a scan could not be handled; its values are lost" in caplog.text
+    assert len(ch.readings) >= 4 and len(drv.reads) == len(ch.readings) + 1

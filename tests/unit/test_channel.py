@@ -1,0 +1,66 @@
+"""A device's channel: what reaches the buffer, and what happens when the buffer refuses it."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloud_bridge.buffer import Outgoing
+from cloud_bridge.wire import Sample, Topics, decode_data, envelope
+from drivers.base import Reading
+from gateway.channel import DeviceChannel, DeviceState
+from gateway.normalize import Normalizer, TagSpec
+
+TOPICS = Topics("sf/v1", "ent-1", "gw-1")
+
+
+class Buffer:
+    """Takes messages, or refuses them as a full disk does while `full` is set."""
+
+    def __init__(self) -> None:
+        self.messages: list[Outgoing] = []
+        self.full = False
+
+    def __call__(self, messages: list[Outgoing]) -> None:
+        if self.full:
+            raise OSError(28, "database or disk is full")
+        self.messages.extend(messages)
+
+    def samples(self) -> list[Sample]:
+        return [
+            s
+            for m in self.messages
+            if m.kind == "data"
+            for s in decode_data(envelope("gw-1", m.dev, 1, False, m.body)).samples
+        ]
+
+
+def channel(buffer: Buffer) -> DeviceChannel:
+    normalizer = Normalizer([TagSpec("power", "float32", unit="kW"), TagSpec("count", "uint32")])
+    return DeviceChannel(DeviceState("meter-1", "电表 1#", "modbus_tcp"), TOPICS, normalizer, buffer)
+
+
+def test_a_nan_from_the_device_goes_out_as_a_bad_sample() -> None:
+    buf = Buffer()
+    ch = channel(buf)
+    assert ch.emit([Reading("power", float("nan"), 1000), Reading("count", 7, 1000)]) == 2
+    assert buf.samples() == [Sample("power", 0, 1000, "bad"), Sample("count", 7, 1000, "good")]
+
+
+def test_a_refusing_buffer_loses_the_scan_counted_and_the_next_scan_goes_through(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    buf = Buffer()
+    ch = channel(buf)
+    ch.set_online(True, "responding")
+    buf.full = True
+    assert ch.emit([Reading("power", 1.5, 1000), Reading("count", 1, 1000)]) == 0
+    assert ch.emit([Reading("power", 2.5, 2000), Reading("count", 2, 2000)]) == 0
+    ch.set_online(False, "timeout")  # the offline report is lost too, and nothing raises
+    assert "the buffer refused 1 message(s), their data is lost: [Errno 28] database or disk is full" in caplog.text
+    assert caplog.text.count("the buffer refused") == 1  # once a minute, not once a scan
+    buf.full = False
+    ch.set_online(True, "responding")
+    assert ch.emit([Reading("power", 3.5, 3000), Reading("count", 3, 3000)]) == 2
+    s = ch.state
+    assert (s.samples_read, s.samples_lost, s.samples_buffered) == (6, 4, 2)
+    assert buf.samples() == [Sample("power", 3.5, 3000), Sample("count", 3, 3000)]
