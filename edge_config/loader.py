@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from edge_config.models import DRIVER_NAMES, CloudConfig, GatewayConfig
+from edge_config.models import DRIVER_NAMES, CloudConfig, GatewayConfig, LocatedError
 
 M = TypeVar("M", bound=BaseModel)
 PathKey = tuple[str | int, ...]
@@ -93,6 +93,9 @@ def _message(err: Any) -> str:
 def _issues(file: str, lines: dict[PathKey, int], exc: ValidationError) -> Iterator[ConfigIssue]:
     for err in exc.errors():
         loc = _clean_loc(err["loc"])
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, LocatedError):
+            loc = (*loc, *cause.loc)
         yield ConfigIssue(file, _line_for(lines, loc), format_path(loc), _message(err))
 
 

@@ -585,6 +585,15 @@ class HistorySection(Frozen):
         return self
 
 
+class LocatedError(ValueError):
+    """A check across fields that knows which field it is about (`loc`, from the model that raised it),
+    so the loader can name that field's line."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 class GatewayConfig(Frozen):
     """The edge agent's config file (`edgegw run -c gateway.yaml`)."""
 
@@ -610,10 +619,31 @@ class GatewayConfig(Frozen):
     @model_validator(mode="after")
     def _unique_devices(self) -> GatewayConfig:
         seen: set[str] = set()
-        for d in self.devices:
+        for i, d in enumerate(self.devices):
             if d.id in seen:
-                raise ValueError(f"device id {d.id!r} appears twice")
+                raise LocatedError(("devices", i, "id"), f"device id {d.id!r} appears twice")
             seen.add(d.id)
+        return self
+
+    @model_validator(mode="after")
+    def _shared_serial_ports(self) -> GatewayConfig:
+        """Unit ids on one serial port share one bus: its line settings must agree."""
+        first: dict[str, tuple[int, ModbusRtuDevice]] = {}
+        for i, d in enumerate(self.devices):
+            if not isinstance(d, ModbusRtuDevice):
+                continue
+            if d.connection.port not in first:
+                first[d.connection.port] = (i, d)
+                continue
+            _, other = first[d.connection.port]
+            for f in ("baudrate", "bytesize", "parity", "stopbits", "silence"):
+                mine, theirs = getattr(d.connection, f), getattr(other.connection, f)
+                if mine != theirs and (f != "silence" or (mine is not None and theirs is not None)):
+                    raise LocatedError(
+                        ("devices", i, "connection", f),
+                        f"{mine!r} differs from {theirs!r} of device {other.id!r} on the same serial port "
+                        f"{d.connection.port}: devices on one port share its settings",
+                    )
         return self
 
 

@@ -100,3 +100,47 @@ def test_mistakes(old: str, new: str, expected: str) -> None:
     assert old in GOOD
     errs = errors_of(GOOD.replace(old, new, 1))
     assert any(e.startswith(expected) for e in errs), errs
+
+
+SECOND_ON_THE_BUS = """\
+  - id: meter-4
+    driver: modbus_rtu
+    connection:
+      port: /dev/ttyUSB0
+      unit_id: 4
+      baudrate: 9600
+      parity: E
+    tags:
+      - {name: energy, address: "30001", type: float32}
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "      baudrate: 9600\n",
+            "      baudrate: 19200\n",
+            "gateway.yaml:21: devices[2].connection.baudrate: 19200 differs from 9600 of device 'meter-bus' on the "
+            "same serial port /dev/ttyUSB0: devices on one port share its settings",
+        ),
+        (
+            "      parity: E\n",
+            "      parity: N\n",
+            "gateway.yaml:22: devices[2].connection.parity: 'N' differs from 'E' of device 'meter-bus'",
+        ),
+    ],
+)
+def test_devices_on_one_serial_port_must_share_its_settings(old: str, new: str, expected: str) -> None:
+    text = GOOD + SECOND_ON_THE_BUS
+    cfg = load_text(text, GatewayConfig, "gateway.yaml")  # the same settings: one bus, fine
+    assert [d.id for d in cfg.devices] == ["meter-bus", "plc", "meter-4"]
+    errs = errors_of(text.replace(old, new))
+    assert any(e.startswith(expected) for e in errs), errs
+    # on another port, other settings are fine
+    load_text(text.replace(old, new).replace("port: /dev/ttyUSB0\n", "port: /dev/ttyUSB1\n"), GatewayConfig, "g")
+
+
+def test_a_device_id_twice_names_the_second_ones_line() -> None:
+    errs = errors_of((GOOD + SECOND_ON_THE_BUS).replace("  - id: meter-4\n", "  - id: plc\n"))
+    assert errs == ["gateway.yaml:16: devices[2].id: device id 'plc' appears twice"]
