@@ -23,12 +23,13 @@ from gateway.channel import DeviceChannel, DeviceState
 from gateway.normalize import Normalizer, TagSpec
 from gateway.oee_history import OeeHistory
 from gateway.oee_tracker import DeviceTracker, meta_messages
-from gateway.poller import poll_loop
+from gateway.poller import poll_loop, sleep_or_stop
 from gateway.subscriber import subscribe_loop
 
 log = logging.getLogger(__name__)
 
 DriverFactory = Callable[..., Driver]  # (device) -> Driver; OPC UA devices also get data_dir=...
+RESTART_DELAY = 10.0  # seconds before a device loop that failed unexpectedly is started again
 
 
 class Runtime:
@@ -45,6 +46,7 @@ class Runtime:
         self.buffer = buffer
         self.publisher = publisher
         self.driver_factory = driver_factory
+        self.restart_delay = RESTART_DELAY
         gw = config.gateway
         self.topics = Topics(config.mqtt.topic_prefix, gw.enterprise_id, gw.id)
         self.devices = {d.id: DeviceState(d.id, d.name, d.driver) for d in config.devices}
@@ -75,16 +77,29 @@ class Runtime:
             self.devices[device.id], self.topics, normalizer, self._enqueue, observer=self.trackers[device.id]
         )
 
-    async def _run_device(self, device: Any, stop: asyncio.Event) -> None:
+    async def _run_device(self, device: Any, channel: DeviceChannel, stop: asyncio.Event) -> None:
         if device.driver == "opcua":  # subscribing (and polling) device: it needs data_dir for certificates
             driver = self.driver_factory(device, data_dir=self.config.gateway.data_dir)
             if isinstance(driver, SubscribingDriver):
                 cap = device.connection.reconnect_max_delay
-                await subscribe_loop(self.channel(device), driver, stop, backoff_cap=cap)
+                await subscribe_loop(channel, driver, stop, backoff_cap=cap)
                 return
         else:
             driver = self.driver_factory(device)
-        await poll_loop(self.channel(device), driver, device.poll_interval, stop)
+        await poll_loop(channel, driver, device.poll_interval, stop)
+
+    async def _supervise(self, device: Any, stop: asyncio.Event) -> None:
+        """Run a device's loop; if it fails in a way its loop does not handle (a bug), report the device
+        offline, log it, and start the loop again after `restart_delay`: the other devices go on."""
+        channel = self.channel(device)
+        while not stop.is_set():
+            try:
+                await self._run_device(device, channel, stop)
+                return
+            except Exception as exc:
+                log.exception("device %s: its loop failed; starting it again in %gs", device.id, self.restart_delay)
+                channel.set_online(False, f"internal error: {exc!r}")
+            await sleep_or_stop(stop, self.restart_delay)
 
     async def run(self, stop: asyncio.Event) -> None:
         # evidence first: each device's retained metadata, and offline reports for devices the last run
@@ -93,7 +108,7 @@ class Runtime:
             self._enqueue(meta_messages(self.config, self.topics, ts=int(time.time() * 1000), version=__version__))
         for tracker in self.trackers.values():
             tracker.recover()
-        tasks = [asyncio.create_task(self._run_device(d, stop), name=f"device-{d.id}") for d in self.config.devices]
+        tasks = [asyncio.create_task(self._supervise(d, stop), name=f"device-{d.id}") for d in self.config.devices]
         try:
             await asyncio.gather(*tasks)
         finally:

@@ -104,3 +104,49 @@ async def test_device_down_then_up_is_reported_and_recovers(tmp_path: Path, mosq
         for s in sims:
             await s.stop()
     assert spy.kinds("loom-02") == ["online"]
+
+
+async def test_a_device_loop_that_fails_unexpectedly_is_restarted_and_the_others_go_on(
+    tmp_path: Path, mosquitto: MosquittoServer
+) -> None:
+    """A bug that escapes a device's loop (here: its driver cannot be made, once) reports that device
+    offline with the error and starts its loop again; the other device never notices."""
+    base = free_port_block(2)
+    sims = await start_simulators("textiles", 2, "127.0.0.1", base)
+    cfg = GatewayConfig.model_validate(
+        {
+            "gateway": {"id": "gw-s", "enterprise_id": "ent-s", "data_dir": str(tmp_path)},
+            "mqtt": {"url": mosquitto.url},
+            "api": {"listen": f"127.0.0.1:{free_port()}"},
+            "devices": simulated_devices("textiles", 2, "127.0.0.1", base),
+        }
+    )
+    spy = Events(mosquitto.port)
+    agent = Agent(cfg)
+    make = agent.runtime.driver_factory
+    failed: list[str] = []
+
+    def flaky(device: Any, **kw: Any) -> Any:
+        if device.id == "loom-01" and not failed:
+            failed.append(device.id)
+            raise RuntimeError("driver construction bug")
+        return make(device, **kw)
+
+    agent.runtime.driver_factory = flaky
+    agent.runtime.restart_delay = 1.0
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop, serve_api=False))
+    try:
+        assert await wait_until(lambda: spy.kinds("loom-01") == ["offline", "online"], 15), spy.kinds("loom-01")
+        assert await wait_until(lambda: spy.data_count("loom-01") >= 1, 10)
+    finally:
+        stop.set()
+        await task
+        spy.close()
+        for s in sims:
+            await s.stop()
+    assert failed == ["loom-01"]
+    assert spy.kinds("loom-02") == ["online"] and spy.data_count("loom-02") >= 1
+    with spy.lock:
+        reasons = [e["reason"] for t, p in spy.items if t.endswith("/loom-01/events") for e in p["events"]]
+    assert "internal error: RuntimeError('driver construction bug')" in reasons
