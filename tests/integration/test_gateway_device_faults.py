@@ -68,19 +68,23 @@ async def wait_until(cond: Any, timeout: float) -> bool:
     return bool(cond())
 
 
-async def test_device_down_then_up_is_reported_and_recovers(tmp_path: Path, mosquitto: MosquittoServer) -> None:
+async def two_looms(tmp_path: Path, mosquitto: MosquittoServer, name: str) -> tuple[list[Any], Agent, Events]:
+    """Two simulated looms, an agent for them (not started) and a spy on the broker."""
     base = free_port_block(2)
     sims = await start_simulators("textiles", 2, "127.0.0.1", base)
     cfg = GatewayConfig.model_validate(
         {
-            "gateway": {"id": "gw-f", "enterprise_id": "ent-f", "data_dir": str(tmp_path)},
+            "gateway": {"id": f"gw-{name}", "enterprise_id": f"ent-{name}", "data_dir": str(tmp_path)},
             "mqtt": {"url": mosquitto.url},
             "api": {"listen": f"127.0.0.1:{free_port()}"},
             "devices": simulated_devices("textiles", 2, "127.0.0.1", base),
         }
     )
-    spy = Events(mosquitto.port)
-    agent = Agent(cfg)
+    return sims, Agent(cfg), Events(mosquitto.port)
+
+
+async def test_device_down_then_up_is_reported_and_recovers(tmp_path: Path, mosquitto: MosquittoServer) -> None:
+    sims, agent, spy = await two_looms(tmp_path, mosquitto, "f")
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop, serve_api=False))
     try:
@@ -111,18 +115,7 @@ async def test_a_device_loop_that_fails_unexpectedly_is_restarted_and_the_others
 ) -> None:
     """A bug that escapes a device's loop (here: its driver cannot be made, once) reports that device
     offline with the error and starts its loop again; the other device never notices."""
-    base = free_port_block(2)
-    sims = await start_simulators("textiles", 2, "127.0.0.1", base)
-    cfg = GatewayConfig.model_validate(
-        {
-            "gateway": {"id": "gw-s", "enterprise_id": "ent-s", "data_dir": str(tmp_path)},
-            "mqtt": {"url": mosquitto.url},
-            "api": {"listen": f"127.0.0.1:{free_port()}"},
-            "devices": simulated_devices("textiles", 2, "127.0.0.1", base),
-        }
-    )
-    spy = Events(mosquitto.port)
-    agent = Agent(cfg)
+    sims, agent, spy = await two_looms(tmp_path, mosquitto, "s")
     make = agent.runtime.driver_factory
     failed: list[str] = []
 
