@@ -134,6 +134,7 @@ class Normalizer:
     def apply(self, readings: Sequence[Reading]) -> list[Sample]:
         out: list[Sample] = []
         tags = self._tags
+        new = tuple.__new__
         for r in readings:
             t = tags.get(r.tag)
             if t is None:
@@ -143,7 +144,11 @@ class Normalizer:
             if last is not None and raw == t.raw and q == t.quality and ts - last.ts < t.heartbeat_ms:
                 continue
             t.raw, t.quality = raw, q
-            v, q = _engineering(t, raw, q)
+            v: Value
+            if raw.__class__ is int and not t.scaled:
+                v = raw  # the common case, as _engineering gives it
+            else:
+                v, q = _engineering(t, raw, q)
             # report by exception (as `changed`)
             if last is not None and q == last.q and ts - last.ts < t.heartbeat_ms:
                 b = last.v
@@ -159,7 +164,7 @@ class Normalizer:
                             continue
                     elif t.percent and diff < abs(b) * t.percent / 100.0:
                         continue
-            sample = make_sample(r.tag, v, ts, q)
+            sample = new(Sample, (r.tag, v, ts, q))  # Sample(...) without its Python __new__
             t.sample = sample
             out.append(sample)
         return out
@@ -178,6 +183,7 @@ class Normalizer:
             if ts < tagset.beat_due:
                 continue
             due = ts + self.heartbeat_ms  # the next look, at the latest
+            quarter = self.heartbeat_ms // 4
             for name in tagset.names:
                 t = tags.get(name)
                 if t is None or t.sample is None:
@@ -188,5 +194,7 @@ class Normalizer:
                     t.sample = make_sample(name, v, ts, q)
                     out.append(t.sample)
                 due = min(due, t.sample.ts + early)
-            tagset.beat_due = due
+                quarter = min(quarter, t.heartbeat_ms // 4)
+            # not before a quarter heartbeat: a tag due meanwhile waits at most that, still within its heartbeat
+            tagset.beat_due = max(due, ts + quarter)
         return out

@@ -173,13 +173,13 @@ class ChangedReadings:
         piece.last_data = data
         values = piece.decoder(data)
         last, piece.last_values = piece.last_values, values
-        ts, out, make = c.ts, c.readings, good_reading
+        ts, out, new = c.ts, c.readings, tuple.__new__  # Reading(name, v, ts) without its Python __new__
         if last is None:
-            out.extend([make(name, v, ts) for name, v in zip(piece.names, values, strict=True)])
+            out.extend([new(Reading, (name, v, ts, "good", "")) for name, v in zip(piece.names, values, strict=True)])
             return
         for name, v, was in zip(piece.names, values, last, strict=True):
             if v != was:  # NaN never equals itself: reported every time, the normalizer holds it
-                out.append(make(name, v, ts))
+                out.append(new(Reading, (name, v, ts, "good", "")))
 
     def bad(self, piece: Piece, error: str) -> None:
         c = self.changes

@@ -67,6 +67,7 @@ async def test_first_scan_reports_every_tag_then_only_changes() -> None:
     dev, s = Registers(), block_state()
     first = await changes(s, dev, 1)
     assert [r.tag for r in first.readings] == [t.name for t in TAGS]
+    assert all(type(r) is Reading and r == Reading(r.tag, r.value, 1) for r in first.readings)
     assert (first.read, first.bad) == (7, 0)
     assert [n for ts in first.covered for n in ts.names] == [t.name for t in TAGS]
 

@@ -46,6 +46,7 @@ def test_normalizer_reports_by_exception() -> None:
     n = Normalizer([TagSpec("a", "uint16", scale=0.1, unit="rpm", deadband=1.0), TagSpec("b", "uint16")])
     first = n.apply([Reading("a", 100, 0), Reading("b", 1, 0), Reading("unknown", 1, 0)])
     assert [s.tag for s in first] == ["a", "b"]
+    assert all(type(s) is Sample for s in first) and first[1] == Sample("b", 1, 0, "good")
     assert n.apply([Reading("a", 105, 1000), Reading("b", 1, 1000)]) == []
     assert n.apply([Reading("a", 110, 2000), Reading("b", 2, 2000)]) == [
         Sample("a", 11.0, 2000),
