@@ -237,6 +237,17 @@ def _require(cond: bool, reason: str) -> None:
 
 _MAX_INT = 1 << 63  # seq and timestamps must fit a signed 64-bit column
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates: no store takes them
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def wire_text(text: str) -> str | None:
+    """A string value as the wire carries it: cut at the first NUL (a C string, a PLC's fixed buffer),
+    unpaired surrogates replaced by U+FFFD; None when it is longer than the wire allows."""
+    if "\x00" in text:
+        text = text.split("\x00", 1)[0]
+    if _SURROGATES.search(text):
+        text = _SURROGATES.sub("\ufffd", text)
+    return text if len(text) <= _MAX_STR else None
 
 
 def _int(obj: dict[str, Any], key: str) -> int:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from cloud_bridge.wire import Sample
+from cloud_bridge.wire import Sample, wire_text
 from drivers.base import Quality, RawValue, Reading, TagSet
 
 Value = bool | int | float | str
@@ -48,12 +48,20 @@ def scale_value(raw: bool | int | float | str, spec: TagSpec) -> bool | int | fl
 
 def to_sample(reading: Reading, spec: TagSpec) -> Sample:
     """The sample of a reading. No value, or a value that is not a finite number (a float register
-    holding NaN, as many meters do for "not available"), is a bad sample with the placeholder 0."""
+    holding NaN, as many meters do for "not available"), is a bad sample with the placeholder 0.
+    Text is cut at a NUL and made valid for the wire (`wire_text`); text too long for it is bad."""
     if reading.value is None:
         return Sample(reading.tag, 0, reading.ts, "bad" if reading.quality == "good" else reading.quality)
     v = scale_value(reading.value, spec)
     if isinstance(v, float) and not math.isfinite(v):
         return Sample(reading.tag, 0, reading.ts, "bad")
+    if isinstance(v, str):
+        text = wire_text(v)
+        return (
+            Sample(reading.tag, 0, reading.ts, "bad")
+            if text is None
+            else Sample(reading.tag, text, reading.ts, reading.quality)
+        )
     return Sample(reading.tag, v, reading.ts, reading.quality)
 
 
@@ -104,6 +112,9 @@ def _engineering(t: _TagState, raw: RawValue, q: Quality) -> tuple[Value, Qualit
     """The engineering value and quality of a raw reading (as scale_value / to_sample)."""
     if raw is None:
         return 0, "bad" if q == "good" else q
+    if raw.__class__ is str:
+        text = wire_text(raw)
+        return (0, "bad") if text is None else (text, q)
     if isinstance(raw, _AS_IS):
         return raw, q
     v = raw

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud_bridge.wire import Sample
+from cloud_bridge.wire import Sample, decode_data, encode_data_body, envelope
 from drivers.base import Reading, TagSet
 from gateway.normalize import Normalizer, TagSpec, changed, scale_value, to_sample
 
@@ -109,7 +109,7 @@ RAWS = {
     "float32": st.sampled_from([123.45600128173828, 123.456, 0.0, -2.5, float("nan")]),
     "scaled_uint": st.integers(0, 30),
     "bool": st.booleans(),
-    "string": st.sampled_from(["", "A", "AB"]),
+    "string": st.sampled_from(["", "A", "AB", "A\x00B", "A\ud800", "x" * 4097]),
 }
 
 
@@ -217,3 +217,14 @@ def test_nan_and_infinity_are_bad_samples_not_values() -> None:
     assert n.apply([Reading("p", -inf, 2000)]) == []
     assert n.apply([Reading("p", 12.5, 3000)]) == [Sample("p", 12.5, 3000, "good")]
     assert to_sample(Reading("p", nan, 5), TagSpec("p", "float32")) == Sample("p", 0, 5, "bad")
+
+
+def test_text_is_made_fit_for_the_wire() -> None:
+    """A NUL or an unpaired surrogate would make the ingester refuse the whole message."""
+    n = Normalizer([TagSpec("recipe", "string"), TagSpec("n", "uint16")])
+    out = n.apply([Reading("recipe", "RECIPE-7\x00\x00\x03", 0), Reading("n", 1, 0)])
+    assert out == [Sample("recipe", "RECIPE-7", 0), Sample("n", 1, 0)]
+    msg = decode_data(envelope("gw-1", "dev-1", 1, False, encode_data_body(out)))  # the ingester takes it
+    assert msg.samples == tuple(out)
+    assert n.apply([Reading("recipe", "A\ud800", 1)]) == [Sample("recipe", "A\ufffd", 1)]
+    assert n.apply([Reading("recipe", "x" * 5000, 2)]) == [Sample("recipe", 0, 2, "bad")]

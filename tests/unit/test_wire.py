@@ -25,6 +25,7 @@ from cloud_bridge.wire import (
     encode_status,
     envelope,
     parse_topic,
+    wire_text,
 )
 
 SAMPLES = (
@@ -98,6 +99,20 @@ def test_the_data_body_is_exactly_what_json_dumps_gives(
 def test_a_non_finite_value_is_refused_like_json_dumps_does(bad: float) -> None:
     with pytest.raises(ValueError, match="not JSON compliant"):
         encode_data_body([Sample("t", bad, 1)])
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("ABC\x00junk", "ABC"),
+        ("a\ud800b", "a\ufffdb"),
+        ("白坯布 A-12", "白坯布 A-12"),
+        ("x" * 4096, "x" * 4096),
+        ("x" * 4097, None),
+    ],
+)
+def test_wire_text(raw: str, want: str | None) -> None:
+    assert wire_text(raw) == want
 
 
 def test_events_round_trip() -> None:
