@@ -185,8 +185,9 @@ class Normalizer:
 
         Every tag in `covered` was read at `ts` and, if not among the readings, read as before: those
         silent for most of their heartbeat are sent again with their current value. Heartbeats are
-        gathered: a tag is re-sent up to a quarter of its heartbeat early, so a set of tags is looked
-        at about once per quarter heartbeat, not on every scan.
+        gathered: a tag is re-sent up to a quarter of its heartbeat early, and a set of tags is looked
+        at no more than once per quarter heartbeat, not on every scan. The longest silence stays below
+        the heartbeat plus one scan interval, as with `apply`'s own check.
         """
         out: list[Sample] = []
         tags = self._tags
@@ -206,6 +207,6 @@ class Normalizer:
                     out.append(t.sample)
                 due = min(due, t.sample.ts + early)
                 quarter = min(quarter, t.heartbeat_ms // 4)
-            # not before a quarter heartbeat: a tag due meanwhile waits at most that, still within its heartbeat
+            # not before a quarter heartbeat: a tag due meanwhile waits at most that, within its heartbeat
             tagset.beat_due = max(due, ts + quarter)
         return out
