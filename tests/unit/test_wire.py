@@ -249,9 +249,14 @@ def test_bad_topic_raises(topic: str) -> None:
 
 DECODERS = (decode_data, decode_events, decode_status)
 
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    _containers,
     max_leaves=20,
 )
 # Objects shaped like envelopes, so decoding gets past the first checks often.
