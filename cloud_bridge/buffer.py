@@ -22,6 +22,7 @@ goes on. The seq counter then restarts from a high-water mark kept in a separate
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -201,6 +202,18 @@ class Buffer:
 
     # ------------------------------------------------------------ writing
 
+    def _begin(self) -> sqlite3.Connection:
+        """Start a write transaction (the caller holds the lock and calls `_rollback` on any error)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def _rollback(self) -> None:
+        """Undo a failed write (disk full, I/O error) so the connection never stays inside a transaction;
+        SQLite may have rolled back already."""
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+
     def enqueue(self, messages: list[Outgoing], now_ms: int | None = None) -> list[int | None]:
         """Write messages in one transaction; return the seq given to each (None for status)."""
         now = now_ms if now_ms is not None else int(time.time() * 1000)
@@ -208,9 +221,8 @@ class Buffer:
         rows = []
         added = 0
         with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
             try:
+                db = self._begin()
                 next_seq = self._meta("next_seq")
                 for m in messages:
                     seq = None
@@ -233,7 +245,7 @@ class Buffer:
                     added -= self._drop_oldest(self._stored_bytes + added - self.max_bytes)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                self._rollback()
                 self._stored_bytes = self._sum_bytes()
                 raise
             self._stored_bytes += added
@@ -280,16 +292,20 @@ class Buffer:
             return
         freed = 0
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                (n,) = self._db.execute(
-                    f"SELECT COALESCE(SUM(size), 0) FROM outbox WHERE id IN ({marks})", chunk
-                ).fetchone()
-                self._db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk)
-                freed += int(n)
-            self._db.execute("COMMIT")
+            try:
+                db = self._begin()
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    (n,) = db.execute(
+                        f"SELECT COALESCE(SUM(size), 0) FROM outbox WHERE id IN ({marks})", chunk
+                    ).fetchone()
+                    db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk)
+                    freed += int(n)
+                db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
             self._stored_bytes -= freed
 
     def dead_letter(self, ids: list[int], reason: str) -> None:
@@ -299,22 +315,28 @@ class Buffer:
             return
         now = int(time.time() * 1000)
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            for i in ids:
-                row = self._db.execute(
-                    "SELECT id, kind, topic, dev, seq, body, samples, created_ms, size FROM outbox WHERE id=?", (i,)
-                ).fetchone()
-                if row is None:
-                    continue
-                self._db.execute(
-                    "INSERT OR REPLACE INTO dead_letters"
-                    " (id, kind, topic, dev, seq, body, samples, created_ms, failed_ms, reason)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*row[:8], now, reason),
-                )
-                self._db.execute("DELETE FROM outbox WHERE id=?", (i,))
-                self._stored_bytes -= int(row[8])
-            self._db.execute("COMMIT")
+            freed = 0
+            try:
+                db = self._begin()
+                for i in ids:
+                    row = db.execute(
+                        "SELECT id, kind, topic, dev, seq, body, samples, created_ms, size FROM outbox WHERE id=?", (i,)
+                    ).fetchone()
+                    if row is None:
+                        continue
+                    db.execute(
+                        "INSERT OR REPLACE INTO dead_letters"
+                        " (id, kind, topic, dev, seq, body, samples, created_ms, failed_ms, reason)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (*row[:8], now, reason),
+                    )
+                    db.execute("DELETE FROM outbox WHERE id=?", (i,))
+                    freed += int(row[8])
+                db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            self._stored_bytes -= freed
 
     def dead_letter_count(self) -> int:
         with self._lock:

@@ -76,6 +76,7 @@ class Publisher:
         self._inflight: dict[int, Pending] = {}
         self._acked_ids: list[int] = []
         self._rejected: list[tuple[int, str]] = []
+        self._write_error_logged = -60.0
         self._last_id = 0
         self._connected_since = 0
         self._started_ms = now_ms()
@@ -197,13 +198,22 @@ class Publisher:
         return len(rows)
 
     def _flush_acks(self) -> None:
-        if self._acked_ids:
-            self.buffer.ack(self._acked_ids)
-            self._acked_ids = []
-        if self._rejected:
-            for row_id, reason in self._rejected:
+        """Delete what the broker acknowledged, move what it refused aside. If the buffer cannot be
+        written (disk full, I/O error) they are kept and tried again on the next pass; meanwhile the
+        messages stay in the buffer (sent again after a restart: consumers dedupe on seq)."""
+        try:
+            if self._acked_ids:
+                self.buffer.ack(self._acked_ids)
+                self._acked_ids = []
+            while self._rejected:
+                row_id, reason = self._rejected[0]
                 self.buffer.dead_letter([row_id], reason)
-            self._rejected = []
+                self._rejected.pop(0)
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._write_error_logged >= 60.0:
+                self._write_error_logged = now
+                log.error("could not update the buffer after the broker's answers (will retry): %s", exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, drain the buffer until `stop` is set, then say goodbye cleanly."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +122,49 @@ def test_seq_reservation_crosses_blocks(tmp_path: Path, monkeypatch: pytest.Monk
     b = Buffer(tmp_path / "b.db")
     assert b.enqueue([data("a") for _ in range(7)]) == list(range(1, 8))
     assert int((tmp_path / "b.db.seq.hwm").read_text()) > 8
+
+
+def fill_up(b: Buffer) -> int:
+    """Make the database full, as a full disk does (SQLite's own limit: no mock): returns its pages."""
+    (pages,) = b._db.execute("PRAGMA page_count").fetchone()
+    b._db.execute(f"PRAGMA max_page_count = {pages}")
+    return int(pages)
+
+
+def big(dev: str, i: int) -> Outgoing:
+    return Outgoing("data", f"t/{dev}/data", dev, os.urandom(3000) + str(i).encode(), samples=1)
+
+
+def test_a_full_disk_refuses_the_write_cleanly_and_the_next_goes_in_once_there_is_room(tmp_path: Path) -> None:
+    b = Buffer(tmp_path / "b.db", compress=False)
+    assert b.enqueue([data("a"), data("a")]) == [1, 2]
+    fill_up(b)
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        for i in range(1000):
+            b.enqueue([big("a", i)])
+    assert not b._db.in_transaction  # never left inside a transaction
+    stored = b.depth()
+    assert stored.bytes == sum(len(r.body) for r in b.peek(10_000))  # the byte count stays true
+    b._db.execute("PRAGMA max_page_count = 1073741823")  # room again
+    (seq,) = b.enqueue([data("a")])
+    seqs = [r.seq for r in b.peek(10_000)]
+    assert seqs == list(range(1, seq + 1))  # nothing lost that was taken, no gap, no repeat
+    assert b.depth().messages == stored.messages + 1
+
+
+def test_a_failed_ack_or_dead_letter_is_rolled_back_and_the_buffer_keeps_working(tmp_path: Path) -> None:
+    b = Buffer(tmp_path / "b.db")
+    b.enqueue([data("a"), data("b"), data("c")])
+    rows = b.peek(10)
+    # a write that fails half way (what a full disk does to a delete): a real SQLite error
+    b._db.execute("CREATE TEMP TRIGGER no_room BEFORE DELETE ON outbox BEGIN SELECT RAISE(FAIL, 'disk full'); END")
+    for attempt in (lambda: b.ack([rows[0].id, rows[1].id]), lambda: b.dead_letter([rows[2].id], "refused")):
+        with pytest.raises(sqlite3.IntegrityError, match="disk full"):
+            attempt()
+        assert not b._db.in_transaction
+    assert b.depth().messages == 3 and b.dead_letter_count() == 0
+    b._db.execute("DROP TRIGGER no_room")
+    b.ack([rows[0].id, rows[1].id])
+    b.dead_letter([rows[2].id], "refused")
+    assert b.depth().messages == 0 and b.dead_letter_count() == 1 and b.depth().bytes == 0
+    assert b.enqueue([data("a")]) == [4]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from cloud_bridge.buffer import Buffer as SqliteBuffer
 from cloud_bridge.buffer import Outgoing
 from cloud_bridge.wire import Sample, Topics, decode_data, envelope
 from drivers.base import Reading
 from gateway.channel import DeviceChannel, DeviceState
 from gateway.normalize import Normalizer, TagSpec
+from tests.unit.test_buffer import fill_up
 
 TOPICS = Topics("sf/v1", "ent-1", "gw-1")
 
@@ -64,3 +68,22 @@ def test_a_refusing_buffer_loses_the_scan_counted_and_the_next_scan_goes_through
     s = ch.state
     assert (s.samples_read, s.samples_lost, s.samples_buffered) == (6, 4, 2)
     assert buf.samples() == [Sample("power", 3.5, 3000), Sample("count", 3, 3000)]
+
+
+def test_with_the_real_buffer_on_a_full_disk(tmp_path: Path) -> None:
+    """The real SQLite buffer, made full: each refused scan is counted lost, nothing raises, and the
+    first scan after room is made goes in with the next seq."""
+    buf = SqliteBuffer(tmp_path / "buffer.db", compress=False)
+    normalizer = Normalizer([TagSpec("blob", "string"), TagSpec("count", "uint32")])
+    ch = DeviceChannel(DeviceState("meter-1", "电表 1#", "modbus_tcp"), TOPICS, normalizer, buf.enqueue)
+    ch.set_online(True, "responding")
+    fill_up(buf)
+    lost = 0
+    for i in range(200):  # large scans until the database is full
+        lost += 0 if ch.emit([Reading("blob", f"{i:04d}" * 1000, i), Reading("count", i, i)]) else 2
+    assert lost > 0 and ch.state.samples_lost == lost
+    assert ch.state.samples_buffered + lost == 400
+    buf._db.execute("PRAGMA max_page_count = 1073741823")
+    assert ch.emit([Reading("count", 999, 1000)]) == 1
+    seqs = [r.seq for r in buf.peek(10_000) if r.seq is not None]
+    assert seqs == list(range(1, len(seqs) + 1))
