@@ -11,7 +11,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -120,11 +120,12 @@ class Database:
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     yield _SqliteCursor(db)
+                    db.execute("COMMIT")  # may fail too (disk full): then rolled back like the rest
                 except BaseException:
                     if db.in_transaction:
-                        db.execute("ROLLBACK")
+                        with suppress(sqlite3.Error):
+                            db.execute("ROLLBACK")
                     raise
-                db.execute("COMMIT")
             else:
                 pg = self._pg_conn()
                 with pg.transaction(), pg.cursor() as cur:

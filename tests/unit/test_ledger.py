@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cloud_bridge.ledger import Ledger
+from cloud_bridge.sqldb import Database
 from cloud_bridge.wire import DataMessage, Event, EventMessage, Sample, Status
 
 
@@ -217,3 +219,21 @@ def test_a_gateways_last_will_marks_it_offline_although_its_ts_is_older(tmp_path
         assert led.devices()[0]["online"] is True
     finally:
         led.close()
+
+
+def test_a_commit_that_fails_is_rolled_back_and_the_database_keeps_working(tmp_path: Path) -> None:
+    """SQLite keeps a transaction open when its COMMIT fails (here a deferred foreign key; a full disk
+    does the same): the write must be undone, not left hanging over every later write."""
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    raw = db._sqlite
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=ON")
+    raw.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    raw.execute("CREATE TABLE child (id INTEGER, p INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")
+    with pytest.raises(sqlite3.IntegrityError), db.transaction() as cur:
+        cur.execute("INSERT INTO child VALUES (1, 42)")  # no parent 42: refused at COMMIT
+    assert not raw.in_transaction
+    with db.transaction() as cur:
+        cur.execute("INSERT INTO parent VALUES (42)")
+        cur.execute("INSERT INTO child VALUES (2, 42)")
+    assert db.rows("SELECT id FROM child") == [{"id": 2}]
