@@ -565,6 +565,8 @@ def report(r: dict[str, Any]) -> str:
          f"optimum {rq['optimum']} per device: " + ("相等 / equal" if rq["equal"] else "不相等 / NOT EQUAL")),
         ("寄存器/秒 / registers per s", f"gateway {_n(gw['registers_per_s'])}, floor {_n(fl['registers_per_s'])}; "
          f"overruns {gw['overruns']}"),
+        ("发送样本/秒 / samples sent per s", f"{_n(gw['samples'] / gw['seconds'] if gw['seconds'] else 0)} "
+         "(changed values and heartbeats: the gateway's per-value work)"),
         ("裸 pymodbus / bare pymodbus (floor)", cpu(fl)),
         ("网关 / gateway (driver → wire message)", cpu(gw) + f"  ×{r['ratio']:.2f} floor"),
         ("  不含线格式编码 / without wire encoding", cpu(so) + f"  ×{r['ratio_without_wire']:.2f} floor"),
