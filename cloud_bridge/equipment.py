@@ -74,6 +74,17 @@ class Equipment:
     def device_id(self) -> str:
         return self.device or self.id
 
+    def ledger_fields(self) -> dict[str, str | bool]:
+        """What the ledger says of the equipment, as the APIs and the evidence show it."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "line": self.line,
+            "key_process": self.key_process,
+            "digitized": self.digitized,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class EquipmentSheet:

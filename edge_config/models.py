@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlparse
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -567,6 +568,10 @@ def check_calendar(shifts: list[Shift]) -> list[Shift]:
     return shifts
 
 
+TimeZone = Annotated[str, AfterValidator(_check_zone)]
+ShiftCalendar = Annotated[list[Shift], AfterValidator(check_calendar)]
+
+
 class HistorySection(Frozen):
     """The OEE and online history: snapshots sent to the cloud, and what the gateway keeps locally."""
 
@@ -602,19 +607,9 @@ class GatewayConfig(Frozen):
     api: ApiSection = ApiSection()
     buffer: BufferSection = BufferSection()
     devices: list[Device] = Field(default_factory=list)
-    timezone: str = Field("Asia/Shanghai", description="IANA time zone of the shift calendar")
-    shifts: list[Shift] = Field(default_factory=list, description="shift calendar; none: one 24 h shift a day")
+    timezone: TimeZone = Field("Asia/Shanghai", description="IANA time zone of the shift calendar")
+    shifts: ShiftCalendar = Field(default_factory=list, description="shift calendar; none: one 24 h shift a day")
     history: HistorySection = HistorySection()
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, v: str) -> str:
-        return _check_zone(v)
-
-    @field_validator("shifts")
-    @classmethod
-    def _check_shifts(cls, v: list[Shift]) -> list[Shift]:
-        return check_calendar(v)
 
     @model_validator(mode="after")
     def _unique_devices(self) -> GatewayConfig:
@@ -683,18 +678,8 @@ class EnterpriseSettings(Frozen):
 
     id: Slug
     name: str = ""
-    timezone: str | None = None
-    shifts: list[Shift] | None = None
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, v: str | None) -> str | None:
-        return v if v is None else _check_zone(v)
-
-    @field_validator("shifts")
-    @classmethod
-    def _check_shifts(cls, v: list[Shift] | None) -> list[Shift] | None:
-        return v if v is None else check_calendar(v)
+    timezone: TimeZone | None = None
+    shifts: ShiftCalendar | None = None
 
 
 class CloudConfig(Frozen):
@@ -704,19 +689,9 @@ class CloudConfig(Frozen):
     influx: InfluxSection | None = None
     ledger: LedgerSection = LedgerSection()
     api: ApiSection = ApiSection(listen="127.0.0.1:8090")
-    timezone: str = Field("Asia/Shanghai", description="default time zone of enterprises' shift calendars")
-    shifts: list[Shift] = Field(default_factory=list, description="default shift calendar; none: 24 h a day")
+    timezone: TimeZone = Field("Asia/Shanghai", description="default time zone of enterprises' shift calendars")
+    shifts: ShiftCalendar = Field(default_factory=list, description="default shift calendar; none: 24 h a day")
     enterprises: list[EnterpriseSettings] = Field(default_factory=list)
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, v: str) -> str:
-        return _check_zone(v)
-
-    @field_validator("shifts")
-    @classmethod
-    def _check_shifts(cls, v: list[Shift]) -> list[Shift]:
-        return check_calendar(v)
 
     @model_validator(mode="after")
     def _unique_enterprises(self) -> CloudConfig:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar
 
+from simulators.stepping import SteppedModel
+
 IDLE, RUNNING, FAULT, SETUP, PLANNED_STOP = 0, 1, 2, 3, 4
 STATES = {"running": [RUNNING], "idle": [IDLE], "fault": [FAULT], "setup": [SETUP], "planned_stop": [PLANNED_STOP]}
 
@@ -72,7 +74,7 @@ def _approach(value: float, target: float, dt: float, tau: float) -> float:
     return value + (target - value) * k
 
 
-class BatchReactor:
+class BatchReactor(SteppedModel):
     """A jacketed batch reactor cycling charge → heat → react → cool → discharge (CIP every 5th)."""
 
     kind = "batch_reactor"
@@ -109,21 +111,11 @@ class BatchReactor:
         self.energy = self._rng.uniform(20_000.0, 80_000.0)
         self.power = 0.0
         self._max_dev = 0.0  # largest deviation from the setpoint during react
-        self._t: float | None = None
         self._left = PHASE_SECONDS[self.phase] * self._rng.uniform(0.2, 1.0)
 
     @property
     def tags(self) -> list[dict[str, Any]]:
         return REACTOR_TAGS
-
-    def step(self, now: float) -> None:
-        if self._t is None:
-            self._t = now
-            return
-        while now > self._t:
-            dt = min(1.0, now - self._t)
-            self._advance(dt)
-            self._t += dt
 
     def _advance(self, dt: float) -> None:
         rng = self._rng
@@ -201,7 +193,7 @@ class BatchReactor:
         }
 
 
-class DistillationColumn:
+class DistillationColumn(SteppedModel):
     """A continuous column: top/bottom temperatures, ΔP, reflux, steam; drifts, with rare upsets."""
 
     kind = "distillation_column"
@@ -220,21 +212,11 @@ class DistillationColumn:
         self.product = self._rng.uniform(5_000.0, 20_000.0)
         self.energy = self._rng.uniform(50_000.0, 150_000.0)
         self.power = 0.0
-        self._t: float | None = None
         self._upset = 0.0  # seconds left of a feed upset
 
     @property
     def tags(self) -> list[dict[str, Any]]:
         return COLUMN_TAGS
-
-    def step(self, now: float) -> None:
-        if self._t is None:
-            self._t = now
-            return
-        while now > self._t:
-            dt = min(1.0, now - self._t)
-            self._advance(dt)
-            self._t += dt
 
     def _advance(self, dt: float) -> None:
         rng = self._rng

@@ -11,6 +11,8 @@ import math
 import random
 from typing import Any, ClassVar
 
+from simulators.stepping import SteppedModel
+
 IDLE, RUNNING, FAULT, SETUP, PLANNED_STOP = 0, 1, 2, 3, 4
 LOAD, PREHEAT, EVACUATE, DRY, VENT, UNLOAD = range(6)
 PHASE_NAMES = ("load", "preheat", "evacuate", "dry", "vent", "unload")
@@ -44,7 +46,7 @@ OVEN_TAGS: list[dict[str, Any]] = [
 ]
 
 
-class VacuumDryingOven:
+class VacuumDryingOven(SteppedModel):
     kind = "vacuum_drying_oven"
     oee: ClassVar[dict[str, Any]] = {
         "state_tag": "run_state",
@@ -80,20 +82,10 @@ class VacuumDryingOven:
         self.heater = 0.0
         self.energy = self._rng.uniform(10_000.0, 60_000.0)
         self._left = PHASE_SECONDS[self.phase] * self._rng.uniform(0.3, 1.0)
-        self._t: float | None = None
 
     @property
     def tags(self) -> list[dict[str, Any]]:
         return OVEN_TAGS
-
-    def step(self, now: float) -> None:
-        if self._t is None:
-            self._t = now
-            return
-        while now > self._t:
-            dt = min(1.0, now - self._t)
-            self._advance(dt)
-            self._t += dt
 
     def _advance(self, dt: float) -> None:
         rng, p = self._rng, self.phase

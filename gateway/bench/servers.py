@@ -60,7 +60,8 @@ def _tail(path: Path, chars: int = 2000) -> str:
         return ""
 
 
-def _stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """Terminate a child process, killing it if it does not end within 5 s."""
     if proc is None or proc.poll() is not None:
         return
     proc.terminate()
@@ -143,7 +144,7 @@ class MosquittoServer:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        _stop_process(self.proc)
+        stop_process(self.proc)
         self.proc = None
 
 
@@ -202,7 +203,7 @@ class VictoriaMetrics:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        _stop_process(self.proc)
+        stop_process(self.proc)
         self.proc = None
 
     def force_flush(self) -> None:

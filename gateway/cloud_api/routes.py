@@ -137,19 +137,7 @@ def equipment(ent: str, store: Store, config: Config, format: str = "json") -> A
     return {
         "enterprise": ent,
         "import": store.equipment_import(ent),
-        "equipment": [
-            {
-                "id": e.id,
-                "name": e.name,
-                "type": e.type,
-                "line": e.line,
-                "key_process": e.key_process,
-                "digitized": e.digitized,
-                "gateway": e.gateway,
-                "device": e.device_id,
-            }
-            for e in items
-        ],
+        "equipment": [{**e.ledger_fields(), "gateway": e.gateway, "device": e.device_id} for e in items],
     }
 
 

@@ -221,12 +221,7 @@ def build_evidence(
         rows.append(
             {
                 **base,
-                "id": e.id,
-                "name": e.name,
-                "type": e.type,
-                "line": e.line,
-                "key_process": e.key_process,
-                "digitized": e.digitized,
+                **e.ledger_fields(),
                 "in_ledger": True,
                 "connected": bool(keys),
             }

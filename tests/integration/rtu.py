@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from drivers.base import Changes, Reading
+from gateway.bench.servers import stop_process
 from gateway.channel import DeviceState
 from gateway.poller import poll_loop
 
@@ -46,12 +47,7 @@ def pty_pair(directory: Path, name: str = "tty") -> Iterator[tuple[str, str]]:
             time.sleep(0.01)
         yield str(a), str(b)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
         if proc.stderr is not None:
             proc.stderr.close()
 

@@ -6,6 +6,8 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +85,24 @@ async def two_looms(tmp_path: Path, mosquitto: MosquittoServer, name: str) -> tu
     return sims, Agent(cfg), Events(mosquitto.port)
 
 
-async def test_device_down_then_up_is_reported_and_recovers(tmp_path: Path, mosquitto: MosquittoServer) -> None:
-    sims, agent, spy = await two_looms(tmp_path, mosquitto, "f")
+@asynccontextmanager
+async def running(agent: Agent, sims: list[Any], spy: Events) -> AsyncIterator[None]:
+    """The agent runs inside the block; afterwards it, the spy and the simulators are stopped."""
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop, serve_api=False))
     try:
+        yield
+    finally:
+        stop.set()
+        await task
+        spy.close()
+        for s in sims:
+            await s.stop()
+
+
+async def test_device_down_then_up_is_reported_and_recovers(tmp_path: Path, mosquitto: MosquittoServer) -> None:
+    sims, agent, spy = await two_looms(tmp_path, mosquitto, "f")
+    async with running(agent, sims, spy):
         assert await wait_until(lambda: spy.kinds("loom-01") == ["online"], 10)
         await sims[0].stop()  # loom-01 loses power
         assert await wait_until(lambda: spy.kinds("loom-01") == ["online", "offline"], 10)
@@ -101,12 +116,6 @@ async def test_device_down_then_up_is_reported_and_recovers(tmp_path: Path, mosq
         assert await wait_until(lambda: spy.kinds("loom-01") == ["online", "offline", "online"], 15)
         t1 = time.time()
         assert await wait_until(lambda: spy.data_count("loom-01", after=t1) >= 1, 10)
-    finally:
-        stop.set()
-        await task
-        spy.close()
-        for s in sims:
-            await s.stop()
     assert spy.kinds("loom-02") == ["online"]
 
 
@@ -127,17 +136,9 @@ async def test_a_device_loop_that_fails_unexpectedly_is_restarted_and_the_others
 
     agent.runtime.driver_factory = flaky
     agent.runtime.restart_delay = 1.0
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop, serve_api=False))
-    try:
+    async with running(agent, sims, spy):
         assert await wait_until(lambda: spy.kinds("loom-01") == ["offline", "online"], 15), spy.kinds("loom-01")
         assert await wait_until(lambda: spy.data_count("loom-01") >= 1, 10)
-    finally:
-        stop.set()
-        await task
-        spy.close()
-        for s in sims:
-            await s.stop()
     assert failed == ["loom-01"]
     assert spy.kinds("loom-02") == ["online"] and spy.data_count("loom-02") >= 1
     with spy.lock:
