@@ -1,3 +1,2 @@
-"""edgegw: the application on top (runtime, metrics, APIs, CLI)."""
-
-__version__ = "0.1.0"
+"""The edge agent: runtime (scheduling, normalization, supervision, OEE tracking), the edge API and the
+`edgegw` command line (`gateway.cli`)."""

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import uvicorn
 
-from cloud_bridge.buffer import Buffer, Depth
-from cloud_bridge.publisher import Publisher
-from cloud_bridge.wire import Topics
+from cloud_bridge.uplink.buffer import Buffer, Depth
+from cloud_bridge.uplink.publisher import Publisher
+from cloud_bridge.wire.codec import Topics
 from drivers import make_driver
 from edge_config.models import GatewayConfig
-from gateway import __version__
+from edge_config.version import __version__
 from gateway.heap import settle_heap
 from gateway.runtime import Runtime
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from cloud_bridge.buffer import Outgoing
-from cloud_bridge.wire import Event, Sample, Status, Topics, encode_data_body, encode_event_body, encode_status
+from cloud_bridge.uplink.buffer import Outgoing
+from cloud_bridge.wire.codec import Event, Sample, Status, Topics, encode_data_body, encode_event_body, encode_status
 from drivers.base import Changes, Reading
 from gateway.normalize import Normalizer
 

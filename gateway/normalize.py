@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from cloud_bridge.wire import Sample, wire_text
+from cloud_bridge.wire.codec import Sample, wire_text
 from drivers.base import Quality, RawValue, Reading, TagSet
 
 Value = bool | int | float | str

@@ -13,16 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cloud_bridge.buffer import Buffer, Outgoing
-from cloud_bridge.publisher import Publisher
-from cloud_bridge.wire import Topics
+from cloud_bridge.uplink.buffer import Buffer, Outgoing
+from cloud_bridge.uplink.publisher import Publisher
+from cloud_bridge.wire.codec import Topics
 from drivers.base import Driver, SubscribingDriver
 from edge_config.models import GatewayConfig
-from gateway import __version__
+from edge_config.version import __version__
 from gateway.channel import DeviceChannel, DeviceState
 from gateway.normalize import Normalizer, TagSpec
-from gateway.oee_history import OeeHistory
-from gateway.oee_tracker import DeviceTracker, meta_messages
+from gateway.oee.history import OeeHistory
+from gateway.oee.tracker import DeviceTracker, meta_messages
 from gateway.poller import poll_loop, sleep_or_stop
 from gateway.subscriber import subscribe_loop
 

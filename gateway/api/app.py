@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from gateway import __version__
+from edge_config.version import __version__
 from gateway.api.metrics_routes import build_metrics_router
 from gateway.api.routes import build_router
 

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from gateway.edge_oee import NoOee, oee_report
-from gateway.evidence.period import PeriodError
+from cloud_bridge.metrics.period import PeriodError
+from gateway.oee.local import NoOee, oee_report
 
 if TYPE_CHECKING:
     from gateway.agent import Agent

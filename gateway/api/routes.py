@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException
 
-from gateway import __version__
+from edge_config.version import __version__
 
 if TYPE_CHECKING:
     from gateway.agent import Agent

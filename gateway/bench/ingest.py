@@ -34,10 +34,10 @@ import yaml
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cloud_bridge.ingester import SESSION_EXPIRY_S, Ingester
-from cloud_bridge.mqtt_common import host_port, make_client
-from cloud_bridge.tsdb import TsdbWriter, to_lines
-from cloud_bridge.wire import Sample, Topics, encode_data_body, envelope
+from cloud_bridge.cloud.ingest.ingester import SESSION_EXPIRY_S, Ingester
+from cloud_bridge.cloud.ingest.tsdb import TsdbWriter, to_lines
+from cloud_bridge.wire.codec import Sample, Topics, encode_data_body, envelope
+from cloud_bridge.wire.mqtt import host_port, make_client
 from edge_config.models import CloudConfig, InfluxSection
 from gateway.bench.servers import MosquittoServer, VictoriaMetrics, proc_cpu_seconds, start_with_retry
 
@@ -164,7 +164,7 @@ def ledger_samples(ledger: Path, ent: str) -> int:
 
 
 def floor_run(vm: VictoriaMetrics, ent: str, messages: list[tuple[str, bytes]]) -> dict[str, Any]:
-    from cloud_bridge.wire import decode_data
+    from cloud_bridge.wire.codec import decode_data
 
     decoded = [decode_data(payload) for _, payload in messages]
     lines = [line for msg in decoded for line in to_lines("sf", ent, msg)]

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloud_bridge.wire import Topics
+from cloud_bridge.wire.codec import Topics
 from drivers.base import Changes
 from drivers.modbus import ModbusDriver
 from drivers.modbus.plan import Block, plan_blocks

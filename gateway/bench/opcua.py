@@ -270,7 +270,7 @@ class _LatencySpy:
     def __init__(self, url: str) -> None:
         import paho.mqtt.client as mqtt
 
-        from cloud_bridge.mqtt_common import host_port
+        from cloud_bridge.wire.mqtt import host_port
 
         host, port = host_port(url)
         self.samples: list[tuple[float, float]] = []

@@ -30,11 +30,11 @@ from typing import Any
 
 import yaml
 
-from cloud_bridge.buffer import Buffer, Outgoing
-from cloud_bridge.publisher import Publisher
-from cloud_bridge.wire import Sample, Topics, encode_data_body
+from cloud_bridge.uplink.buffer import Buffer, Outgoing
+from cloud_bridge.uplink.publisher import Publisher
+from cloud_bridge.wire.codec import Sample, Topics, encode_data_body
 from edge_config.models import MqttSection
-from gateway import __version__
+from edge_config.version import __version__
 from gateway.bench.servers import MosquittoServer, VictoriaMetrics
 
 GW = "gw-bench"

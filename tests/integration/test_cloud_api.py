@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from cloud_bridge.cloud.api.app import create_cloud_app
 from edge_config.models import CloudConfig
-from gateway.cloud_api.app import create_cloud_app
 from tests.ports import free_port
 from tests.unit.test_evidence_build import CONFIG, LEDGER_CSV, fill_day
 

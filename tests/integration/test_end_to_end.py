@@ -19,8 +19,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from cloud_bridge.ingester import Ingester
-from cloud_bridge.ledger import Ledger
+from cloud_bridge.cloud.ingest.ingester import Ingester
+from cloud_bridge.cloud.ledger.writer import Ledger
 from edge_config.models import CloudConfig, GatewayConfig
 from gateway.agent import Agent
 from simulators.registry import simulated_devices, start_simulators

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from cloud_bridge.ingester import Ingester
+from cloud_bridge.cloud.ingest.ingester import Ingester
 from edge_config.models import CloudConfig, GatewayConfig
 from gateway.agent import Agent
 from gateway.cli import main
-from gateway.oee_tracker import config_hash
+from gateway.oee.tracker import config_hash
 from simulators.modbus_server import ModbusTcpSimulator
 from simulators.scripted import ScriptedMachine, Segment, scripted_device_config
 from tests.integration.conftest import MosquittoServer

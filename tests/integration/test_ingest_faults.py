@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 import yaml
 
-from cloud_bridge.ingester import Ingester
-from cloud_bridge.ledger import Ledger
-from cloud_bridge.mqtt_common import host_port, make_client
-from cloud_bridge.wire import Event, Sample, Topics, encode_data_body, encode_event_body, envelope
+from cloud_bridge.cloud.ingest.ingester import Ingester
+from cloud_bridge.cloud.ledger.writer import Ledger
+from cloud_bridge.wire.codec import Event, Sample, Topics, encode_data_body, encode_event_body, envelope
+from cloud_bridge.wire.mqtt import host_port, make_client
 from edge_config.models import CloudConfig
 from gateway.bench.servers import MosquittoServer, VictoriaMetrics
 

@@ -9,11 +9,10 @@ from typing import Any, Literal
 
 import pytest
 
-from cloud_bridge.ingester import Ingester
-from cloud_bridge.ledger import Ledger
-from cloud_bridge.mqtt_common import host_port, make_client
-from cloud_bridge.tsdb import TsdbWriter
-from cloud_bridge.wire import (
+from cloud_bridge.cloud.ingest.ingester import Ingester
+from cloud_bridge.cloud.ingest.tsdb import TsdbWriter
+from cloud_bridge.cloud.ledger.writer import Ledger
+from cloud_bridge.wire.codec import (
     Event,
     Sample,
     Status,
@@ -23,6 +22,7 @@ from cloud_bridge.wire import (
     encode_status,
     envelope,
 )
+from cloud_bridge.wire.mqtt import host_port, make_client
 from edge_config.models import CloudConfig, InfluxSection, IngestMqttSection, LedgerSection
 from tests.integration.conftest import MosquittoServer, VictoriaMetrics
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cloud_bridge.ledger import Ledger
-from cloud_bridge.wire import DataMessage, Event, EventMessage, Sample, Status
+from cloud_bridge.cloud.ledger.writer import Ledger
+from cloud_bridge.wire.codec import DataMessage, Event, EventMessage, Sample, Status
 from tests.integration.conftest import PG_URL
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from cloud_bridge.buffer import Outgoing
-from cloud_bridge.wire import Topics, decode_data, envelope
+from cloud_bridge.uplink.buffer import Outgoing
+from cloud_bridge.wire.codec import Topics, decode_data, envelope
 from drivers.base import DriverError
 from drivers.modbus import BusPool, ModbusDriver
 from edge_config.models import ModbusTcpDevice

@@ -13,9 +13,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from cloud_bridge.buffer import Buffer, Outgoing
-from cloud_bridge.publisher import Publisher
-from cloud_bridge.wire import Sample, Topics, encode_data_body
+from cloud_bridge.uplink.buffer import Buffer, Outgoing
+from cloud_bridge.uplink.publisher import Publisher
+from cloud_bridge.wire.codec import Sample, Topics, encode_data_body
 from edge_config.models import MqttSection
 from tests.integration.conftest import MosquittoServer
 from tests.integration.tls import TlsFiles, make_ca

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from cloud_bridge.buffer import Buffer, Outgoing
-from cloud_bridge.ingester import Ingester
-from cloud_bridge.ledger import Ledger
+from cloud_bridge.cloud.ingest.ingester import Ingester
+from cloud_bridge.cloud.ledger.writer import Ledger
+from cloud_bridge.uplink.buffer import Buffer, Outgoing
 from edge_config.models import CloudConfig, GatewayConfig
 from gateway.agent import Agent
 from simulators.registry import simulated_devices, start_simulators

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud_bridge.buffer import Buffer, Outgoing
+from cloud_bridge.uplink.buffer import Buffer, Outgoing
 
 
 def data(dev: str, n: int = 1) -> Outgoing:
@@ -52,7 +52,7 @@ def test_rows_stay_until_acked_and_come_back_in_order(tmp_path: Path) -> None:
 def test_committed_rows_survive_sigkill(tmp_path: Path) -> None:
     script = (
         "import os, signal, sys\n"
-        "from cloud_bridge.buffer import Buffer, Outgoing\n"
+        "from cloud_bridge.uplink.buffer import Buffer, Outgoing\n"
         f"b = Buffer({str(tmp_path / 'b.db')!r})\n"
         "for i in range(50):\n"
         "    b.enqueue([Outgoing('data', 't', 'd', b'{}', samples=1)])\n"
@@ -118,7 +118,7 @@ def test_deleted_buffer_does_not_restart_seq_at_one(tmp_path: Path) -> None:
 
 
 def test_seq_reservation_crosses_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("cloud_bridge.buffer.SEQ_BLOCK", 3)
+    monkeypatch.setattr("cloud_bridge.uplink.buffer.SEQ_BLOCK", 3)
     b = Buffer(tmp_path / "b.db")
     assert b.enqueue([data("a") for _ in range(7)]) == list(range(1, 8))
     assert int((tmp_path / "b.db.seq.hwm").read_text()) > 8

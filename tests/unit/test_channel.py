@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cloud_bridge.buffer import Buffer as SqliteBuffer
-from cloud_bridge.buffer import Outgoing
-from cloud_bridge.wire import Sample, Topics, decode_data, envelope
+from cloud_bridge.uplink.buffer import Buffer as SqliteBuffer
+from cloud_bridge.uplink.buffer import Outgoing
+from cloud_bridge.wire.codec import Sample, Topics, decode_data, envelope
 from drivers.base import Reading
 from gateway.channel import DeviceChannel, DeviceState
 from gateway.normalize import Normalizer, TagSpec

@@ -8,7 +8,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from cloud_bridge.equipment import (
+from cloud_bridge.cloud.ledger.equipment import (
     Equipment,
     EquipmentError,
     equipment_csv,
@@ -18,7 +18,7 @@ from cloud_bridge.equipment import (
     parse_equipment,
     replace_equipment,
 )
-from cloud_bridge.sqldb import Database
+from cloud_bridge.cloud.ledger.sqldb import Database
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from cloud_bridge.evidence_store import EvidenceStore
-from cloud_bridge.ledger import Ledger
-from cloud_bridge.wire import DataMessage, DeviceMeta, Event, EventMessage, OeeMeta, Sample, Status, TagMeta
+from cloud_bridge.cloud.evidence.build import build_evidence, enterprise_period
+from cloud_bridge.cloud.ledger.store import EvidenceStore
+from cloud_bridge.cloud.ledger.writer import Ledger
+from cloud_bridge.metrics.calendar import local_ms
+from cloud_bridge.metrics.evidence import band_label, score_band
+from cloud_bridge.metrics.period import PeriodError
+from cloud_bridge.wire.codec import DataMessage, DeviceMeta, Event, EventMessage, OeeMeta, Sample, Status, TagMeta
 from edge_config.models import CloudConfig
-from gateway.evidence.build import build_evidence, enterprise_period
-from gateway.evidence.period import PeriodError
-from gateway.metrics.calendar import local_ms
-from gateway.metrics.evidence import band_label, score_band
 
 TZ = "Asia/Shanghai"
 T0 = local_ms(date(2024, 5, 1), 0, TZ)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from cloud_bridge.evidence_store import EvidenceStore
-from gateway.evidence.build import build_evidence
-from gateway.evidence.export import ExportError, export_pack, parse_formats, redact_url, verify_pack
-from gateway.evidence.report import render_report
+from cloud_bridge.cloud.evidence.build import build_evidence
+from cloud_bridge.cloud.evidence.export import ExportError, export_pack, parse_formats, redact_url, verify_pack
+from cloud_bridge.cloud.evidence.report import render_report
+from cloud_bridge.cloud.ledger.store import EvidenceStore
 from tests.unit.test_evidence_build import CONFIG, NOW, period, store  # noqa: F401  (the hand-built day)
 
 

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from influxdb_client.rest import ApiException
 
-from cloud_bridge.ingester import Ingester
-from cloud_bridge.ledger import Ledger
-from cloud_bridge.tsdb import TsdbWriter, to_lines
-from cloud_bridge.wire import (
+from cloud_bridge.cloud.ingest.ingester import Ingester
+from cloud_bridge.cloud.ingest.tsdb import TsdbWriter, to_lines
+from cloud_bridge.cloud.ledger.writer import Ledger
+from cloud_bridge.wire.codec import (
     DataMessage,
     Event,
     EventMessage,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cloud_bridge.ledger import Ledger
-from cloud_bridge.sqldb import Database
-from cloud_bridge.wire import DataMessage, Event, EventMessage, Sample, Status
+from cloud_bridge.cloud.ledger.sqldb import Database
+from cloud_bridge.cloud.ledger.writer import Ledger
+from cloud_bridge.wire.codec import DataMessage, Event, EventMessage, Sample, Status
 
 
 @pytest.fixture
@@ -195,7 +195,7 @@ def test_concurrent_ledgers_count_each_message_once(tmp_path: Path) -> None:
 
 
 def test_postgres_translation() -> None:
-    from cloud_bridge.sqldb import to_postgres
+    from cloud_bridge.cloud.ledger.sqldb import to_postgres
 
     sql = "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB, x REAL); INSERT INTO t VALUES (?, ?)"
     assert to_postgres(sql) == (
@@ -205,7 +205,7 @@ def test_postgres_translation() -> None:
 
 
 def test_a_gateways_last_will_marks_it_offline_although_its_ts_is_older(tmp_path: Path) -> None:
-    from cloud_bridge.wire import Status
+    from cloud_bridge.wire.codec import Status
 
     led = Ledger(f"sqlite:///{tmp_path}/l.db")
     try:

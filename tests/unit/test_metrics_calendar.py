@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from gateway.metrics.calendar import (
+from cloud_bridge.metrics.calendar import (
     ShiftSpec,
     current_shift,
     local_ms,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.metrics.counters import (
+from cloud_bridge.metrics.counters import (
     CounterStep,
     counter_delta,
     counter_steps,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud_bridge.wire import Sample, decode_data, encode_data_body, envelope
+from cloud_bridge.wire.codec import Sample, decode_data, encode_data_body, envelope
 from drivers.base import Reading, TagSet
 from gateway.normalize import Normalizer, TagSpec, changed, scale_value, to_sample
 

@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import pytest
 from fastapi.testclient import TestClient
 
+from cloud_bridge.metrics.calendar import local_ms
 from edge_config.models import GatewayConfig
 from gateway.api.app import create_app
-from gateway.metrics.calendar import local_ms
-from gateway.oee_history import OeeHistory
+from gateway.oee.history import OeeHistory
 from simulators.scripted import scripted_device_config
 
 TZ = "Asia/Shanghai"
@@ -93,7 +93,7 @@ def test_errors_have_reasons(client: TestClient, params: dict[str, str], status:
 
 
 def test_demo_summary_lines_show_live_oee(tmp_path: Path) -> None:
-    from gateway.demo import oee_lines
+    from gateway.cli.demo import oee_lines
 
     cfg = GatewayConfig.model_validate(
         {

@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 
-from gateway.metrics import CountPoint, OeeParams, ShiftSpec, compute_oee
-from gateway.metrics.calendar import local_ms
+from cloud_bridge.metrics import CountPoint, OeeParams, ShiftSpec, compute_oee
+from cloud_bridge.metrics.calendar import local_ms
 
 TZ = "Asia/Shanghai"
 T0 = local_ms(date(2024, 5, 1), 0, TZ)  # local midnight

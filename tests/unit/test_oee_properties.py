@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.metrics import CountPoint, OeeParams, ShiftSpec, compute_oee
-from gateway.metrics.calendar import local_ms
-from gateway.metrics.timeline import MACHINE_STATES
+from cloud_bridge.metrics import CountPoint, OeeParams, ShiftSpec, compute_oee
+from cloud_bridge.metrics.calendar import local_ms
+from cloud_bridge.metrics.timeline import MACHINE_STATES
 
 TZ = "Asia/Shanghai"
 T0 = local_ms(date(2024, 5, 1), 0, TZ)

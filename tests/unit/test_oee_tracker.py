@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from cloud_bridge.buffer import Outgoing
-from cloud_bridge.wire import Topics, decode_data, decode_events, decode_meta, envelope
+from cloud_bridge.metrics import CountPoint
+from cloud_bridge.uplink.buffer import Outgoing
+from cloud_bridge.wire.codec import Topics, decode_data, decode_events, decode_meta, envelope
 from drivers.base import Changes, Reading, TagSet
 from edge_config import load_text
 from edge_config.models import GatewayConfig
 from gateway.channel import DeviceChannel, DeviceState
-from gateway.metrics import CountPoint
 from gateway.normalize import Normalizer, TagSpec
-from gateway.oee_history import OeeHistory
-from gateway.oee_tracker import DeviceTracker, StateMap, config_hash, device_meta, meta_messages
+from gateway.oee.history import OeeHistory
+from gateway.oee.tracker import DeviceTracker, StateMap, config_hash, device_meta, meta_messages
 from simulators.scripted import scripted_device_config
 
 TOPICS = Topics("sf/v1", "ent-1", "gw-1")

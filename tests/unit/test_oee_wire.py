@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud_bridge.wire import (
+from cloud_bridge.wire.codec import (
     DeviceMeta,
     Event,
     OeeMeta,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from cloud_bridge.buffer import Outgoing
-from cloud_bridge.wire import Topics
+from cloud_bridge.uplink.buffer import Outgoing
+from cloud_bridge.wire.codec import Topics
 from drivers.base import DriverError, DriverStatus, Emit, Reading, StatusSink, SubscribingDriver
 from gateway.channel import DeviceChannel, DeviceState
 from gateway.normalize import Normalizer, TagSpec

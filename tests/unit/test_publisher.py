@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from cloud_bridge.buffer import Buffer, Outgoing
-from cloud_bridge.publisher import Publisher, reconnect_delay
-from cloud_bridge.wire import Status, Topics, decode_status, encode_status
+from cloud_bridge.uplink.buffer import Buffer, Outgoing
+from cloud_bridge.uplink.publisher import Publisher, reconnect_delay
+from cloud_bridge.wire.codec import Status, Topics, decode_status, encode_status
 from edge_config.models import MqttSection
 
 

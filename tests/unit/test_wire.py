@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud_bridge.wire import (
+from cloud_bridge.wire.codec import (
     Event,
     Sample,
     Status,
@@ -414,7 +414,7 @@ fuzz_messages = st.lists(st.tuples(fuzz_topics, fuzz_payloads) | coherent, min_s
 
 
 def _fuzz_ingester() -> Any:
-    from cloud_bridge.ingester import Ingester
+    from cloud_bridge.cloud.ingest.ingester import Ingester
     from edge_config.models import CloudConfig, IngestMqttSection, LedgerSection
 
     config = CloudConfig(

@@ -1,0 +1,175 @@
+"""Evidence API routes: per enterprise and period, the MIIT 2024 equipment indicators, per-device online
+time, completeness and OEE, and the equipment ledger. Read-only except the ledger import (bearer token
+when `api.token` is set). Errors are 4xx with a reason: unknown enterprise 404, bad period 422."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import PlainTextResponse
+
+from cloud_bridge.cloud.evidence.build import build_evidence, enterprise_period, oee_of
+from cloud_bridge.cloud.evidence.export import redact_url
+from cloud_bridge.cloud.ledger.equipment import EquipmentError, equipment_csv
+from cloud_bridge.cloud.ledger.store import EvidenceStore
+from cloud_bridge.metrics.period import Period, PeriodError, iso_local
+from edge_config.models import CloudConfig
+from edge_config.version import __version__
+
+router = APIRouter(prefix="/api/v1", tags=["evidence"])
+MAX_UPLOAD = 20 << 20
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def get_store(request: Request) -> EvidenceStore:
+    store: EvidenceStore = request.app.state.store
+    return store
+
+
+def get_config(request: Request) -> CloudConfig:
+    config: CloudConfig = request.app.state.config
+    return config
+
+
+Store = Annotated[EvidenceStore, Depends(get_store)]
+Config = Annotated[CloudConfig, Depends(get_config)]
+From = Annotated[str | None, Query(alias="from", description="YYYY-MM-DD, local date-time or epoch ms; default today")]
+To = Annotated[
+    str | None, Query(alias="to", description="YYYY-MM-DD (whole day), date-time or epoch ms; default today")
+]
+
+
+def _enterprise(store: EvidenceStore, config: CloudConfig, ent: str) -> str:
+    if config.enterprise(ent) is None and not store.knows(ent):
+        raise HTTPException(404, detail=f"unknown enterprise {ent!r}: not in cloud.yaml and nothing in the ledger")
+    return ent
+
+
+def _period(request: Request, config: CloudConfig, ent: str, start: str | None, end: str | None) -> Period:
+    now: int = request.app.state.clock()
+    tz, _ = config.calendar(ent)
+    today = iso_local(now, tz)[:10]
+    try:
+        return enterprise_period(config, ent, start or today, end or today, now)
+    except PeriodError as e:
+        raise HTTPException(422, detail=f"bad period: {e}") from None
+
+
+@router.get("/health")
+def health(store: Store) -> dict[str, Any]:
+    return {"status": "ok", "version": __version__, "ledger": redact_url(store.url)}
+
+
+@router.get("/enterprises")
+def enterprises(store: Store, config: Config) -> list[dict[str, Any]]:
+    known = {e.id: e for e in config.enterprises}
+    ids = sorted(set(known) | set(store.enterprises()))
+    return [{"id": i, "name": known[i].name if i in known else "", "configured": i in known} for i in ids]
+
+
+@router.get("/enterprises/{ent}/evidence")
+def evidence(
+    request: Request, ent: str, store: Store, config: Config, start: From = None, end: To = None
+) -> dict[str, Any]:
+    """Everything: indicators with score bands, per-device figures, OEE, business areas, provenance."""
+    _enterprise(store, config, ent)
+    period = _period(request, config, ent, start, end)
+    return build_evidence(store, config, ent, period, now_ms=request.app.state.clock())
+
+
+@router.get("/enterprises/{ent}/summary")
+def summary(
+    request: Request, ent: str, store: Store, config: Config, start: From = None, end: To = None
+) -> dict[str, Any]:
+    """The indicators: networked and digitized ratios (MIIT 2024 bands), online rate, completeness, areas."""
+    ev = evidence(request, ent, store, config, start, end)
+    return {"enterprise": ev["enterprise"], "period": ev["period"], "summary": ev["summary"], "notes": ev["notes"]}
+
+
+@router.get("/enterprises/{ent}/devices")
+def devices(
+    request: Request, ent: str, store: Store, config: Config, start: From = None, end: To = None
+) -> list[dict[str, Any]]:
+    """Per device: networked, first/last seen, online time and rate, completeness, OEE."""
+    devs: list[dict[str, Any]] = evidence(request, ent, store, config, start, end)["devices"]
+    return devs
+
+
+@router.get("/enterprises/{ent}/devices/{device}/oee")
+def oee(
+    request: Request,
+    ent: str,
+    device: str,
+    store: Store,
+    config: Config,
+    start: From = None,
+    end: To = None,
+    gateway: Annotated[str | None, Query(description="the gateway, when the device id is on several")] = None,
+) -> dict[str, Any]:
+    """OEE of one device (its gateway device id) for the period, with the per-shift split."""
+    _enterprise(store, config, ent)
+    period = _period(request, config, ent, start, end)
+    metas = store.metas(ent)
+    keys = [k for k in metas if k[1] == device and (gateway is None or k[0] == gateway)]
+    if not keys:
+        raise HTTPException(404, detail=f"no device {device!r} of enterprise {ent!r} has announced itself (meta)")
+    if len(keys) > 1:
+        raise HTTPException(422, detail=f"device {device!r} is on gateways {sorted(k[0] for k in keys)}: give gateway=")
+    gw, dev = keys[0]
+    o = metas[keys[0]].oee
+    if o is None:
+        raise HTTPException(404, detail=f"device {device!r} has no OEE settings (no state tag in its config)")
+    now = request.app.state.clock()
+    result = oee_of(store, config, ent, period, gw, dev, o, now_ms=now).to_dict(period.timezone)
+    return {"enterprise": ent, "gateway": gw, "device": dev, "period": period.as_dict(), **result}
+
+
+@router.get("/enterprises/{ent}/equipment")
+def equipment(ent: str, store: Store, config: Config, format: str = "json") -> Any:
+    """The equipment ledger (设备台账) as imported; `format=csv` for the sheet."""
+    _enterprise(store, config, ent)
+    items = store.equipment(ent)
+    if format == "csv":
+        return PlainTextResponse(equipment_csv(items), media_type="text/csv; charset=utf-8")
+    return {
+        "enterprise": ent,
+        "import": store.equipment_import(ent),
+        "equipment": [{**e.ledger_fields(), "gateway": e.gateway, "device": e.device_id} for e in items],
+    }
+
+
+def _check_token(request: Request, config: CloudConfig) -> None:
+    token = config.api.token or os.environ.get("EDGEGW_API_TOKEN")
+    if token and request.headers.get("authorization") != f"Bearer {token}":
+        raise HTTPException(401, detail="a bearer token is required to change the equipment ledger")
+
+
+@router.put("/enterprises/{ent}/equipment")
+async def import_equipment(
+    request: Request,
+    ent: str,
+    store: Store,
+    config: Config,
+    filename: Annotated[str, Query(description="the sheet's file name: .csv or .xlsx")] = "equipment.csv",
+) -> dict[str, Any]:
+    """Replace the enterprise's equipment ledger with a CSV or XLSX sheet sent as the request body."""
+    _check_token(request, config)
+    if not _SLUG.match(ent):
+        raise HTTPException(422, detail=f"{ent!r} is not an enterprise id (ASCII slug)")
+    data = await request.body()
+    if len(data) > MAX_UPLOAD:
+        raise HTTPException(413, detail=f"the sheet is larger than {MAX_UPLOAD >> 20} MB")
+    try:
+        sheet, sha = store.import_equipment(ent, data, filename)
+    except EquipmentError as e:
+        raise HTTPException(422, detail={"reason": "the equipment sheet has errors", "errors": e.issues}) from None
+    return {
+        "enterprise": ent,
+        "rows": len(sheet.items),
+        "sha256": sha,
+        "columns": sheet.columns,
+        "ignored": sheet.ignored,
+    }

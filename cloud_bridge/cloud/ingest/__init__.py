@@ -1,0 +1,1 @@
+"""MQTT → time-series store + evidence ledger: the ingester and its TSDB writer."""

@@ -1,0 +1,693 @@
+"""The cloud ingester: MQTT (shared subscription) → TSDB and evidence ledger, in batches.
+
+Threads: paho's network thread receives messages and queues them; one worker thread takes every
+message that is waiting (up to `batch_messages` messages or `batch_samples` samples, lingering up
+to `linger` seconds for more when the queue runs dry) and handles the batch:
+
+1. decode and validate each message (a broken one is set aside for the dead-letter table);
+2. drop duplicates on (ent, gw, seq): repeats inside the batch, then ONE ledger query for the rest;
+3. write the points of all new data messages to the TSDB in ONE request;
+4. record all new messages in the ledger in ONE transaction (`Ledger.record_batch`), whose
+   `received` row is each message's commit point;
+5. record statuses and dead letters;
+6. acknowledge the whole batch (PUBACK, paho manual ack) in arrival order, as MQTT 3.1.1 requires.
+
+A store that fails is retried with capped exponential backoff while the batch is held. Nothing is
+acknowledged before both stores accepted it, and the broker sends no more than the in-flight
+window (MQTT 5 Receive Maximum = `mqtt.inflight`) of unacknowledged messages: the queue and the
+batch in hand never hold more than that, whatever the backlog. That is the backpressure; the
+backlog waits in the broker (a persistent session keeps it across ingester restarts).
+
+Exactly once, and where it is only at least once:
+- The ledger is exactly once: its (ent, gw, seq) primary key admits each message once, whichever
+  ingester, redelivery or replay brings it.
+- The TSDB write comes after the dedupe check and before the ledger commit, so a duplicate that
+  arrives after the commit never reaches the TSDB. Two windows remain, both between a message's
+  TSDB write and its ledger commit: (a) the ingester dies there (its batch is redelivered and
+  written again); (b) two copies of one (gw, seq) (a gateway's replay of a message it never saw
+  acknowledged) reach two ingesters of a shared group at the same moment: both pass the dedupe
+  check, both write the TSDB, one ledger commit wins and the other is counted as a duplicate.
+  InfluxDB keeps one point per series and timestamp, so it is unaffected; VictoriaMetrics keeps
+  both copies unless it runs with `-dedup.minScrapeInterval=1ms`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from itertools import chain
+from typing import Any, TypeVar
+
+import paho.mqtt.client as mqtt
+from influxdb_client.rest import ApiException
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from cloud_bridge.cloud.ingest.tsdb import TsdbWriter
+from cloud_bridge.cloud.ledger.writer import Ledger
+from cloud_bridge.wire.codec import (
+    DataMessage,
+    DeviceMeta,
+    EventMessage,
+    Status,
+    TopicInfo,
+    WireError,
+    decode_data,
+    decode_events,
+    decode_meta,
+    decode_status,
+    parse_topic,
+)
+from cloud_bridge.wire.mqtt import host_port, make_client
+from edge_config.models import CloudConfig
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SESSION_EXPIRY_S = 86_400  # a persistent session (fixed client_id) survives a day of ingester downtime
+SHARED_SUB, STATUS_SUB = 1, 2  # MQTT 5 subscription identifiers (see Ingester.subscriptions)
+TSDB_PERMANENT = frozenset((400, 413, 422))  # the TSDB refuses the batch itself: retrying cannot help
+
+Record = DataMessage | EventMessage  # what the ledger records under (ent, gw, seq)
+Key = tuple[str, str, int]  # (ent, gw, seq)
+
+
+@dataclass(slots=True)
+class IngestStats:
+    messages: int = 0  # every message received, whatever became of it
+    batches: int = 0  # batches handled (each: one dedupe query, one TSDB request, one ledger transaction)
+    data_messages: int = 0  # data messages newly recorded
+    event_messages: int = 0  # events messages newly recorded
+    status_messages: int = 0
+    samples_ingested: int = 0  # samples of newly recorded data messages
+    duplicates: int = 0  # data/events messages already recorded, acknowledged and dropped
+    dead_letters: int = 0
+    tsdb_skipped_strings: int = 0  # samples not written to the TSDB (strings)
+    errors: int = 0  # failed store attempts (each retry counts)
+
+
+class _Stopped(Exception):
+    """The ingester is stopping while a store keeps failing: leave the batch unacknowledged."""
+
+
+class _Rejected(Exception):
+    """A store refused a batch for what it holds (not for being down): find the culprit, dead-letter it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    message: mqtt.MQTTMessage
+    generation: int  # connection the message arrived on; acks only go back on the same one
+
+
+@dataclass(slots=True)
+class _Parsed:
+    """One message after decoding: something to record, a status, a dead letter, or nothing."""
+
+    topic: str
+    payload: bytes
+    ent: str = ""
+    record: Record | None = None  # deduplicated on (ent, gw, seq) and recorded in the ledger
+    status: Status | None = None
+    meta: DeviceMeta | None = None  # retained device metadata (birth): kept as the device's latest
+    info: TopicInfo | None = None
+    reason: str | None = None  # set: goes to the dead-letter table
+    samples: int = 0
+    lines: list[str] = field(default_factory=list)  # line protocol of a data message
+    in_tsdb: bool = False  # its points were written (never write them again, even on a retry one by one)
+    claimed: bool = False  # newly recorded in the ledger by this batch
+
+    @property
+    def key(self) -> Key:
+        assert self.record is not None
+        return (self.ent, self.record.gw, self.record.seq)
+
+
+class Ingester:
+    """MQTT → TSDB + ledger. Tuning: `batch_messages` / `batch_samples` bound one batch (the
+    message bound is also kept to half the in-flight window, so the next batch arrives while this
+    one is written: set `mqtt.inflight` to 1000 for batches of 500); `linger` is how long an
+    unfilled batch waits for more messages."""
+
+    def __init__(
+        self,
+        config: CloudConfig,
+        tsdb: TsdbWriter | None = None,
+        ledger: Ledger | None = None,
+        *,
+        retry_initial: float = 0.1,
+        retry_max: float = 5.0,
+        batch_messages: int = 500,
+        batch_samples: int = 50_000,
+        linger: float = 0.02,
+    ) -> None:
+        self.config = config
+        m = config.mqtt
+        self.prefix = m.topic_prefix
+        self._own_tsdb = tsdb is None and config.influx is not None
+        self.tsdb = tsdb if tsdb is not None else (TsdbWriter(config.influx) if config.influx else None)
+        self._own_ledger = ledger is None
+        self.ledger = ledger if ledger is not None else Ledger(config.ledger.url)
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.batch_messages = max(1, min(batch_messages, m.inflight // 2))
+        self.batch_samples = max(1, batch_samples)
+        self.linger = linger
+
+        # A configured client_id gets a persistent session: unacknowledged messages are redelivered
+        # after a restart. It must then be unique per ingester instance.
+        self.persistent = m.client_id is not None
+        self.client_id = m.client_id or f"edgegw-ingest-{uuid.uuid4().hex[:12]}"
+        self.host, self.port = host_port(m.url)
+        password = os.environ.get("EDGEGW_MQTT_PASSWORD") or m.password
+        self._client = make_client(
+            m.url,
+            m.protocol,
+            self.client_id,
+            m.username,
+            password,
+            m.tls,
+            manual_ack=True,
+            clean_session=not self.persistent,
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+
+        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=m.inflight)
+        self._generation = 0
+        self._sub_mids: set[int] = set()
+        self._subscribed = threading.Event()
+        self._abort = threading.Event()  # stop now: abandon retries, ack nothing more
+        self._stats = IngestStats()
+        self._stats_lock = threading.Lock()
+        self._pending = 0  # messages received and not yet handled (queued or in the batch in hand)
+        self._idle = threading.Condition()
+        self._worker: threading.Thread | None = None
+        # Topic kind → decoder of that kind's payload into a _Parsed (add new kinds here).
+        self._decoders: dict[str, Callable[[TopicInfo, mqtt.MQTTMessage, _Parsed], None]] = {
+            "data": self._decode_data,
+            "events": self._decode_events,
+            "status": self._decode_status,
+            "meta": self._decode_meta,
+        }
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def shared(self) -> bool:
+        m = self.config.mqtt
+        return bool(m.shared_group) and m.protocol == "5"
+
+    @property
+    def subscriptions(self) -> list[list[str]]:
+        """Topic filters, one list per SUBSCRIBE (identifier 1, 2, ... with a shared group)."""
+        m = self.config.mqtt
+        if self.shared:
+            # A spec-conformant broker sends no retained messages to a shared subscription (Mosquitto
+            # does anyway): a second, plain subscription to the status topics brings each ingester
+            # the retained statuses. Live statuses are taken from the shared one only (see _wanted).
+            return [
+                [f"$share/{m.shared_group}/{self.prefix}/#"],
+                [f"{self.prefix}/+/+/status", f"{self.prefix}/+/+/+/status", f"{self.prefix}/+/+/+/meta"],
+            ]
+        return [[f"{self.prefix}/#"]]
+
+    def start(self) -> None:
+        """Connect in the background (paho's network thread) and start the worker; returns at once."""
+        self._worker = threading.Thread(target=self._work, name="edgegw-ingest-worker", daemon=True)
+        self._worker.start()
+        m = self.config.mqtt
+        props: Properties | None = None
+        if m.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.ReceiveMaximum = m.inflight
+            props.SessionExpiryInterval = SESSION_EXPIRY_S if self.persistent else 0
+        self._client.connect_async(
+            self.host,
+            self.port,
+            keepalive=int(m.keepalive),
+            clean_start=not self.persistent,
+            properties=props,
+        )
+        self._client.loop_start()
+
+    def wait_subscribed(self, timeout: float = 10.0) -> bool:
+        """True once the broker granted the subscriptions on the current connection."""
+        return self._subscribed.wait(timeout)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """True once every message received so far has been handled."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    @property
+    def pending(self) -> int:
+        """Messages received and not yet handled: never more than the in-flight window (MQTT 5)."""
+        with self._idle:
+            return self._pending
+
+    def stop(self, drain_timeout: float = 5.0) -> None:
+        """Handle what was already received (up to `drain_timeout`), disconnect, close own stores."""
+        if self._abort.is_set():
+            return
+        self.wait_idle(drain_timeout)
+        self._abort.set()
+        self._client.disconnect()
+        self._client.loop_stop()
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join()
+            self._worker = None
+        if self._own_tsdb and self.tsdb is not None:
+            self.tsdb.close()
+        if self._own_ledger:
+            self.ledger.close()
+
+    @property
+    def stats(self) -> IngestStats:
+        """A consistent snapshot of the counters."""
+        with self._stats_lock:
+            return replace(self._stats)
+
+    def _count(self, **deltas: int) -> None:
+        with self._stats_lock:
+            for name, delta in deltas.items():
+                if delta:
+                    setattr(self._stats, name, getattr(self._stats, name) + delta)
+
+    # ------------------------------------------------------------ paho callbacks (network thread)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: Any,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.error("MQTT connect to %s:%s refused: %s", self.host, self.port, reason)
+            return
+        self._generation += 1
+        self._sub_mids.clear()
+        for ident, filters in enumerate(self.subscriptions, start=1):
+            sub_props: Properties | None = None
+            if self.shared:
+                sub_props = Properties(PacketTypes.SUBSCRIBE)
+                sub_props.SubscriptionIdentifier = ident
+            _, mid = client.subscribe([(t, 1) for t in filters], properties=sub_props)
+            if mid is not None:
+                self._sub_mids.add(mid)
+        log.info("connected to %s:%s, subscribing to %s", self.host, self.port, self.subscriptions)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        props: Properties | None,
+    ) -> None:
+        if mid not in self._sub_mids:
+            return
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            log.error("subscription refused by the broker: %s", failed)
+            return
+        self._sub_mids.discard(mid)
+        if not self._sub_mids:
+            self._subscribed.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
+    ) -> None:
+        self._subscribed.clear()
+        if not self._abort.is_set():
+            log.warning("MQTT connection lost (%s); paho reconnects", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        item = _Item(message, self._generation)
+        with self._idle:
+            self._pending += 1
+        # A full queue blocks paho's network thread, so the socket is not read either: backpressure
+        # even where the broker does not honour Receive Maximum (MQTT 3.1.1).
+        while not self._abort.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        self._done(1)
+
+    def _done(self, n: int) -> None:
+        with self._idle:
+            self._pending -= n
+            if self._pending == 0:
+                self._idle.notify_all()
+
+    # ------------------------------------------------------------ worker thread
+
+    def _work(self) -> None:
+        last = False
+        while not last:
+            items, parsed, last = self._collect()
+            try:
+                if items and not self._abort.is_set():
+                    self._process_safely(parsed)
+                    self._ack(items)
+            except _Stopped:
+                pass  # not acknowledged: the broker redelivers it (persistent session) or another member does
+            finally:
+                self._done(len(items))
+                del items, parsed  # not held while the next batch is collected
+
+    def _collect(self) -> tuple[list[_Item], list[_Parsed], bool]:
+        """Wait for a message, then take what else is waiting (and what arrives within `linger`) up
+        to the batch bounds, decoding as it goes. True as the third value once stop() was called."""
+        first = self._queue.get()
+        if first is None:
+            return [], [], True
+        items = [first]
+        parsed = [self._parse(first.message)]
+        samples = parsed[0].samples
+        deadline = time.monotonic() + self.linger
+        while len(items) < self.batch_messages and samples < self.batch_samples:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if item is None:
+                return items, parsed, True
+            items.append(item)
+            p = self._parse(item.message)
+            parsed.append(p)
+            samples += p.samples
+        return items, parsed, False
+
+    def _ack(self, items: list[_Item]) -> None:
+        """PUBACK in arrival order, only on the connection the messages came in on (packet ids are
+        per connection; a persistent session redelivers the others)."""
+        generation = self._generation
+        for item in items:
+            if item.message.qos > 0 and item.generation == generation:
+                self._client.ack(item.message.mid, item.message.qos)
+
+    # ------------------------------------------------------------ handling (no MQTT below this line)
+
+    def handle(self, message: mqtt.MQTTMessage) -> None:
+        """Handle one message completely, as the worker does, without acknowledging it."""
+        self.handle_batch([message])
+
+    def handle_batch(self, messages: Sequence[mqtt.MQTTMessage]) -> None:
+        """Handle messages as one batch: decode, dedupe, TSDB, ledger, dead letters. Stores are
+        retried until they accept; no exception escapes (a bug of ours dead-letters the message with
+        reason `internal: …`) except while stop() abandons the retries."""
+        self._process_safely([self._parse(m) for m in messages])
+
+    def _parse(self, message: mqtt.MQTTMessage) -> _Parsed:
+        """Decode and validate one message; a message that breaks the contract gets a `reason`."""
+        payload = bytes(message.payload)  # already bytes: no copy
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = repr(message._topic)
+        p = _Parsed(topic, payload)
+        try:
+            info = p.info = parse_topic(topic, self.prefix)
+            decoder = self._decoders.get(info.kind)
+            if decoder is None:
+                raise WireError(f"topic kind {info.kind!r} is not handled")
+            decoder(info, message, p)
+        except WireError as e:
+            p.reason = str(e)
+        except Exception as e:  # a bug of ours: keep the message, do not stop
+            log.exception("unexpected error decoding a message on %r", topic)
+            p.reason = f"internal: {e!r}"
+        if p.reason is not None:
+            p.record = p.status = p.meta = None
+            p.samples = 0
+        if "\x00" in topic:  # MQTT forbids it, but keep the dead letter storable anyway
+            p.topic = repr(topic)
+        return p
+
+    def _decode_data(self, info: TopicInfo, message: mqtt.MQTTMessage, p: _Parsed) -> None:
+        data = decode_data(p.payload)
+        _check_ids(info, data.gw, data.dev)
+        _check_storable(p.payload, data.seq, (s.ts for s in data.samples), lambda: _data_strings(data))
+        p.ent, p.record, p.samples = info.enterprise_id, data, len(data.samples)
+
+    def _decode_events(self, info: TopicInfo, message: mqtt.MQTTMessage, p: _Parsed) -> None:
+        events = decode_events(p.payload)
+        _check_ids(info, events.gw, events.dev)
+        _check_storable(
+            p.payload,
+            events.seq,
+            (e.ts for e in events.events),
+            lambda: chain.from_iterable((e.kind, e.reason, e.state or "") for e in events.events),
+        )
+        p.ent, p.record = info.enterprise_id, events
+
+    def _decode_status(self, info: TopicInfo, message: mqtt.MQTTMessage, p: _Parsed) -> None:
+        if self._wanted(message):
+            status = decode_status(p.payload)
+            _check_storable(p.payload, 0, (status.ts,), lambda: (status.reason, status.version or ""))
+            p.ent, p.status = info.enterprise_id, status
+
+    def _decode_meta(self, info: TopicInfo, message: mqtt.MQTTMessage, p: _Parsed) -> None:
+        if self._wanted(message):
+            meta = decode_meta(p.payload)
+            _check_ids(info, meta.gw, meta.dev)
+            _check_storable(p.payload, 0, (meta.ts,), lambda: (p.payload.decode(errors="replace"),))
+            p.ent, p.meta = info.enterprise_id, meta
+
+    def _process_safely(self, batch: list[_Parsed]) -> None:
+        try:
+            self._process(batch)
+        except _Stopped:
+            raise
+        except Exception as e:
+            # A bug of ours, not a store failure (those are retried inside _process). Find the
+            # message(s) it comes from, keep them as dead letters if the ledger can, and go on: an
+            # unacknowledged message would hold a slot of the in-flight window for good.
+            if len(batch) > 1:
+                log.exception("unexpected error in a batch of %d messages; handling them one by one", len(batch))
+                for p in batch:
+                    self._process_safely([p])
+                return
+            [p] = batch
+            log.exception("unexpected error handling a message on %r", p.topic)
+            self._count(errors=1)
+            with contextlib.suppress(Exception):
+                self.ledger.dead_letter(p.topic, p.payload, f"internal: {e!r}")
+                self._count(dead_letters=1)
+
+    def _process(self, batch: list[_Parsed]) -> None:
+        """One batch through both stores (see the module docstring); then it may be acknowledged."""
+        counts = dict.fromkeys(IngestStats.__dataclass_fields__, 0)
+        counts["messages"], counts["batches"] = len(batch), 1
+
+        # Dedupe: repeats inside the batch, then one ledger query for the rest.
+        candidates = [p for p in batch if p.record is not None]
+        fresh: list[_Parsed] = []
+        if candidates:
+            known = self._retry(lambda: self.ledger.recorded(p.key for p in candidates))
+            seen: set[Key] = set()
+            for p in candidates:
+                key = p.key
+                if key in known or key in seen:
+                    counts["duplicates"] += 1
+                else:
+                    seen.add(key)
+                    fresh.append(p)
+
+        # TSDB: every point of the new data messages in one request.
+        data = [(p, p.record) for p in fresh if isinstance(p.record, DataMessage) and not p.in_tsdb]
+        if data and self.tsdb is not None:
+            for p, msg in data:
+                p.lines = self.tsdb.lines(p.ent, msg)
+            written = self._write_tsdb([p for p, _ in data])
+            counts["tsdb_skipped_strings"] += sum(p.samples for p, _ in data if p.reason is None) - written
+            fresh = [p for p in fresh if p.reason is None]
+        for p in fresh:
+            p.lines = []  # let the batch's line protocol go before the next batch is built
+
+        # Ledger: every new message in one transaction; not claimed = a copy another ingester just recorded.
+        if fresh:
+            self._record(fresh)
+            for p in fresh:
+                if p.reason is not None:
+                    continue  # refused by the ledger: a dead letter
+                if not p.claimed:
+                    counts["duplicates"] += 1
+                elif isinstance(p.record, DataMessage):
+                    counts["data_messages"] += 1
+                    counts["samples_ingested"] += p.samples
+                else:
+                    counts["event_messages"] += 1
+
+        for p in batch:
+            if p.status is not None and p.info is not None:
+                info = p.info
+                self._retry(
+                    partial(self.ledger.record_status, info.enterprise_id, info.gateway_id, info.device_id, p.status)
+                )
+                counts["status_messages"] += 1
+        for p in batch:
+            if p.meta is not None:
+                self._retry(partial(self.ledger.record_meta, p.ent, p.meta))
+                counts["status_messages"] += 1
+        for p in batch:
+            if p.reason is not None:
+                log.warning("dead letter on %r: %s", p.topic, p.reason)
+                self._retry(partial(self.ledger.dead_letter, p.topic, p.payload, p.reason))
+                counts["dead_letters"] += 1
+        self._count(**counts)
+
+    def _write_tsdb(self, group: list[_Parsed]) -> int:
+        """Write the group's points as one request (retried while the TSDB fails); return the points
+        written. If the TSDB refuses the request as malformed, halve the group to find the messages it
+        refuses: those get a `reason` (dead letters), the others are written once."""
+        tsdb = self.tsdb
+        assert tsdb is not None
+        lines = list(chain.from_iterable(p.lines for p in group))
+        if not lines:
+            return 0
+        try:
+            self._retry(lambda: tsdb.write_lines(lines), store="TSDB", refusal=_tsdb_refusal)
+        except _Rejected as e:
+            if len(group) == 1:
+                group[0].reason = str(e)
+                return 0
+            half = len(group) // 2
+            return self._write_tsdb(group[:half]) + self._write_tsdb(group[half:])
+        for p in group:
+            p.in_tsdb = True
+        return len(lines)
+
+    def _record(self, group: list[_Parsed]) -> None:
+        """Record the group in one ledger transaction (retried while the ledger fails), setting each
+        one's `claimed`. If the ledger refuses it for what it holds (a data error, not an outage),
+        halve the group to find the messages it refuses: those get a `reason` (dead letters)."""
+        pairs = [(p.ent, p.record) for p in group if p.record is not None]
+        try:
+            claimed = self._retry(lambda: self.ledger.record_batch(pairs), store="ledger", refusal=_ledger_refusal)
+        except _Rejected as e:
+            if len(group) == 1:
+                group[0].reason = str(e)
+                return
+            half = len(group) // 2
+            self._record(group[:half])
+            self._record(group[half:])
+            return
+        for p, new in zip(group, claimed, strict=True):
+            p.claimed = new
+
+    def _wanted(self, message: mqtt.MQTTMessage) -> bool:
+        """With a shared group a live status arrives twice (shared and plain subscription): keep the
+        shared copy, and the plain one only when it is the retained snapshot sent on subscribing."""
+        ids = getattr(message.properties, "SubscriptionIdentifier", None) if self.shared else None
+        if not ids:
+            return True
+        return (SHARED_SUB in ids and not message.retain) or (STATUS_SUB in ids and message.retain)
+
+    def _retry(
+        self,
+        fn: Callable[[], T],
+        *,
+        store: str = "ledger",
+        refusal: Callable[[Exception], str | None] = lambda e: None,
+    ) -> T:
+        """Call fn until it succeeds, backing off from retry_initial to retry_max seconds; raise
+        _Rejected at once if `refusal` names the failure as one that retrying cannot cure."""
+        delay = self.retry_initial
+        while True:
+            try:
+                return fn()
+            except Exception as e:
+                reason = refusal(e)
+                if reason is not None:
+                    raise _Rejected(reason) from e
+                self._count(errors=1)
+                log.warning("%s failed (%s: %s); retrying in %.1f s", store, type(e).__name__, e, delay)
+            if self._abort.wait(delay):
+                raise _Stopped
+            delay = min(delay * 2, self.retry_max)
+
+
+def _check_ids(info: TopicInfo, gw: str, dev: str) -> None:
+    if gw != info.gateway_id or dev != info.device_id:
+        raise WireError(
+            f"payload gw/dev {gw!r}/{dev!r} do not match the topic's {info.gateway_id!r}/{info.device_id!r}"
+        )
+
+
+_MAX_BIGINT = 2**63 - 1  # SQL BIGINT, and the TSDBs' int64 time
+# JSON escapes of U+0000 or of a UTF-16 surrogate: the strings may hold what the stores cannot (a NUL
+# in PostgreSQL TEXT, a lone surrogate anywhere UTF-8 is required)
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def _check_storable(payload: bytes, seq: int, stamps: Iterable[int], strings: Callable[[], Iterable[str]]) -> None:
+    """Refuse what the wire codec lets through but a store would refuse for good (retrying forever):
+    integers beyond 64 bits, NUL characters, lone surrogates. The strings are only looked at when the
+    payload could hold such characters (not pure ASCII, NUL bytes, or a suspicious escape)."""
+    if seq > _MAX_BIGINT or max(stamps, default=0) > _MAX_BIGINT:
+        raise WireError("'seq' or a timestamp is beyond the 64-bit range the stores hold")
+    if payload.isascii() and b"\x00" not in payload and not _SUSPECT_ESCAPE.search(payload):
+        return
+    text = "\x01".join(strings())
+    if "\x00" in text:
+        raise WireError("a string holds U+0000 (NUL), which the ledger cannot store")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise WireError("a string holds a lone UTF-16 surrogate (not valid UTF-8)") from None
+
+
+def _data_strings(msg: DataMessage) -> Iterator[str]:
+    yield from (s.tag for s in msg.samples)
+    yield from (s.v for s in msg.samples if isinstance(s.v, str))
+    yield from msg.units
+    yield from msg.units.values()
+
+
+def _tsdb_refusal(e: Exception) -> str | None:
+    if isinstance(e, ApiException) and e.status in TSDB_PERMANENT:
+        return f"TSDB rejected the batch: HTTP {e.status} {_body(e)}"
+    return None
+
+
+# DB-API exception classes (sqlite3, psycopg) raised for what a statement holds, not for an outage
+_DATA_ERRORS = frozenset(("DataError", "IntegrityError", "ProgrammingError", "NotSupportedError"))
+
+
+def _ledger_refusal(e: Exception) -> str | None:
+    if isinstance(e, ValueError | TypeError | OverflowError) or any(
+        c.__name__ in _DATA_ERRORS for c in type(e).__mro__
+    ):
+        return f"ledger refused the message: {type(e).__name__}: {e}"[:1000]
+    return None
+
+
+def _body(e: ApiException) -> str:
+    body = e.body
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+    return text[:500]

@@ -1,0 +1,283 @@
+"""Queries behind the evidence API and pack: what the ledger knows of an enterprise for a period.
+
+Reads the ledger's tables (received data per minute, online/offline events, OEE state changes and
+counter snapshots, device metadata, gateway status) and the equipment ledger. SQLite or PostgreSQL
+through `cloud_bridge.cloud.ledger.sqldb.Database`; the maths lives in `cloud_bridge.metrics`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cloud_bridge.cloud.ledger import equipment as eq
+from cloud_bridge.cloud.ledger.sqldb import Database
+from cloud_bridge.cloud.ledger.writer import ACTIVITY_SLOT_MS
+from cloud_bridge.cloud.ledger.writer import SCHEMA as LEDGER_SCHEMA
+from cloud_bridge.wire.codec import DeviceMeta, WireError, decode_meta
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """Data received from one device in a period (in 10 s slots: a slot that straddles an edge of the
+    period counts whole when it has samples inside)."""
+
+    gw: str
+    dev: str
+    samples: int
+    good_samples: int
+    first_ts: int
+    last_ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class CountRow:
+    ts: int
+    kind: str
+    state: str | None
+    total: float | None
+    good: float | None
+    reject: float | None
+    readings: float | None
+    good_readings: float | None
+
+
+class EvidenceStore:
+    """Read side of the ledger for evidence; `url` as for `Ledger`."""
+
+    def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
+        self.url = url
+        self.db = Database(url, busy_timeout=busy_timeout)
+        self.db.migrate(LEDGER_SCHEMA)
+        eq.migrate(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------ enterprises and devices
+
+    def enterprises(self) -> list[str]:
+        """Every enterprise the ledger has heard of (data, status, metadata) or holds equipment for."""
+        rows = self.db.rows(
+            "SELECT ent FROM device_status UNION SELECT ent FROM device_meta UNION SELECT ent FROM equipment"
+            " UNION SELECT ent FROM device_stats"
+        )
+        return sorted({r["ent"] for r in rows})
+
+    def knows(self, ent: str) -> bool:
+        for table in ("device_status", "device_meta", "equipment", "device_stats"):
+            if self.db.rows(f"SELECT 1 AS x FROM {table} WHERE ent = ? LIMIT 1", (ent,)):
+                return True
+        return False
+
+    def devices(self, ent: str) -> list[tuple[str, str]]:
+        """(gateway, device) pairs the enterprise's gateways reported on in any way."""
+        rows = self.db.rows(
+            "SELECT gw, dev FROM device_meta WHERE ent = ?"
+            " UNION SELECT gw, dev FROM device_status WHERE ent = ? AND dev <> ''"
+            " UNION SELECT gw, dev FROM device_stats WHERE ent = ?",
+            (ent, ent, ent),
+        )
+        return sorted({(r["gw"], r["dev"]) for r in rows})
+
+    def metas(self, ent: str) -> dict[tuple[str, str], DeviceMeta]:
+        """The latest metadata of each device (what the device is, its tags, its OEE settings)."""
+        out: dict[tuple[str, str], DeviceMeta] = {}
+        for r in self.db.rows("SELECT gw, dev, body FROM device_meta WHERE ent = ?", (ent,)):
+            try:
+                out[(r["gw"], r["dev"])] = decode_meta(str(r["body"]).encode())
+            except WireError:
+                continue  # stored by a newer version: leave it out rather than fail the report
+        return out
+
+    def config_hashes(self, ent: str, start: int, end: int) -> list[dict[str, Any]]:
+        """Config hashes in force during [start, end): for each device the last one announced before
+        `start`, and every one announced in the period (gw, dev, ts, config_hash, version)."""
+        rows = self.db.rows(
+            "SELECT gw, dev, ts, config_hash, version FROM meta_log WHERE ent = ? AND ts < ? ORDER BY gw, dev, ts",
+            (ent, end),
+        )
+        keep: list[dict[str, Any]] = []
+        last_before: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in rows:
+            if r["ts"] < start:
+                last_before[(r["gw"], r["dev"])] = r
+            else:
+                keep.append(r)
+        return sorted([*last_before.values(), *keep], key=lambda r: (r["gw"], r["dev"], r["ts"]))
+
+    def gateway_status(self, ent: str) -> dict[str, dict[str, Any]]:
+        """Latest retained status of each gateway: {gw: {online, ts, version}}."""
+        rows = self.db.rows("SELECT gw, online, ts, version FROM device_status WHERE ent = ? AND dev = ''", (ent,))
+        return {r["gw"]: {"online": bool(r["online"]), "ts": int(r["ts"]), "version": r["version"]} for r in rows}
+
+    def gateway_last_seen(self, ent: str) -> dict[str, int]:
+        """The newest timestamp each gateway sent (samples, events): its last sign of life."""
+        rows = self.db.rows(
+            "SELECT gw, MAX(last_ts) AS t FROM device_activity WHERE ent = ? GROUP BY gw"
+            " UNION ALL SELECT gw, MAX(ts) AS t FROM device_events WHERE ent = ? GROUP BY gw",
+            (ent, ent),
+        )
+        out: dict[str, int] = {}
+        for r in rows:
+            if r["t"] is not None:
+                out[r["gw"]] = max(out.get(r["gw"], 0), int(r["t"]))
+        return out
+
+    # ------------------------------------------------------------ per period
+
+    def _slots(self, ent: str, start: int, end: int) -> list[dict[str, Any]]:
+        """Activity slots with samples inside [start, end), by device and time."""
+        return self.db.rows(
+            "SELECT gw, dev, slot, samples, good_samples, first_ts, last_ts FROM device_activity"
+            " WHERE ent = ? AND slot > ? AND slot < ? AND last_ts >= ? AND first_ts < ? ORDER BY gw, dev, slot",
+            (ent, start - ACTIVITY_SLOT_MS, end, start, end),
+        )
+
+    def activity(self, ent: str, start: int, end: int) -> dict[tuple[str, str], Activity]:
+        """Samples received per device in [start, end); first and last seen inside it."""
+        out: dict[tuple[str, str], Activity] = {}
+        for r in self._slots(ent, start, end):
+            key = (r["gw"], r["dev"])
+            first, last = max(int(r["first_ts"]), start), min(int(r["last_ts"]), end - 1)
+            a = out.get(key)
+            if a is None:
+                out[key] = Activity(key[0], key[1], int(r["samples"]), int(r["good_samples"]), first, last)
+            else:
+                out[key] = Activity(
+                    key[0],
+                    key[1],
+                    a.samples + int(r["samples"]),
+                    a.good_samples + int(r["good_samples"]),
+                    min(a.first_ts, first),
+                    max(a.last_ts, last),
+                )
+        return out
+
+    def activity_hours(self, ent: str, start: int, end: int) -> list[dict[str, Any]]:
+        """The same by device and hour (for the evidence CSV): gw, dev, hour, samples, good_samples,
+        first_ts, last_ts."""
+        out: dict[tuple[str, str, int], dict[str, Any]] = {}
+        for r in self._slots(ent, start, end):
+            hour = max(start, int(r["slot"]) - (int(r["slot"]) - start) % 3_600_000)
+            key = (r["gw"], r["dev"], hour)
+            h = out.get(key)
+            if h is None:
+                out[key] = {
+                    "gw": r["gw"],
+                    "dev": r["dev"],
+                    "hour": hour,
+                    "samples": int(r["samples"]),
+                    "good_samples": int(r["good_samples"]),
+                    "first_ts": max(int(r["first_ts"]), start),
+                    "last_ts": min(int(r["last_ts"]), end - 1),
+                }
+            else:
+                h["samples"] += int(r["samples"])
+                h["good_samples"] += int(r["good_samples"])
+                h["first_ts"] = min(h["first_ts"], max(int(r["first_ts"]), start))
+                h["last_ts"] = max(h["last_ts"], min(int(r["last_ts"]), end - 1))
+        return list(out.values())
+
+    def transitions(self, ent: str, gw: str, dev: str, start: int, end: int) -> list[tuple[int, bool]]:
+        """Online/offline events of a device: the last one before `start` and those in [start, end]."""
+        before = self.db.rows(
+            "SELECT ts, kind FROM device_events WHERE ent = ? AND gw = ? AND dev = ? AND ts < ?"
+            " AND kind IN ('online', 'offline') ORDER BY ts DESC LIMIT 1",
+            (ent, gw, dev, start),
+        )
+        inside = self.db.rows(
+            "SELECT ts, kind FROM device_events WHERE ent = ? AND gw = ? AND dev = ? AND ts >= ? AND ts <= ?"
+            " AND kind IN ('online', 'offline') ORDER BY ts",
+            (ent, gw, dev, start, end),
+        )
+        return [(int(r["ts"]), r["kind"] == "online") for r in [*before, *inside]]
+
+    def state_points(self, ent: str, gw: str, dev: str, start: int, end: int) -> list[tuple[int, str]]:
+        """OEE state changes: the last two before `start` (to tell a micro-stop there) and those in [start, end]."""
+        before = self.db.rows(
+            "SELECT ts, state FROM device_counts WHERE ent = ? AND gw = ? AND dev = ? AND ts < ? AND kind = 'state'"
+            " ORDER BY ts DESC LIMIT 2",
+            (ent, gw, dev, start),
+        )
+        inside = self.db.rows(
+            "SELECT ts, state FROM device_counts WHERE ent = ? AND gw = ? AND dev = ? AND ts >= ? AND ts <= ?"
+            " AND kind = 'state' ORDER BY ts",
+            (ent, gw, dev, start, end),
+        )
+        return sorted(((int(r["ts"]), str(r["state"])) for r in [*before, *inside]), key=lambda p: p[0])
+
+    def count_rows(self, ent: str, gw: str, dev: str, start: int, end: int) -> list[CountRow]:
+        """State changes and snapshots with counters: the last before `start`, those in [start, end),
+        and the first at or after `end`."""
+        cols = "ts, kind, state, total, good, reject, readings, good_readings"
+        where = "ent = ? AND gw = ? AND dev = ?"
+        rows = [
+            *self.db.rows(
+                f"SELECT {cols} FROM device_counts WHERE {where} AND ts < ? ORDER BY ts DESC LIMIT 1",
+                (ent, gw, dev, start),
+            ),
+            *self.db.rows(
+                f"SELECT {cols} FROM device_counts WHERE {where} AND ts >= ? AND ts < ? ORDER BY ts",
+                (ent, gw, dev, start, end),
+            ),
+            *self.db.rows(
+                f"SELECT {cols} FROM device_counts WHERE {where} AND ts >= ? ORDER BY ts LIMIT 1",
+                (ent, gw, dev, end),
+            ),
+        ]
+        return [
+            CountRow(
+                int(r["ts"]),
+                r["kind"],
+                r["state"],
+                _f(r["total"]),
+                _f(r["good"]),
+                _f(r["reject"]),
+                _f(r["readings"]),
+                _f(r["good_readings"]),
+            )
+            for r in rows
+        ]
+
+    def event_log(self, ent: str, start: int, end: int) -> list[dict[str, Any]]:
+        """The raw online/offline/state events of the period (gw, dev, ts, kind, state, reason)."""
+        return self.db.rows(
+            "SELECT gw, dev, ts, kind, state, reason FROM device_events WHERE ent = ? AND ts >= ? AND ts < ?"
+            " AND kind IN ('online', 'offline', 'state') ORDER BY gw, dev, ts",
+            (ent, start, end),
+        )
+
+    def count_log(self, ent: str, start: int, end: int) -> list[dict[str, Any]]:
+        """Every counter record of the period (state changes and snapshots)."""
+        return self.db.rows(
+            "SELECT gw, dev, ts, kind, state, total, good, reject, readings, good_readings FROM device_counts"
+            " WHERE ent = ? AND ts >= ? AND ts < ? ORDER BY gw, dev, ts",
+            (ent, start, end),
+        )
+
+    # ------------------------------------------------------------ equipment ledger
+
+    def equipment(self, ent: str) -> list[eq.Equipment]:
+        return eq.load_equipment(self.db, ent)
+
+    def equipment_import(self, ent: str) -> dict[str, Any] | None:
+        return eq.last_import(self.db, ent)
+
+    def import_equipment(self, ent: str, data: bytes, filename: str) -> tuple[eq.EquipmentSheet, str]:
+        """Parse a CSV/XLSX equipment sheet and make it the enterprise's ledger; (sheet, SHA-256)."""
+        sheet = eq.parse_equipment(data, filename)
+        sha = eq.replace_equipment(self.db, ent, sheet.items, source=filename, data=data)
+        return sheet, sha
+
+
+def _f(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def meta_dict(meta: DeviceMeta) -> dict[str, Any]:
+    """A device's metadata as plain JSON (for reports)."""
+    from cloud_bridge.wire.codec import encode_meta
+
+    return dict(json.loads(encode_meta(meta)))

@@ -1,0 +1,68 @@
+"""Pure OEE and evidence maths: the edge API and the cloud API hand it data and get numbers back.
+
+No I/O, no asyncio, no web framework: every function here is tested with hand-computed fixtures.
+"""
+
+from cloud_bridge.metrics.calendar import (
+    DEFAULT_SHIFTS,
+    PlanSlice,
+    ShiftLike,
+    ShiftOccurrence,
+    ShiftSpec,
+    current_shift,
+    occurrences,
+    plan_slices,
+    work_intervals,
+)
+from cloud_bridge.metrics.counters import CounterStep, counter_delta, counter_steps, default_counter_max
+from cloud_bridge.metrics.evidence import (
+    DOMAIN_AREAS,
+    Completeness,
+    OnlineSummary,
+    areas,
+    band_label,
+    cap_online,
+    completeness,
+    online_at,
+    online_summary,
+    ratio,
+    score_band,
+)
+from cloud_bridge.metrics.oee import CountPoint, OeeParams, OeeResult, compute_oee
+from cloud_bridge.metrics.timeline import ALL_STATES, MACHINE_STATES, Segment, mark_micro_stops, state_timeline
+
+__all__ = [
+    "ALL_STATES",
+    "DEFAULT_SHIFTS",
+    "DOMAIN_AREAS",
+    "MACHINE_STATES",
+    "Completeness",
+    "CountPoint",
+    "CounterStep",
+    "OeeParams",
+    "OeeResult",
+    "OnlineSummary",
+    "PlanSlice",
+    "Segment",
+    "ShiftLike",
+    "ShiftOccurrence",
+    "ShiftSpec",
+    "areas",
+    "band_label",
+    "cap_online",
+    "completeness",
+    "compute_oee",
+    "counter_delta",
+    "counter_steps",
+    "current_shift",
+    "default_counter_max",
+    "mark_micro_stops",
+    "occurrences",
+    "online_at",
+    "online_summary",
+    "plan_slices",
+    "ratio",
+    "score_band",
+    "state_timeline",
+    "work_intervals",
+]

@@ -1,0 +1,219 @@
+"""The `edgegw` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from edge_config import ConfigError, json_schema, load_cloud_config, load_gateway_config
+from edge_config.version import __version__
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("amqtt", "transitions", "pymodbus", "asyncua", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL if noisy in ("amqtt", "transitions") else logging.WARNING)
+
+
+async def _until_signal() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.cli.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(
+        seconds=args.seconds,
+        looms=args.looms,
+        api=args.api,
+        data_dir=args.data_dir,
+        influx_url=args.influx_url,
+    )
+    return asyncio.run(run_demo(settings))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.agent import Agent
+
+    cfg = load_gateway_config(args.config)  # a ConfigError is reported by main()
+
+    async def main() -> None:
+        stop = await _until_signal()
+        await Agent(cfg).run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_config_validate(args: argparse.Namespace) -> int:
+    loader = load_cloud_config if args.cloud else load_gateway_config
+    failed = False
+    for path in args.files:
+        try:
+            cfg = loader(path)
+        except ConfigError as e:
+            print(e, file=sys.stderr)
+            failed = True
+            continue
+        devices = len(getattr(cfg, "devices", []))
+        tags = sum(len(d.tags) for d in getattr(cfg, "devices", []))
+        print(f"{path}: 有效 / valid ({devices} devices, {tags} tags)")
+    return 2 if failed else 0
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    print(json_schema("cloud" if args.cloud else "gateway"))
+    return 0
+
+
+def _simulate_opcua(args: argparse.Namespace) -> int:
+    from simulators.opcua_server import DEFAULT_USERS
+    from simulators.registry import opcua_simulated_devices, start_opcua_simulator
+
+    async def main() -> None:
+        stop = await _until_signal()
+        sim = await start_opcua_simulator(args.industry, args.count, args.host, args.port)
+        print(f"OPC UA 模拟服务器 / simulator: {sim.endpoint}")
+        print("  安全策略 / security: None; Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss")
+        print("                      (Sign, SignAndEncrypt)")
+        print("  用户 / users: anonymous, " + ", ".join(f"{u}/{p}" for u, p in DEFAULT_USERS.items()))
+        for d in opcua_simulated_devices(args.industry, args.count, args.host, args.port):
+            print(f"模拟设备 / simulated {d['id']} {d['name']}: {len(d['tags'])} tags, e.g. {d['tags'][0]['node']}")
+        print("按 Ctrl-C 停止 / press Ctrl-C to stop")
+        await stop.wait()
+        await sim.close()
+
+    try:
+        asyncio.run(main())
+    except (ValueError, OSError) as e:
+        print(f"edgegw simulate: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulators.registry import OPCUA_INDUSTRIES, simulated_devices, start_simulators
+
+    if args.industry in OPCUA_INDUSTRIES:
+        return _simulate_opcua(args)
+
+    async def main() -> None:
+        stop = await _until_signal()
+        sims = await start_simulators(args.industry, args.count, args.host, args.port)
+        for d in simulated_devices(args.industry, args.count, args.host, args.port):
+            conn = d["connection"]
+            print(f"模拟设备 / simulated {d['id']} {d['name']}: modbus://{conn['host']}:{conn['port']}")
+        print("按 Ctrl-C 停止 / press Ctrl-C to stop")
+        await stop.wait()
+        for s in sims:
+            await s.stop()
+
+    try:
+        asyncio.run(main())
+    except ValueError as e:
+        print(f"edgegw simulate: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from cloud_bridge.cloud.ingest.ingester import Ingester
+
+    cfg = load_cloud_config(args.config)  # a ConfigError is reported by main()
+
+    async def main() -> None:
+        stop = await _until_signal()
+        ingester = Ingester(cfg)
+        ingester.start()
+        await stop.wait()
+        ingester.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+# Command groups that live in their own modules; each has `register(sub)`.
+COMMAND_MODULES: list[str] = [
+    "gateway.cli.bench",
+    "gateway.cli.tags",
+    "gateway.cli.opcua",
+    "gateway.cli.evidence",
+    "gateway.cli.serve",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgegw", description="车间数据采集边缘网关 / shop-floor edge gateway")
+    p.add_argument("--version", action="version", version=f"edgegw {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="embedded broker + simulated looms + gateway + ingester + API")
+    d.add_argument("--seconds", type=float, default=None, help="stop after N seconds and print a summary")
+    d.add_argument("--looms", type=int, default=3, help="number of simulated air-jet looms (default 3)")
+    d.add_argument("--api", default="127.0.0.1:8080", help="edge API listen address")
+    d.add_argument("--data-dir", default="./edgegw-data/demo", help="where the buffer and ledger live")
+    d.add_argument("--influx-url", default=None, help="also write to an InfluxDB v2 API (e.g. VictoriaMetrics)")
+    d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("run", help="run the edge agent")
+    r.add_argument("-c", "--config", required=True, help="gateway.yaml")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("config", help="validate config files or print their JSON Schema")
+    csub = c.add_subparsers(dest="config_command", required=True)
+    v = csub.add_parser("validate", help="exit 0, or 2 with one file:line: path: message per error")
+    v.add_argument("files", nargs="+")
+    v.add_argument("--cloud", action="store_true", help="the files are cloud.yaml (ingester / API)")
+    v.set_defaults(func=cmd_config_validate)
+    s = csub.add_parser("schema", help="JSON Schema for editors")
+    s.add_argument("--cloud", action="store_true", help="schema of cloud.yaml instead of gateway.yaml")
+    s.set_defaults(func=cmd_config_schema)
+
+    sim = sub.add_parser("simulate", help="run device simulators")
+    sim.add_argument("--industry", default="textiles", choices=["textiles", "chemicals", "power", "nonferrous", "food"])
+    sim.add_argument("--count", type=int, default=3)
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=5020, help="first port; devices use consecutive ports")
+    sim.set_defaults(func=cmd_simulate)
+
+    i = sub.add_parser("ingest", help="run the cloud ingester")
+    i.add_argument("-c", "--config", required=True, help="cloud.yaml")
+    i.set_defaults(func=cmd_ingest)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args))
+    except ConfigError as e:  # every command that loads a config: one `file:line: path: message` per error
+        print(e, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""`edgegw serve -c cloud.yaml`: the evidence API over the ledger (no TSDB needed)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from edge_config import load_cloud_config
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from cloud_bridge.cloud.api.app import create_cloud_app
+
+    cfg = load_cloud_config(args.config)  # a ConfigError is reported by main()
+    listen = args.listen or cfg.api.listen
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"edgegw serve: --listen {listen!r} is not host:port", file=sys.stderr)
+        return 2
+    print(f"证据接口 / evidence API: http://{listen}/api/v1/enterprises  (ledger {cfg.ledger.url})")
+    uvicorn.run(create_cloud_app(cfg), host=host, port=int(port), log_level="warning")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve", help="the cloud evidence API: networked ratio, online time, OEE per enterprise and period"
+    )
+    p.add_argument("-c", "--config", required=True, help="cloud.yaml")
+    p.add_argument("--listen", default=None, help="HOST:PORT (default: api.listen of cloud.yaml)")
+    p.set_defaults(func=cmd_serve)
