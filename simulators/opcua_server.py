@@ -20,13 +20,10 @@ Run standalone: `python -m simulators.opcua_server --industry chemicals --port 4
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -582,71 +579,6 @@ async def _der(path: Path) -> bytes:
     if b"-----BEGIN" in data:
         return x509.load_pem_x509_certificate(data).public_bytes(serialization.Encoding.DER)
     return data
-
-
-# ---------------------------------------------------------------- standalone
-
-
-def _skip_monitored_item_copies() -> None:
-    """asyncua's server deep-copies every value it hands a monitored item (a guard against writers that
-    mutate what they wrote); that copy is two thirds of the simulator's CPU at 10,000 changes/s. The
-    standalone simulator writes a fresh DataValue every time, so a reference is as good as a copy.
-    Only `main()` does this: it changes asyncua's class for the whole process."""
-    from asyncua.server.monitored_item_service import MonitoredItemValues
-
-    def set_current(self: MonitoredItemValues, cur_val: ua.DataValue) -> None:
-        self.old_dvalue = self.current_dvalue
-        self.current_dvalue = cur_val
-
-    MonitoredItemValues.set_current_datavalue = set_current  # type: ignore[method-assign]
-
-
-async def _serve(args: argparse.Namespace) -> None:
-    from simulators.registry import opcua_equipment
-
-    sim = OpcUaSimulator(
-        [] if args.industry == "bulk" else opcua_equipment(args.industry, args.count),
-        host=args.host,
-        port=args.port,
-        pki_dir=args.pki_dir,
-        security=args.security.split(","),
-        bulk=args.bulk,
-        period=args.period,
-        type_test=args.industry != "bulk",
-    )
-    await sim.start()
-    gc.collect()
-    gc.freeze()  # the address space lives for the whole run: keep it out of the GC's full passes
-    print(f"ready {sim.endpoint} bulk={sim.bulk}", flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await sim.close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m simulators.opcua_server", description="edgegw OPC UA simulator")
-    p.add_argument("--industry", default="chemicals", choices=["chemicals", "power", "bulk"])
-    p.add_argument("--count", type=int, default=1)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=4840)
-    p.add_argument("--pki-dir", default=None)
-    p.add_argument("--security", default=",".join(SECURITY_CHOICES), help="None,Sign,SignAndEncrypt")
-    p.add_argument("--bulk", type=int, default=0, help="extra Double nodes changing once per period")
-    p.add_argument("--period", type=float, default=1.0)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("asyncua").setLevel(logging.ERROR)
-    _skip_monitored_item_copies()
-    try:
-        asyncio.run(_serve(args))
-    except KeyboardInterrupt:
-        return 0
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 __all__ = [

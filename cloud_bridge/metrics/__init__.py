@@ -28,7 +28,7 @@ from cloud_bridge.metrics.evidence import (
     ratio,
     score_band,
 )
-from cloud_bridge.metrics.oee import CountPoint, OeeParams, OeeResult, compute_oee
+from cloud_bridge.metrics.oee import CountPoint, OeeParams, OeeResult, OeeSettings, compute_oee, oee_params
 from cloud_bridge.metrics.timeline import ALL_STATES, MACHINE_STATES, Segment, mark_micro_stops, state_timeline
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "CounterStep",
     "OeeParams",
     "OeeResult",
+    "OeeSettings",
     "OnlineSummary",
     "PlanSlice",
     "Segment",
@@ -58,6 +59,7 @@ __all__ = [
     "default_counter_max",
     "mark_micro_stops",
     "occurrences",
+    "oee_params",
     "online_at",
     "online_summary",
     "plan_slices",

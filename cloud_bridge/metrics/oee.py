@@ -38,7 +38,7 @@ import bisect
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from cloud_bridge.metrics.calendar import ShiftLike, ShiftOccurrence, plan_slices
@@ -69,6 +69,41 @@ class OeeParams:
     resolution: float = 1.0  # one count, in engineering units
     has_counter: bool = True
     quality_from: QualityFrom = "none"  # good counter, reject counter, or no quality data (Q assumed 1)
+
+
+class OeeSettings(Protocol):
+    """A device's OEE settings as configured or announced (the wire's `OeeMeta` is one)."""
+
+    @property
+    def total_count_tag(self) -> str | None: ...
+    @property
+    def good_count_tag(self) -> str | None: ...
+    @property
+    def reject_count_tag(self) -> str | None: ...
+    @property
+    def ideal_cycle_time_s(self) -> float | None: ...
+    @property
+    def counter_max(self) -> float | None: ...
+    @property
+    def resolution(self) -> float: ...
+    @property
+    def micro_stop_s(self) -> float: ...
+    @property
+    def micro_stop_loss(self) -> str: ...
+
+
+def oee_params(o: OeeSettings) -> OeeParams:
+    """The maths' parameters from a device's OEE settings."""
+    quality_from: QualityFrom = "good" if o.good_count_tag else "reject" if o.reject_count_tag else "none"
+    return OeeParams(
+        ideal_cycle_time_s=o.ideal_cycle_time_s,
+        micro_stop_s=o.micro_stop_s,
+        micro_stop_loss="availability" if o.micro_stop_loss == "availability" else "performance",
+        counter_max=o.counter_max,
+        resolution=o.resolution,
+        has_counter=o.total_count_tag is not None,
+        quality_from=quality_from,
+    )
 
 
 @dataclass(frozen=True, slots=True)

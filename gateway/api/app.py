@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from fastapi import FastAPI
 
 from edge_config.version import __version__
 from gateway.api.metrics_routes import build_metrics_router
 from gateway.api.routes import build_router
-
-if TYPE_CHECKING:
-    from gateway.agent import Agent
+from gateway.api.view import AgentView
 
 
-def create_app(agent: Agent) -> FastAPI:
+def create_app(agent: AgentView) -> FastAPI:
     app = FastAPI(title="edgegw edge API", version=__version__)
     app.include_router(build_router(agent))
     app.include_router(build_metrics_router(agent))

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
 from cloud_bridge.metrics.period import PeriodError
+from gateway.api.view import AgentView
 from gateway.oee.local import NoOee, oee_report
 
-if TYPE_CHECKING:
-    from gateway.agent import Agent
 
-
-def build_metrics_router(agent: Agent) -> APIRouter:
+def build_metrics_router(agent: AgentView) -> APIRouter:
     router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
 
     @router.get("/oee")

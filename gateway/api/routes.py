@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
 from edge_config.version import __version__
-
-if TYPE_CHECKING:
-    from gateway.agent import Agent
+from gateway.api.view import AgentView
 
 
-def _device_view(agent: Agent, dev_id: str) -> dict[str, Any]:
+def _device_view(agent: AgentView, dev_id: str) -> dict[str, Any]:
     s = agent.runtime.devices[dev_id]
     return {
         "id": s.id,
@@ -31,7 +29,7 @@ def _device_view(agent: Agent, dev_id: str) -> dict[str, Any]:
     }
 
 
-def build_router(agent: Agent) -> APIRouter:
+def build_router(agent: AgentView) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["edge"])
 
     @router.get("/health")

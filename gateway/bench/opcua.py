@@ -236,7 +236,7 @@ def _run_worker(args: list[str], timeout: float) -> dict[str, Any]:
 
 
 class _Simulator:
-    """The OPC UA simulator in its own process (`python -m simulators.opcua_server --industry bulk`)."""
+    """The OPC UA simulator in its own process (`python -m simulators.opcua_process --industry bulk`)."""
 
     def __init__(self, nodes: int, port: int) -> None:
         self.nodes, self.port = nodes, port
@@ -244,7 +244,7 @@ class _Simulator:
 
     def __enter__(self) -> str:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "simulators.opcua_server", "--industry", "bulk", "--bulk", str(self.nodes),
+            [sys.executable, "-m", "simulators.opcua_process", "--industry", "bulk", "--bulk", str(self.nodes),
              "--port", str(self.port), "--security", "None"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip

@@ -6,8 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cloud_bridge.cloud.evidence.build import oee_params
-from cloud_bridge.metrics import CountPoint, OeeResult, compute_oee, current_shift
+from cloud_bridge.metrics import CountPoint, OeeResult, compute_oee, current_shift, oee_params
 from cloud_bridge.metrics.period import PeriodError, iso_local, parse_instant
 from edge_config.models import GatewayConfig
 from gateway.oee.history import OeeHistory

@@ -17,13 +17,13 @@ from cloud_bridge.cloud.ledger.equipment import Equipment
 from cloud_bridge.cloud.ledger.store import Activity, EvidenceStore
 from cloud_bridge.metrics import (
     CountPoint,
-    OeeParams,
     OeeResult,
     areas,
     band_label,
     cap_online,
     completeness,
     compute_oee,
+    oee_params,
     online_at,
     online_summary,
     plan_slices,
@@ -43,19 +43,6 @@ def enterprise_period(config: CloudConfig, ent: str, from_text: str, to_text: st
     """A period read in the enterprise's time zone (PeriodError with the reason when it cannot be one)."""
     tz, _ = config.calendar(ent)
     return parse_period(from_text, to_text, tz, now_ms)
-
-
-def oee_params(o: OeeMeta) -> OeeParams:
-    quality_from: Any = "good" if o.good_count_tag else "reject" if o.reject_count_tag else "none"
-    return OeeParams(
-        ideal_cycle_time_s=o.ideal_cycle_time_s,
-        micro_stop_s=o.micro_stop_s,
-        micro_stop_loss="availability" if o.micro_stop_loss == "availability" else "performance",
-        counter_max=o.counter_max,
-        resolution=o.resolution,
-        has_counter=o.total_count_tag is not None,
-        quality_from=quality_from,
-    )
 
 
 def expected_per_s(meta: DeviceMeta | None) -> float | None:
