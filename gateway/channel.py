@@ -14,16 +14,13 @@ from typing import Protocol
 from cloud_bridge.uplink.buffer import Outgoing
 from cloud_bridge.wire.codec import Event, Sample, Status, Topics, encode_data_body, encode_event_body, encode_status
 from drivers.base import Changes, Reading
+from edge_config.timing import now_ms
 from gateway.normalize import Normalizer
 
 log = logging.getLogger(__name__)
 
 Enqueue = Callable[[list[Outgoing]], None]
 LOSS_LOG_EVERY = 60.0  # seconds between log lines about messages the buffer refused
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass

@@ -19,12 +19,12 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
 import time
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from drivers.base import ChangeDriver, Changes, Driver, DriverError, Reading
+from edge_config.timing import backoff_delay
 from gateway.channel import DeviceChannel
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,6 @@ class GroupedDriver(Protocol):
     def poll_intervals(self) -> Sequence[float]: ...
 
     async def read(self, groups: Sequence[int] | None = None) -> Sequence[Reading]: ...
-
-
-def backoff_delay(attempt: int, base: float = 1.0, cap: float = 30.0, jitter: float = 0.2) -> float:
-    """Capped exponential backoff with ± `jitter` spread so many gateways don't retry in step."""
-    delay = min(cap, base * (2 ** max(0, attempt - 1)))
-    return float(delay * (1 + random.uniform(-jitter, jitter)))
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
@@ -182,7 +176,7 @@ async def poll_loop(
                 channel.set_online(False, str(e) if isinstance(e, DriverError) else f"internal error: {e!r}")
                 with contextlib.suppress(Exception):
                     await driver.close()
-                await sleeper.sleep(backoff_delay(attempt, base=base, cap=cap))
+                await sleeper.sleep(backoff_delay(attempt, base=base, cap=cap, jitter=0.2))
                 schedule.reset(time.monotonic())
                 continue
             attempt = 0

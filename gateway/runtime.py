@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from cloud_bridge.uplink.publisher import Publisher
 from cloud_bridge.wire.codec import Topics
 from drivers.base import Driver, SubscribingDriver
 from edge_config.models import GatewayConfig
+from edge_config.timing import now_ms
 from edge_config.version import __version__
 from gateway.channel import DeviceChannel, DeviceState
 from gateway.normalize import Normalizer, TagSpec
@@ -105,7 +105,7 @@ class Runtime:
         # evidence first: each device's retained metadata, and offline reports for devices the last run
         # left online (the gateway stopped); then the devices
         if self.config.devices:
-            self._enqueue(meta_messages(self.config, self.topics, ts=int(time.time() * 1000), version=__version__))
+            self._enqueue(meta_messages(self.config, self.topics, ts=now_ms(), version=__version__))
         for tracker in self.trackers.values():
             tracker.recover()
         tasks = [asyncio.create_task(self._supervise(d, stop), name=f"device-{d.id}") for d in self.config.devices]

@@ -9,9 +9,10 @@ import logging
 from collections.abc import Sequence
 
 from drivers.base import DriverError, DriverStatus, Reading, SubscribingDriver
+from edge_config.timing import backoff_delay
 from gateway.channel import DeviceChannel
 from gateway.heap import settle_heap
-from gateway.poller import backoff_delay, sleep_or_stop
+from gateway.poller import sleep_or_stop
 
 log = logging.getLogger(__name__)
 
@@ -85,4 +86,4 @@ async def subscribe_loop(
         if stop.is_set():
             break
         attempt += 1
-        await sleep_or_stop(stop, backoff_delay(attempt, base=backoff_base, cap=backoff_cap))
+        await sleep_or_stop(stop, backoff_delay(attempt, base=backoff_base, cap=backoff_cap, jitter=0.2))

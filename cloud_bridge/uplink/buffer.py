@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from edge_config import timing
+
 log = logging.getLogger(__name__)
 
 Kind = Literal["data", "events", "status"]
@@ -216,7 +218,7 @@ class Buffer:
 
     def enqueue(self, messages: list[Outgoing], now_ms: int | None = None) -> list[int | None]:
         """Write messages in one transaction; return the seq given to each (None for status)."""
-        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        now = now_ms if now_ms is not None else timing.now_ms()
         seqs: list[int | None] = []
         rows = []
         added = 0
@@ -313,7 +315,7 @@ class Buffer:
         kept with the reason for a person to look at."""
         if not ids:
             return
-        now = int(time.time() * 1000)
+        now = timing.now_ms()
         with self._lock:
             freed = 0
             try:

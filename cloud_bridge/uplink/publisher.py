@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,19 +24,15 @@ from cloud_bridge.uplink.buffer import Buffer, Pending
 from cloud_bridge.wire.codec import Status, Topics, encode_status, envelope
 from cloud_bridge.wire.mqtt import host_port, make_client
 from edge_config.models import MqttSection
+from edge_config.timing import backoff_delay, now_ms
 
 log = logging.getLogger(__name__)
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def reconnect_delay(attempt: int, base: float = 1.0, cap: float = 60.0, jitter: float = 0.3) -> int:
-    """Seconds before the next reconnect: capped exponential backoff with jitter, so the many
-    gateways of a pilot behind one 4G operator do not all come back in the same second."""
-    delay = min(cap, base * (2 ** max(0, attempt - 1))) * (1 + random.uniform(-jitter, jitter))
-    return max(1, round(delay))
+def reconnect_delay(attempt: int) -> int:
+    """Whole seconds before the next reconnect (paho takes integers), spread ± 30 % so the many gateways
+    of a pilot behind one 4G operator do not all come back in the same second."""
+    return max(1, round(backoff_delay(attempt, base=1.0, cap=60.0, jitter=0.3)))
 
 
 @dataclass

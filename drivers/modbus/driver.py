@@ -33,6 +33,7 @@ from drivers.modbus.protocol import (
 from drivers.modbus.transport import Link, RtuLink, TcpLink
 from edge_config.modbus import parse_address
 from edge_config.models import ModbusRtuDevice, ModbusTcpDevice
+from edge_config.timing import now_ms
 
 __all__ = ["ModbusDriver", "PollGroup", "exception_text"]
 
@@ -174,13 +175,13 @@ class ModbusDriver:
             raise DriverError(str(exc)) from None
 
     async def read(self, groups: Sequence[int] | None = None) -> list[Reading]:
-        sink = AllReadings(len(self._names), int(time.time() * 1000))
+        sink = AllReadings(len(self._names), now_ms())
         await self._scan(groups, sink)
         return sink.readings()
 
     async def read_changes(self, groups: Sequence[int] | None = None) -> Changes:
         """The scan reported by exception (see `drivers.base.Changes`); the poller reads this way."""
-        sink = ChangedReadings(int(time.time() * 1000))
+        sink = ChangedReadings(now_ms())
         await self._scan(groups, sink)
         return sink.changes
 

@@ -32,6 +32,7 @@ from drivers.opcua.session import close_client, describe_error, open_client
 from drivers.opcua.values import bad_reading, reading_from, status_name
 from edge_config.models import OpcUaDevice
 from edge_config.opcua import NodeRef, parse_node_id
+from edge_config.timing import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,6 @@ _ID_TYPES = {
     "g": ua.NodeIdType.Guid,
     "b": ua.NodeIdType.ByteString,
 }
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def ua_node_id(ref: NodeRef, namespaces: Sequence[str]) -> ua.NodeId:

@@ -18,6 +18,7 @@ from typing import Any
 
 from cloud_bridge.cloud.broker import EmbeddedBroker
 from cloud_bridge.cloud.ingest.ingester import Ingester
+from edge_config import timing
 from edge_config.models import CloudConfig, GatewayConfig
 from gateway.agent import Agent
 from simulators.registry import simulated_devices, start_simulators
@@ -130,7 +131,7 @@ def oee_lines(agent: Agent, now_ms: int | None = None) -> list[str]:
     devices = [d for d in cfg.devices if d.oee is not None]
     if not devices:
         return []
-    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    now = now_ms if now_ms is not None else timing.now_ms()
     occ = current_shift(cfg.shifts, cfg.timezone, now)
     lines = [f"  设备综合效率 / OEE, 当前班次 / current shift {occ.label(cfg.timezone)} (so far):"]
 

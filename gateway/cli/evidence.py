@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from edge_config import ConfigError, load_cloud_config
 from edge_config.models import CloudConfig
+from edge_config.timing import now_ms
 
 
 def _config(args: argparse.Namespace) -> CloudConfig | None:
@@ -54,7 +54,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ExportError as e:
         print(f"edgegw evidence export: {e}", file=sys.stderr)
         return 2
-    now = int(time.time() * 1000)
+    now = now_ms()
     try:
         period = enterprise_period(cfg, args.enterprise, args.from_, args.to, now)
     except PeriodError as e:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cloud_bridge.metrics import CountPoint
+from edge_config.timing import now_ms
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS states (dev TEXT NOT NULL, ts INTEGER NOT NULL, state TEXT NOT NULL);
@@ -41,10 +41,6 @@ class Window:
     states: list[tuple[int, str]]
     online: list[tuple[int, bool]]
     counts: list[CountPoint]
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class OeeHistory:
@@ -81,7 +77,7 @@ class OeeHistory:
 
     def touch(self, ts: int | None = None, *, force: bool = False) -> None:
         """Note that the gateway is alive (written at most every few seconds unless forced)."""
-        now = ts if ts is not None else _now_ms()
+        now = ts if ts is not None else now_ms()
         if not force and now - self._alive_written < ALIVE_EVERY_MS:
             return
         self._alive_written = now

@@ -3,11 +3,11 @@ demo summary report. The maths is `cloud_bridge.metrics.compute_oee`, the same t
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from cloud_bridge.metrics import CountPoint, OeeResult, compute_oee, current_shift, oee_params
 from cloud_bridge.metrics.period import PeriodError, iso_local, parse_instant
+from edge_config import timing
 from edge_config.models import GatewayConfig
 from gateway.oee.history import OeeHistory
 from gateway.oee.tracker import oee_meta
@@ -80,7 +80,7 @@ def oee_report(
     live: CountPoint | None = None,
 ) -> dict[str, Any]:
     """The edge API's answer: availability, performance, quality, OEE, time and loss breakdown."""
-    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    now = now_ms if now_ms is not None else timing.now_ms()
     device_config(config, device_id)
     lo, hi, shift = window(config, start, end, now)
     result = local_oee(config, history, device_id, lo, hi, live=live)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from drivers.base import DriverError, Reading
-from gateway.poller import GroupSchedule, backoff_delay, next_slot, poll_loop
+from gateway.poller import GroupSchedule, next_slot, poll_loop
 
 
 def test_next_slot_counts_missed_slots_and_does_not_queue_them() -> None:
@@ -35,14 +35,6 @@ def test_group_schedule() -> None:
     assert s.due(200.0) == [0, 1, 2]
     with pytest.raises(ValueError):
         GroupSchedule([1.0, 0.0], 0.0)
-
-
-def test_backoff_is_capped_and_jittered() -> None:
-    delays = [backoff_delay(a, base=0.5, cap=4.0) for a in range(1, 10)]
-    assert delays[0] == pytest.approx(0.5, rel=0.21)
-    assert delays[3] == pytest.approx(4.0, rel=0.21)
-    assert max(delays) <= 4.0 * 1.2
-    assert len({round(backoff_delay(8, cap=4.0), 6) for _ in range(20)}) > 1
 
 
 class State:

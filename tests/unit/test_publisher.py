@@ -19,7 +19,6 @@ def test_reconnect_delay_grows_caps_and_spreads() -> None:
     tenth = [reconnect_delay(10) for _ in range(200)]
     assert all(42 <= d <= 78 for d in tenth), "capped at 60 s ± 30 %"
     assert len(set(tenth)) > 10, "jitter spreads gateways apart"
-    assert sorted(reconnect_delay(a, jitter=0) for a in range(1, 8)) == [1, 2, 4, 8, 16, 32, 60]
 
 
 def test_gateway_status_carries_the_backlog() -> None:

@@ -70,6 +70,7 @@ from cloud_bridge.wire.codec import (
 )
 from cloud_bridge.wire.mqtt import host_port, make_client
 from edge_config.models import CloudConfig
+from edge_config.timing import backoff_delay
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -617,8 +618,10 @@ class Ingester:
     ) -> T:
         """Call fn until it succeeds, backing off from retry_initial to retry_max seconds; raise
         _Rejected at once if `refusal` names the failure as one that retrying cannot cure."""
-        delay = self.retry_initial
+        attempt = 0
         while True:
+            attempt += 1
+            delay = backoff_delay(attempt, base=self.retry_initial, cap=self.retry_max)
             try:
                 return fn()
             except Exception as e:
@@ -629,7 +632,6 @@ class Ingester:
                 log.warning("%s failed (%s: %s); retrying in %.1f s", store, type(e).__name__, e, delay)
             if self._abort.wait(delay):
                 raise _Stopped
-            delay = min(delay * 2, self.retry_max)
 
 
 def _check_ids(info: TopicInfo, gw: str, dev: str) -> None:
