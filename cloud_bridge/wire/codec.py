@@ -235,7 +235,7 @@ def _require(cond: bool, reason: str) -> None:
         raise WireError(reason)
 
 
-_MAX_INT = 1 << 63  # seq and timestamps must fit a signed 64-bit column
+INT64_MAX = 2**63 - 1  # every integer of the envelope (seq, timestamps) fits a signed 64-bit column
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates: no store takes them
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
@@ -253,8 +253,8 @@ def wire_text(text: str) -> str | None:
 def _int(obj: dict[str, Any], key: str) -> int:
     v = obj.get(key)
     _require(
-        isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _MAX_INT,
-        f"{key!r} must be a non-negative integer (below 2**63)",
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= INT64_MAX,
+        f"{key!r} must be a non-negative integer (at most 2**63 - 1)",
     )
     return int(v)  # type: ignore[arg-type]
 
@@ -294,7 +294,7 @@ def _sample(raw: Any) -> Sample:
             type(tag) is str
             and 0 < len(tag) <= 128
             and type(ts) is int
-            and 0 <= ts < _MAX_INT
+            and 0 <= ts <= INT64_MAX
             and (q == "good" or q == "bad" or q == "uncertain")
             and ((type(v) is float and math.isfinite(v)) or type(v) is int or type(v) is bool)
             and not _BAD_CHARS.search(tag)

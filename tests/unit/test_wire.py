@@ -467,3 +467,16 @@ def test_ingester_handles_any_message_and_dead_letters_what_it_rejects(messages:
     finally:
         one.ledger.close()
         batch.ledger.close()
+
+
+def test_the_64_bit_bound_is_inclusive_everywhere() -> None:
+    """seq and timestamps up to 2**63 - 1 (a signed BIGINT) are accepted; one more is refused."""
+    from cloud_bridge.wire.codec import INT64_MAX
+
+    assert INT64_MAX == 2**63 - 1
+    ok = envelope("gw-1", "dev-1", INT64_MAX, False, encode_data_body([Sample("t", 1, INT64_MAX)]))
+    msg = decode_data(ok)
+    assert msg.seq == INT64_MAX and msg.samples[0].ts == INT64_MAX
+    for seq, ts in ((INT64_MAX + 1, 1), (1, INT64_MAX + 1)):
+        with pytest.raises(WireError):
+            decode_data(envelope("gw-1", "dev-1", seq, False, encode_data_body([Sample("t", 1, ts)])))

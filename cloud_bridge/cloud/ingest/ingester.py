@@ -452,7 +452,7 @@ class Ingester:
     def _decode_data(self, info: TopicInfo, message: mqtt.MQTTMessage, p: _Parsed) -> None:
         data = decode_data(p.payload)
         _check_ids(info, data.gw, data.dev)
-        _check_storable(p.payload, data.seq, (s.ts for s in data.samples), lambda: _data_strings(data))
+        _check_storable(p.payload, lambda: _data_strings(data))
         p.ent, p.record, p.samples = info.enterprise_id, data, len(data.samples)
 
     def _decode_events(self, info: TopicInfo, message: mqtt.MQTTMessage, p: _Parsed) -> None:
@@ -460,8 +460,6 @@ class Ingester:
         _check_ids(info, events.gw, events.dev)
         _check_storable(
             p.payload,
-            events.seq,
-            (e.ts for e in events.events),
             lambda: chain.from_iterable((e.kind, e.reason, e.state or "") for e in events.events),
         )
         p.ent, p.record = info.enterprise_id, events
@@ -469,14 +467,14 @@ class Ingester:
     def _decode_status(self, info: TopicInfo, message: mqtt.MQTTMessage, p: _Parsed) -> None:
         if self._wanted(message):
             status = decode_status(p.payload)
-            _check_storable(p.payload, 0, (status.ts,), lambda: (status.reason, status.version or ""))
+            _check_storable(p.payload, lambda: (status.reason, status.version or ""))
             p.ent, p.status = info.enterprise_id, status
 
     def _decode_meta(self, info: TopicInfo, message: mqtt.MQTTMessage, p: _Parsed) -> None:
         if self._wanted(message):
             meta = decode_meta(p.payload)
             _check_ids(info, meta.gw, meta.dev)
-            _check_storable(p.payload, 0, (meta.ts,), lambda: (p.payload.decode(errors="replace"),))
+            _check_storable(p.payload, lambda: (p.payload.decode(errors="replace"),))
             p.ent, p.meta = info.enterprise_id, meta
 
     def _process_safely(self, batch: list[_Parsed]) -> None:
@@ -641,18 +639,16 @@ def _check_ids(info: TopicInfo, gw: str, dev: str) -> None:
         )
 
 
-_MAX_BIGINT = 2**63 - 1  # SQL BIGINT, and the TSDBs' int64 time
 # JSON escapes of U+0000 or of a UTF-16 surrogate: the strings may hold what the stores cannot (a NUL
 # in PostgreSQL TEXT, a lone surrogate anywhere UTF-8 is required)
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 
-def _check_storable(payload: bytes, seq: int, stamps: Iterable[int], strings: Callable[[], Iterable[str]]) -> None:
+def _check_storable(payload: bytes, strings: Callable[[], Iterable[str]]) -> None:
     """Refuse what the wire codec lets through but a store would refuse for good (retrying forever):
-    integers beyond 64 bits, NUL characters, lone surrogates. The strings are only looked at when the
-    payload could hold such characters (not pure ASCII, NUL bytes, or a suspicious escape)."""
-    if seq > _MAX_BIGINT or max(stamps, default=0) > _MAX_BIGINT:
-        raise WireError("'seq' or a timestamp is beyond the 64-bit range the stores hold")
+    NUL characters, lone surrogates (the codec already bounds every integer to 64 bits). The strings are
+    only looked at when the payload could hold such characters (not pure ASCII, NUL bytes, or a
+    suspicious escape)."""
     if payload.isascii() and b"\x00" not in payload and not _SUSPECT_ESCAPE.search(payload):
         return
     text = "\x01".join(strings())
