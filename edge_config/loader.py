@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from edge_config.models import DRIVER_NAMES, CloudConfig, GatewayConfig, LocatedError
+from edge_config.secrets import with_env_secrets
 
 M = TypeVar("M", bound=BaseModel)
 PathKey = tuple[str | int, ...]
@@ -119,16 +119,6 @@ def load_text(text: str, model: type[M], file: str = "<config>") -> M:
         raise ConfigError(list(_issues(file, lines, exc))) from None
 
 
-def _with_env_secrets(cfg: M) -> M:
-    mqtt = getattr(cfg, "mqtt", None)
-    if mqtt is not None and mqtt.password is None and os.environ.get("EDGEGW_MQTT_PASSWORD"):
-        cfg = cfg.model_copy(update={"mqtt": mqtt.model_copy(update={"password": os.environ["EDGEGW_MQTT_PASSWORD"]})})
-    api = getattr(cfg, "api", None)
-    if api is not None and api.token is None and os.environ.get("EDGEGW_API_TOKEN"):
-        cfg = cfg.model_copy(update={"api": api.model_copy(update={"token": os.environ["EDGEGW_API_TOKEN"]})})
-    return cfg
-
-
 def load_file(path: str | Path, model: type[M]) -> M:
     p = Path(path)
     try:
@@ -137,7 +127,7 @@ def load_file(path: str | Path, model: type[M]) -> M:
         raise ConfigError([ConfigIssue(str(path), 0, "", f"cannot read: {e.strerror or e}")]) from None
     except UnicodeDecodeError:
         raise ConfigError([ConfigIssue(str(path), 0, "", "not UTF-8 text")]) from None
-    return _with_env_secrets(load_text(text, model, p.name if p.parent == Path(".") else str(path)))
+    return with_env_secrets(load_text(text, model, p.name if p.parent == Path(".") else str(path)))
 
 
 def load_gateway_config(path: str | Path) -> GatewayConfig:

@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/edgegw ] || [ pyproject.toml -nt .venv/.installed ]; then
   echo "== installing edgegw into .venv (first run only)"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e . >/dev/null
+  .venv/bin/python -m pip install -q -e '.[all]' >/dev/null
   touch .venv/.installed
 fi
 exec .venv/bin/edgegw demo "$@"

@@ -47,14 +47,6 @@ DEVICES = 20
 INFLIGHT = 1000  # MQTT Receive Maximum of each ingester: batches of 500
 
 
-def register(bsub: Any) -> None:
-    p: argparse.ArgumentParser = bsub.add_parser("ingest", help="cloud ingester: MQTT → VictoriaMetrics + ledger")
-    p.add_argument("--messages", type=int, default=5000, help="messages per run (default 5000)")
-    p.add_argument("--samples", type=int, default=100, help="samples per message, one per tag (default 100)")
-    p.add_argument("--json", default=None, metavar="FILE", help="also write the figures to FILE")
-    p.set_defaults(func=cmd_ingest_bench)
-
-
 def cmd_ingest_bench(args: argparse.Namespace) -> int:
     result = run_ingest_bench(messages=args.messages, samples=args.samples)
     print(report(result))

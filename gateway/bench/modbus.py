@@ -585,21 +585,6 @@ def report(r: dict[str, Any]) -> str:
     return "edgegw bench modbus\n" + "\n".join(f"  {k}{' ' * (width - _width(k))}  {v}" for k, v in rows)
 
 
-def register(bsub: Any) -> None:
-    p: argparse.ArgumentParser = bsub.add_parser(
-        "modbus", help="Modbus TCP: requests per scan, registers/s, CPU per register against bare pymodbus"
-    )
-    p.add_argument("--devices", type=int, default=20, help="simulated devices (default 20)")
-    p.add_argument("--registers", type=int, default=500, help="holding registers per device (default 500)")
-    p.add_argument("--interval", type=float, default=1.0, help="poll interval, seconds (default 1)")
-    p.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run (default 6)")
-    p.add_argument("--change", type=float, default=0.1, help="share of values that change per second (default 0.1)")
-    p.add_argument("--rounds", type=int, default=5, help="floor/gateway runs, alternating (default 5)")
-    p.add_argument("--max-seconds", type=float, default=3.0, help="back-to-back phase, seconds (0: skip)")
-    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    p.set_defaults(func=cmd_modbus)
-
-
 def cmd_modbus(args: argparse.Namespace) -> int:
     if args.devices < 1 or args.registers < 1 or args.interval <= 0 or args.seconds <= 0 or args.rounds < 1:
         print("edgegw bench modbus: devices, registers, rounds ≥ 1; interval, seconds > 0", file=sys.stderr)

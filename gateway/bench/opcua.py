@@ -38,19 +38,6 @@ SAMPLING_MS = 1000.0  # the nodes change once per second
 GW, ENT, DEV = "gw-bench-ua", "ent-bench", "bulk-01"
 
 
-def register(bsub: Any) -> None:
-    p: argparse.ArgumentParser = bsub.add_parser(
-        "opcua", help="OPC UA: notifications/s, CPU per 1,000 and latency, gateway vs a bare asyncua client"
-    )
-    p.add_argument("--nodes", default="1000,10000", help="node counts to measure (default 1000,10000)")
-    p.add_argument("--seconds", type=float, default=20.0, help="measuring window per phase (default 20)")
-    p.add_argument("--warmup", type=float, default=5.0, help="seconds after subscribing before measuring")
-    p.add_argument("--publishing-ms", type=float, default=100.0, help="subscription publishing interval (100)")
-    p.add_argument("--mqtt-url", default=None, help="use this broker instead of starting a Mosquitto")
-    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    p.set_defaults(func=cmd_opcua)
-
-
 def cmd_opcua(args: argparse.Namespace) -> int:
     counts = [int(n) for n in str(args.nodes).split(",") if n.strip()]
     result = run_bench(counts, args.seconds, args.warmup, args.publishing_ms, args.mqtt_url)

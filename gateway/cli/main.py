@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from edge_config import ConfigError, json_schema, load_cloud_config, load_gateway_config
 from edge_config.version import __version__
+from gateway.cli.extras import missing_extra_message
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -210,6 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as e:  # every command that loads a config: one `file:line: path: message` per error
         print(e, file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:  # an optional dependency of this command is not installed
+        message = missing_extra_message(args.command, e.name or "")
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import sys
 from pathlib import Path
@@ -14,12 +13,9 @@ from urllib.parse import urlparse
 from pydantic import ValidationError
 
 from drivers.base import DriverError
-from drivers.opcua.browse import render_csv, render_yaml, to_tags, walk
-from drivers.opcua.driver import ua_node_id
-from drivers.opcua.pki import pki_for
-from drivers.opcua.session import close_client, open_client
 from edge_config.models import OpcUaConnection
 from edge_config.opcua import parse_node_id
+from edge_config.secrets import EnvSecrets
 
 
 def register(sub: Any) -> None:
@@ -70,6 +66,11 @@ def default_device_id(endpoint: str) -> str:
     return f"opcua-{slug}"[:64]
 
 
+def _env_password() -> str | None:
+    secret = EnvSecrets().opcua_password
+    return secret.get_secret_value() if secret else None
+
+
 def connection_from(args: argparse.Namespace) -> OpcUaConnection:
     mode = args.security_mode or ("None" if args.security_policy == "None" else "SignAndEncrypt")
     return OpcUaConnection(
@@ -77,7 +78,7 @@ def connection_from(args: argparse.Namespace) -> OpcUaConnection:
         security_policy=args.security_policy,
         security_mode=mode,
         username=args.username,
-        password=args.password or (os.environ.get("EDGEGW_OPCUA_PASSWORD") if args.username else None),
+        password=args.password or (_env_password() if args.username else None),
         user_certificate=args.user_certificate,
         user_private_key=args.user_private_key,
         trust_on_first_use=args.trust_on_first_use,
@@ -98,6 +99,12 @@ def _connection_for_file(conn: OpcUaConnection) -> dict[str, Any]:
 
 
 async def browse(args: argparse.Namespace, conn: OpcUaConnection, bar: ProgressBar) -> tuple[str, int]:
+    # asyncua is loaded only by the command that needs it (every `edgegw` command builds this parser)
+    from drivers.opcua.browse import render_csv, render_yaml, to_tags, walk
+    from drivers.opcua.driver import ua_node_id
+    from drivers.opcua.pki import pki_for
+    from drivers.opcua.session import close_client, open_client
+
     client, _security = await open_client(conn, pki_for(args.data_dir))
     try:
         root = None

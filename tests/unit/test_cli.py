@@ -46,3 +46,19 @@ def test_run_with_a_bad_config_exits_2_without_traceback(tmp_path: Path, capsys:
     assert main(["run", "-c", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "gateway.enterprise_id: required field is missing" in err and "Traceback" not in err
+
+
+def test_a_missing_extra_is_named_with_no_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without influxdb-client (the 'cloud' extra) `edgegw ingest` says what to install."""
+    import sys
+
+    cloud = tmp_path / "cloud.yaml"
+    cloud.write_text("mqtt: {url: mqtt://127.0.0.1:1}\n")
+    for name in [m for m in sys.modules if m.startswith(("influxdb_client", "cloud_bridge.cloud.ingest"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "influxdb_client", None)  # import influxdb_client → ModuleNotFoundError
+    assert main(["ingest", "-c", str(cloud)]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'edgegw[cloud]'" in err and "influxdb_client" in err

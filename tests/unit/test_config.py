@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_config import ConfigError, json_schema, load_gateway_config, load_text
+from edge_config import ConfigError, json_schema, load_cloud_config, load_gateway_config, load_text
 from edge_config.durations import parse_duration
 from edge_config.modbus import ModbusAddress, Table, parse_address
 from edge_config.models import GatewayConfig, ModbusTcpDevice
@@ -163,6 +163,33 @@ def test_load_file_uses_the_file_name_and_env_secret(tmp_path: Path, monkeypatch
     with pytest.raises(ConfigError) as info:
         load_gateway_config(p)
     assert str(info.value).startswith(f"{p}:16: devices[0].connection.port:")
+
+
+def test_environment_overrides_the_file_for_every_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One precedence everywhere: the environment over the file (README "Secrets")."""
+    p = tmp_path / "gw.yaml"
+    p.write_text(
+        GOOD.replace("  listen: 127.0.0.1:8080", "  listen: 127.0.0.1:8080\n  token: from-file"), encoding="utf-8"
+    )
+    assert load_gateway_config(p).api.token == "from-file"
+    monkeypatch.setenv("EDGEGW_API_TOKEN", "from-env")
+    monkeypatch.setenv("EDGEGW_MQTT_PASSWORD", "pw-env")
+    cfg = load_gateway_config(p)
+    assert cfg.api.token == "from-env" and cfg.mqtt.password == "pw-env"
+    cloud = tmp_path / "cloud.yaml"
+    cloud.write_text(
+        "mqtt: {url: mqtt://127.0.0.1:1883, password: file}\ninflux: {url: http://127.0.0.1:8428, token: file}\n"
+    )
+    monkeypatch.setenv("EDGEGW_INFLUX_TOKEN", "tok-env")
+    c = load_cloud_config(cloud)
+    assert (c.mqtt.password, c.influx.token if c.influx else None, c.api.token) == ("pw-env", "tok-env", "from-env")
+
+
+def test_secrets_never_show_in_a_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_config.secrets import EnvSecrets
+
+    monkeypatch.setenv("EDGEGW_MQTT_PASSWORD", "hunter2")
+    assert "hunter2" not in repr(EnvSecrets()) and "hunter2" not in str(EnvSecrets())
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import re
 import threading
@@ -170,7 +169,7 @@ class Ingester:
         self.persistent = m.client_id is not None
         self.client_id = m.client_id or f"edgegw-ingest-{uuid.uuid4().hex[:12]}"
         self.host, self.port = host_port(m.url)
-        password = os.environ.get("EDGEGW_MQTT_PASSWORD") or m.password
+        password = m.password
         self._client = make_client(
             m.url,
             m.protocol,

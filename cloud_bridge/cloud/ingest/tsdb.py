@@ -11,7 +11,6 @@ the ledger before writing, so only a crash or a race between ingesters can write
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from typing import cast
 
@@ -109,7 +108,7 @@ class TsdbWriter:
     def __init__(self, section: InfluxSection, *, gzip: bool = False) -> None:
         self.section = section
         self.measurement = section.measurement
-        token = os.environ.get("EDGEGW_INFLUX_TOKEN") or section.token
+        token = section.token
         self._client = InfluxDBClient(
             url=section.url,
             token=token,

@@ -1,0 +1,49 @@
+"""Secrets and overrides from the environment, read once (pydantic-settings).
+
+Precedence, one rule everywhere: a command-line option > the environment (`EDGEGW_*`) > the config
+file > the default. So a secret can be kept out of the YAML file (systemd `EnvironmentFile=`, a
+container's environment) and rotated without editing it. Values are `SecretStr`: they never show in a
+repr or a log line.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EnvSecrets(BaseSettings):
+    """What the environment may set: `EDGEGW_MQTT_PASSWORD`, `EDGEGW_API_TOKEN`, `EDGEGW_INFLUX_TOKEN`,
+    `EDGEGW_OPCUA_PASSWORD` (for `edgegw opcua browse`)."""
+
+    model_config = SettingsConfigDict(env_prefix="EDGEGW_", extra="ignore", frozen=True)
+
+    mqtt_password: SecretStr | None = None
+    api_token: SecretStr | None = None
+    influx_token: SecretStr | None = None
+    opcua_password: SecretStr | None = None
+
+
+# environment setting -> (config section, field)
+_CONFIG_FIELDS = {
+    "mqtt_password": ("mqtt", "password"),
+    "api_token": ("api", "token"),
+    "influx_token": ("influx", "token"),
+}
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def with_env_secrets(cfg: M, env: EnvSecrets | None = None) -> M:
+    """`cfg` with every secret the environment sets put in place of the file's value."""
+    env = env if env is not None else EnvSecrets()
+    for name, (section, field) in _CONFIG_FIELDS.items():
+        secret: SecretStr | None = getattr(env, name)
+        part = getattr(cfg, section, None)
+        if secret is None or part is None or field not in type(part).model_fields:
+            continue
+        part = part.model_copy(update={field: secret.get_secret_value()})
+        cfg = cfg.model_copy(update={section: part})
+    return cfg
