@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import socket
 
+from gateway.bench.servers import free_port
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["free_port", "free_port_block", "port_free"]
 
 
 def port_free(port: int) -> bool:

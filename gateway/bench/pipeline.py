@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -35,7 +33,7 @@ from cloud_bridge.uplink.publisher import Publisher
 from cloud_bridge.wire.codec import Sample, Topics, encode_data_body
 from edge_config.models import MqttSection
 from edge_config.version import __version__
-from gateway.bench.servers import MosquittoServer, VictoriaMetrics
+from gateway.bench.servers import MosquittoServer, VictoriaMetrics, free_port, proc_cpu_seconds
 
 GW = "gw-bench"
 ENT = "ent-bench"
@@ -79,12 +77,6 @@ class Workshop:
 # ---------------------------------------------------------------- helpers
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def ledger_samples(path: Path) -> int:
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
@@ -109,14 +101,6 @@ async def wait_for(cond: Any, timeout: float, step: float = 0.1) -> float:
 
 def file_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file() and "hwm" not in p.name)
-
-
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 # ---------------------------------------------------------------- the run
@@ -185,7 +169,7 @@ async def run_pipeline_bench(
 
         # 2. sustained: keep the backlog bounded and measure what reaches the ledger
         base_ledger = ledger_samples(ledger)
-        ing_cpu0 = proc_cpu(ingest.pid)
+        ing_cpu0 = proc_cpu_seconds(ingest.pid)
         t0 = time.monotonic()
         ts = int(time.time() * 1000)
         while time.monotonic() - t0 < sustained_s:
@@ -198,7 +182,7 @@ async def run_pipeline_bench(
         got = ledger_samples(ledger) - base_ledger
         result["sustained"] = {
             "samples_s": got / elapsed,
-            "ingester_cpu_share": (proc_cpu(ingest.pid) - ing_cpu0) / elapsed,
+            "ingester_cpu_share": (proc_cpu_seconds(ingest.pid) - ing_cpu0) / elapsed,
         }
         await wait_for(lambda: buffer.depth().messages == 0, 120)
         await wait_for(lambda: ledger_samples(ledger) - base_ledger >= sum(pub.stats.samples_acked.values()), 120)

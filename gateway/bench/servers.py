@@ -1,4 +1,6 @@
-"""Real servers for benchmarks and integration tests: Mosquitto and VictoriaMetrics on loopback ports.
+"""Real servers the benchmarks start: Mosquitto and VictoriaMetrics on loopback ports. The integration
+tests reuse these launchers through `tests/servers.py` (one launcher, not two); what only tests need
+lives there.
 
 Both binaries come from Debian packages (`mosquitto`, `victoria-metrics`); a missing binary raises
 `MissingBinary` naming the package to install.
@@ -229,15 +231,3 @@ class VictoriaMetrics:
     def count(self, match: str) -> int:
         """How many raw samples the series matching `match` hold."""
         return sum(len(s["values"]) for s in self.export(match))
-
-    def wait_for_samples(self, match: str, n: int, timeout: float = 10) -> list[dict[str, Any]]:
-        """Poll `export(match)` until the series hold at least `n` values in total; fail after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            series = self.export(match)
-            total = sum(len(s["values"]) for s in series)
-            if total >= n:
-                return series
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{match}: {total} of {n} samples after {timeout} s")
-            time.sleep(0.1)

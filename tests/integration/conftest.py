@@ -1,22 +1,18 @@
 """Real servers for integration tests: Mosquitto and VictoriaMetrics, each on a free loopback port.
 
 Both binaries come from Debian packages (`mosquitto`, `victoria-metrics`); a missing binary fails
-the test with the package to install rather than skipping it. The server classes live in
-`gateway.bench.servers`, shared with the benchmarks.
+the test with the package to install rather than skipping it. The servers are in `tests/servers.py`.
 """
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gateway.bench.servers import MosquittoServer, VictoriaMetrics, start_with_retry
-
-__all__ = ["MosquittoServer", "VictoriaMetrics"]  # test modules import the server classes from here
+from tests.servers import PG_URL, MosquittoServer, VictoriaMetrics, pg_unavailable, start_with_retry
 
 
 @pytest.fixture
@@ -35,25 +31,6 @@ def victoria(tmp_path: Path) -> Iterator[VictoriaMetrics]:
         yield server
     finally:
         server.stop()
-
-
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def pg_unavailable() -> str | None:
-    """Why the machine's PostgreSQL cannot be used, or None when it answers."""
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            pass
-    except OSError as e:
-        return f"no PostgreSQL on 127.0.0.1:5432 ({e})"
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URL, connect_timeout=3):
-            return None
-    except Exception as e:  # any driver or auth failure means: cannot test here
-        return f"PostgreSQL at {PG_URL} refused: {e}"
 
 
 @pytest.fixture

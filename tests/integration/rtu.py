@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from drivers.base import Changes, Reading
-from gateway.bench.servers import stop_process
 from gateway.channel import DeviceState
 from gateway.poller import poll_loop
+from tests.servers import stop_process
 
 SOCAT = "/usr/bin/socat"
 

@@ -24,8 +24,8 @@ from cloud_bridge.cloud.ledger.writer import Ledger
 from edge_config.models import CloudConfig, GatewayConfig
 from gateway.agent import Agent
 from simulators.registry import simulated_devices, start_simulators
-from tests.integration.conftest import MosquittoServer, VictoriaMetrics
 from tests.ports import free_port
+from tests.servers import MosquittoServer, VictoriaMetrics, wait_for_samples
 
 pytestmark = pytest.mark.integration
 
@@ -142,14 +142,14 @@ async def test_loom_to_victoriametrics_and_ledger(
 
     # every numeric sample on the wire is in VictoriaMetrics, with the same value, time and unit
     wire_speed = {s["ts"]: s["v"] for p in data for s in p["samples"] if s["tag"] == "speed"}
-    series = victoria.wait_for_samples('sf_v{dev="loom-01",tag="speed"}', len(wire_speed), timeout=15)
+    series = wait_for_samples(victoria, 'sf_v{dev="loom-01",tag="speed"}', len(wire_speed), timeout=15)
     assert len(series) == 1
     labels = series[0]["metric"]
     assert labels["unit"] == "rpm" and labels["gw"] == "gw-e2e" and labels["ent"] == "ent-e2e"
     stored = dict(zip(series[0]["timestamps"], series[0]["values"], strict=True))
     assert stored == pytest.approx(wire_speed)
     wire_numeric = sum(1 for p in data for s in p["samples"] if not isinstance(s["v"], str))
-    all_series = victoria.wait_for_samples('{__name__="sf_v",gw="gw-e2e"}', wire_numeric, timeout=15)
+    all_series = wait_for_samples(victoria, '{__name__="sf_v",gw="gw-e2e"}', wire_numeric, timeout=15)
     assert sum(len(s["values"]) for s in all_series) == wire_numeric
 
     # the ledger holds every sample exactly once

@@ -25,8 +25,8 @@ from gateway.cli import main
 from gateway.oee.tracker import config_hash
 from simulators.modbus_server import ModbusTcpSimulator
 from simulators.scripted import ScriptedMachine, Segment, scripted_device_config
-from tests.integration.conftest import MosquittoServer
 from tests.ports import free_port
+from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ import pytest
 from edge_config.models import GatewayConfig
 from gateway.agent import Agent
 from simulators.registry import simulated_devices, start_simulators
-from tests.integration.conftest import MosquittoServer
 from tests.ports import free_port, free_port_block
+from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
 

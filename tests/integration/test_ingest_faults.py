@@ -32,7 +32,7 @@ from cloud_bridge.cloud.ledger.writer import Ledger
 from cloud_bridge.wire.codec import Event, Sample, Topics, encode_data_body, encode_event_body, envelope
 from cloud_bridge.wire.mqtt import host_port, make_client
 from edge_config.models import CloudConfig
-from gateway.bench.servers import MosquittoServer, VictoriaMetrics
+from tests.servers import MosquittoServer, VictoriaMetrics, wait_for_samples
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def check_exactly_once(
     got: dict[tuple[str, str], list[tuple[int, float]]] = {}
     # New series become searchable a moment after the write: wait for the number expected (more is checked below).
     match = f'{{__name__="sf_v",gw="{GW}"}}'
-    for series in victoria.wait_for_samples(match, len(seqs) * stream.samples_per_message, timeout=30):
+    for series in wait_for_samples(victoria, match, len(seqs) * stream.samples_per_message, timeout=30):
         labels = series["metric"]
         got.setdefault((labels["dev"], labels["tag"]), []).extend(
             (ts, round(float(v), 6)) for ts, v in zip(series["timestamps"], series["values"], strict=True)

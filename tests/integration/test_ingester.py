@@ -24,7 +24,7 @@ from cloud_bridge.wire.codec import (
 )
 from cloud_bridge.wire.mqtt import host_port, make_client
 from edge_config.models import CloudConfig, InfluxSection, IngestMqttSection, LedgerSection
-from tests.integration.conftest import MosquittoServer, VictoriaMetrics
+from tests.servers import MosquittoServer, VictoriaMetrics, wait_for_samples
 
 pytestmark = pytest.mark.integration
 
@@ -150,7 +150,7 @@ def test_data_reaches_victoria_and_ledger_once(
     publish_batches(publisher)
     wait_until(lambda: ing.stats.data_messages == 3, what="3 data messages")
 
-    series = series_by_tag(victoria.wait_for_samples('{__name__="sf_v"}', NUMERIC))
+    series = series_by_tag(wait_for_samples(victoria, '{__name__="sf_v"}', NUMERIC))
     assert set(series) == {
         ("loom-01", "speed", "good"),
         ("loom-01", "speed", "uncertain"),
@@ -217,7 +217,7 @@ def test_malformed_messages_are_dead_lettered_and_ingest_goes_on(
     assert reasons[f"sf/v1/{ENT}/{GW}/loom-01/values"]["payload"] == data_payload("loom-01", 3, good)
     assert ing.ledger.total_samples() == 1
     assert not ing.ledger.is_duplicate(ENT, GW, 2)  # dead letters claim no seq
-    [speed] = victoria.wait_for_samples('{tag="speed"}', 1)
+    [speed] = wait_for_samples(victoria, '{tag="speed"}', 1)
     assert speed["values"] == [5.0]
 
 
@@ -266,7 +266,7 @@ def test_mqtt311_plain_subscription(
     finally:
         pub.close()
     wait_until(lambda: ing.stats.data_messages == 3 and ing.stats.duplicates == 3, what="3 + 3 messages")
-    victoria.wait_for_samples('{__name__="sf_v"}', NUMERIC)
+    wait_for_samples(victoria, '{__name__="sf_v"}', NUMERIC)
     assert ing.ledger.total_samples() == TOTAL
     assert sum(len(s["values"]) for s in victoria.export('{__name__="sf_v"}')) == NUMERIC
 
@@ -300,7 +300,7 @@ def test_tsdb_failure_holds_the_message_and_retries(
     wait_until(lambda: ing.stats.data_messages == 3, what="3 data messages")
     assert ing.stats.errors == 3
     assert ing.ledger.total_samples() == TOTAL
-    victoria.wait_for_samples('{__name__="sf_v"}', NUMERIC)
+    wait_for_samples(victoria, '{__name__="sf_v"}', NUMERIC)
     tsdb.close()
 
 
@@ -328,7 +328,7 @@ def test_unacknowledged_message_is_redelivered_after_restart(
         second = ingester_factory(config)
         wait_until(lambda: second.stats.data_messages == 1, what="the redelivered message")
         assert ledger.total_samples() == 3
-        victoria.wait_for_samples('{dev="loom-01"}', 3)
+        wait_for_samples(victoria, '{dev="loom-01"}', 3)
     finally:
         ledger.close()
 
@@ -348,7 +348,7 @@ def test_awkward_names_and_values_survive_line_protocol(
     publisher.publish(TOPICS.data("loom-01"), data_payload("loom-01", 1, samples, units))
     wait_until(lambda: ing.stats.data_messages == 1, what="the message")
     assert ing.stats.tsdb_skipped_strings == 1  # the integer beyond the float range
-    series = {s["metric"]["tag"]: s for s in victoria.wait_for_samples('{__name__="sf_v"}', len(samples) - 1)}
+    series = {s["metric"]["tag"]: s for s in wait_for_samples(victoria, '{__name__="sf_v"}', len(samples) - 1)}
     assert set(series) == {*tags, "big", "tiny"}
     for i, t in enumerate(tags):
         assert (series[t]["values"], series[t]["timestamps"]) == ([float(i)], [T0 + i])
@@ -391,5 +391,5 @@ def test_a_burst_is_taken_in_batches_and_lands_once(
     assert (s.data_messages, s.duplicates, s.samples_ingested) == (1000, 100, 5000)
     assert s.batches < 1100 / 2, f"{s.batches} batches for 1,100 messages"
     assert ing.ledger.total_samples() == 5000
-    victoria.wait_for_samples('{__name__="sf_v"}', 5000)
+    wait_for_samples(victoria, '{__name__="sf_v"}', 5000)
     assert victoria.count('{__name__="sf_v"}') == 5000

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from simulators.registry import simulated_devices, start_simulators
-from tests.integration.conftest import MosquittoServer
 from tests.ports import free_port
+from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 
 from cloud_bridge.cloud.ledger.writer import Ledger
 from cloud_bridge.wire.codec import DataMessage, Event, EventMessage, Sample, Status
-from tests.integration.conftest import PG_URL
+from tests.servers import PG_URL
 
 pytestmark = pytest.mark.integration
 

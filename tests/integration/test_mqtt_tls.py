@@ -17,9 +17,9 @@ from cloud_bridge.uplink.buffer import Buffer, Outgoing
 from cloud_bridge.uplink.publisher import Publisher
 from cloud_bridge.wire.codec import Sample, Topics, encode_data_body
 from edge_config.models import MqttSection
-from tests.integration.conftest import MosquittoServer
 from tests.integration.tls import TlsFiles, make_ca
 from tests.ports import free_port
+from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
 

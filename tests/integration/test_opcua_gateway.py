@@ -16,8 +16,8 @@ import pytest
 from edge_config.models import GatewayConfig
 from gateway.agent import Agent
 from simulators.registry import opcua_simulated_devices, start_opcua_simulator
-from tests.integration.conftest import MosquittoServer
 from tests.ports import free_port
+from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.integration
 PREFIX = "sf/v1/ent-ua/gw-ua"

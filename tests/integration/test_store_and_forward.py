@@ -27,8 +27,8 @@ from cloud_bridge.uplink.buffer import Buffer, Outgoing
 from edge_config.models import CloudConfig, GatewayConfig
 from gateway.agent import Agent
 from simulators.registry import simulated_devices, start_simulators
-from tests.integration.conftest import MosquittoServer, VictoriaMetrics
 from tests.ports import free_port, free_port_block
+from tests.servers import MosquittoServer, VictoriaMetrics
 
 pytestmark = pytest.mark.integration
 
