@@ -76,6 +76,11 @@ class MqttSection(Frozen):
     topic_prefix: str = "sf/v1"
     keepalive: Duration = 30.0
     inflight: int = Field(100, ge=1, le=65535)
+    ack_timeout: Duration = Field(
+        30.0,
+        gt=0,
+        description="nothing acknowledged for this long while messages are in flight: reconnect and send them again",
+    )
     tls: TlsSettings | None = None
 
     @field_validator("protocol", mode="before")

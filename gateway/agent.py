@@ -15,8 +15,10 @@ from cloud_bridge.uplink.publisher import Publisher
 from cloud_bridge.wire.codec import Topics
 from drivers import make_driver
 from edge_config.models import GatewayConfig
+from edge_config.timing import backoff_delay
 from edge_config.version import __version__
 from gateway.heap import settle_heap
+from gateway.poller import sleep_or_stop
 from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ class Agent:
         # the publisher stops after the devices, so what they buffer on the way out (last counter snapshots)
         # still goes out in its drain
         devices_done = asyncio.Event()
-        publisher = asyncio.create_task(self.publisher.run(devices_done), name="publisher")
+        publisher = asyncio.create_task(self._supervise_publisher(devices_done), name="publisher")
         runtime = asyncio.create_task(self.runtime.run(stop), name="runtime")
         api = asyncio.create_task(self._serve_api(stop), name="edge-api") if serve_api else None
         settle = asyncio.create_task(self._settle_heap_when_steady(stop), name="settle-heap")
@@ -73,6 +75,23 @@ class Agent:
             self.backlog_at_stop = self.buffer.depth()
             self.buffer.close()
             self.runtime.history.close()
+
+    async def _supervise_publisher(self, done: asyncio.Event) -> None:
+        """Run the publisher until `done`; if its loop fails, log it, count it (health shows it) and start
+        it again after a backoff: what it had not sent is still in the buffer."""
+        attempt = 0
+        while True:
+            try:
+                await self.publisher.run(done)
+                return
+            except Exception as e:
+                attempt += 1
+                self.publisher.stats.crashes += 1
+                self.publisher.stats.last_crash = f"{type(e).__name__}: {e}"
+                log.exception("the MQTT publisher failed (%s); starting it again", e)
+            await sleep_or_stop(done, backoff_delay(attempt, base=1.0, cap=30.0))
+            if done.is_set():
+                return
 
     async def _settle_heap_when_steady(self, stop: asyncio.Event, after: float = 10.0) -> None:
         """Once the devices are connected and scanning, freeze the long-lived heap (see gateway.heap)."""

@@ -27,12 +27,12 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from cloud_bridge.uplink.localdb import open_local_db
 from edge_config import timing
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 1);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped_messages', 0);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped_samples', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('quarantined', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('dead_letters_dropped', 0);
 """
 
 
@@ -100,6 +102,22 @@ class Pending:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message moved out of the queue, with why (`edgegw buffer dead-letters` lists and replays them)."""
+
+    id: int
+    kind: str
+    topic: str
+    dev: str
+    seq: int | None
+    samples: int
+    bytes: int
+    created_ms: int
+    failed_ms: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Depth:
     messages: int
     bytes: int  # stored (compressed) bytes
@@ -107,13 +125,12 @@ class Depth:
     samples: int = 0
     dropped_messages: int = 0
     dropped_samples: int = 0
+    dead_letters: int = 0  # messages moved aside (refused for good by the broker, or damaged)
+    dead_letter_bytes: int = 0
+    quarantined: int = 0  # rows found damaged (unreadable) and moved to the dead letters
 
     def behind_ms(self, now_ms: int) -> int:
         return max(0, now_ms - self.oldest_ms) if self.oldest_ms is not None else 0
-
-
-class BufferCorrupt(Exception):
-    pass
 
 
 class Buffer:
@@ -128,53 +145,20 @@ class Buffer:
         compress: bool = True,
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.compress = compress
-        self.corrupt_file: Path | None = None
         self._hwm_path = self.path.with_name(self.path.name + ".seq.hwm")
         self._lock = threading.Lock()
-        existed = self.path.exists()
-        try:
-            self._db = self._open(synchronous)
-        except (sqlite3.DatabaseError, BufferCorrupt) as e:
-            self._move_aside(e)
-            existed = False
-            self._db = self._open(synchronous)
+        opened = open_local_db(self.path, _SCHEMA, synchronous=synchronous, what="store-and-forward buffer")
+        self._db = opened.db
+        self.corrupt_file = opened.moved_aside
         self._stored_bytes = self._sum_bytes()
         self._hwm = self._read_hwm()
-        if not existed and self._hwm > 1:
+        if opened.created and self._hwm > 1:
             # A new database where a buffer lived before (lost or corrupt): never reuse a seq.
             self._db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (self._hwm,))
         if self._meta("next_seq") >= self._hwm:
             self._reserve(self._meta("next_seq"))
-
-    def _move_aside(self, error: Exception) -> None:
-        self.corrupt_file = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-        log.error(
-            "store-and-forward buffer %s is damaged (%s): moved aside to %s, starting a fresh buffer",
-            self.path,
-            error,
-            self.corrupt_file,
-        )
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(str(self.path) + suffix)
-            if src.exists():
-                src.rename(Path(str(self.corrupt_file) + suffix))
-
-    def _open(self, synchronous: str) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={synchronous}")
-            (check,) = db.execute("PRAGMA quick_check").fetchone()
-            if check != "ok":
-                raise BufferCorrupt(check)
-            db.executescript(_SCHEMA)
-        except BaseException:
-            db.close()
-            raise
-        return db
 
     # ------------------------------------------------------------ seq high-water mark
 
@@ -199,8 +183,10 @@ class Buffer:
         return int(value)
 
     def _sum_bytes(self) -> int:
+        """Stored bytes: the queue and the dead letters (both count toward `max_bytes`)."""
         (n,) = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()
-        return int(n)
+        (d,) = self._db.execute("SELECT COALESCE(SUM(length(body)), 0) FROM dead_letters").fetchone()
+        return int(n) + int(d)
 
     # ------------------------------------------------------------ writing
 
@@ -254,16 +240,33 @@ class Buffer:
         return seqs
 
     def _drop_oldest(self, excess: int) -> int:
-        """Delete the oldest messages until `excess` bytes are freed (inside the open transaction)."""
-        freed = msgs = samples = 0
-        ids = []
-        for row_id, size, n in self._db.execute("SELECT id, size, samples FROM outbox ORDER BY id"):
+        """Free `excess` bytes inside the open transaction: the oldest dead letters first (they wait for a
+        person, not for the broker), then the oldest queued messages; both counted."""
+        freed = 0
+        dead_ids = []
+        for row_id, size in self._db.execute("SELECT id, length(body) FROM dead_letters ORDER BY id"):
             if freed >= excess:
                 break
+            dead_ids.append((row_id,))
+            freed += size
+        if dead_ids:
+            self._db.executemany("DELETE FROM dead_letters WHERE id=?", dead_ids)
+            self._db.execute("UPDATE meta SET value=value+? WHERE key='dead_letters_dropped'", (len(dead_ids),))
+            log.warning("buffer full (%d bytes): dropped the oldest %d dead letters", self.max_bytes, len(dead_ids))
+        excess -= freed
+        msgs = samples = 0
+        ids = []
+        queued = 0
+        for row_id, size, n in self._db.execute("SELECT id, size, samples FROM outbox ORDER BY id"):
+            if queued >= excess:
+                break
+            queued += size
             ids.append((row_id,))
             freed += size
             msgs += 1
             samples += n
+        if not ids:
+            return freed
         self._db.executemany("DELETE FROM outbox WHERE id=?", ids)
         self._db.execute("UPDATE meta SET value=value+? WHERE key='dropped_messages'", (msgs,))
         self._db.execute("UPDATE meta SET value=value+? WHERE key='dropped_samples'", (samples,))
@@ -283,9 +286,17 @@ class Buffer:
                 (after_id, limit),
             ).fetchall()
         out = []
+        damaged: list[tuple[int, str]] = []
         for r in rows:
-            body = zlib.decompress(r[5]) if self.compress else bytes(r[5])
+            try:
+                body = zlib.decompress(r[5]) if self.compress else bytes(r[5])
+            except (zlib.error, TypeError) as e:
+                damaged.append((r[0], f"damaged: the stored body cannot be read ({e})"))
+                continue
             out.append(Pending(r[0], r[1], r[2], r[3], r[4], body, bool(r[6]), r[7], r[8]))
+        for row_id, reason in damaged:  # quarantined with the reason, counted; the drain goes on
+            log.error("buffer row %d is %s: quarantined", row_id, reason)
+            self.dead_letter([row_id], reason, quarantine=True)
         return out
 
     def ack(self, ids: list[int]) -> None:
@@ -310,9 +321,9 @@ class Buffer:
                 raise
             self._stored_bytes -= freed
 
-    def dead_letter(self, ids: list[int], reason: str) -> None:
-        """Move messages the broker will never accept (e.g. not authorised for the topic) out of the queue,
-        kept with the reason for a person to look at."""
+    def dead_letter(self, ids: list[int], reason: str, *, quarantine: bool = False) -> None:
+        """Move messages the broker will never accept (e.g. not authorised for the topic), or rows found
+        damaged (`quarantine`), out of the queue, kept with the reason for a person to look at."""
         if not ids:
             return
         now = timing.now_ms()
@@ -333,7 +344,9 @@ class Buffer:
                         (*row[:8], now, reason),
                     )
                     db.execute("DELETE FROM outbox WHERE id=?", (i,))
-                    freed += int(row[8])
+                    freed += int(row[8]) - len(row[5])
+                    if quarantine:
+                        db.execute("UPDATE meta SET value=value+1 WHERE key='quarantined'")
                 db.execute("COMMIT")
             except BaseException:
                 self._rollback()
@@ -345,13 +358,53 @@ class Buffer:
             (n,) = self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()
         return int(n)
 
+    def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        """The dead letters, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, kind, topic, dev, seq, samples, length(body), created_ms, failed_ms, reason"
+                " FROM dead_letters ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [DeadLetter(*r) for r in rows]
+
+    def replay_dead_letters(self, ids: list[int] | None = None) -> int:
+        """Put dead letters (all, or these ids) back in the queue, with their seq and time: the publisher
+        sends them again (consumers dedupe on seq). Returns how many went back."""
+        with self._lock:
+            try:
+                db = self._begin()
+                where, params = ("", ()) if ids is None else (f" WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))
+                rows = db.execute(
+                    "SELECT id, kind, topic, dev, seq, body, samples, created_ms FROM dead_letters"
+                    + where
+                    + " ORDER BY id",
+                    params,
+                ).fetchall()
+                for r in rows:
+                    db.execute(
+                        "INSERT INTO outbox (kind, topic, dev, seq, body, size, retain, samples, created_ms)"
+                        " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                        (r[1], r[2], r[3], r[4], r[5], len(r[5]), r[6], r[7]),
+                    )
+                    db.execute("DELETE FROM dead_letters WHERE id=?", (r[0],))
+                db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        return len(rows)
+
     def depth(self) -> Depth:
         with self._lock:
             n, size, oldest, samples = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created_ms), COALESCE(SUM(samples), 0) FROM outbox"
             ).fetchone()
+            dead, dead_bytes = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(length(body)), 0) FROM dead_letters"
+            ).fetchone()
             dropped_m, dropped_s = self._meta("dropped_messages"), self._meta("dropped_samples")
-        return Depth(n, size, oldest, samples, dropped_m, dropped_s)
+            quarantined = self._meta("quarantined")
+        return Depth(n, size, oldest, samples, dropped_m, dropped_s, dead, dead_bytes, quarantined)
 
     def next_seq(self) -> int:
         with self._lock:

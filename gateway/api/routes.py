@@ -34,13 +34,12 @@ def build_router(agent: AgentView) -> APIRouter:
 
     @router.get("/health")
     def health() -> dict[str, Any]:
-        p = agent.publisher.stats
         return {
             "status": "ok",
             "version": __version__,
             "gateway": agent.config.gateway.id,
             "enterprise": agent.config.gateway.enterprise_id,
-            "mqtt": {"connected": p.connected, "url": agent.config.mqtt.url, "last_error": p.last_error},
+            "mqtt": agent.publisher.health(),
             "buffer": agent.publisher.backlog(),
             "devices_online": sum(1 for s in agent.runtime.devices.values() if s.online),
             "devices": len(agent.runtime.devices),

@@ -157,6 +157,7 @@ COMMAND_MODULES: list[str] = [
     "gateway.cli.opcua",
     "gateway.cli.evidence",
     "gateway.cli.serve",
+    "gateway.cli.buffer",
 ]
 
 

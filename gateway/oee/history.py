@@ -11,12 +11,12 @@ one connection, guarded by a lock.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from cloud_bridge.metrics import CountPoint
+from cloud_bridge.uplink.localdb import open_local_db
 from edge_config.timing import now_ms
 
 _SCHEMA = """
@@ -46,13 +46,13 @@ class Window:
 class OeeHistory:
     def __init__(self, path: str | Path, *, retention_s: float = 744 * 3600.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.retention_ms = int(retention_s * 1000)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # history, not the commit point of anything
-        self._db.executescript(_SCHEMA)
+        # synchronous=NORMAL: history, not the commit point of anything. A damaged file is moved aside and
+        # the history starts afresh (the evidence is in the cloud; only the edge's own OEE view loses it)
+        opened = open_local_db(self.path, _SCHEMA, synchronous="NORMAL", what="OEE history")
+        self._db = opened.db
+        self.moved_aside = opened.moved_aside
         self._alive_written = 0
         self._next_prune = 0
         self.closed = False

@@ -168,3 +168,45 @@ def test_a_failed_ack_or_dead_letter_is_rolled_back_and_the_buffer_keeps_working
     b.dead_letter([rows[2].id], "refused")
     assert b.depth().messages == 0 and b.dead_letter_count() == 1 and b.depth().bytes == 0
     assert b.enqueue([data("a")]) == [4]
+
+
+def test_dead_letters_count_toward_max_bytes_and_go_first_when_full(tmp_path: Path) -> None:
+    b = Buffer(tmp_path / "b.db", max_bytes=1000, compress=False)
+    b.enqueue([Outgoing("data", "t", "d", b"x" * 100, samples=1) for _ in range(3)])
+    b.dead_letter([r.id for r in b.peek(2)], "not authorised")
+    depth = b.depth()
+    assert (depth.messages, depth.dead_letters, depth.dead_letter_bytes) == (1, 2, 200)
+    for _ in range(8):  # 1 queued + 2 dead + 8 new = 1100 bytes: the oldest dead letter makes room
+        b.enqueue([Outgoing("data", "t", "d", b"x" * 100, samples=1)])
+    depth = b.depth()
+    assert depth.dead_letters == 1 and depth.messages == 9 and depth.dropped_messages == 0
+    assert depth.bytes + depth.dead_letter_bytes <= 1000
+
+
+def test_dead_letters_are_listed_with_their_reason_and_replayed_with_their_seq(tmp_path: Path) -> None:
+    b = Buffer(tmp_path / "b.db")
+    b.enqueue([data(f"d{i}") for i in range(4)], now_ms=5000)
+    rows = b.peek(10)
+    b.dead_letter([rows[1].id, rows[3].id], "broker rejected it: Not authorized")
+    listed = b.dead_letters()
+    assert [(d.seq, d.dev, d.reason, d.created_ms) for d in listed] == [
+        (2, "d1", "broker rejected it: Not authorized", 5000),
+        (4, "d3", "broker rejected it: Not authorized", 5000),
+    ]
+    assert b.replay_dead_letters([listed[0].id]) == 1
+    assert [r.seq for r in b.peek(10)] == [1, 3, 2], "back in the queue with its own seq"
+    assert b.replay_dead_letters() == 1 and b.dead_letter_count() == 0
+    assert sorted(r.seq for r in b.peek(10) if r.seq) == [1, 2, 3, 4]
+
+
+def test_a_row_that_cannot_be_decompressed_is_quarantined_and_the_rest_are_read(tmp_path: Path) -> None:
+    b = Buffer(tmp_path / "b.db")
+    b.enqueue([data(f"d{i}") for i in range(5)])
+    b._db.execute("UPDATE outbox SET body = x'deadbeef' WHERE seq = 3")
+    assert [r.seq for r in b.peek(10)] == [1, 2, 4, 5]
+    depth = b.depth()
+    assert depth.quarantined == 1 and depth.dead_letters == 1 and depth.messages == 4
+    [dead] = b.dead_letters()
+    assert dead.seq == 3 and dead.reason.startswith("damaged: the stored body cannot be read")
+    b.close()
+    assert Buffer(tmp_path / "b.db").depth().quarantined == 1, "the count is persisted"

@@ -62,3 +62,27 @@ def test_a_missing_extra_is_named_with_no_traceback(
     assert main(["ingest", "-c", str(cloud)]) == 2
     err = capsys.readouterr().err
     assert "pip install 'edgegw[cloud]'" in err and "influxdb_client" in err
+
+
+def test_buffer_commands_list_and_replay_dead_letters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cloud_bridge.uplink.buffer import Buffer, Outgoing
+
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text(
+        (DEPLOY / "gateway.example.yaml").read_text(encoding="utf-8").replace("./data", str(tmp_path / "data")),
+        encoding="utf-8",
+    )
+    assert main(["buffer", "status", "-c", str(cfg)]) == 2, "no buffer yet"
+    b = Buffer(tmp_path / "data" / "buffer.db")
+    b.enqueue([Outgoing("data", "sf/v1/e/g/d/data", "d", b"{}", samples=1) for _ in range(2)])
+    b.dead_letter([b.peek(1)[0].id], "broker rejected it: Not authorized")
+    b.close()
+    capsys.readouterr()
+    assert main(["buffer", "dead-letters", "-c", str(cfg)]) == 0
+    assert "seq=1" in capsys.readouterr().out
+    assert main(["buffer", "dead-letters", "-c", str(cfg), "--replay", "x"]) == 2
+    assert main(["buffer", "dead-letters", "-c", str(cfg), "--replay", "all"]) == 0
+    assert "1 messages" in capsys.readouterr().out
+    assert main(["buffer", "status", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "2 messages" in out and "0 (0 bytes" in out

@@ -115,3 +115,14 @@ def test_demo_summary_lines_show_live_oee(tmp_path: Path) -> None:
     lines = oee_lines(agent, now_ms=T0 + 13 * H)  # type: ignore[arg-type]
     assert lines[0].endswith("current shift 2024-05-01 A (so far):")
     assert lines[1].startswith("  - press-01: A  75.0%  P 100.0%  Q  99.0%  OEE  74.2%")
+
+
+def test_a_damaged_history_file_is_moved_aside_and_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "oee_history.db"
+    path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)  # a header, then garbage: cannot be opened
+    h = OeeHistory(path)
+    assert h.moved_aside is not None and h.moved_aside.exists()
+    h.record_state("loom-01", 1000, "running")
+    assert h.window("loom-01", 0, 2000).states == [(1000, "running")]
+    h.close()
+    assert OeeHistory(path).moved_aside is None, "the rebuilt file opens cleanly next time"
