@@ -48,8 +48,24 @@ def iso_local(ms: int, tz: str) -> str:
     return datetime.fromtimestamp(ms / 1000, ZoneInfo(tz)).isoformat(timespec="seconds")
 
 
+# instants are taken between these (epoch ms): 2000-01-01 and 2100-01-01 UTC, well inside every store's range
+EARLIEST_MS = 946_684_800_000
+LATEST_MS = 4_102_444_800_000
+
+
 def parse_instant(text: str, tz: str, *, end: bool = False) -> int:
-    """Epoch ms of a date (its local midnight; with `end`, the next one), a date-time or epoch ms."""
+    """Epoch ms of a date (its local midnight; with `end`, the next one), a date-time or epoch ms, between
+    the years 2000 and 2100 (PeriodError with the reason otherwise)."""
+    try:
+        ms = _instant(text, tz, end)
+    except (OverflowError, OSError):  # far outside what a calendar or the platform's clock can hold
+        raise PeriodError(f"{text!r} is out of range (2000-01-01 to 2100-01-01)") from None
+    if not EARLIEST_MS <= ms <= LATEST_MS:
+        raise PeriodError(f"{text!r} is out of range (2000-01-01 to 2100-01-01)")
+    return ms
+
+
+def _instant(text: str, tz: str, end: bool) -> int:
     t = text.strip()
     if not t:
         raise PeriodError("empty date")

@@ -34,6 +34,11 @@ def window(config: GatewayConfig, start: str | None, end: str | None, now_ms: in
     hi = min(parse_instant(end, tz, end=True), now_ms) if end else now_ms
     if hi <= lo:
         raise PeriodError("the window must end after it starts (and not start in the future)")
+    if hi - lo > config.history.retention * 1000:  # bounds the work the API can ask of the gateway
+        raise PeriodError(
+            f"a window is at most {config.history.retention / 86400:g} days, the history the gateway keeps "
+            "(history.retention); ask the cloud's evidence API for longer periods"
+        )
     return lo, hi, None
 
 

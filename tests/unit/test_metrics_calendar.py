@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from cloud_bridge.metrics.calendar import (
     ShiftSpec,
     current_shift,
@@ -84,3 +86,12 @@ def test_current_shift_and_between_shifts() -> None:
     assert (last.name, last.start, last.end) == ("D", T0 + 8 * H, T0 + 17 * H)
     assert current_shift([], TZ, T0 + 3 * H).start == T0
     assert current_shift([A, B], TZ, T0 + 9 * H).label(TZ) == "2024-05-01 A"
+
+
+def test_instants_are_taken_between_2000_and_2100_only() -> None:
+    from cloud_bridge.metrics.period import PeriodError, parse_instant
+
+    assert parse_instant("2000-01-01T00:00Z", "UTC") == 946_684_800_000
+    for text in ("1999-12-31", "2100-01-02", "0001-01-01", "123456789012345678901234567890", "9999-12-31T00:00+14:00"):
+        with pytest.raises(PeriodError, match="out of range"):
+            parse_instant(text, "Asia/Shanghai")

@@ -126,3 +126,18 @@ def test_a_damaged_history_file_is_moved_aside_and_rebuilt(tmp_path: Path) -> No
     assert h.window("loom-01", 0, 2000).states == [(1000, "running")]
     h.close()
     assert OeeHistory(path).moved_aside is None, "the rebuilt file opens cleanly next time"
+
+
+@pytest.mark.parametrize(
+    ("start", "why"),
+    [
+        ("1900-01-01", "out of range"),
+        ("0001-01-01", "out of range"),
+        ("9999-12-31T23:59", "out of range"),
+        ("99999999999999999999", "out of range"),
+        ("2001-01-01", "at most 31 days"),
+    ],
+)
+def test_windows_out_of_range_or_too_long_are_refused_with_a_reason(client: TestClient, start: str, why: str) -> None:
+    r = client.get("/api/v1/metrics/oee", params={"device": "press-01", "from": start})
+    assert r.status_code == 422 and why in r.json()["detail"], r.text
