@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DriverFactory = Callable[..., Driver]  # (device) -> Driver; OPC UA devices also get data_dir=...
 RESTART_DELAY = 10.0  # seconds before a device loop that failed unexpectedly is started again
+MAX_HELD = 10_000  # events the buffer refused that are kept in memory to be written again
 
 
 class Runtime:
@@ -50,6 +51,8 @@ class Runtime:
         gw = config.gateway
         self.topics = Topics(config.mqtt.topic_prefix, gw.enterprise_id, gw.id)
         self.devices = {d.id: DeviceState(d.id, d.name, d.driver) for d in config.devices}
+        self._held: list[Outgoing] = []
+        self.events_lost = 0  # held events dropped past MAX_HELD (the disk stayed full that long)
         hist = config.history
         self.history = OeeHistory(Path(gw.data_dir) / "oee_history.db", retention_s=hist.retention)
         self.trackers = {
@@ -65,8 +68,31 @@ class Runtime:
         }
 
     def _enqueue(self, messages: list[Outgoing]) -> None:
-        self.buffer.enqueue(messages)
+        """Write `messages` to the buffer. When the buffer refuses (disk full, I/O error), events and
+        statuses (online/offline, OEE states and snapshots, metadata: the evidence) are held in memory and
+        written first, in order, with their own timestamps, as soon as the buffer takes a write again; data
+        is lost and the caller counts it (the exception is raised for batches with data)."""
+        batch = self._held + messages if self._held else messages
+        try:
+            self.buffer.enqueue(batch)
+        except Exception:
+            held = [m for m in messages if m.kind != "data"]
+            if held:
+                self._held.extend(held)
+                if len(self._held) > MAX_HELD:
+                    lost = len(self._held) - MAX_HELD
+                    del self._held[:lost]
+                    self.events_lost += lost
+            if len(held) < len(messages):
+                raise
+            return
+        self._held = []
         self.publisher.wake()
+
+    @property
+    def events_held(self) -> int:
+        """Events and statuses waiting in memory for the buffer to take writes again."""
+        return len(self._held)
 
     def channel(self, device: Any) -> DeviceChannel:
         normalizer = Normalizer(

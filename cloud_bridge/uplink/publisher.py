@@ -242,6 +242,8 @@ class Publisher:
             "behind_ms": d.behind_ms(now_ms()),
             "dropped_messages": d.dropped_messages,
             "dropped_samples": d.dropped_samples,
+            "dead_letters": d.dead_letters,
+            "quarantined": d.quarantined,
         }
 
     def _publish_status(self) -> None:

@@ -40,7 +40,11 @@ def build_router(agent: AgentView) -> APIRouter:
             "gateway": agent.config.gateway.id,
             "enterprise": agent.config.gateway.enterprise_id,
             "mqtt": agent.publisher.health(),
-            "buffer": agent.publisher.backlog(),
+            "buffer": {
+                **agent.publisher.backlog(),
+                "events_held": agent.runtime.events_held,
+                "events_lost": agent.runtime.events_lost,
+            },
             "devices_online": sum(1 for s in agent.runtime.devices.values() if s.online),
             "devices": len(agent.runtime.devices),
         }

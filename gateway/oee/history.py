@@ -11,7 +11,10 @@ one connection, guarded by a lock.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,8 @@ CREATE TABLE IF NOT EXISTS counts (dev TEXT NOT NULL, ts INTEGER NOT NULL, total
 CREATE INDEX IF NOT EXISTS counts_dev_ts ON counts (dev, ts);
 CREATE TABLE IF NOT EXISTS alive (id INTEGER PRIMARY KEY CHECK (id = 1), ts INTEGER NOT NULL);
 """
+
+log = logging.getLogger(__name__)
 
 ALIVE_EVERY_MS = 5_000
 PRUNE_EVERY_MS = 3_600_000
@@ -53,6 +58,8 @@ class OeeHistory:
         opened = open_local_db(self.path, _SCHEMA, synchronous="NORMAL", what="OEE history")
         self._db = opened.db
         self.moved_aside = opened.moved_aside
+        self.write_errors = 0
+        self._error_logged = -60.0
         self._alive_written = 0
         self._next_prune = 0
         self.closed = False
@@ -60,9 +67,19 @@ class OeeHistory:
     # ------------------------------------------------------------ writing
 
     def _write(self, sql: str, params: tuple[object, ...]) -> None:
+        """A write that fails (disk full, I/O error) is counted and logged once a minute, never raised: the
+        history is the edge's own view; the evidence goes through the buffer."""
         with self._lock:
-            if not self.closed:
+            if self.closed:
+                return
+            try:
                 self._db.execute(sql, params)
+            except sqlite3.Error as e:
+                self.write_errors += 1
+                now = time.monotonic()
+                if now - self._error_logged >= 60.0:
+                    self._error_logged = now
+                    log.error("OEE history %s: a write failed (%s); %d so far", self.path, e, self.write_errors)
 
     def record_state(self, dev: str, ts: int, state: str) -> None:
         self._write("INSERT INTO states (dev, ts, state) VALUES (?, ?, ?)", (dev, ts, state))
