@@ -96,6 +96,8 @@ def _issues(file: str, lines: dict[PathKey, int], exc: ValidationError) -> Itera
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, LocatedError):
             loc = (*loc, *cause.loc)
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = (*loc, "driver")  # the discriminator's own line (or, when missing, the device's)
         yield ConfigIssue(file, _line_for(lines, loc), format_path(loc), _message(err))
 
 

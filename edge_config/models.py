@@ -46,6 +46,15 @@ REGISTER_COUNT: dict[str, int] = {
 }
 
 
+class LocatedError(ValueError):
+    """A check across fields that knows which field it is about (`loc`, from the model that raised it),
+    so the loader can name that field's line."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -177,9 +186,9 @@ class TagBase(Frozen):
     @model_validator(mode="after")
     def _check_reporting(self) -> TagBase:
         if self.deadband is not None and self.deadband_percent is not None:
-            raise ValueError("use deadband (absolute) or deadband_percent, not both")
+            raise LocatedError(("deadband_percent",), "use deadband (absolute) or deadband_percent, not both")
         if self.heartbeat is not None and self.heartbeat <= 0:
-            raise ValueError("heartbeat must be above 0")
+            raise LocatedError(("heartbeat",), "heartbeat must be above 0")
         return self
 
 
@@ -201,11 +210,13 @@ class ModbusTag(TagBase):
     def _check_type_fits_table(self) -> ModbusTag:
         table = parse_address(self.address).table
         if table.is_bit and self.type != "bool":
-            raise ValueError(f"address {self.address} is a bit (coil or discrete input): type must be bool")
+            raise LocatedError(
+                ("type",), f"address {self.address} is a bit (coil or discrete input): type must be bool"
+            )
         if self.bit is not None and (table.is_bit or self.type != "bool"):
-            raise ValueError("bit: only for type bool read from a register")
+            raise LocatedError(("bit",), "bit: only for type bool read from a register")
         if self.type == "string" and self.length is None:
-            raise ValueError("type string needs length: (registers)")
+            raise LocatedError(("type",), "type string needs length: (registers)")
         return self
 
     @property
@@ -241,9 +252,11 @@ class OpcUaTag(TagBase):
     @model_validator(mode="after")
     def _check_mode(self) -> OpcUaTag:
         if self.eu_range_deadband is not None and (self.mode != "subscribe" or self.deadband is not None):
-            raise ValueError("eu_range_deadband: only for mode subscribe, and not together with deadband")
+            raise LocatedError(
+                ("eu_range_deadband",), "eu_range_deadband: only for mode subscribe, and not together with deadband"
+            )
         if self.sampling_interval is not None and self.sampling_interval <= 0 and self.mode == "poll":
-            raise ValueError("sampling_interval must be above 0 for mode poll")
+            raise LocatedError(("sampling_interval",), "sampling_interval must be above 0 for mode poll")
         return self
 
 
@@ -267,10 +280,9 @@ class ModbusConnectionBase(Frozen):
 
     @model_validator(mode="after")
     def _check_durations(self) -> ModbusConnectionBase:
-        if self.timeout <= 0:
-            raise ValueError("timeout must be above 0")
-        if self.backoff_max <= 0 or self.bad_retry <= 0:
-            raise ValueError("backoff_max and bad_retry must be above 0")
+        for name in ("timeout", "backoff_max", "bad_retry"):
+            if getattr(self, name) <= 0:
+                raise LocatedError((name,), f"{name} must be above 0")
         return self
 
 
@@ -324,15 +336,19 @@ class OpcUaConnection(Frozen):
     @model_validator(mode="after")
     def _check_security(self) -> OpcUaConnection:
         if (self.security_policy == "None") != (self.security_mode == "None"):
-            raise ValueError("security_mode must be None with policy None, and Sign or SignAndEncrypt otherwise")
+            raise LocatedError(
+                ("security_mode",), "security_mode must be None with policy None, and Sign or SignAndEncrypt otherwise"
+            )
         if (self.user_certificate is None) != (self.user_private_key is None):
-            raise ValueError("user_certificate and user_private_key go together")
+            missing = "user_private_key" if self.user_private_key is None else "user_certificate"
+            raise LocatedError((missing,), "user_certificate and user_private_key go together")
         if self.user_certificate is not None and self.username is not None:
-            raise ValueError("use either username/password or user_certificate, not both")
+            raise LocatedError(("user_certificate",), "use either username/password or user_certificate, not both")
         if self.password is not None and self.username is None:
-            raise ValueError("password without username")
-        if self.keepalive <= 0 or self.timeout <= 0:
-            raise ValueError("keepalive and timeout must be above 0")
+            raise LocatedError(("password",), "password without username")
+        for name in ("keepalive", "timeout"):
+            if getattr(self, name) <= 0:
+                raise LocatedError((name,), f"{name} must be above 0")
         return self
 
 
@@ -355,19 +371,20 @@ class OeeSettings(Frozen):
     @model_validator(mode="after")
     def _check_oee(self) -> OeeSettings:
         if "running" not in self.states:
-            raise ValueError("states needs running: [values of the state tag that mean running]")
+            raise LocatedError(("states",), "states needs running: [values of the state tag that mean running]")
         if self.good_count_tag is not None and self.reject_count_tag is not None:
-            raise ValueError("give good_count_tag or reject_count_tag, not both")
+            raise LocatedError(("reject_count_tag",), "give good_count_tag or reject_count_tag, not both")
         if (self.good_count_tag or self.reject_count_tag) and not self.total_count_tag:
-            raise ValueError("good_count_tag and reject_count_tag need total_count_tag")
+            which = "good_count_tag" if self.good_count_tag else "reject_count_tag"
+            raise LocatedError((which,), f"{which} needs total_count_tag")
         if self.ideal_cycle_time is not None and self.ideal_cycle_time <= 0:
-            raise ValueError("ideal_cycle_time must be above 0")
+            raise LocatedError(("ideal_cycle_time",), "ideal_cycle_time must be above 0")
         owner: dict[tuple[bool, object], str] = {}
         for state, values in self.states.items():
             for v in values:
                 key = (isinstance(v, bool), v)
                 if key in owner and owner[key] != state:
-                    raise ValueError(f"states: value {v!r} is in both {owner[key]} and {state}")
+                    raise LocatedError(("states", state), f"value {v!r} is in both {owner[key]} and {state}")
                 owner[key] = state
         return self
 
@@ -383,28 +400,29 @@ class DeviceBase(Frozen):
 
     def _check_tags(self, tag_names: list[str]) -> None:
         seen: set[str] = set()
-        for n in tag_names:
+        for i, n in enumerate(tag_names):
             if n in seen:
-                raise ValueError(f"tag name {n!r} appears twice")
+                raise LocatedError(("tags", i, "name"), f"tag name {n!r} appears twice")
             seen.add(n)
         if self.oee is not None:
             for field in ("state_tag", "total_count_tag", "good_count_tag", "reject_count_tag"):
                 ref = getattr(self.oee, field)
                 if ref is not None and ref not in seen:
-                    raise ValueError(f"oee.{field}: {ref!r} is not a tag of this device")
+                    raise LocatedError(("oee", field), f"{ref!r} is not a tag of this device")
         if self.poll_interval <= 0:
-            raise ValueError("poll_interval must be above 0")
+            raise LocatedError(("poll_interval",), "poll_interval must be above 0")
 
 
 def _check_modbus_tags(tags: list[ModbusTag], connection: ModbusConnectionBase) -> None:
     """Checks that need both a tag and its connection: one request must be able to read each tag."""
-    for tag in tags:
+    for i, tag in enumerate(tags):
         if tag.interval is not None and tag.interval <= 0:
-            raise ValueError(f"tag {tag.name!r}: interval must be above 0")
+            raise LocatedError(("tags", i, "interval"), f"tag {tag.name!r}: interval must be above 0")
         if tag.register_count > connection.max_registers and not parse_address(tag.address).table.is_bit:
-            raise ValueError(
+            raise LocatedError(
+                ("tags", i, "length" if tag.type == "string" else "type"),
                 f"tag {tag.name!r} needs {tag.register_count} registers, more than "
-                f"connection.max_registers ({connection.max_registers}) lets one request read"
+                f"connection.max_registers ({connection.max_registers}) lets one request read",
             )
 
 
@@ -534,27 +552,29 @@ class Shift(Frozen):
     @model_validator(mode="after")
     def _check_shift(self) -> Shift:
         if self.start == "24:00":
-            raise ValueError("start: 24:00 is the end of a day; a shift starts at 00:00 to 23:59")
+            raise LocatedError(("start",), "24:00 is the end of a day; a shift starts at 00:00 to 23:59")
         if len(set(self.days)) != len(self.days):
-            raise ValueError("days: a weekday appears twice")
+            raise LocatedError(("days",), "a weekday appears twice")
         a, b = self.span
         spans = self.break_spans
-        for br, (x, y) in zip(self.breaks, spans, strict=True):
+        for i, (br, (x, y)) in enumerate(zip(self.breaks, spans, strict=True)):
             if not (a <= x < y <= b):
-                raise ValueError(f"break {br.start}-{br.end} is not inside the shift {self.start}-{self.end}")
-        ordered = sorted(spans)
-        for (_, y0), (x1, _) in itertools.pairwise(ordered):
-            if x1 < y0:
-                raise ValueError("breaks overlap")
+                raise LocatedError(
+                    ("breaks", i), f"break {br.start}-{br.end} is not inside the shift {self.start}-{self.end}"
+                )
+        ordered = sorted(range(len(spans)), key=lambda k: spans[k])
+        for k0, k1 in itertools.pairwise(ordered):
+            if spans[k1][0] < spans[k0][1]:
+                raise LocatedError(("breaks", k1), "breaks overlap")
         return self
 
 
 def check_calendar(shifts: list[Shift]) -> list[Shift]:
     """Shift names are unique and no two shifts overlap in the week (night shifts cross midnight and Sunday)."""
     names = [s.name for s in shifts]
-    for n in names:
-        if names.count(n) > 1:
-            raise ValueError(f"shift name {n!r} appears twice")
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            raise LocatedError((i, "name"), f"shift name {n!r} appears twice")
     week = 7 * 1440
     spans: list[tuple[int, int, str, str]] = []
     for s in shifts:
@@ -569,7 +589,7 @@ def check_calendar(shifts: list[Shift]) -> list[Shift]:
         for x1, _, n1, d1 in spans[i + 1 :]:
             if x1 >= y0:
                 break
-            raise ValueError(f"shifts overlap: {n0!r} starting {d0} and {n1!r} starting {d1}")
+            raise LocatedError((names.index(n1),), f"shifts overlap: {n0!r} starting {d0} and {n1!r} starting {d1}")
     return shifts
 
 
@@ -586,22 +606,15 @@ class HistorySection(Frozen):
 
     @model_validator(mode="after")
     def _check_positive(self) -> HistorySection:
-        if min(self.snapshot_interval, self.local_interval, self.retention) <= 0:
-            raise ValueError("snapshot_interval, local_interval and retention must be above 0")
+        for name in ("snapshot_interval", "local_interval", "retention"):
+            if getattr(self, name) <= 0:
+                raise LocatedError((name,), f"{name} must be above 0")
         if self.snapshot_interval > 300:
-            raise ValueError(
-                "snapshot_interval is at most 5m: the cloud takes a gateway silent for 10 minutes as stopped"
+            raise LocatedError(
+                ("snapshot_interval",),
+                "snapshot_interval is at most 5m: the cloud takes a gateway silent for 10 minutes as stopped",
             )
         return self
-
-
-class LocatedError(ValueError):
-    """A check across fields that knows which field it is about (`loc`, from the model that raised it),
-    so the loader can name that field's line."""
-
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
 
 
 class GatewayConfig(Frozen):
@@ -701,9 +714,9 @@ class CloudConfig(Frozen):
     @model_validator(mode="after")
     def _unique_enterprises(self) -> CloudConfig:
         ids = [e.id for e in self.enterprises]
-        for i in ids:
-            if ids.count(i) > 1:
-                raise ValueError(f"enterprise id {i!r} appears twice")
+        for k, i in enumerate(ids):
+            if i in ids[:k]:
+                raise LocatedError(("enterprises", k, "id"), f"enterprise id {i!r} appears twice")
         return self
 
     def enterprise(self, ent_id: str) -> EnterpriseSettings | None:

@@ -102,7 +102,7 @@ def test_models_are_frozen() -> None:
         (
             "driver: modbus_tcp",
             "driver: modbus_tpc",
-            "gateway.yaml:11: devices[0]: driver must be one of modbus_tcp, modbus_rtu, opcua",
+            "gateway.yaml:15: devices[0].driver: driver must be one of modbus_tcp, modbus_rtu, opcua",
         ),
         # a wrong type of value
         (
@@ -114,7 +114,7 @@ def test_models_are_frozen() -> None:
         (
             "total_count_tag: picks_total",
             "total_count_tag: pick_total",
-            "gateway.yaml:11: devices[0]: oee.total_count_tag: 'pick_total' is not a tag of this device",
+            "gateway.yaml:26: devices[0].oee.total_count_tag: 'pick_total' is not a tag of this device",
         ),
         # an id that is not an ASCII slug
         ("id: gw-textile-01", "id: 网关一号", "gateway.yaml:2: gateway.id: String should match pattern"),
@@ -124,11 +124,19 @@ def test_models_are_frozen() -> None:
             "url: http://broker",
             "gateway.yaml:6: mqtt.url: 'http://broker' is not an MQTT URL",
         ),
+        # a tag name used twice (a check across the list): the second one's line
+        ("name: run_state", "name: speed", "gateway.yaml:21: devices[0].tags[2].name: tag name 'speed' appears twice"),
+        # a check across two fields of a tag: the field to change
+        (
+            "deadband: 0.5",
+            "deadband: 0.5, deadband_percent: 1",
+            "gateway.yaml:19: devices[0].tags[0].deadband_percent:",
+        ),
         # bool type on a register without... a string without length
         (
             "type: uint16}",
             "type: string}",
-            "gateway.yaml:21: devices[0].tags[2]: type string needs length: (registers)",
+            "gateway.yaml:21: devices[0].tags[2].type: type string needs length: (registers)",
         ),
     ],
 )

@@ -49,7 +49,7 @@ def test_good() -> None:
         (
             "deadband_percent: 0.5,",
             "deadband_percent: 0.5, deadband: 1,",
-            "gateway.yaml:8: devices[0].tags[0]: use deadband (absolute) or deadband_percent, not both",
+            "gateway.yaml:8: devices[0].tags[0].deadband_percent: use deadband (absolute) or deadband_percent, not both",
         ),
         (
             "deadband_percent: 0.5,",
@@ -61,11 +61,11 @@ def test_good() -> None:
             "heartbeat: often",
             "gateway.yaml:8: devices[0].tags[0].heartbeat: 'often' is not a duration (use 500ms, 1s, 2m)",
         ),
-        ("heartbeat: 5m", "heartbeat: 0s", "gateway.yaml:8: devices[0].tags[0]: heartbeat must be above 0"),
+        ("heartbeat: 5m", "heartbeat: 0s", "gateway.yaml:8: devices[0].tags[0].heartbeat: heartbeat must be above 0"),
         (
             "interval: 200ms",
             "interval: 0s",
-            "gateway.yaml:3: devices[0]: tag 'status': interval must be above 0",
+            "gateway.yaml:9: devices[0].tags[1].interval: tag 'status': interval must be above 0",
         ),
         (
             "unit_id: 3",
@@ -81,12 +81,12 @@ def test_good() -> None:
         (
             "backoff_max: 20s",
             "backoff_max: 0s",
-            "gateway.yaml:5: devices[0].connection: backoff_max and bad_retry must be above 0",
+            "gateway.yaml:5: devices[0].connection.backoff_max: backoff_max must be above 0",
         ),
         (
             "max_registers: 60",
             "max_registers: 3",
-            "gateway.yaml:11: devices[1]: tag 'total' needs 4 registers, more than connection.max_registers (3)",
+            "gateway.yaml:15: devices[1].tags[0].type: tag 'total' needs 4 registers, more than connection.max_registers (3)",
         ),
         (
             "max_gap: 4",

@@ -95,18 +95,18 @@ def test_24h_shift_and_midnight_end() -> None:
             "    start: 8h",
             "gateway.yaml:5: shifts[0].start: '8h' is not a time of day (use HH:MM, e.g. 08:00)",
         ),
-        ("    start: 8:00", "    start: 24:00", "gateway.yaml:4: shifts[0]: start: 24:00 is the end of a day"),
+        ("    start: 8:00", "    start: 24:00", "gateway.yaml:5: shifts[0].start: 24:00 is the end of a day"),
         (
             '{start: "12:00", end: "12:30", name: lunch}',
             '{start: "07:00", end: "07:30", name: lunch}',
-            "gateway.yaml:4: shifts[0]: break 07:00-07:30 is not inside the shift 08:00-20:00",
+            "gateway.yaml:9: shifts[0].breaks[0]: break 07:00-07:30 is not inside the shift 08:00-20:00",
         ),
         (
             "    end: 08:00",
             "    end: 09:00",
-            "gateway.yaml:3: shifts: shifts overlap: 'B' starting mon and 'A' starting tue",
+            "gateway.yaml:4: shifts[0]: shifts overlap: 'B' starting mon and 'A' starting tue",
         ),
-        ("  - name: B", "  - name: A", "gateway.yaml:3: shifts: shift name 'A' appears twice"),
+        ("  - name: B", "  - name: A", "gateway.yaml:10: shifts[1].name: shift name 'A' appears twice"),
         (
             '    days: [mon, tue, wed, thu, fri]\n    breaks:\n      - {start: "12',
             '    days: [mon, tues]\n    breaks:\n      - {start: "12',
@@ -120,18 +120,18 @@ def test_24h_shift_and_midnight_end() -> None:
         (
             "reject_count_tag: rejects",
             "reject_count_tag: rejects\n      good_count_tag: total",
-            "gateway.yaml:25: devices[0].oee: give good_count_tag or reject_count_tag, not both",
+            "gateway.yaml:29: devices[0].oee.reject_count_tag: give good_count_tag or reject_count_tag, not both",
         ),
         (
             "fault: [2, 5]",
             "fault: [2, 1]",
-            "gateway.yaml:25: devices[0].oee: states: value 1 is in both running and fault",
+            "gateway.yaml:27: devices[0].oee.states.fault: value 1 is in both running and fault",
         ),
-        ("states: {running: [1], ", "states: {", "gateway.yaml:25: devices[0].oee: states needs running"),
+        ("states: {running: [1], ", "states: {", "gateway.yaml:27: devices[0].oee.states: states needs running"),
         (
             "ideal_cycle_time: 1.5s",
             "ideal_cycle_time: 0s",
-            "gateway.yaml:25: devices[0].oee: ideal_cycle_time must be above 0",
+            "gateway.yaml:30: devices[0].oee.ideal_cycle_time: ideal_cycle_time must be above 0",
         ),
         (
             "micro_stop_loss: availability",
@@ -141,17 +141,17 @@ def test_24h_shift_and_midnight_end() -> None:
         (
             "snapshot_interval: 30s",
             "snapshot_interval: 0s",
-            "gateway.yaml:16: history: snapshot_interval, local_interval and retention must be above 0",
+            "gateway.yaml:16: history.snapshot_interval: snapshot_interval must be above 0",
         ),
         (
             "snapshot_interval: 30s",
             "snapshot_interval: 10m",
-            "gateway.yaml:16: history: snapshot_interval is at most 5m",
+            "gateway.yaml:16: history.snapshot_interval: snapshot_interval is at most 5m",
         ),
         (
             "reject_count_tag: rejects",
             "reject_count_tag: scrap",
-            "gateway.yaml:18: devices[0]: oee.reject_count_tag: 'scrap' is not a tag of this device",
+            "gateway.yaml:29: devices[0].oee.reject_count_tag: 'scrap' is not a tag of this device",
         ),
     ],
 )
@@ -191,8 +191,12 @@ def test_cloud_calendars_per_enterprise() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("  - id: ent-0002", "  - id: ent-0001", "cloud.yaml:1: enterprise id 'ent-0001' appears twice"),
-        ('end: "08:00"}', 'end: "09:00"}', "cloud.yaml:8: enterprises[0].shifts: shifts overlap"),
+        (
+            "  - id: ent-0002",
+            "  - id: ent-0001",
+            "cloud.yaml:11: enterprises[1].id: enterprise id 'ent-0001' appears twice",
+        ),
+        ('end: "08:00"}', 'end: "09:00"}', "cloud.yaml:9: enterprises[0].shifts[0]: shifts overlap"),
         (
             "timezone: Asia/Urumqi",
             "timezone: Urumqi",

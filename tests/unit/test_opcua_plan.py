@@ -94,13 +94,13 @@ def test_chunks() -> None:
 
 # config rules: (connection / tag overrides, path, message)
 BAD = [
-    ({"security_policy": "Basic256Sha256"}, "devices[0].connection",
+    ({"security_policy": "Basic256Sha256"}, "devices[0].connection.security_mode",
      "security_mode must be None with policy None, and Sign or SignAndEncrypt otherwise"),
-    ({"security_mode": "Sign"}, "devices[0].connection", "security_mode must be None with policy None"),
-    ({"user_certificate": "u.der"}, "devices[0].connection", "user_certificate and user_private_key go together"),
-    ({"user_certificate": "u.der", "user_private_key": "u.pem", "username": "x"}, "devices[0].connection",
+    ({"security_mode": "Sign"}, "devices[0].connection.security_mode", "security_mode must be None with policy None"),
+    ({"user_certificate": "u.der"}, "devices[0].connection.user_private_key", "user_certificate and user_private_key go together"),
+    ({"user_certificate": "u.der", "user_private_key": "u.pem", "username": "x"}, "devices[0].connection.user_certificate",
      "use either username/password or user_certificate"),
-    ({"password": "x"}, "devices[0].connection", "password without username"),
+    ({"password": "x"}, "devices[0].connection.password", "password without username"),
     ({"endpoint": "http://plc"}, "devices[0].connection.endpoint", "is not an OPC UA endpoint"),
     ({"security_policy": "Basic128Rsa15", "security_mode": "Sign"}, "devices[0].connection.security_policy",
      "'Basic128Rsa15': input should be"),
