@@ -49,7 +49,7 @@ def test_good() -> None:
         (
             "deadband_percent: 0.5,",
             "deadband_percent: 0.5, deadband: 1,",
-            "gateway.yaml:8: devices[0].tags[0].deadband_percent: use deadband (absolute) or deadband_percent, not both",
+            "gateway.yaml:8: devices[0].tags[0].deadband_percent: use deadband (absolute) or deadband_percent",
         ),
         (
             "deadband_percent: 0.5,",
@@ -86,7 +86,7 @@ def test_good() -> None:
         (
             "max_registers: 60",
             "max_registers: 3",
-            "gateway.yaml:15: devices[1].tags[0].type: tag 'total' needs 4 registers, more than connection.max_registers (3)",
+            "gateway.yaml:15: devices[1].tags[0].type: tag 'total' needs 4 registers, more than",
         ),
         (
             "max_gap: 4",
