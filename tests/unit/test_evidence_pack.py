@@ -56,7 +56,7 @@ def test_files_and_manifest(pack) -> None:  # type: ignore[no-untyped-def]
     assert manifest["enterprise"]["id"] == "ent-1" and manifest["period"]["timezone"] == "Asia/Shanghai"
     assert manifest["gateways"] == [{"gateway": "gw-1", "config_hashes": ["c" * 64]}]
     assert manifest["ledger"]["equipment_import"]["source"] == "ledger.csv"
-    assert json.loads((out.directory / "evidence.json").read_text()) == ev
+    assert json.loads((out.directory / "evidence.json").read_text()) == ev.jsonable()
 
 
 def test_csvs_hold_the_numbers(pack) -> None:  # type: ignore[no-untyped-def]

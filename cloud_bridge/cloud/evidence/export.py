@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from cloud_bridge.cloud.evidence.models import Evidence
 from cloud_bridge.cloud.ledger.store import EvidenceStore
 from cloud_bridge.metrics.oee import TIME_KEYS
 from cloud_bridge.metrics.period import Period, iso_local
@@ -370,7 +371,7 @@ class Pack:
 
 
 def export_pack(
-    ev: dict[str, Any],
+    evidence: Evidence,
     store: EvidenceStore,
     period: Period,
     out_dir: str | Path,
@@ -381,6 +382,7 @@ def export_pack(
     if out.exists() and any(out.iterdir()):
         raise ExportError(f"{out}: the directory is not empty (an evidence pack holds exactly its own files)")
     out.mkdir(parents=True, exist_ok=True)
+    ev = evidence.jsonable()
     files: dict[str, bytes] = {}
     if "json" in formats:
         files["evidence.json"] = (json.dumps(ev, ensure_ascii=False, indent=1, sort_keys=True) + "\n").encode()
@@ -389,7 +391,7 @@ def export_pack(
     if "html" in formats:
         from cloud_bridge.cloud.evidence.report import render_report
 
-        files["report.html"] = render_report(ev).encode()
+        files["report.html"] = render_report(evidence).encode()
     pack = Pack(out)
     for name in sorted(files):
         data = files[name]

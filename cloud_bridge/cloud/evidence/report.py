@@ -12,6 +12,8 @@ from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cloud_bridge.cloud.evidence.models import Evidence
+
 CSS = """
 @page { size: A4 landscape; margin: 12mm 10mm; }
 * { box-sizing: border-box; }
@@ -559,7 +561,8 @@ def _method(ev: dict[str, Any]) -> str:
     return f"<ul class='notes'>{''.join(li)}</ul>{gw_table}{notes_html}"
 
 
-def render_report(ev: dict[str, Any]) -> str:
+def render_report(evidence: Evidence) -> str:
+    ev = evidence.jsonable()
     oee = _oee_chart(ev) + _oee_table(ev)
     p = ev["period"]
     tz = p["timezone"]
