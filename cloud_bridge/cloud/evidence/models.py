@@ -131,11 +131,11 @@ class OeeFigures(Model):
     time_s: OeeTimes
     losses_s: OeeLosses
     counts: OeeCounts
-    flags: list[str] = Field(description="keys of cloud_bridge.metrics.labels.FLAGS")
     ideal_cycle_time_s: float | None
     micro_stop_threshold_s: float
     micro_stop_loss: Literal["performance", "availability"]
     quality_from: Literal["good", "reject", "none"]
+    flags: list[str] = Field(description="keys of cloud_bridge.metrics.labels.FLAGS")
 
 
 class ShiftOf(Model):
@@ -196,21 +196,17 @@ class Device(Model):
     name: str = ""
     type: str = ""
     line: str = ""
+    in_ledger: bool = False
     key_process: bool = False
     digitized: bool | None = Field(None, description="as the ledger declares it; None when not in the ledger")
-    in_ledger: bool = False
     connected: bool = False
     gateway: str = ""
     device: str = Field("", description="the device id in its gateway's config")
-    device_name: str = ""
-    device_type: str = ""
-    production: bool | None = None
-    config_hash: str = ""
+    networked: bool = False
     samples: int = 0
     good_samples: int = 0
     first_seen_ms: EpochMs | None = None
     last_seen_ms: EpochMs | None = None
-    networked: bool = False
     online_s: float = 0.0
     online_planned_s: float = 0.0
     planned_s: float = 0.0
@@ -219,8 +215,12 @@ class Device(Model):
     online_intervals: list[tuple[int, int]] = Field(default_factory=list, description="[from, to) in epoch ms")
     completeness: CompletenessFigures = Field(default_factory=CompletenessFigures)
     domains: list[str] = Field(default_factory=list)
-    tags: list[TagInfo] = Field(default_factory=list)
     oee: PeriodOee | None = None
+    config_hash: str = ""
+    device_name: str = ""
+    device_type: str = ""
+    production: bool | None = None
+    tags: list[TagInfo] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- summary
@@ -333,3 +333,93 @@ class SummaryAnswer(Model):
     period: PeriodInfo
     summary: Summary
     notes: list[str]
+
+
+# ---------------------------------------------------------------- rows of the pack's CSVs (see tables.py)
+
+
+class SummaryRow(Model):
+    """An indicator of the summary: a row of `summary.csv` and of the report's first table."""
+
+    indicator: str = Field(description="key of cloud_bridge.metrics.labels.INDICATORS")
+    indicator_zh: str
+    indicator_en: str
+    value: float | None = Field(description="a ratio (0..1), or a number when value_unit is `count`")
+    numerator: float | None
+    denominator: float | None
+    score: float | None
+    band: str | None
+    note: str
+    note_zh: str
+    value_unit: Literal["ratio", "count"]
+    count_unit: Literal["equipment", "s", "readings", ""] = Field(description="of numerator and denominator")
+
+
+class DeviceKey(Model):
+    id: str = Field(description="the equipment id")
+    gateway: str
+    device: str
+
+
+class IntervalRow(DeviceKey):
+    """A stretch of time a device was online (`online_intervals.csv`)."""
+
+    from_ms: EpochMs
+    to_ms: EpochMs
+    seconds: float
+
+
+class OeeScope(DeviceKey):
+    scope: Literal["period", "shift"]
+
+
+class OeeRow(OeeFigures, ShiftOf, OeeScope):
+    """OEE of a device for the period or one shift occurrence in it (`oee.csv`)."""
+
+
+class EventRow(Model):
+    """An online, offline or state event as the ledger received it (`events.csv`)."""
+
+    gateway: str
+    device: str
+    ts_ms: EpochMs
+    kind: str
+    state: str | None
+    reason: str
+
+
+class CountRecord(Model):
+    """A state change or snapshot with the counter readings (`counts.csv`)."""
+
+    gateway: str
+    device: str
+    ts_ms: EpochMs
+    kind: str
+    state: str | None
+    total: float | None
+    good: float | None
+    reject: float | None
+    readings: float | None
+    good_readings: float | None
+
+
+class ActivityRow(Model):
+    """Samples received from a device in an hour (`activity_hourly.csv`)."""
+
+    gateway: str
+    device: str
+    hour_ms: EpochMs
+    samples: int
+    good_samples: int
+    first_ts_ms: EpochMs
+    last_ts_ms: EpochMs
+
+
+class ConfigHashRow(Model):
+    """A config hash in force in the period (`config_hashes.csv`)."""
+
+    gateway: str
+    device: str
+    announced_ms: EpochMs
+    config_hash: str
+    version: str
