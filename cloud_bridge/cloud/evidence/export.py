@@ -203,9 +203,10 @@ def verify_pack(directory: str | Path, expect: str | None = None) -> Verificatio
         problems.append(f"{MANIFEST}: SHA-256 is {msha}, not the expected {expect.strip().lower()} (manifest edited?)")
     try:
         manifest = json.loads(raw)
-        listed = manifest["files"]
-        assert manifest.get("schema") == MANIFEST_SCHEMA and isinstance(listed, list)
-    except (ValueError, KeyError, TypeError, AssertionError):
+    except ValueError:  # not JSON, or not UTF-8
+        manifest = None
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA or not isinstance(listed, list):
         return Verification(False, [*problems, f"{MANIFEST}: not an edgegw evidence manifest"], msha, 0)
     names: set[str] = set()
     for entry in listed:
