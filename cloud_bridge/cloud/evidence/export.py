@@ -109,7 +109,14 @@ def csv_files(ev: Evidence, store: EvidenceStore, period: Period) -> dict[str, b
             tz,
         ),
         "config_hashes.csv": csv_table(
-            ConfigHashRow, (_ledger_row(ConfigHashRow, h.model_dump(), announced_ms="ts") for h in ev.config_hashes), tz
+            ConfigHashRow,
+            (
+                ConfigHashRow(
+                    gateway=h.gw, device=h.dev, announced_ms=h.ts, config_hash=h.config_hash, version=h.version
+                )
+                for h in ev.config_hashes
+            ),
+            tz,
         ),
         "equipment_ledger.csv": equipment_csv(store.equipment(ent)).encode("utf-8-sig"),
     }
