@@ -16,7 +16,6 @@ from cloud_bridge.metrics.calendar import (
 )
 from cloud_bridge.metrics.counters import CounterStep, counter_delta, counter_steps, default_counter_max
 from cloud_bridge.metrics.evidence import (
-    DOMAIN_AREAS,
     Completeness,
     OnlineSummary,
     areas,
@@ -28,6 +27,7 @@ from cloud_bridge.metrics.evidence import (
     ratio,
     score_band,
 )
+from cloud_bridge.metrics.labels import DOMAIN_AREAS, Label, label
 from cloud_bridge.metrics.oee import CountPoint, OeeParams, OeeResult, OeeSettings, compute_oee, oee_params
 from cloud_bridge.metrics.timeline import ALL_STATES, MACHINE_STATES, Segment, mark_micro_stops, state_timeline
 
@@ -39,6 +39,7 @@ __all__ = [
     "Completeness",
     "CountPoint",
     "CounterStep",
+    "Label",
     "OeeParams",
     "OeeResult",
     "OeeSettings",
@@ -57,6 +58,7 @@ __all__ = [
     "counter_steps",
     "current_shift",
     "default_counter_max",
+    "label",
     "mark_micro_stops",
     "occurrences",
     "oee_params",

@@ -10,20 +10,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cloud_bridge.metrics.counters import counter_steps, increase_within, overlap_ms
+from cloud_bridge.metrics.labels import DOMAIN_AREAS
 from cloud_bridge.metrics.timeline import online_intervals
 
 # MIIT 2024 bands for 生产设备数字化率 and 生产设备联网率: [0,10%] → 0, (10,20] → 1.5, (20,40] → 3,
 # (40,60] → 4.5, (60,100] → 6 points
 BANDS: tuple[tuple[int, float], ...] = ((10, 0.0), (20, 1.5), (40, 3.0), (60, 4.5), (100, 6.0))
-
-# a tag's `domain` → the 数据采集 business area of the indicators (zh-CN, English)
-DOMAIN_AREAS: dict[str, tuple[str, str]] = {
-    "production": ("生产管控", "production control"),
-    "equipment": ("设备管理", "equipment management"),
-    "quality": ("质量管理", "quality management"),
-    "energy": ("能耗管理", "energy management"),
-    "safety": ("安全生产", "safe production"),
-}
 
 
 def ratio(numerator: float, denominator: float) -> float | None:

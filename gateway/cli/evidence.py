@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cloud_bridge.metrics.labels import INDICATORS, TEXTS
 from edge_config import ConfigError, load_cloud_config
 from edge_config.models import CloudConfig
 from edge_config.timing import now_ms
@@ -77,15 +78,14 @@ def cmd_export(args: argparse.Namespace) -> int:
             return 2
     finally:
         store.close()
-    s = ev["summary"]
-    net = s["networked"]
-    print(f"证据包 / evidence pack: {pack.directory} ({len(pack.files)} files + manifest.json)")
-    print(
-        f"  生产设备联网率 / networked ratio: {net['numerator']}/{net['denominator']}"
-        + (f" = {net['ratio'] * 100:.1f}% → {net['score']:g} points" if net["ratio"] is not None else "")
-    )
+    net = ev.summary.networked
+    print(f"{TEXTS['evidence_pack']}: {pack.directory} ({len(pack.files)} files + manifest.json)")
+    score = ""
+    if net.ratio is not None and net.score is not None:
+        score = f" = {net.ratio * 100:.1f}% → {net.score:g} points"
+    print(f"  {INDICATORS['networked_ratio']}: {net.numerator}/{net.denominator}{score}")
     print(f"  manifest.json SHA-256: {pack.manifest_sha256}")
-    print("  记下此哈希，用 edgegw evidence verify DIR --expect <hash> 核验 / note it and check with verify --expect")
+    print(f"  {TEXTS['note_the_hash']}")
     return 0
 
 
@@ -98,9 +98,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if v.manifest_sha256:
         print(f"manifest.json SHA-256: {v.manifest_sha256}")
     if v.ok:
-        print(f"完好 / intact: {v.files} files match the manifest")
+        print(f"{TEXTS['intact']}: {v.files} files match the manifest")
         return 0
-    print(f"不一致 / NOT intact: {len(v.problems)} problem(s)")
+    print(f"{TEXTS['not_intact']}: {len(v.problems)} problem(s)")
     return 1
 
 
@@ -126,7 +126,7 @@ def cmd_import_equipment(args: argparse.Namespace) -> int:
     finally:
         store.close()
     n = len(sheet.items)
-    print(f"设备台账 / equipment ledger of {args.enterprise}: {n} rows from {path.name} (SHA-256 {sha})")
+    print(f"{TEXTS['equipment_ledger']} of {args.enterprise}: {n} rows from {path.name} (SHA-256 {sha})")
     print("  columns: " + ", ".join(f"{k} ← {v!r}" for k, v in sheet.columns.items()))
     if sheet.ignored:
         print("  ignored columns: " + ", ".join(repr(c) for c in sheet.ignored))
@@ -158,7 +158,8 @@ def register(sub: Any) -> None:
     v.add_argument("--expect", default=None, help="the manifest's SHA-256 as noted when the pack was received")
     v.set_defaults(func=cmd_verify)
 
-    i = esub.add_parser("import-equipment", help="import the equipment ledger (设备台账) from CSV or XLSX")
+    ledger = TEXTS["equipment_ledger"]
+    i = esub.add_parser("import-equipment", help=f"import the {ledger.en} ({ledger.zh}) from CSV or XLSX")
     i.add_argument("file")
     i.add_argument("--enterprise", required=True, help="enterprise id")
     _ledger_options(i)

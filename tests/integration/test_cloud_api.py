@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from jsonschema import Draft202012Validator
 
 from cloud_bridge.cloud.api.app import create_cloud_app
 from edge_config.models import CloudConfig
@@ -78,6 +79,38 @@ def test_indicators_devices_and_oee(client: TestClient) -> None:
     assert eq["import"]["row_count"] == 3
     csv_text = client.get("/api/v1/enterprises/ent-1/equipment", params={"format": "csv"}).text
     assert csv_text.startswith("id,name,type,line,key_process,digitized,gateway,device")
+
+
+def test_openapi_names_the_models_and_the_real_answers_fit_them(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    assert {"Evidence", "Summary", "SummaryAnswer", "Device", "PeriodOee", "DeviceOee", "Health"} <= set(schemas)
+    assert schemas["Device"]["additionalProperties"] is False  # every key of an answer is declared
+
+    def schema(method: str, path: str) -> dict[str, Any]:
+        answer: dict[str, Any] = doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+        return answer["schema"]
+
+    for path, ops in doc["paths"].items():
+        for method in ops:
+            s = schema(method, path)
+            assert "$ref" in s.get("items", s), f"{method.upper()} {path} declares no response model"
+
+    ent = "/api/v1/enterprises/{ent}"
+    answers = [
+        ("/api/v1/health", {}),
+        ("/api/v1/enterprises", {}),
+        (f"{ent}/evidence", DAY),
+        (f"{ent}/evidence", {"from": "2024-05-01T09:00", "to": "2024-05-01T18:00"}),  # a period still running
+        (f"{ent}/summary", DAY),
+        (f"{ent}/devices", DAY),
+        (f"{ent}/devices/{{device}}/oee", DAY),
+        (f"{ent}/equipment", {}),
+    ]
+    for path, params in answers:
+        r = client.get(path.format(ent="ent-1", device="press-01"), params=params)
+        assert r.status_code == 200, r.text
+        Draft202012Validator({**schema("get", path), "components": doc["components"]}).validate(r.json())
 
 
 @pytest.mark.parametrize(

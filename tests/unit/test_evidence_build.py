@@ -1,8 +1,10 @@
 """Evidence from the ledger alone, on a hand-built day: networked and digitized ratios with their MIIT 2024
-bands, online time and rate, completeness, OEE, business areas, and the offline-gateway rule."""
+bands, online time and rate, completeness, OEE, business areas, and the offline-gateway rule. The figures
+are checked as evaluators read them: the JSON of `evidence.json` and the API (`Evidence.jsonable()`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cloud_bridge.cloud.evidence.build import build_evidence, enterprise_period
+from cloud_bridge.cloud.evidence.models import Device, Evidence
 from cloud_bridge.cloud.ledger.store import EvidenceStore
 from cloud_bridge.cloud.ledger.writer import Ledger
 from cloud_bridge.metrics.calendar import local_ms
@@ -144,7 +147,7 @@ def period(from_: str = "2024-05-01", to: str = "2024-05-01"):  # type: ignore[n
 
 
 def test_summary_indicators(store: EvidenceStore) -> None:
-    ev = build_evidence(store, CONFIG, "ent-1", period(), now_ms=NOW)
+    ev = build_evidence(store, CONFIG, "ent-1", period(), now_ms=NOW).jsonable()
     s = ev["summary"]
     assert ev["enterprise"] == {"id": "ent-1", "name": "某纺织有限公司"}
     assert ev["period"]["from"] == "2024-05-01T00:00:00+08:00" and ev["period"]["to"] == "2024-05-02T00:00:00+08:00"
@@ -170,7 +173,7 @@ def test_summary_indicators(store: EvidenceStore) -> None:
 
 
 def test_per_device_figures(store: EvidenceStore) -> None:
-    ev = build_evidence(store, CONFIG, "ent-1", period(), now_ms=NOW)
+    ev = build_evidence(store, CONFIG, "ent-1", period(), now_ms=NOW).jsonable()
     rows = {r["id"]: r for r in ev["devices"]}
     assert list(rows) == ["press-01", "press-02", "lathe-01", "meter-01"]
     p1 = rows["press-01"]
@@ -203,10 +206,27 @@ def test_per_device_figures(store: EvidenceStore) -> None:
     assert not meter["in_ledger"] and meter["networked"] and meter["samples"] == 1 and meter["production"] is False
 
 
+def test_the_evidence_is_one_typed_model(store: EvidenceStore) -> None:
+    ev = build_evidence(store, CONFIG, "ent-1", period(), now_ms=NOW)
+    lathe = next(d for d in ev.devices if d.id == "lathe-01")
+    # equipment no gateway reports on: the same model, with its defaults
+    assert lathe == Device(
+        id="lathe-01",
+        name="Lathe",
+        type="lathe",
+        line="L2",
+        digitized=False,
+        in_ledger=True,
+        planned_s=8 * 3600.0,
+        online_rate=0.0,
+    )
+    assert Evidence.model_validate_json(json.dumps(ev.jsonable())) == ev
+
+
 def test_a_partial_day_and_a_period_still_running(store: EvidenceStore) -> None:
     p = enterprise_period(CONFIG, "ent-1", "2024-05-01T09:00", "2024-05-01T18:00", T0 + 14 * H)
     assert p.as_of == T0 + 14 * H
-    ev = build_evidence(store, CONFIG, "ent-1", p, now_ms=T0 + 14 * H)
+    ev = build_evidence(store, CONFIG, "ent-1", p, now_ms=T0 + 14 * H).jsonable()
     rows = {r["id"]: r for r in ev["devices"]}
     assert rows["press-01"]["online_planned_s"] == (1 + 1 + 1) * 3600  # 09–10, 11–12, 13–14
     assert rows["press-01"]["first_seen_ms"] == T0 + 9 * H and rows["press-01"]["last_seen_ms"] == T0 + 9 * H
@@ -219,13 +239,13 @@ def test_a_gateway_silent_for_ten_minutes_has_stopped(store: EvidenceStore) -> N
     devices count as offline from then (press-01 was online to the end of the day)."""
     now = T0 + 24 * H + 11 * 60_000
     p = enterprise_period(CONFIG, "ent-1", "2024-05-01", "2024-05-02", now)
-    ev = build_evidence(store, CONFIG, "ent-1", p, now_ms=now)
+    ev = build_evidence(store, CONFIG, "ent-1", p, now_ms=now).jsonable()
     p1 = next(r for r in ev["devices"] if r["id"] == "press-01")
     assert p1["online_intervals"][-1] == [T0 + 11 * H, T0 + 24 * H]
     assert any("gw-1" in n for n in ev["notes"])
     now = T0 + 24 * H + 9 * 60_000  # not yet
     p = enterprise_period(CONFIG, "ent-1", "2024-05-01", "2024-05-02", now)
-    ev = build_evidence(store, CONFIG, "ent-1", p, now_ms=now)
+    ev = build_evidence(store, CONFIG, "ent-1", p, now_ms=now).jsonable()
     p1 = next(r for r in ev["devices"] if r["id"] == "press-01")
     assert p1["online_intervals"][-1] == [T0 + 11 * H, now]
 
@@ -243,7 +263,9 @@ def test_a_gateway_that_is_offline_now_takes_its_devices_with_it(tmp_path: Path)
     ledger.close()
     store = EvidenceStore(url)
     try:
-        ev = build_evidence(store, CONFIG, "ent-2", enterprise_period(CONFIG, "ent-2", "2024-05-01", "2024-05-01", NOW))
+        ev = build_evidence(
+            store, CONFIG, "ent-2", enterprise_period(CONFIG, "ent-2", "2024-05-01", "2024-05-01", NOW)
+        ).jsonable()
     finally:
         store.close()
     [d] = ev["devices"]

@@ -35,7 +35,7 @@ def test_import_export_verify(cloud: Path, tmp_path: Path, capsys: pytest.Captur
     argv = ["evidence", "export", "--enterprise", "ent-1", "--from", "2024-05-01", "--to", "2024-05-01"]
     assert main([*argv, "-c", str(cloud), "-o", str(out), "--format", "csv,html"]) == 0
     printed = capsys.readouterr().out
-    assert "networked ratio: 2/3 = 66.7% → 6 points" in printed
+    assert "networked equipment ratio: 2/3 = 66.7% → 6 points" in printed
     m = re.search(r"manifest.json SHA-256: ([0-9a-f]{64})", printed)
     assert m and not (out / "evidence.json").exists() and (out / "report.html").exists()
     assert main(["evidence", "verify", str(out), "--expect", m.group(1)]) == 0

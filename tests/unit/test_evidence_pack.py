@@ -8,6 +8,8 @@ import hashlib
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,7 +58,7 @@ def test_files_and_manifest(pack) -> None:  # type: ignore[no-untyped-def]
     assert manifest["enterprise"]["id"] == "ent-1" and manifest["period"]["timezone"] == "Asia/Shanghai"
     assert manifest["gateways"] == [{"gateway": "gw-1", "config_hashes": ["c" * 64]}]
     assert manifest["ledger"]["equipment_import"]["source"] == "ledger.csv"
-    assert json.loads((out.directory / "evidence.json").read_text()) == ev
+    assert json.loads((out.directory / "evidence.json").read_text()) == ev.jsonable()
 
 
 def test_csvs_hold_the_numbers(pack) -> None:  # type: ignore[no-untyped-def]
@@ -108,6 +110,31 @@ def test_verify_refuses_what_is_not_a_pack(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text('{"files": [{"path": "../etc/passwd", "sha256": "00"}]}')
     v = verify_pack(tmp_path)
     assert not v.ok and "not an edgegw evidence manifest" in v.problems[0]
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b'{"schema": "edgegw-evidence-manifest/1"}',
+        b'{"schema": "edgegw-evidence-manifest/1", "files": {}}',
+        b'{"schema": "something-else/1", "files": []}',
+    ],
+)
+def test_verify_refuses_manifests_of_the_wrong_shape(tmp_path: Path, manifest: bytes) -> None:
+    (tmp_path / "manifest.json").write_bytes(manifest)
+    v = verify_pack(tmp_path)
+    assert (v.ok, v.problems, v.files) == (False, ["manifest.json: not an edgegw evidence manifest"], 0)
+
+
+def test_verify_checks_the_manifest_under_python_optimize(tmp_path: Path) -> None:
+    """python -O drops assert statements: the checks must not be asserts."""
+    (tmp_path / "manifest.json").write_text('{"schema": "something-else/1", "files": []}')
+    code = "import sys; from cloud_bridge.cloud.evidence.export import verify_pack; print(verify_pack(sys.argv[1]).ok)"
+    out = subprocess.run([sys.executable, "-O", "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_formats_and_a_non_empty_directory(store: EvidenceStore, tmp_path: Path) -> None:  # noqa: F811

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from cloud_bridge.cloud.api.models import EnterpriseListed, EquipmentImported, EquipmentLedger, Health
 from cloud_bridge.cloud.evidence.build import build_evidence, enterprise_period, oee_of
 from cloud_bridge.cloud.evidence.export import redact_url
+from cloud_bridge.cloud.evidence.models import Device, DeviceOee, Evidence, PeriodBounds, SummaryAnswer
 from cloud_bridge.cloud.ledger.equipment import EquipmentError, equipment_csv
 from cloud_bridge.cloud.ledger.store import EvidenceStore
 from cloud_bridge.metrics.period import Period, PeriodError, iso_local
@@ -59,21 +61,19 @@ def _period(request: Request, config: CloudConfig, ent: str, start: str | None, 
 
 
 @router.get("/health")
-def health(store: Store) -> dict[str, Any]:
-    return {"status": "ok", "version": __version__, "ledger": redact_url(store.url)}
+def health(store: Store) -> Health:
+    return Health(status="ok", version=__version__, ledger=redact_url(store.url))
 
 
 @router.get("/enterprises")
-def enterprises(store: Store, config: Config) -> list[dict[str, Any]]:
+def enterprises(store: Store, config: Config) -> list[EnterpriseListed]:
     known = {e.id: e for e in config.enterprises}
     ids = sorted(set(known) | set(store.enterprises()))
-    return [{"id": i, "name": known[i].name if i in known else "", "configured": i in known} for i in ids]
+    return [EnterpriseListed(id=i, name=known[i].name if i in known else "", configured=i in known) for i in ids]
 
 
 @router.get("/enterprises/{ent}/evidence")
-def evidence(
-    request: Request, ent: str, store: Store, config: Config, start: From = None, end: To = None
-) -> dict[str, Any]:
+def evidence(request: Request, ent: str, store: Store, config: Config, start: From = None, end: To = None) -> Evidence:
     """Everything: indicators with score bands, per-device figures, OEE, business areas, provenance."""
     _enterprise(store, config, ent)
     period = _period(request, config, ent, start, end)
@@ -83,19 +83,18 @@ def evidence(
 @router.get("/enterprises/{ent}/summary")
 def summary(
     request: Request, ent: str, store: Store, config: Config, start: From = None, end: To = None
-) -> dict[str, Any]:
+) -> SummaryAnswer:
     """The indicators: networked and digitized ratios (MIIT 2024 bands), online rate, completeness, areas."""
     ev = evidence(request, ent, store, config, start, end)
-    return {"enterprise": ev["enterprise"], "period": ev["period"], "summary": ev["summary"], "notes": ev["notes"]}
+    return SummaryAnswer(enterprise=ev.enterprise, period=ev.period, summary=ev.summary, notes=ev.notes)
 
 
 @router.get("/enterprises/{ent}/devices")
 def devices(
     request: Request, ent: str, store: Store, config: Config, start: From = None, end: To = None
-) -> list[dict[str, Any]]:
+) -> list[Device]:
     """Per device: networked, first/last seen, online time and rate, completeness, OEE."""
-    devs: list[dict[str, Any]] = evidence(request, ent, store, config, start, end)["devices"]
-    return devs
+    return evidence(request, ent, store, config, start, end).devices
 
 
 @router.get("/enterprises/{ent}/devices/{device}/oee")
@@ -108,7 +107,7 @@ def oee(
     start: From = None,
     end: To = None,
     gateway: Annotated[str | None, Query(description="the gateway, when the device id is on several")] = None,
-) -> dict[str, Any]:
+) -> DeviceOee:
     """OEE of one device (its gateway device id) for the period, with the per-shift split."""
     _enterprise(store, config, ent)
     period = _period(request, config, ent, start, end)
@@ -122,23 +121,28 @@ def oee(
     o = metas[keys[0]].oee
     if o is None:
         raise HTTPException(404, detail=f"device {device!r} has no OEE settings (no state tag in its config)")
-    now = request.app.state.clock()
-    result = oee_of(store, config, ent, period, gw, dev, o, now_ms=now).to_dict(period.timezone)
-    return {"enterprise": ent, "gateway": gw, "device": dev, "period": period.as_dict(), **result}
+    result = oee_of(store, config, ent, period, gw, dev, o, now_ms=request.app.state.clock())
+    return DeviceOee.of(result, period.timezone, enterprise=ent, gateway=gw, device=dev, period=PeriodBounds.of(period))
 
 
-@router.get("/enterprises/{ent}/equipment")
-def equipment(ent: str, store: Store, config: Config, format: str = "json") -> Any:
-    """The equipment ledger (设备台账) as imported; `format=csv` for the sheet."""
+@router.get(
+    "/enterprises/{ent}/equipment",
+    response_model=EquipmentLedger,
+    responses={200: {"content": {"text/csv": {}}, "description": "the ledger, or with `format=csv` the sheet"}},
+)
+def equipment(ent: str, store: Store, config: Config, format: str = "json") -> Response | EquipmentLedger:
+    """The equipment ledger as imported; `format=csv` for the sheet."""
     _enterprise(store, config, ent)
     items = store.equipment(ent)
     if format == "csv":
         return PlainTextResponse(equipment_csv(items), media_type="text/csv; charset=utf-8")
-    return {
-        "enterprise": ent,
-        "import": store.equipment_import(ent),
-        "equipment": [{**e.ledger_fields(), "gateway": e.gateway, "device": e.device_id} for e in items],
-    }
+    return EquipmentLedger.model_validate(
+        {
+            "enterprise": ent,
+            "import": store.equipment_import(ent),
+            "equipment": [{**e.ledger_fields(), "gateway": e.gateway, "device": e.device_id} for e in items],
+        }
+    )
 
 
 def _check_token(request: Request, config: CloudConfig) -> None:
@@ -154,7 +158,7 @@ async def import_equipment(
     store: Store,
     config: Config,
     filename: Annotated[str, Query(description="the sheet's file name: .csv or .xlsx")] = "equipment.csv",
-) -> dict[str, Any]:
+) -> EquipmentImported:
     """Replace the enterprise's equipment ledger with a CSV or XLSX sheet sent as the request body."""
     _check_token(request, config)
     if not _SLUG.match(ent):
@@ -166,10 +170,6 @@ async def import_equipment(
         sheet, sha = store.import_equipment(ent, data, filename)
     except EquipmentError as e:
         raise HTTPException(422, detail={"reason": "the equipment sheet has errors", "errors": e.issues}) from None
-    return {
-        "enterprise": ent,
-        "rows": len(sheet.items),
-        "sha256": sha,
-        "columns": sheet.columns,
-        "ignored": sheet.ignored,
-    }
+    return EquipmentImported(
+        enterprise=ent, rows=len(sheet.items), sha256=sha, columns=sheet.columns, ignored=sheet.ignored
+    )

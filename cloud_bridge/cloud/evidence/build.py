@@ -3,16 +3,34 @@
 `build_evidence` gathers, per device and for the enterprise as a whole, every figure the MIIT SME
 digital level evaluation (2024) asks of equipment data — networked and digitized equipment ratios
 with their score bands, online time and rate, data completeness, OEE, business areas — as one
-JSON-ready dict. The API serves it, the exporter writes it out with the CSVs behind each number and
-the HTML report. The maths is in `cloud_bridge.metrics`; this module only feeds it.
+typed `Evidence` (`models.py`). The API serves it, the exporter writes it out with the CSVs behind each
+number and the HTML report. The maths is in `cloud_bridge.metrics`; this module only feeds it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Literal
 
+from cloud_bridge.cloud.evidence.models import (
+    Area,
+    CompletenessFigures,
+    ConfigHash,
+    Device,
+    Enterprise,
+    Evidence,
+    GatewayInfo,
+    Indicator,
+    KeyProcess,
+    LedgerImport,
+    OnlineNow,
+    OnlineTime,
+    PeriodInfo,
+    PeriodOee,
+    Summary,
+    TagInfo,
+)
 from cloud_bridge.cloud.ledger.equipment import Equipment
 from cloud_bridge.cloud.ledger.store import Activity, EvidenceStore
 from cloud_bridge.metrics import (
@@ -31,6 +49,7 @@ from cloud_bridge.metrics import (
     score_band,
     work_intervals,
 )
+from cloud_bridge.metrics.labels import TEXTS
 from cloud_bridge.metrics.period import Period, parse_period
 from cloud_bridge.wire.codec import DeviceMeta, OeeMeta
 from edge_config.models import CloudConfig, Shift
@@ -126,7 +145,8 @@ def oee_of(
     return device_oee(_Context(store, ent, period, shifts, now_ms), gw, dev, o, period.start, period.as_of)
 
 
-def _device(ctx: _Context, key: Key, meta: DeviceMeta | None, act: Activity | None) -> dict[str, Any]:
+def _device(ctx: _Context, key: Key, meta: DeviceMeta | None, act: Activity | None) -> Device:
+    """What the ledger holds of a device the gateways reported on, as if it were not in the equipment ledger."""
     gw, dev = key
     p = ctx.period
     trans = ctx.transitions(gw, dev)
@@ -144,44 +164,51 @@ def _device(ctx: _Context, key: Key, meta: DeviceMeta | None, act: Activity | No
     comp = completeness(readings, work, expected_per_s(meta))
     oee = None
     if meta is not None and meta.oee is not None and p.as_of > p.start:
-        oee = device_oee(ctx, gw, dev, meta.oee, p.start, p.as_of).to_dict(p.timezone)
-    domains = sorted({t.domain for t in meta.tags if t.domain}) if meta else []
-    return {
-        "gateway": gw,
-        "device": dev,
-        "device_name": meta.name if meta else "",
-        "device_type": meta.type if meta else "",
-        "production": meta.production if meta else None,
-        "config_hash": meta.config_hash if meta else "",
-        "samples": act.samples if act else 0,
-        "good_samples": act.good_samples if act else 0,
-        "first_seen_ms": act.first_ts if act else None,
-        "last_seen_ms": act.last_ts if act else None,
-        "networked": bool(act and act.good_samples > 0),
-        "online_s": online.online_ms / 1000,
-        "online_planned_s": online.online_planned_ms / 1000,
-        "planned_s": online.planned_ms / 1000,
-        "online_rate": online.rate,
-        "online_now": online_at(trans, p.as_of),
-        "online_intervals": [list(iv) for iv in online.intervals],
-        "completeness": {"received": round(comp.received, 3), "expected": round(comp.expected, 3), "ratio": comp.ratio},
-        "domains": domains,
-        "tags": [{"name": t.name, "unit": t.unit, "domain": t.domain} for t in meta.tags] if meta else [],
-        "oee": oee,
-    }
+        oee = PeriodOee.of(device_oee(ctx, gw, dev, meta.oee, p.start, p.as_of), p.timezone)
+    m = meta or DeviceMeta(gw, dev, 0)  # nothing announced yet: no name, no tags
+    return Device(
+        id=dev,
+        name=m.name,
+        type=m.type,
+        line=m.line,
+        connected=True,
+        gateway=gw,
+        device=dev,
+        device_name=m.name,
+        device_type=m.type,
+        production=meta.production if meta else None,
+        config_hash=m.config_hash,
+        samples=act.samples if act else 0,
+        good_samples=act.good_samples if act else 0,
+        first_seen_ms=act.first_ts if act else None,
+        last_seen_ms=act.last_ts if act else None,
+        networked=bool(act and act.good_samples > 0),
+        online_s=online.online_ms / 1000,
+        online_planned_s=online.online_planned_ms / 1000,
+        planned_s=online.planned_ms / 1000,
+        online_rate=online.rate,
+        online_now=online_at(trans, p.as_of),
+        online_intervals=list(online.intervals),
+        completeness=CompletenessFigures(
+            received=round(comp.received, 3), expected=round(comp.expected, 3), ratio=comp.ratio
+        ),
+        domains=sorted({t.domain for t in m.tags if t.domain}),
+        tags=[TagInfo(name=t.name, unit=t.unit, domain=t.domain) for t in m.tags],
+        oee=oee,
+    )
 
 
 def _matches(e: Equipment, keys: Sequence[Key]) -> list[Key]:
     return [(gw, dev) for gw, dev in keys if dev == e.device_id and (not e.gateway or gw == e.gateway)]
 
 
-def _indicator(n: int, d: int) -> dict[str, Any]:
-    return {"numerator": n, "denominator": d, "ratio": ratio(n, d), "score": score_band(n, d), "band": band_label(n, d)}
+def _indicator(n: int, d: int) -> Indicator:
+    return Indicator(numerator=n, denominator=d, ratio=ratio(n, d), score=score_band(n, d), band=band_label(n, d))
 
 
 def build_evidence(
     store: EvidenceStore, config: CloudConfig, ent: str, period: Period, *, now_ms: int | None = None
-) -> dict[str, Any]:
+) -> Evidence:
     """Everything the evidence pack and API report for `ent` over `period` (see README "OEE and evidence").
     The period should be in the enterprise's time zone (`enterprise_period`)."""
     _, shifts = config.calendar(ent)
@@ -193,7 +220,8 @@ def build_evidence(
 
     equipment = store.equipment(ent)
     ledger_import = store.equipment_import(ent)
-    rows: list[dict[str, Any]] = []
+    planned_s = ctx.planned_ms / 1000
+    rows: list[Device] = []
     matched: set[Key] = set()
     notes: list[str] = []
     for e in equipment:
@@ -203,70 +231,54 @@ def build_evidence(
                 f"equipment {e.id!r}: device {e.device_id!r} is on several gateways ({', '.join(g for g, _ in keys)}); "
                 "the first is used — give the gateway column in the ledger"
             )
-        base = per_device[keys[0]] if keys else _not_connected(ctx.planned_ms / 1000)
+        ledger = {**e.ledger_fields(), "in_ledger": True}
+        if keys:
+            rows.append(per_device[keys[0]].model_copy(update=ledger))
+        else:  # not connected: nothing measured, all its planned time offline
+            rows.append(Device.model_validate({**ledger, "planned_s": planned_s, "online_rate": ratio(0, planned_s)}))
         matched.update(keys[:1])
-        rows.append(
-            {
-                **base,
-                **e.ledger_fields(),
-                "in_ledger": True,
-                "connected": bool(keys),
-            }
-        )
-    for k in seen:
-        if k in matched:
-            continue
-        d = per_device[k]
-        rows.append(
-            {
-                **d,
-                "id": d["device"],
-                "name": d["device_name"],
-                "type": d["device_type"],
-                "line": metas[k].line if k in metas else "",
-                "key_process": False,
-                "digitized": None,
-                "in_ledger": False,
-                "connected": True,
-            }
-        )
+    rows.extend(per_device[k] for k in seen if k not in matched)
 
     if equipment:
-        basis = [r for r in rows if r["in_ledger"]]
-        denominator_source = "equipment_ledger"
+        basis = [r for r in rows if r.in_ledger]
+        denominator_source: Literal["equipment_ledger", "gateway_metadata"] = "equipment_ledger"
     else:
-        basis = [r for r in rows if r.get("production") is not False]
+        basis = [r for r in rows if r.production is not False]
         denominator_source = "gateway_metadata"
         notes.append(
             "no equipment ledger imported: the denominators are the production devices the gateways announced, "
-            "not all production equipment — import the ledger (设备台账) for the assessment"
+            f"not all production equipment — import the ledger ({TEXTS['equipment_ledger'].zh}) for the assessment"
         )
     total = len(basis)
-    networked = sum(1 for r in basis if r["networked"])
-    digitized = sum(1 for r in basis if r["digitized"])
-    declared_digital = [r["id"] for r in basis if r["networked"] and r["digitized"] is False]
+    networked = sum(1 for r in basis if r.networked)
+    digitized = sum(1 for r in basis if r.digitized)
+    declared_digital = [r.id for r in basis if r.networked and r.digitized is False]
     if declared_digital and equipment:
         notes.append(
             "networked but not declared digitized in the ledger (check the ledger): " + ", ".join(declared_digital)
         )
-    key_rows = [r for r in basis if r["key_process"]]
-    connected = [r for r in basis if r["connected"]]
-    online_planned = sum(r["online_planned_s"] for r in connected)
-    planned = sum(r["planned_s"] for r in connected)
-    received = sum(r["completeness"]["received"] for r in connected if r["completeness"]["ratio"] is not None)
-    expected = sum(r["completeness"]["expected"] for r in connected if r["completeness"]["ratio"] is not None)
+    key_rows = [r for r in basis if r.key_process]
+    connected = [r for r in basis if r.connected]
+    measured = [r.completeness for r in connected if r.completeness.ratio is not None]
+    online_planned = sum(r.online_planned_s for r in connected)
+    planned = sum(r.planned_s for r in connected)
+    received = sum(c.received for c in measured)
+    expected = sum(c.expected for c in measured)
     area_devices: dict[str, list[str]] = {}
     area_tags: dict[str, int] = {}
     for r in rows:
-        if not r["networked"]:
+        if not r.networked:
             continue
-        for t in r["tags"]:
-            if t["domain"]:
-                area_devices.setdefault(t["domain"], [])
-                if r["id"] not in area_devices[t["domain"]]:
-                    area_devices[t["domain"]].append(r["id"])
-                area_tags[t["domain"]] = area_tags.get(t["domain"], 0) + 1
-    covered = [{**a, "devices": area_devices[a["domain"]], "tags": area_tags[a["domain"]]} for a in areas(area_devices)]
+        for t in r.tags:
+            if t.domain:
+                area_devices.setdefault(t.domain, [])
+                if r.id not in area_devices[t.domain]:
+                    area_devices[t.domain].append(r.id)
+                area_tags[t.domain] = area_tags.get(t.domain, 0) + 1
+    covered = [
+        Area(domain=a["domain"], zh=a["zh"], en=a["en"], devices=area_devices[a["domain"]], tags=area_tags[a["domain"]])
+        for a in areas(area_devices)
+    ]
     if period.as_of < period.end:
         notes.append(f"the period is not over: figures run up to {period.iso(period.as_of)}")
     if ctx.caps:
@@ -276,80 +288,51 @@ def build_evidence(
         )
     ent_cfg = config.enterprise(ent)
     gw_status = store.gateway_status(ent)
-    hashes = store.config_hashes(ent, period.start, period.end)
+    hashes = [ConfigHash.model_validate(h) for h in store.config_hashes(ent, period.start, period.end)]
     gateways = []
     for gw in sorted({*gw_status, *(g for g, _ in seen)}):
         st = gw_status.get(gw, {})
         gateways.append(
-            {
-                "gateway": gw,
-                "online": st.get("online"),
-                "status_ts": st.get("ts"),
-                "version": st.get("version"),
-                "config_hashes": sorted({h["config_hash"] for h in hashes if h["gw"] == gw and h["config_hash"]}),
-            }
+            GatewayInfo(
+                gateway=gw,
+                online=st.get("online"),
+                status_ts=st.get("ts"),
+                version=st.get("version"),
+                config_hashes=sorted({h.config_hash for h in hashes if h.gw == gw and h.config_hash}),
+            )
         )
-    return {
-        "schema": "edgegw-evidence/1",
-        "generator": f"edgegw {__version__}",
-        "generated_at_ms": now_ms if now_ms is not None else int(time.time() * 1000),
-        "enterprise": {"id": ent, "name": ent_cfg.name if ent_cfg else ""},
-        "period": {
-            **period.as_dict(),
-            "planned_s": ctx.planned_ms / 1000,
-            "planned_intervals": [list(iv) for iv in ctx.work],
-            "calendar": [s.model_dump(mode="json") for s in shifts] or "24 h a day (no shifts configured)",
-        },
-        "summary": {
-            "denominator_source": denominator_source,
-            "equipment_total": total,
-            "ledger_import": ledger_import,
-            "networked": _indicator(networked, total),
-            "digitized": _indicator(digitized, total),
-            "key_process": {"total": len(key_rows), "networked": sum(1 for r in key_rows if r["networked"])},
-            "online_now": {"online": sum(1 for r in basis if r["online_now"]), "of": total, "at_ms": period.as_of},
-            "online_time": {
-                "devices": len(connected),
-                "online_planned_s": online_planned,
-                "planned_s": planned,
-                "rate": ratio(online_planned, planned),
-            },
-            "completeness": {
-                "received": round(received, 3),
-                "expected": round(expected, 3),
-                "ratio": ratio(received, expected),
-            },
-            "areas": covered,
-            "oee_devices": sum(1 for r in rows if r["oee"] is not None),
-        },
-        "devices": rows,
-        "gateways": gateways,
-        "config_hashes": hashes,
-        "notes": notes,
-    }
-
-
-def _not_connected(planned_s: float) -> dict[str, Any]:
-    return {
-        "gateway": "",
-        "device": "",
-        "device_name": "",
-        "device_type": "",
-        "production": None,
-        "config_hash": "",
-        "samples": 0,
-        "good_samples": 0,
-        "first_seen_ms": None,
-        "last_seen_ms": None,
-        "networked": False,
-        "online_s": 0.0,
-        "online_planned_s": 0.0,
-        "planned_s": planned_s,
-        "online_rate": 0.0 if planned_s > 0 else None,
-        "online_now": False,
-        "online_intervals": [],
-        "completeness": {"received": 0.0, "expected": 0.0, "ratio": None},
-        "domains": [],
-        "tags": [],
-        "oee": None,
-    }
+    return Evidence(
+        generator=f"edgegw {__version__}",
+        generated_at_ms=now_ms if now_ms is not None else int(time.time() * 1000),
+        enterprise=Enterprise(id=ent, name=ent_cfg.name if ent_cfg else ""),
+        period=PeriodInfo.of(
+            period,
+            planned_s=planned_s,
+            planned_intervals=ctx.work,
+            calendar=list(shifts) or "24 h a day (no shifts configured)",
+        ),
+        summary=Summary(
+            denominator_source=denominator_source,
+            equipment_total=total,
+            ledger_import=None if ledger_import is None else LedgerImport.model_validate(ledger_import),
+            networked=_indicator(networked, total),
+            digitized=_indicator(digitized, total),
+            key_process=KeyProcess(total=len(key_rows), networked=sum(1 for r in key_rows if r.networked)),
+            online_now=OnlineNow(online=sum(1 for r in basis if r.online_now), of=total, at_ms=period.as_of),
+            online_time=OnlineTime(
+                devices=len(connected),
+                online_planned_s=online_planned,
+                planned_s=planned,
+                rate=ratio(online_planned, planned),
+            ),
+            completeness=CompletenessFigures(
+                received=round(received, 3), expected=round(expected, 3), ratio=ratio(received, expected)
+            ),
+            areas=covered,
+            oee_devices=sum(1 for r in rows if r.oee is not None),
+        ),
+        devices=rows,
+        gateways=gateways,
+        config_hashes=hashes,
+        notes=notes,
+    )

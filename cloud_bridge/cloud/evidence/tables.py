@@ -1,0 +1,246 @@
+"""The evidence as tables: the rows of the summary, the OEE and the online intervals, and one helper that
+writes any list of models as CSV with the header taken from the model's fields, so that a field added to
+a model is a column added to its CSV.
+
+How fields become columns (`columns`):
+- a field is a column named as its JSON key, in the model's field order;
+- a nested model `a` gives its own columns, named `a_` + theirs (`completeness.ratio` → `completeness_ratio`);
+  when it is None, all of them are empty;
+- an instant (`EpochMs`) named `x_ms` gives two columns: `x`, its local time (ISO 8601 with the offset, in
+  the period's time zone), then `x_ms` (an instant not named `_ms`: `x_local`, then `x`);
+- a list of plain values is one cell, the values joined by `;`;
+- a list of models or of pairs has no cell: leave it out with `exclude` (dotted JSON keys, e.g.
+  `oee.shifts`) and write it as a CSV of its own.
+Cells: None is empty, booleans `true` / `false`, floats to 6 significant digits.
+
+CSVs are UTF-8 with a BOM, so Excel shows the Chinese right.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import types
+import typing
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel
+
+from cloud_bridge.cloud.evidence.models import (
+    Evidence,
+    IntervalRow,
+    OeeFigures,
+    OeeRow,
+    ShiftOf,
+    SummaryRow,
+    Timestamp,
+)
+from cloud_bridge.metrics.evidence import ratio
+from cloud_bridge.metrics.labels import INDICATORS, TEXTS, Label
+from cloud_bridge.metrics.period import iso_local
+
+M = TypeVar("M", bound=BaseModel)
+_SCALARS = (str, int, float, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    path: tuple[str, ...]  # attribute names from the row down to the value
+    local_time: bool = False  # the instant's local time instead of its epoch ms
+
+    def cell(self, row: BaseModel, tz: str) -> str:
+        v: Any = row
+        for name in self.path:
+            v = getattr(v, name)
+            if v is None:
+                return ""
+        if self.local_time:
+            return iso_local(v, tz)
+        return _cell(v)
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:.6g}" if abs(v) < 1e15 else repr(v)
+    if isinstance(v, list | tuple):
+        return ";".join(_cell(x) for x in v)
+    return str(v)
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """(the type without `| None`, whether it is an instant)."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kept = [a for a in args if a is not type(None)]
+        if len(kept) == 1:
+            return _unwrap(kept[0])
+    if typing.get_origin(annotation) is Annotated:
+        return args[0], any(isinstance(m, Timestamp) for m in annotation.__metadata__)
+    return annotation, False
+
+
+def _is_model(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, BaseModel)
+
+
+def _plain(t: Any) -> bool:
+    t, _ = _unwrap(t)
+    return t in _SCALARS or typing.get_origin(t) is typing.Literal
+
+
+def columns(model: type[BaseModel], exclude: Collection[str] = ()) -> list[Column]:
+    """The CSV columns of `model` by the rules above; `exclude` names fields (dotted JSON keys) to leave out."""
+    out: list[Column] = []
+
+    def walk(m: type[BaseModel], path: tuple[str, ...], keys: tuple[str, ...]) -> None:
+        for name, f in m.model_fields.items():
+            key = f.alias or name
+            dotted = ".".join((*keys, key))
+            if dotted in exclude:
+                continue
+            t, instant = _unwrap(f.annotation)
+            instant = instant or any(isinstance(x, Timestamp) for x in f.metadata)
+            col = "_".join((*keys, key))
+            if _is_model(t):
+                walk(t, (*path, name), (*keys, key))
+            elif instant:
+                local = col.removesuffix("_ms") if col.endswith("_ms") else f"{col}_local"
+                out.extend((Column(local, (*path, name), local_time=True), Column(col, (*path, name))))
+            elif typing.get_origin(t) is list and not _plain(typing.get_args(t)[0]):
+                raise TypeError(
+                    f"{m.__name__}.{name}: a list of {typing.get_args(t)[0]} has no cell: exclude {dotted!r}"
+                )
+            else:
+                out.append(Column(col, (*path, name)))
+
+    walk(model, (), ())
+    return out
+
+
+def csv_table(model: type[M], rows: Iterable[M], tz: str, *, exclude: Collection[str] = ()) -> bytes:
+    """`rows` as CSV (UTF-8 with a BOM, CRLF), the header from `model`'s fields."""
+    cols = columns(model, exclude)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow([c.name for c in cols])
+    for r in rows:
+        w.writerow([c.cell(r, tz) for c in cols])
+    return buf.getvalue().encode("utf-8-sig")
+
+
+# ---------------------------------------------------------------- the evidence's tables
+
+
+def _take(m: BaseModel, *parts: type[BaseModel]) -> dict[str, Any]:
+    return {name: getattr(m, name) for part in parts for name in part.model_fields}
+
+
+def summary_rows(ev: Evidence) -> list[SummaryRow]:
+    """The indicators, as summary.csv and the report's first table show them."""
+    s = ev.summary
+    none = Label("", "")
+
+    def row(
+        key: str,
+        value: float | None,
+        numerator: float | None,
+        denominator: float | None,
+        note: Label = none,
+        **more: Any,
+    ) -> SummaryRow:
+        lb = INDICATORS[key]
+        return SummaryRow.model_validate(
+            {
+                "indicator": key,
+                "indicator_zh": lb.zh,
+                "indicator_en": lb.en,
+                "value": value,
+                "numerator": numerator,
+                "denominator": denominator,
+                "score": None,
+                "band": None,
+                "note": note.en,
+                "note_zh": note.zh,
+                "value_unit": "ratio",
+                "count_unit": "equipment",
+                **more,
+            }
+        )
+
+    at = iso_local(s.online_now.at_ms, ev.period.timezone)
+    ot, comp, kp, on = s.online_time, s.completeness, s.key_process, s.online_now
+    return [
+        row(
+            "networked_ratio",
+            s.networked.ratio,
+            s.networked.numerator,
+            s.networked.denominator,
+            TEXTS[f"denominator.{s.denominator_source}"],
+            score=s.networked.score,
+            band=s.networked.band,
+        ),
+        row(
+            "digitized_ratio",
+            s.digitized.ratio,
+            s.digitized.numerator,
+            s.digitized.denominator,
+            TEXTS["note.digitized"],
+            score=s.digitized.score,
+            band=s.digitized.band,
+        ),
+        row("key_process_networked", None, kp.networked, kp.total),
+        row("online_now", ratio(on.online, on.of), on.online, on.of, Label(at, at)),
+        row(
+            "online_rate",
+            ot.rate,
+            ot.online_planned_s,
+            ot.planned_s,
+            TEXTS["note.online_rate"].format(devices=ot.devices),
+            count_unit="s",
+        ),
+        row(
+            "data_completeness",
+            comp.ratio,
+            comp.received,
+            comp.expected,
+            TEXTS["note.completeness"],
+            count_unit="readings",
+        ),
+        row(
+            "collection_areas",
+            len(s.areas),
+            None,
+            None,
+            Label("、".join(a.zh for a in s.areas), ", ".join(a.en for a in s.areas)),
+            value_unit="count",
+            count_unit="",
+        ),
+        row("oee_devices", s.oee_devices, None, None, TEXTS["note.oee_devices"], value_unit="count", count_unit=""),
+    ]
+
+
+def oee_rows(ev: Evidence) -> list[OeeRow]:
+    """OEE per device: the period, then each shift occurrence in it."""
+    out: list[OeeRow] = []
+    for d in ev.devices:
+        if d.oee is None:
+            continue
+        key = {"id": d.id, "gateway": d.gateway, "device": d.device}
+        out.append(OeeRow.model_validate({**key, "scope": "period", **_take(d.oee, OeeFigures)}))
+        out.extend(
+            OeeRow.model_validate({**key, "scope": "shift", **_take(sh, OeeFigures, ShiftOf)}) for sh in d.oee.shifts
+        )
+    return out
+
+
+def interval_rows(ev: Evidence) -> list[IntervalRow]:
+    return [
+        IntervalRow(id=d.id, gateway=d.gateway, device=d.device, from_ms=a, to_ms=b, seconds=(b - a) / 1000)
+        for d in ev.devices
+        for a, b in d.online_intervals
+    ]

@@ -1,0 +1,218 @@
+"""Every zh-CN / English label the evidence shows, in one table: machine states, OEE flags, the MIIT
+indicators and business areas, table column headers and the report's and command line's texts.
+
+Both ends read it: the cloud's evidence report, CSVs, API and `edgegw evidence`, and the edge console
+(which shows the same states and flags and may not import the cloud service). Pure data, no I/O.
+
+A label is looked up by `group.name`, e.g. `label("state.running")` or `label("text.section.summary")`.
+Texts with `{placeholders}` are filled with `Label.format`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Label(NamedTuple):
+    zh: str
+    en: str
+
+    def __str__(self) -> str:
+        return f"{self.zh} / {self.en}"
+
+    def format(self, **values: object) -> Label:
+        return Label(self.zh.format(**values), self.en.format(**values))
+
+
+# machine states of the OEE time model (cloud_bridge.metrics.timeline.ALL_STATES) and micro-stops, in the
+# order the reports stack them
+STATES: dict[str, Label] = {
+    "running": Label("运行", "running"),
+    "micro_stops": Label("短停", "micro-stops"),
+    "idle": Label("待机", "idle"),
+    "setup": Label("换型调整", "setup"),
+    "fault": Label("故障", "fault"),
+    "planned_stop": Label("计划停机", "planned stop"),
+    "offline": Label("离线", "offline"),
+    "unknown": Label("状态未知", "unknown"),
+}
+
+# the flags of an OEE result (cloud_bridge.metrics.oee)
+FLAGS: dict[str, Label] = {
+    "performance_above_one": Label(
+        "性能开动率超过100%：理想节拍设置有误", "performance above 100%: the ideal cycle time is wrong"
+    ),
+    "quality_assumed": Label("未配置良品/次品计数，质量率按1计", "no good/reject counter: quality taken as 1"),
+    "no_counter": Label("未配置产量计数", "no production counter"),
+    "no_ideal_cycle_time": Label("未配置理想节拍", "no ideal cycle time"),
+    "not_observed_time": Label(
+        "含离线或状态未知时间（单列，不计入负荷时间）", "offline/unknown time (reported apart, not in PBT)"
+    ),
+    "counter_rollover": Label("计数器溢出回绕已处理", "counter rollover handled"),
+    "counter_reset": Label("计数器清零已处理", "counter reset handled"),
+    "no_planned_busy_time": Label("无负荷时间", "no planned busy time"),
+    "counts_cover_part": Label(
+        "计数仅覆盖部分运行时间：性能按已覆盖部分计算", "counters cover part of the run: P on that part"
+    ),
+    "counts_without_running": Label("非运行状态下有计数", "counts without running time"),
+    "quality_out_of_range": Label("良品数大于产量：请检查计数配置", "good above produced: check the counters"),
+}
+
+# a tag's `domain` → the 数据采集 business area of the indicators, in the indicators' order
+DOMAIN_AREAS: dict[str, Label] = {
+    "production": Label("生产管控", "production control"),
+    "equipment": Label("设备管理", "equipment management"),
+    "quality": Label("质量管理", "quality management"),
+    "energy": Label("能耗管理", "energy management"),
+    "safety": Label("安全生产", "safe production"),
+}
+
+# the figures of the evidence summary (the `indicator` column of summary.csv)
+INDICATORS: dict[str, Label] = {
+    "networked_ratio": Label("生产设备联网率", "networked equipment ratio"),
+    "digitized_ratio": Label("生产设备数字化率", "digitized equipment ratio"),
+    "key_process_networked": Label("关键工序设备联网数", "key-process equipment networked"),
+    "online_now": Label("期末在线设备数", "devices online at the end"),
+    "online_rate": Label("设备在线率（按时间）", "device online rate (time-based)"),
+    "data_completeness": Label("数据完整率", "data completeness"),
+    "collection_areas": Label("数据采集覆盖业务范围数", "business areas with automatic collection"),
+    "oee_devices": Label("开展OEE统计的设备数", "devices with OEE statistics"),
+}
+
+# the factors of OEE (ISO 22400-2)
+OEE: dict[str, Label] = {
+    "availability": Label("时间开动率", "availability"),
+    "performance": Label("性能开动率", "performance"),
+    "quality": Label("合格品率", "quality"),
+    "oee": Label("设备综合效率", "OEE"),
+}
+
+# column headers of the report's tables
+COLUMNS: dict[str, Label] = {
+    "indicator": Label("指标", "indicator"),
+    "value": Label("值", "value"),
+    "count": Label("分子/分母", "count"),
+    "band": Label("区间", "band"),
+    "points": Label("得分", "points"),
+    "note": Label("说明", "note"),
+    "id": Label("设备编号", "id"),
+    "name": Label("名称", "name"),
+    "line": Label("产线", "line"),
+    "key_process": Label("关键工序", "key"),
+    "digitized": Label("数字化", "digitized"),
+    "networked": Label("联网", "networked"),
+    "seen": Label("首次/末次上报", "first / last seen"),
+    "online_s": Label("在线时长", "online"),
+    "online_rate": Label("在线率", "online rate"),
+    "completeness": Label("完整率", "completeness"),
+    "availability": Label("A", "avail."),
+    "performance": Label("P", "perf."),
+    "quality": Label("Q", "quality"),
+    "oee": Label("OEE", "OEE"),
+    "device": Label("设备", "device"),
+    "planned_operation": Label("计划生产", "POT"),
+    "planned_busy": Label("负荷时间", "PBT"),
+    "actual_production": Label("实际生产", "APT"),
+    "speed": Label("速度损失", "speed loss"),
+    "scrap": Label("废品损失", "scrap loss"),
+    "not_observed": Label("离线/未知", "offline/unknown"),
+    "produced_good": Label("产量/良品", "produced/good"),
+    "gateway": Label("网关", "gateway"),
+    "version": Label("版本", "version"),
+    "config_hashes": Label("配置哈希（SHA-256）", "config hashes (SHA-256)"),
+}
+
+# sentences and headings of the report and the command line
+TEXTS: dict[str, Label] = {
+    "title": Label("设备联网、在线与OEE证据报告", "Equipment networking, online and OEE evidence report"),
+    "enterprise": Label("企业", "enterprise"),
+    "period": Label("统计期", "period"),
+    "figures_up_to": Label("数据截至", "figures up to"),
+    "basis": Label("依据", "basis"),
+    "basis_document": Label(
+        "《中小企业数字化水平评测指标（2024年版）》", "MIIT SME digital level evaluation indicators (2024)"
+    ),
+    "generated": Label("生成", "generated"),
+    "section.summary": Label("指标汇总", "Indicator summary"),
+    "section.equipment": Label("设备明细", "Equipment"),
+    "section.timeline": Label("设备在线时间线", "Online timeline per device"),
+    "section.oee": Label("设备综合效率（OEE）", "Overall equipment effectiveness (OEE)"),
+    "section.method": Label("口径与来源", "Method and provenance"),
+    "denominator.equipment_ledger": Label(
+        "分母为设备台账中全部生产设备", "denominator: all production equipment in the ledger"
+    ),
+    "denominator.gateway_metadata": Label(
+        "未导入设备台账：分母为网关上报的生产设备", "no ledger imported: denominator from gateway metadata"
+    ),
+    "note.digitized": Label("按设备台账申报", "as declared in the ledger"),
+    "note.online_rate": Label(
+        "计划时间内在线时长 / 计划时长，{devices} 台已接入",
+        "seconds online in planned time / planned seconds, {devices} connected devices",
+    ),
+    "note.completeness": Label(
+        "实采有效读数 / 采集计划读数（计划时间内）",
+        "good readings taken / readings the poll plan calls for, in planned time",
+    ),
+    "note.oee_devices": Label("见报告第4节与 csv/oee.csv", "see section 4 of the report and csv/oee.csv"),
+    "no_equipment": Label("无设备", "no equipment"),
+    "not_in_ledger": Label("不在台账", "not in ledger"),
+    "legend.online": Label("在线", "online"),
+    "legend.planned_offline": Label("计划生产时间（离线）", "planned time (offline)"),
+    "legend.unscheduled": Label("非计划时间", "unscheduled"),
+    "no_oee": Label("无OEE统计（设备未配置状态信号）", "no OEE: no device has a state tag configured"),
+    "time_losses": Label("计划生产时间构成（时间损失）", "planned operation time by state (time losses)"),
+    "method.networked": Label("联网：期间内有有效数据送达云端", "networked: good data reached the cloud in the period"),
+    "method.score_bands": Label("评分区间", "score bands"),
+    "method.online": Label(
+        "在线时长：设备上线/离线事件（经网关断网缓存，不丢失），区间截取至统计期",
+        "online time: the devices' online/offline events (store-and-forward, nothing lost), clipped to the period",
+    ),
+    "method.oee": Label(
+        "OEE按ISO 22400-2：A=实际生产时间/负荷时间，P=理想节拍×产量/实际生产时间，Q=良品/产量",
+        "OEE per ISO 22400-2: A = APT / PBT, P = ideal cycle time × produced / APT, Q = good / produced",
+    ),
+    "method.micro_stop_threshold": Label("短停阈值", "micro-stop threshold"),
+    "method.micro_stops.performance": Label(
+        "短停计为性能损失（六大损失口径）", "micro-stops are performance losses (six-loss form)"
+    ),
+    "method.micro_stops.availability": Label("短停计为时间开动率损失", "micro-stops are availability losses"),
+    "method.calendar": Label("班次日历", "shift calendar"),
+    "method.no_shifts": Label("未配置班次：每天24小时均为计划生产时间", "no shifts configured: 24 h a day planned"),
+    "method.breaks": Label("休息", "breaks"),
+    "equipment_ledger": Label("设备台账", "equipment ledger"),
+    "ledger.rows": Label("台", "rows"),
+    "ledger.imported": Label("导入于", "imported"),
+    "notes": Label("提示", "notes"),
+    "footer": Label(
+        "本报告每个数字均有对应CSV（csv/目录）；manifest.json 记录每个文件的SHA-256及产生数据的网关与配置哈希，"
+        "可用 edgegw evidence verify 核验未被改动。",
+        "Every number here has its CSV (csv/); manifest.json holds the SHA-256 of every file and the gateways and "
+        "config hashes behind the data: check with edgegw evidence verify.",
+    ),
+    "evidence_pack": Label("证据包", "evidence pack"),
+    "note_the_hash": Label(
+        "记下此哈希，用 edgegw evidence verify DIR --expect <hash> 核验", "note it and check with verify --expect"
+    ),
+    "intact": Label("完好", "intact"),
+    "not_intact": Label("不一致", "NOT intact"),
+}
+
+GROUPS: dict[str, dict[str, Label]] = {
+    "state": STATES,
+    "flag": FLAGS,
+    "area": DOMAIN_AREAS,
+    "indicator": INDICATORS,
+    "oee": OEE,
+    "column": COLUMNS,
+    "text": TEXTS,
+}
+
+
+def label(key: str, *, strict: bool = True) -> Label:
+    """The label of `group.name` (e.g. `state.running`). An unknown key is a KeyError; with `strict=False`
+    a name the group does not know (a flag from a newer gateway) is shown as itself in both languages."""
+    group, _, name = key.partition(".")
+    table = GROUPS[group]
+    if name in table or strict:
+        return table[name]
+    return Label(name, name)
