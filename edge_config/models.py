@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -55,6 +56,21 @@ class LocatedError(ValueError):
         self.loc = loc
 
 
+def _secret_from_file(data: Any, field: str = "password") -> Any:
+    """`{field}_file: PATH` reads the secret from that file (e.g. a systemd credential in
+    $CREDENTIALS_DIRECTORY, or a 0600 file), so it need not be written in the YAML."""
+    if not isinstance(data, dict) or not data.get(f"{field}_file"):
+        return data
+    if data.get(field) is not None:
+        raise LocatedError((f"{field}_file",), f"give {field} or {field}_file, not both")
+    path = Path(str(data[f"{field}_file"]))
+    try:
+        text = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise LocatedError((f"{field}_file",), f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    return {**data, field: text}
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -81,10 +97,13 @@ class MqttSection(Frozen):
     protocol: Literal["5", "3.1.1"] = "5"
     username: str | None = None
     password: str | None = Field(None, description="or set EDGEGW_MQTT_PASSWORD")
+    password_file: str | None = Field(None, description="read the password from this file instead")
     client_id: str | None = None
     topic_prefix: str = "sf/v1"
     keepalive: Duration = 30.0
     inflight: int = Field(100, ge=1, le=65535)
+    _password_file = model_validator(mode="before")(_secret_from_file)
+
     ack_timeout: Duration = Field(
         30.0,
         gt=0,
@@ -310,6 +329,7 @@ class OpcUaConnection(Frozen):
     security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
     username: str | None = None
     password: str | None = None
+    password_file: str | None = Field(None, description="read the password from this file instead")
     user_certificate: str | None = Field(None, description="X.509 user identity: certificate file (PEM or DER)")
     user_private_key: str | None = Field(None, description="X.509 user identity: private key file (PEM)")
     trusted_certs_dir: str | None = Field(
@@ -325,6 +345,8 @@ class OpcUaConnection(Frozen):
     keepalive: Duration = Field(5.0, description="a subscription silent for 3× this is dead and is re-created")
     max_nodes_per_request: int = Field(1000, ge=1, le=100000, description="nodes per Read or CreateMonitoredItems")
     reconnect_max_delay: Duration = Field(10.0, description="cap of the reconnect backoff")
+
+    _password_file = model_validator(mode="before")(_secret_from_file)
 
     @field_validator("endpoint")
     @classmethod

@@ -9,6 +9,7 @@ repr or a log line.
 from __future__ import annotations
 
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,3 +48,13 @@ def with_env_secrets(cfg: M, env: EnvSecrets | None = None) -> M:
         part = part.model_copy(update={field: secret.get_secret_value()})
         cfg = cfg.model_copy(update={section: part})
     return cfg
+
+
+def redact_url(url: str) -> str:
+    """A URL (database, broker) without its password: what commands print and logs show."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -17,6 +17,7 @@ from drivers import make_driver
 from edge_config.models import GatewayConfig
 from edge_config.timing import backoff_delay
 from edge_config.version import __version__
+from gateway import notify
 from gateway.heap import settle_heap
 from gateway.poller import sleep_or_stop
 from gateway.runtime import Runtime
@@ -59,6 +60,7 @@ class Agent:
         runtime = asyncio.create_task(self.runtime.run(stop), name="runtime")
         api = asyncio.create_task(self._serve_api(stop), name="edge-api") if serve_api else None
         settle = asyncio.create_task(self._settle_heap_when_steady(stop), name="settle-heap")
+        watchdog = asyncio.create_task(notify.serve(stop), name="sd-notify")
         try:
             try:
                 await runtime
@@ -66,7 +68,7 @@ class Agent:
                 devices_done.set()
             await publisher
         finally:
-            for t in (runtime, publisher, api, settle):
+            for t in (runtime, publisher, api, settle, watchdog):
                 if t is not None and not t.done():
                     t.cancel()
             if api is not None:

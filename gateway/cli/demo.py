@@ -20,6 +20,7 @@ from cloud_bridge.cloud.broker import EmbeddedBroker
 from cloud_bridge.cloud.ingest.ingester import Ingester
 from edge_config import timing
 from edge_config.models import CloudConfig, GatewayConfig
+from edge_config.secrets import redact_url
 from gateway.agent import Agent
 from simulators.registry import simulated_devices, start_simulators
 
@@ -183,7 +184,7 @@ async def run_demo(s: DemoSettings) -> int:
         print(f"  模拟织机 / simulated loom {i + 1}     : modbus://{host}:{sim_base + i}")
     print(f"  网关 / gateway                  : {GATEWAY_ID} ({ENTERPRISE_NAME})")
     print(f"  边缘 API / edge API             : http://{s.api}/api/v1/devices")
-    print(f"  证据台账 / evidence ledger       : {cloud_cfg.ledger.url}")
+    print(f"  证据台账 / evidence ledger       : {redact_url(cloud_cfg.ledger.url)}")
     if s.influx_url:
         print(f"  时序库 / time-series store      : {s.influx_url}")
     print("  按 Ctrl-C 停止 / press Ctrl-C to stop" if s.seconds is None else f"  运行 / running {s.seconds:g} s")

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from edge_config import load_cloud_config
+from edge_config.secrets import redact_url
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -20,7 +21,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not host or not port.isdigit():
         print(f"edgegw serve: --listen {listen!r} is not host:port", file=sys.stderr)
         return 2
-    print(f"证据接口 / evidence API: http://{listen}/api/v1/enterprises  (ledger {cfg.ledger.url})")
+    print(f"证据接口 / evidence API: http://{listen}/api/v1/enterprises  (ledger {redact_url(cfg.ledger.url)})")
     uvicorn.run(create_cloud_app(cfg), host=host, port=int(port), log_level="warning")
     return 0
 

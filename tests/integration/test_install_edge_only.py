@@ -29,11 +29,21 @@ NOT_IN_THE_EDGE = ("influxdb_client", "openpyxl", "amqtt", "psycopg", "sqlalchem
 
 @pytest.fixture(scope="module")
 def edge_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtualenv with a plain `pip install .` of this checkout."""
+    """A fresh virtualenv with a plain `pip install .` of this checkout, pinned as deploy/install.sh pins it."""
     env_dir = tmp_path_factory.mktemp("edge-only") / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     pip = subprocess.run(
-        [str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", str(ROOT)],
+        # with the pins deploy/install.sh uses: they must resolve and be enough
+        [
+            str(env_dir / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "-c",
+            str(ROOT / "deploy" / "constraints.txt"),
+            str(ROOT),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -124,3 +134,18 @@ async def test_the_plain_install_runs_the_agent_and_publishes(
             await s.stop()
     assert agent.returncode == 0, out[-3000:]
     assert "Traceback" not in out
+
+
+def test_the_pins_cover_every_package_of_the_plain_install(edge_venv: Path) -> None:
+    freeze = subprocess.run(
+        [str(edge_venv / "bin" / "python"), "-m", "pip", "freeze", "--exclude", "edgegw"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    pins = (ROOT / "deploy" / "constraints.txt").read_text()
+
+    def names(text: str) -> set[str]:
+        return {ln.split("==")[0].lower().replace("_", "-") for ln in text.splitlines() if "==" in ln}
+
+    assert names(freeze) <= names(pins), f"not pinned: {sorted(names(freeze) - names(pins))}"

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from cloud_bridge.cloud.evidence.build import build_evidence
-from cloud_bridge.cloud.evidence.export import ExportError, export_pack, parse_formats, redact_url, verify_pack
+from cloud_bridge.cloud.evidence.export import ExportError, export_pack, parse_formats, verify_pack
 from cloud_bridge.cloud.evidence.report import render_report
 from cloud_bridge.cloud.ledger.store import EvidenceStore
+from edge_config.secrets import redact_url
 from tests.unit.test_evidence_build import CONFIG, NOW, period, store  # noqa: F401  (the hand-built day)
 
 

@@ -13,12 +13,12 @@ from fastapi.responses import PlainTextResponse
 
 from cloud_bridge.cloud.api.models import EnterpriseListed, EquipmentImported, EquipmentLedger, Health
 from cloud_bridge.cloud.evidence.build import build_evidence, enterprise_period, oee_of
-from cloud_bridge.cloud.evidence.export import redact_url
 from cloud_bridge.cloud.evidence.models import Device, DeviceOee, Evidence, PeriodBounds, SummaryAnswer
 from cloud_bridge.cloud.ledger.equipment import EquipmentError, equipment_csv
 from cloud_bridge.cloud.ledger.store import EvidenceStore
 from cloud_bridge.metrics.period import Period, PeriodError, iso_local
 from edge_config.models import CloudConfig
+from edge_config.secrets import redact_url
 from edge_config.version import __version__
 
 router = APIRouter(prefix="/api/v1", tags=["evidence"])

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
 
@@ -35,6 +34,7 @@ from cloud_bridge.cloud.evidence.tables import csv_table, interval_rows, oee_row
 from cloud_bridge.cloud.ledger.equipment import equipment_csv
 from cloud_bridge.cloud.ledger.store import EvidenceStore
 from cloud_bridge.metrics.period import Period, iso_local
+from edge_config.secrets import redact_url
 
 M = TypeVar("M", bound=BaseModel)
 FORMATS = ("json", "csv", "html")
@@ -52,16 +52,6 @@ def parse_formats(text: str) -> list[str]:
     if bad or not fmts:
         raise ExportError(f"--format: {', '.join(bad) or 'nothing'} — use one or more of {','.join(FORMATS)}")
     return list(dict.fromkeys(fmts))
-
-
-def redact_url(url: str) -> str:
-    """A database URL without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def sha256_bytes(data: bytes) -> str:
