@@ -63,8 +63,20 @@ def _pipeline(bsub: Any) -> None:
     p.set_defaults(func=_later("gateway.bench.pipeline", "cmd_pipeline"))
 
 
+def _soak(bsub: Any) -> None:
+    p: argparse.ArgumentParser = bsub.add_parser(
+        "soak", help="the agent for hours (time compressed): RSS, open files and threads over time"
+    )
+    p.add_argument("--hours", type=float, default=1.0, help="how long (default 1)")
+    p.add_argument("--every", type=float, default=30.0, help="seconds between samples (default 30)")
+    p.add_argument("--poll", default="100ms", help="the looms' poll interval: time compression (default 100ms)")
+    p.add_argument("--broker-restart", type=float, default=600.0, help="restart the broker every N s (0: never)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write every sample to FILE")
+    p.set_defaults(func=_later("gateway.bench.soak", "cmd_soak"))
+
+
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("bench", help="benchmarks (speed and memory, with reports)")
     bsub = p.add_subparsers(dest="bench_command", required=True)
-    for add in (_ingest, _modbus, _opcua, _pipeline):
+    for add in (_ingest, _modbus, _opcua, _pipeline, _soak):
         add(bsub)

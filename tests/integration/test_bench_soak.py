@@ -1,0 +1,24 @@
+"""`edgegw bench soak`, seconds long (the figures of a real run are in the README): it runs the agent as
+users do, restarts the broker under it, samples the process and says whether it stays flat."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def test_soak_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "soak.json"
+    code = main(["bench", "soak", "--hours", "0.004", "--every", "1", "--broker-restart", "6", "--json", str(out)])
+    assert code == 0, capsys.readouterr()
+    r = json.loads(out.read_text())
+    assert len(r["samples"]) >= 10 and r["broker_restarts"] >= 1
+    assert r["devices_online"] == 4 and 0 < r["samples_published"] <= r["samples_read"]
+    assert all(s["rss_mb"] > 0 and s["fds"] > 0 and s["threads"] >= 1 for s in r["samples"])
+    assert "verdict" in capsys.readouterr().out
