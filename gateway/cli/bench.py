@@ -75,8 +75,19 @@ def _soak(bsub: Any) -> None:
     p.set_defaults(func=_later("gateway.bench.soak", "cmd_soak"))
 
 
+def _buffer(bsub: Any) -> None:
+    p: argparse.ArgumentParser = bsub.add_parser(
+        "buffer", help="store-and-forward durability: time and CPU per scan, synchronous FULL against NORMAL"
+    )
+    p.add_argument("--dir", default=None, help="measure this disk (e.g. the gateway's data_dir); default a temp dir")
+    p.add_argument("--scans", type=int, default=2000)
+    p.add_argument("--tags", type=int, default=100, help="samples per scan (default 100)")
+    p.add_argument("--json", default=None, metavar="FILE")
+    p.set_defaults(func=_later("gateway.bench.buffer", "cmd_buffer"))
+
+
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("bench", help="benchmarks (speed and memory, with reports)")
     bsub = p.add_subparsers(dest="bench_command", required=True)
-    for add in (_ingest, _modbus, _opcua, _pipeline, _soak):
+    for add in (_buffer, _ingest, _modbus, _opcua, _pipeline, _soak):
         add(bsub)

@@ -1,4 +1,4 @@
-"""`edgegw bench soak`, seconds long (the figures of a real run are in the README): it runs the agent as
+"""The benches without servers of their own to compare: `edgegw bench soak` and `bench buffer`, seconds long (the figures of a real run are in the README): it runs the agent as
 users do, restarts the broker under it, samples the process and says whether it stays flat."""
 
 from __future__ import annotations
@@ -22,3 +22,13 @@ def test_soak_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert r["devices_online"] == 4 and 0 < r["samples_published"] <= r["samples_read"]
     assert all(s["rss_mb"] > 0 and s["fds"] > 0 and s["threads"] >= 1 for s in r["samples"])
     assert "verdict" in capsys.readouterr().out
+
+
+def test_buffer_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "buffer.json"
+    assert main(["bench", "buffer", "--scans", "200", "--dir", str(tmp_path / "d"), "--json", str(out)]) == 0
+    full, normal = json.loads(out.read_text())
+    assert (full["synchronous"], normal["synchronous"]) == ("FULL", "NORMAL")
+    assert full["scans"] == normal["scans"] == 200 and full["ms_per_scan_p50"] > 0
+    assert not list((tmp_path / "d").iterdir()), "the bench cleans up its files"
+    assert "fsync" in capsys.readouterr().out
