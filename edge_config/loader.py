@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -101,23 +103,53 @@ def _issues(file: str, lines: dict[PathKey, int], exc: ValidationError) -> Itera
         yield ConfigIssue(file, _line_for(lines, loc), format_path(loc), _message(err))
 
 
-def load_text(text: str, model: type[M], file: str = "<config>") -> M:
+# libyaml through PyYAML's C binding when present (five times faster than the pure-Python scanner on a
+# large tag map, FACTS.md); the same safe constructors either way
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a tag map is built: every object made is kept, and the collector's
+    full passes over them made loading 100,000 tags 3.7 times slower (10.5 s against 2.9 s for the YAML
+    alone, measured). Collection resumes, as it was, when the block ends."""
+    was = gc.isenabled()
+    gc.disable()
     try:
-        root = yaml.compose(text)
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _syntax_error(file: str, e: yaml.MarkedYAMLError) -> ConfigError:
+    mark = e.problem_mark or e.context_mark
+    line = mark.line + 1 if mark else 1
+    return ConfigError([ConfigIssue(file, line, "", f"YAML syntax: {e.problem or e}")])
+
+
+def load_text(text: str, model: type[M], file: str = "<config>") -> M:
+    """Parse and validate; on a mistake, every error at once with its `file:line: path`. The line map is
+    built only then: a large valid tag map is parsed once, with no per-key bookkeeping."""
+    try:
+        with _collector_paused():
+            data = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else 1
-        raise ConfigError([ConfigIssue(file, line, "", f"YAML syntax: {e.problem or e}")]) from None
-    if root is None:
+        raise _syntax_error(file, e) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([ConfigIssue(file, 1, "", f"YAML: {e}")]) from None
+    if data is None:
         raise ConfigError([ConfigIssue(file, 1, "", "the file is empty")])
-    lines: dict[PathKey, int] = {}
-    _line_map(root, (), lines)
-    data = yaml.safe_load(text)
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(file, 1, "", "the top level must be a mapping (key: value)")])
     try:
-        return model.model_validate(data)
+        with _collector_paused():
+            return model.model_validate(data)
     except ValidationError as exc:
+        lines: dict[PathKey, int] = {}
+        root = yaml.compose(text, Loader=_Loader)
+        if root is not None:
+            _line_map(root, (), lines)
         raise ConfigError(list(_issues(file, lines, exc))) from None
 
 

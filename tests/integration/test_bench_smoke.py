@@ -1,5 +1,6 @@
-"""The benches without servers of their own to compare: `edgegw bench soak` and `bench buffer`, seconds long (the figures of a real run are in the README): it runs the agent as
-users do, restarts the broker under it, samples the process and says whether it stays flat."""
+"""The benches that need no servers to compare against, seconds long (the figures of real runs are in the
+README): `edgegw bench soak` runs the agent as users do, restarts the broker under it, samples the process
+and says whether it stays flat; `edgegw bench buffer` measures the fsync per scan."""
 
 from __future__ import annotations
 
