@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DriverFactory = Callable[..., Driver]  # (device) -> Driver; OPC UA devices also get data_dir=...
 RESTART_DELAY = 10.0  # seconds before a device loop that failed unexpectedly is started again
+COMMIT_DELAY = 0.01  # seconds: messages handed over within this are committed together
 MAX_HELD = 10_000  # events the buffer refused that are kept in memory to be written again
 
 
@@ -51,6 +53,10 @@ class Runtime:
         gw = config.gateway
         self.topics = Topics(config.mqtt.topic_prefix, gw.enterprise_id, gw.id)
         self.devices = {d.id: DeviceState(d.id, d.name, d.driver) for d in config.devices}
+        self.commit_delay = COMMIT_DELAY
+        self._pending: list[Outgoing] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._refusal_logged = -60.0
         self._held: list[Outgoing] = []
         self.events_lost = 0  # held events dropped past MAX_HELD (the disk stayed full that long)
         hist = config.history
@@ -68,26 +74,49 @@ class Runtime:
         }
 
     def _enqueue(self, messages: list[Outgoing]) -> None:
-        """Write `messages` to the buffer. When the buffer refuses (disk full, I/O error), events and
-        statuses (online/offline, OEE states and snapshots, metadata: the evidence) are held in memory and
-        written first, in order, with their own timestamps, as soon as the buffer takes a write again; data
-        is lost and the caller counts it (the exception is raised for batches with data)."""
-        batch = self._held + messages if self._held else messages
+        """Queue `messages` for the buffer. What the devices and trackers hand over within `commit_delay`
+        is written in one transaction (group commit: one fsync for the scans of every device that finished
+        together, instead of one each)."""
+        self._pending.extend(messages)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(self.commit_delay, self._flush)
+
+    def _flush(self) -> None:
+        """Write what is queued. When the buffer refuses (disk full, I/O error), events and statuses
+        (online/offline, OEE states and snapshots, metadata: the evidence) are held in memory and written
+        first, in order, with their own timestamps, as soon as the buffer takes a write again; the data is
+        lost and counted on its device (`samples_lost`)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        pending, self._pending = self._pending, []
+        if not pending and not self._held:
+            return
+        batch = self._held + pending if self._held else pending
         try:
             self.buffer.enqueue(batch)
-        except Exception:
-            held = [m for m in messages if m.kind != "data"]
-            if held:
-                self._held.extend(held)
-                if len(self._held) > MAX_HELD:
-                    lost = len(self._held) - MAX_HELD
-                    del self._held[:lost]
-                    self.events_lost += lost
-            if len(held) < len(messages):
-                raise
+        except Exception as exc:
+            self._refused(pending, exc)
             return
         self._held = []
         self.publisher.wake()
+
+    def _refused(self, pending: list[Outgoing], exc: Exception) -> None:
+        held = [m for m in pending if m.kind != "data"]
+        self._held.extend(held)
+        if len(self._held) > MAX_HELD:
+            lost = len(self._held) - MAX_HELD
+            del self._held[:lost]
+            self.events_lost += lost
+        for m in pending:
+            state = self.devices.get(m.dev)
+            if m.kind == "data" and state is not None:
+                state.samples_buffered -= m.samples
+                state.samples_lost += m.samples
+        now = time.monotonic()
+        if now - self._refusal_logged >= 60.0:
+            self._refusal_logged = now
+            log.error("the buffer refused %d message(s) (%s): data lost and counted, events held", len(pending), exc)
 
     @property
     def events_held(self) -> int:
@@ -142,4 +171,5 @@ class Runtime:
                 t.cancel()
             for tracker in self.trackers.values():
                 tracker.final_snapshot()  # the counters as last read, so the cloud knows them up to the stop
+            self._flush()  # what is queued goes in before the publisher's last drain
             self.history.touch(force=True)  # the gateway was alive until now

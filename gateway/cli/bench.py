@@ -86,8 +86,27 @@ def _buffer(bsub: Any) -> None:
     p.set_defaults(func=_later("gateway.bench.buffer", "cmd_buffer"))
 
 
+def _edge(bsub: Any) -> None:
+    p: argparse.ArgumentParser = bsub.add_parser(
+        "edge", help="the agent end to end (buffer + MQTT) against a bare pymodbus + paho loop; --memory: RSS by tags"
+    )
+    p.add_argument("--devices", type=int, default=20)
+    p.add_argument("--registers", type=int, default=500, help="holding registers per device (default 500)")
+    p.add_argument("--interval", type=float, default=1.0, help="poll interval, seconds (default 1)")
+    p.add_argument("--change", default="0.1,0.5,1.0", help="shares of tags changing per second (default 0.1,0.5,1.0)")
+    p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per phase (default 20)")
+    p.add_argument(
+        "--warmup", type=float, default=12.0, help="seconds before measuring (default 12: past the heap settling)"
+    )
+    p.add_argument("--memory", default=None, metavar="N,...", help="instead: RSS and start-up at these tag counts")
+    p.add_argument("--per-device", type=int, default=1000, help="with --memory: tags per device (default 1000)")
+    p.add_argument("--settle", type=float, default=10.0, help="with --memory: seconds scanning before RSS is read")
+    p.add_argument("--json", default=None, metavar="FILE")
+    p.set_defaults(func=_later("gateway.bench.edge", "cmd_edge"))
+
+
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("bench", help="benchmarks (speed and memory, with reports)")
     bsub = p.add_subparsers(dest="bench_command", required=True)
-    for add in (_buffer, _ingest, _modbus, _opcua, _pipeline, _soak):
+    for add in (_buffer, _edge, _ingest, _modbus, _opcua, _pipeline, _soak):
         add(bsub)
