@@ -9,7 +9,8 @@ One run on this machine, with its own Mosquitto and VictoriaMetrics on free loop
    (offline), then an ingester process connects and drains them into VictoriaMetrics + a SQLite
    ledger; samples/s from its start to its last commit, and its CPU;
 4. two ingesters: the same on one MQTT 5 shared subscription (two sessions, two processes).
-Each run is checked: every sample once in the ledger and in VictoriaMetrics.
+Each run is checked: every sample once in the ledger and in VictoriaMetrics. Like `edgegw ingest`,
+each ingester moves what start-up made out of the garbage collector's way (`gc.freeze()`).
 
 `--ledger URL` puts every run's ledger in that database instead (e.g. a PostgreSQL one); the runs
 write distinct enterprise ids, so they can share it, but it should start empty of those ids.
@@ -18,6 +19,7 @@ write distinct enterprise ids, so they can share it, but it should start empty o
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -211,6 +213,7 @@ def core_run(
         m = mqtt.MQTTMessage(topic=topic.encode())
         m.payload = payload
         mqtt_messages.append(m)
+    gc.freeze()  # as `edgegw ingest` does once started
     try:
         cpu, t = time.process_time(), time.perf_counter()
         for i in range(0, len(mqtt_messages), ing.batch_messages):
@@ -408,6 +411,7 @@ def _worker(config_path: str, report_path: str) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     ing = Ingester(cfg)
+    gc.freeze()  # as `edgegw ingest` does
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     t_start = time.time()
     ing.start()
