@@ -17,6 +17,7 @@ that a lock hands to one thread at a time. SQLite runs in WAL mode with `synchro
 timeout, and a write transaction takes the write lock at BEGIN (`BEGIN IMMEDIATE`). PostgreSQL
 connections are checked before use (`pool_pre_ping`): one the server dropped while idle is replaced;
 one dropped during a transaction fails that transaction, and the caller's retry gets a new one.
+Errors name the statement but not its parameters (the data of a whole batch), as the drivers' did.
 """
 
 from __future__ import annotations
@@ -74,7 +75,10 @@ class Database:
             self._reader = self.engine  # the driver does not BEGIN by itself: reads run in autocommit
         else:
             self.engine = create_engine(
-                u, pool_pre_ping=True, connect_args={"connect_timeout": max(1, round(busy_timeout))}
+                u,
+                pool_pre_ping=True,
+                hide_parameters=True,
+                connect_args={"connect_timeout": max(1, round(busy_timeout))},
             )
             self._insert = postgresql.insert
             self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")  # no BEGIN / ROLLBACK
@@ -164,6 +168,7 @@ def _sqlite_engine(u: URL, busy_timeout: float) -> Engine:
         Path(str(u.database)).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         u,
+        hide_parameters=True,
         connect_args={"check_same_thread": False},  # connections move between threads with the pool
         **({"poolclass": StaticPool} if memory else {}),  # one database, so one connection
     )
