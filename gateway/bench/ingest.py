@@ -9,12 +9,17 @@ One run on this machine, with its own Mosquitto and VictoriaMetrics on free loop
    (offline), then an ingester process connects and drains them into VictoriaMetrics + a SQLite
    ledger; samples/s from its start to its last commit, and its CPU;
 4. two ingesters: the same on one MQTT 5 shared subscription (two sessions, two processes).
-Each run is checked: every sample once in the ledger and in VictoriaMetrics.
+Each run is checked: every sample once in the ledger and in VictoriaMetrics. Like `edgegw ingest`,
+each ingester moves what start-up made out of the garbage collector's way (`gc.freeze()`).
+
+`--ledger URL` puts every run's ledger in that database instead (e.g. a PostgreSQL one); the runs
+write distinct enterprise ids, so they can share it, but it should start empty of those ids.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -48,7 +53,7 @@ INFLIGHT = 1000  # MQTT Receive Maximum of each ingester: batches of 500
 
 
 def cmd_ingest_bench(args: argparse.Namespace) -> int:
-    result = run_ingest_bench(messages=args.messages, samples=args.samples)
+    result = run_ingest_bench(messages=args.messages, samples=args.samples, ledger_url=args.ledger)
     print(report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, ensure_ascii=False))
@@ -72,7 +77,7 @@ def payloads(ent_run: str, messages: int, samples: int, t0: int) -> list[tuple[s
 
 
 def cloud_config(
-    broker: MosquittoServer, vm: VictoriaMetrics, ledger: Path, client_id: str | None, group: str
+    broker: MosquittoServer, vm: VictoriaMetrics, ledger_url: str, client_id: str | None, group: str
 ) -> CloudConfig:
     return CloudConfig.model_validate(
         {
@@ -84,7 +89,7 @@ def cloud_config(
                 "inflight": INFLIGHT,
             },
             "influx": {"url": vm.url},
-            "ledger": {"url": f"sqlite:///{ledger}"},
+            "ledger": {"url": ledger_url},
         }
     )
 
@@ -131,25 +136,32 @@ def _end_session(host: str, port: int, client_id: str) -> None:
     c.disconnect()
 
 
-def received(ledger: Path, ent: str) -> int:
-    try:
-        db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=5)
+def _per_enterprise(ledger_url: str, sql: str) -> dict[str, int]:
+    """(ent, number) rows of a query, read with the bare driver (not the ledger code being measured);
+    no parameters, so the same SQL serves SQLite and PostgreSQL."""
+    if ledger_url.startswith("sqlite:///"):
+        db = sqlite3.connect(f"file:{ledger_url[len('sqlite:///') :]}?mode=ro", uri=True, timeout=5)
         try:
-            (n,) = db.execute("SELECT COUNT(*) FROM received WHERE ent = ?", (ent,)).fetchone()
+            rows = db.execute(sql).fetchall()
         finally:
             db.close()
-        return int(n)
-    except sqlite3.Error:
+    else:
+        import psycopg
+
+        with psycopg.connect(ledger_url, connect_timeout=5) as pg:
+            rows = pg.execute(sql).fetchall()
+    return {ent: int(n) for ent, n in rows}
+
+
+def received(ledger_url: str, ent: str) -> int:
+    try:
+        return _per_enterprise(ledger_url, "SELECT ent, COUNT(*) FROM received GROUP BY ent").get(ent, 0)
+    except Exception:  # no ledger yet (either driver's error)
         return 0
 
 
-def ledger_samples(ledger: Path, ent: str) -> int:
-    db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=5)
-    try:
-        (n,) = db.execute("SELECT COALESCE(SUM(samples), 0) FROM device_stats WHERE ent = ?", (ent,)).fetchone()
-    finally:
-        db.close()
-    return int(n)
+def ledger_samples(ledger_url: str, ent: str) -> int:
+    return _per_enterprise(ledger_url, "SELECT ent, SUM(samples) FROM device_stats GROUP BY ent").get(ent, 0)
 
 
 # ---------------------------------------------------------------- phases
@@ -171,12 +183,14 @@ def floor_run(vm: VictoriaMetrics, ent: str, messages: list[tuple[str, bytes]]) 
     return {"samples": len(lines), "seconds": wall, "samples_s": len(lines) / wall, "client_cpu_cores": cpu / wall}
 
 
-def core_run(vm: VictoriaMetrics, work: Path, ent: str, messages: list[tuple[str, bytes]]) -> dict[str, Any]:
+def core_run(
+    vm: VictoriaMetrics, work: Path, ent: str, messages: list[tuple[str, bytes]], ledger_url: str | None
+) -> dict[str, Any]:
     config = CloudConfig.model_validate(
         {
             "mqtt": {"url": "mqtt://127.0.0.1:1", "inflight": INFLIGHT},  # never connected
             "influx": {"url": vm.url},
-            "ledger": {"url": f"sqlite:///{work / 'core-ledger.db'}"},
+            "ledger": {"url": ledger_url or f"sqlite:///{work / 'core-ledger.db'}"},
         }
     )
     ing = Ingester(config)
@@ -185,6 +199,7 @@ def core_run(vm: VictoriaMetrics, work: Path, ent: str, messages: list[tuple[str
         m = mqtt.MQTTMessage(topic=topic.encode())
         m.payload = payload
         mqtt_messages.append(m)
+    gc.freeze()  # as `edgegw ingest` does once started
     try:
         cpu, t = time.process_time(), time.perf_counter()
         for i in range(0, len(mqtt_messages), ing.batch_messages):
@@ -211,9 +226,10 @@ def ingesters_run(
     messages: list[tuple[str, bytes]],
     samples: int,
     count: int,
+    ledger_url: str | None = None,
 ) -> dict[str, Any]:
     """`count` ingester processes drain `messages`, preloaded for their persistent sessions."""
-    ledger = work / f"ledger-{count}.db"
+    ledger = ledger_url or f"sqlite:///{work / f'ledger-{count}.db'}"
     group = f"bench-{count}"  # a group of its own: no other session shares these messages
     client_ids = [f"bench-ingest-{count}-{i}" for i in range(count)]
     preload_s = preload(broker, group, client_ids, messages)
@@ -286,9 +302,12 @@ def _cpu(proc: subprocess.Popen[bytes] | None) -> float:
 # ---------------------------------------------------------------- the run
 
 
-def run_ingest_bench(messages: int = 5000, samples: int = 100, workdir: Path | None = None) -> dict[str, Any]:
+def run_ingest_bench(
+    messages: int = 5000, samples: int = 100, workdir: Path | None = None, ledger_url: str | None = None
+) -> dict[str, Any]:
     """The whole benchmark (servers included); the figures as a dict (see `report`). Without a
-    `workdir`, a temporary one is used and removed after a clean run (kept, for its logs, otherwise)."""
+    `workdir`, a temporary one is used and removed after a clean run (kept, for its logs, otherwise).
+    `ledger_url`: one ledger for every run (default: a SQLite file per run in the work dir)."""
     if messages > 90_000:
         raise ValueError("at most 90,000 messages (the test broker queues 100,000 per session)")
     work = workdir or Path(tempfile.mkdtemp(prefix="edgegw-bench-ingest-"))
@@ -297,9 +316,13 @@ def run_ingest_bench(messages: int = 5000, samples: int = 100, workdir: Path | N
     t0 = int(time.time() * 1000) - 86_400_000
     try:
         floor = floor_run(vm, "ent-floor", payloads("ent-floor", messages, samples, t0))
-        core = core_run(vm, work, "ent-core", payloads("ent-core", messages, samples, t0))
-        one = ingesters_run(broker, vm, work, "ent-one", payloads("ent-one", messages, samples, t0), samples, 1)
-        two = ingesters_run(broker, vm, work, "ent-two", payloads("ent-two", messages, samples, t0), samples, 2)
+        core = core_run(vm, work, "ent-core", payloads("ent-core", messages, samples, t0), ledger_url)
+        one = ingesters_run(
+            broker, vm, work, "ent-one", payloads("ent-one", messages, samples, t0), samples, 1, ledger_url
+        )
+        two = ingesters_run(
+            broker, vm, work, "ent-two", payloads("ent-two", messages, samples, t0), samples, 2, ledger_url
+        )
         expected = messages * samples
         checks = {}
         for ent, run in (("ent-one", one), ("ent-two", two)):
@@ -374,6 +397,7 @@ def _worker(config_path: str, report_path: str) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     ing = Ingester(cfg)
+    gc.freeze()  # as `edgegw ingest` does
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     t_start = time.time()
     ing.start()

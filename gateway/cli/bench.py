@@ -21,6 +21,12 @@ def _ingest(bsub: Any) -> None:
     p.add_argument("--messages", type=int, default=5000, help="messages per run (default 5000)")
     p.add_argument("--samples", type=int, default=100, help="samples per message, one per tag (default 100)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the figures to FILE")
+    p.add_argument(
+        "--ledger",
+        default=None,
+        metavar="URL",
+        help="ledger of every run, e.g. postgresql://user@host/db (default: SQLite files in the work dir)",
+    )
     p.set_defaults(func=_later("gateway.bench.ingest", "cmd_ingest_bench"))
 
 

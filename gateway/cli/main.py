@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import logging
 import signal
@@ -140,6 +141,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = await _until_signal()
         ingester = Ingester(cfg)
+        # What start-up made (modules, SQLAlchemy's among them) lives as long as the process: out of
+        # the way of the full collections the ingest rate brings (each one would walk all of it).
+        gc.freeze()
         ingester.start()
         await stop.wait()
         ingester.stop()

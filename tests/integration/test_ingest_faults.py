@@ -26,8 +26,10 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import func, select
 
 from cloud_bridge.cloud.ingest.ingester import Ingester
+from cloud_bridge.cloud.ledger.schema import received
 from cloud_bridge.cloud.ledger.writer import Ledger
 from cloud_bridge.wire.codec import Event, Sample, Topics, encode_data_body, encode_event_body, envelope
 from cloud_bridge.wire.mqtt import host_port, make_client
@@ -90,7 +92,8 @@ def check_exactly_once(
     Returns the number of such second copies found in VictoriaMetrics.
     """
     expected = stream.expected(seqs)
-    assert ledger.db.scalar("SELECT COUNT(*) AS n FROM received WHERE kind = 'data'") == len(seqs)
+    data_messages = select(func.count()).select_from(received).where(received.c.kind == "data")
+    assert ledger.db.scalar(data_messages) == len(seqs)
     assert ledger.total_samples() == len(seqs) * stream.samples_per_message
     for dev in {stream.dev(seq) for seq in seqs}:
         for t in ledger.tag_stats(dev, ent=ENT, gw=GW):

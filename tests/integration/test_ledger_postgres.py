@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import psycopg
 import pytest
+import sqlalchemy as sa
+from sqlalchemy import func, select
 
 from cloud_bridge.cloud.ledger.writer import Ledger
 from cloud_bridge.wire.codec import DataMessage, Event, EventMessage, Sample, Status
@@ -49,14 +52,26 @@ def test_dedupe_stats_events_status_and_dead_letters(pg_ledger: Ledger) -> None:
     assert pg_ledger.dead_letter_count() == 1 and letters[0]["payload"] == b"\x00\xffnot json"
 
 
-def test_ledger_reconnects_after_the_server_drops_the_connection(pg_ledger: Ledger) -> None:
-    import psycopg
-
-    assert pg_ledger.record_data("ent-1", msg(1))
-    pid = pg_ledger.db.scalar("SELECT pg_backend_pid() AS pid")
+def _terminate(pid: int) -> None:
+    """The server ends one backend, as a restart or an idle timeout would."""
     with psycopg.connect(PG_URL, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    with pytest.raises(psycopg.OperationalError):
-        pg_ledger.record_data("ent-1", msg(2))  # the ingester retries this with backoff
-    assert pg_ledger.record_data("ent-1", msg(2)) is True  # the retry reconnects
+
+
+def test_ledger_reconnects_after_the_server_drops_an_idle_connection(pg_ledger: Ledger) -> None:
+    assert pg_ledger.record_data("ent-1", msg(1))
+    _terminate(pg_ledger.db.scalar(select(func.pg_backend_pid())))  # the pool's one connection
+    assert pg_ledger.record_data("ent-1", msg(2)) is True  # checked before use, replaced
     assert pg_ledger.received_count() == 2
+
+
+def test_a_connection_dropped_during_a_write_fails_it_whole_and_the_retry_reconnects(pg_ledger: Ledger) -> None:
+    claim = pg_ledger._writes.claim
+    with pytest.raises(sa.exc.OperationalError), pg_ledger.db.transaction() as conn:
+        row = {"ent": "ent-1", "gw": "gw-1", "seq": 7, "dev": "dev-1", "kind": "data", "received_ms": 0}
+        assert conn.execute(claim, row).rowcount == 1
+        _terminate(conn.execute(select(func.pg_backend_pid())).scalar_one())
+        conn.execute(select(func.pg_backend_pid()))  # the ingester's retry starts here
+    assert pg_ledger.received_count() == 0  # nothing of the broken transaction was kept
+    assert pg_ledger.record_data("ent-1", msg(7)) is True
+    assert pg_ledger.received_count() == 1

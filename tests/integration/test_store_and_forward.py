@@ -20,8 +20,10 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import select
 
 from cloud_bridge.cloud.ingest.ingester import Ingester
+from cloud_bridge.cloud.ledger.schema import received
 from cloud_bridge.cloud.ledger.writer import Ledger
 from cloud_bridge.uplink.buffer import Buffer, Outgoing
 from edge_config.models import CloudConfig, GatewayConfig
@@ -198,7 +200,8 @@ async def test_gateway_sigkill_and_restart_loses_and_doubles_nothing(
 
     ledger = Ledger(f"sqlite:///{ledger_path}")
     try:
-        seqs = [r["seq"] for r in ledger.db.rows("SELECT seq FROM received WHERE gw = ? ORDER BY seq", ("gw-saf",))]
+        r = received.c
+        seqs = [row["seq"] for row in ledger.db.rows(select(r.seq).where(r.gw == "gw-saf").order_by(r.seq))]
         assert seqs == list(range(1, last_seq + 1)), "every message once: no gap, no repeat"
         expected = ledger_counts(ledger, ["loom-01", "loom-02"])
         assert sum(expected.values()) == ledger.total_samples() > 0

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from influxdb_client.rest import ApiException
+from sqlalchemy import text
 
 from cloud_bridge.cloud.ingest.ingester import Ingester
 from cloud_bridge.cloud.ingest.tsdb import TsdbWriter, to_lines
@@ -237,6 +238,32 @@ def test_tsdb_refusal_dead_letters_only_the_refused_message(tmp_path: Path) -> N
         [letter] = ing.ledger.dead_letters()
         assert letter["reason"].startswith("TSDB rejected the batch: HTTP 400")
         assert not ing.ledger.is_duplicate(ENT, GW, 100)  # refused: not recorded either
+    finally:
+        ing.ledger.close()
+
+
+def test_ledger_refusal_dead_letters_only_the_refused_message(tmp_path: Path) -> None:
+    """A statement the ledger refuses for what it holds (the database raises a constraint error, which
+    SQLAlchemy wraps under the DB-API's class name) is not retried forever: halving the batch finds
+    the message, it is dead-lettered with the reason, and the others are recorded once."""
+    tsdb = RecordingTsdb()
+    ing = make_ingester(tmp_path, tsdb)
+    try:
+        with ing.ledger.db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON tag_stats WHEN NEW.tag = 'poison'"
+                    " BEGIN SELECT RAISE(ABORT, 'poison refused'); END"
+                )
+            )
+        batch = [data("d1", seq, Sample("t", float(seq), seq)) for seq in range(1, 8)]
+        batch.insert(3, data("d1", 100, Sample("poison", 1.0, 1)))
+        ing.handle_batch(batch)
+        assert ing.stats.data_messages == 7 and ing.stats.dead_letters == 1 and ing.stats.errors == 0
+        [letter] = ing.ledger.dead_letters()
+        assert letter["reason"].startswith("ledger refused the message: IntegrityError:"), letter["reason"]
+        assert "poison refused" in letter["reason"]
+        assert ing.ledger.received_count() == 7 and not ing.ledger.is_duplicate(ENT, GW, 100)
     finally:
         ing.ledger.close()
 

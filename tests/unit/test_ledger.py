@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy import event, text
 
-from cloud_bridge.cloud.ledger.sqldb import Database
+from cloud_bridge.cloud.ledger.sqldb import Database, engine_url
 from cloud_bridge.cloud.ledger.writer import Ledger
 from cloud_bridge.wire.codec import DataMessage, Event, EventMessage, Sample, Status
 
@@ -42,14 +43,46 @@ def test_creates_parent_dirs_and_wal(tmp_path: Path) -> None:
     led = Ledger(f"sqlite:///{tmp_path}/a/b/l.db")
     try:
         assert (tmp_path / "a" / "b" / "l.db").exists()
-        assert led.db.scalar("PRAGMA journal_mode") == "wal"
+        assert led.db.scalar(text("PRAGMA journal_mode")) == "wal"
+        assert led.db.scalar(text("PRAGMA synchronous")) == 2  # FULL
+        assert led.db.scalar(text("PRAGMA busy_timeout")) == 30_000
     finally:
         led.close()
 
 
-def test_rejects_unknown_url() -> None:
+@pytest.mark.parametrize("url", ["mysql://x", "sqlite://", "sqlite:/x.db", "not a url", "postgresql+asyncpg://h/db"])
+def test_rejects_unknown_url(url: str) -> None:
     with pytest.raises(ValueError):
-        Ledger("mysql://x")
+        Ledger(url)
+
+
+def test_postgresql_urls_run_on_psycopg_and_never_show_the_password() -> None:
+    for url in ("postgresql://u:s3cret@db:5433/edgegw", "postgres://u:s3cret@db:5433/edgegw"):
+        assert engine_url(url).render_as_string(hide_password=False) == "postgresql+psycopg://u:s3cret@db:5433/edgegw"
+    db = Database("postgresql://u:s3cret@127.0.0.1:1/edgegw")  # connects only when used
+    try:
+        assert "s3cret" not in repr(db) and "s3cret" not in repr(db.engine)
+        assert repr(db) == "Database('postgresql+psycopg://u:***@127.0.0.1:1/edgegw')"
+    finally:
+        db.close()
+
+
+def test_in_memory_ledger_is_one_database_shared_by_threads() -> None:
+    led = Ledger("sqlite:///:memory:")
+    try:
+        threads = [
+            threading.Thread(
+                target=lambda i=i: [led.record_data("e", data(i * 100 + s, MSG.samples)) for s in range(50)]
+            )
+            for i in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert led.received_count() == 200 and led.total_samples() == 1000
+    finally:
+        led.close()
 
 
 def test_record_data_stats(ledger: Ledger) -> None:
@@ -194,16 +227,6 @@ def test_concurrent_ledgers_count_each_message_once(tmp_path: Path) -> None:
             led.close()
 
 
-def test_postgres_translation() -> None:
-    from cloud_bridge.cloud.ledger.sqldb import to_postgres
-
-    sql = "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB, x REAL); INSERT INTO t VALUES (?, ?)"
-    assert to_postgres(sql) == (
-        "CREATE TABLE t (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, b BYTEA, x DOUBLE PRECISION);"
-        " INSERT INTO t VALUES (%s, %s)"
-    )
-
-
 def test_a_gateways_last_will_marks_it_offline_although_its_ts_is_older(tmp_path: Path) -> None:
     from cloud_bridge.wire.codec import Status
 
@@ -221,19 +244,30 @@ def test_a_gateways_last_will_marks_it_offline_although_its_ts_is_older(tmp_path
         led.close()
 
 
-def test_a_commit_that_fails_is_rolled_back_and_the_database_keeps_working(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["x.db", ":memory:"])
+def test_a_commit_that_fails_is_rolled_back_and_the_database_keeps_working(tmp_path: Path, name: str) -> None:
     """SQLite keeps a transaction open when its COMMIT fails (here a deferred foreign key; a full disk
-    does the same): the write must be undone, not left hanging over every later write."""
-    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
-    raw = db._sqlite
-    assert raw is not None
-    raw.execute("PRAGMA foreign_keys=ON")
-    raw.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
-    raw.execute("CREATE TABLE child (id INTEGER, p INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")
-    with pytest.raises(sqlite3.IntegrityError), db.transaction() as cur:
-        cur.execute("INSERT INTO child VALUES (1, 42)")  # no parent 42: refused at COMMIT
-    assert not raw.in_transaction
-    with db.transaction() as cur:
-        cur.execute("INSERT INTO parent VALUES (42)")
-        cur.execute("INSERT INTO child VALUES (2, 42)")
-    assert db.rows("SELECT id FROM child") == [{"id": 2}]
+    does the same): the write must be undone, not left holding the write lock over every later write,
+    and what was committed before stays (in memory too, where the connection is the database)."""
+    db = Database(f"sqlite:///{name if name == ':memory:' else tmp_path / name}", busy_timeout=2)
+    event.listen(db.engine, "connect", lambda conn, _: conn.execute("PRAGMA foreign_keys=ON"))
+    md = sa.MetaData()
+    parent = sa.Table("parent", md, sa.Column("id", sa.Integer, primary_key=True))
+    child = sa.Table(
+        "child",
+        md,
+        sa.Column("id", sa.Integer),
+        sa.Column("p", sa.Integer, sa.ForeignKey("parent.id", deferrable=True, initially="DEFERRED")),
+    )
+    db.create(md)
+    try:
+        db.execute(parent.insert(), {"id": 1})
+        with pytest.raises(sa.exc.IntegrityError), db.transaction() as conn:
+            conn.execute(child.insert(), {"id": 1, "p": 42})  # no parent 42: refused at COMMIT
+        with db.transaction() as conn:  # would wait for the write lock, then fail, were it still held
+            conn.execute(parent.insert(), {"id": 42})
+            conn.execute(child.insert(), {"id": 2, "p": 42})
+        assert db.rows(sa.select(child.c.id)) == [{"id": 2}]
+        assert db.rows(sa.select(parent.c.id).order_by(parent.c.id)) == [{"id": 1}, {"id": 42}]
+    finally:
+        db.close()

@@ -28,19 +28,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cloud_bridge.cloud.ledger.sqldb import Database
-from edge_config.sheets import Header, SheetError, read_header, sheet_rows
+from sqlalchemy import delete, select
 
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS equipment (
-        ent TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, line TEXT NOT NULL,
-        key_process BOOLEAN NOT NULL, digitized BOOLEAN NOT NULL, gateway TEXT NOT NULL, device TEXT NOT NULL,
-        row_no INTEGER NOT NULL,
-        PRIMARY KEY (ent, id))""",
-    """CREATE TABLE IF NOT EXISTS equipment_imports (
-        id INTEGER PRIMARY KEY, ent TEXT NOT NULL, imported_ms BIGINT NOT NULL, source TEXT NOT NULL,
-        sha256 TEXT NOT NULL, row_count INTEGER NOT NULL)""",
-)
+from cloud_bridge.cloud.ledger.schema import EQUIPMENT_TABLES, equipment, equipment_imports, metadata
+from cloud_bridge.cloud.ledger.sqldb import Database, execute_many
+from edge_config.sheets import Header, SheetError, read_header, sheet_rows
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "id": ("id", "equipment_id", "设备编号", "编号"),
@@ -186,35 +178,54 @@ def equipment_csv(items: list[Equipment]) -> str:
 
 
 def migrate(db: Database) -> None:
-    db.migrate(SCHEMA)
+    """Create the equipment ledger's tables where they are missing."""
+    db.create(metadata, EQUIPMENT_TABLES)
 
 
 def replace_equipment(db: Database, ent: str, items: list[Equipment], *, source: str, data: bytes) -> str:
     """Make `items` the enterprise's whole ledger (one transaction) and log the import; returns the
     file's SHA-256."""
     sha = hashlib.sha256(data).hexdigest()
-    with db.transaction() as cur:
-        cur.execute("DELETE FROM equipment WHERE ent = ?", (ent,))
-        cur.executemany(
-            "INSERT INTO equipment (ent, id, name, type, line, key_process, digitized, gateway, device, row_no)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    with db.transaction() as conn:
+        conn.execute(delete(equipment).where(equipment.c.ent == ent))
+        execute_many(
+            conn,
+            equipment.insert(),
             [
-                (ent, e.id, e.name, e.type, e.line, e.key_process, e.digitized, e.gateway, e.device, e.row)
+                {
+                    "ent": ent,
+                    "id": e.id,
+                    "name": e.name,
+                    "type": e.type,
+                    "line": e.line,
+                    "key_process": e.key_process,
+                    "digitized": e.digitized,
+                    "gateway": e.gateway,
+                    "device": e.device,
+                    "row_no": e.row,
+                }
                 for e in items
             ],
         )
-        cur.execute(
-            "INSERT INTO equipment_imports (ent, imported_ms, source, sha256, row_count) VALUES (?, ?, ?, ?, ?)",
-            (ent, int(time.time() * 1000), source[:500], sha, len(items)),
+        conn.execute(
+            equipment_imports.insert(),
+            {
+                "ent": ent,
+                "imported_ms": int(time.time() * 1000),
+                "source": source[:500],
+                "sha256": sha,
+                "row_count": len(items),
+            },
         )
     return sha
 
 
 def load_equipment(db: Database, ent: str) -> list[Equipment]:
+    c = equipment.c
     rows = db.rows(
-        "SELECT id, name, type, line, key_process, digitized, gateway, device, row_no FROM equipment"
-        " WHERE ent = ? ORDER BY row_no, id",
-        (ent,),
+        select(c.id, c.name, c.type, c.line, c.key_process, c.digitized, c.gateway, c.device, c.row_no)
+        .where(c.ent == ent)
+        .order_by(c.row_no, c.id)
     )
     return [
         Equipment(
@@ -233,9 +244,11 @@ def load_equipment(db: Database, ent: str) -> list[Equipment]:
 
 
 def last_import(db: Database, ent: str) -> dict[str, Any] | None:
+    c = equipment_imports.c
     rows = db.rows(
-        "SELECT imported_ms, source, sha256, row_count FROM equipment_imports WHERE ent = ?"
-        " ORDER BY imported_ms DESC, id DESC LIMIT 1",
-        (ent,),
+        select(c.imported_ms, c.source, c.sha256, c.row_count)
+        .where(c.ent == ent)
+        .order_by(c.imported_ms.desc(), c.id.desc())
+        .limit(1)
     )
     return rows[0] if rows else None

@@ -2,7 +2,8 @@
 
 Reads the ledger's tables (received data per minute, online/offline events, OEE state changes and
 counter snapshots, device metadata, gateway status) and the equipment ledger. SQLite or PostgreSQL
-through `cloud_bridge.cloud.ledger.sqldb.Database`; the maths lives in `cloud_bridge.metrics`.
+through `cloud_bridge.cloud.ledger.sqldb.Database`, the queries as SQLAlchemy Core selects over the
+tables of schema.py; the maths lives in `cloud_bridge.metrics`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import func, select, union, union_all
+
 from cloud_bridge.cloud.ledger import equipment as eq
+from cloud_bridge.cloud.ledger import schema
 from cloud_bridge.cloud.ledger.sqldb import Database
 from cloud_bridge.cloud.ledger.writer import ACTIVITY_SLOT_MS
-from cloud_bridge.cloud.ledger.writer import SCHEMA as LEDGER_SCHEMA
 from cloud_bridge.wire.codec import DeviceMeta, WireError, decode_meta
 
 
@@ -49,8 +52,7 @@ class EvidenceStore:
     def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
         self.url = url
         self.db = Database(url, busy_timeout=busy_timeout)
-        self.db.migrate(LEDGER_SCHEMA)
-        eq.migrate(self.db)
+        self.db.create(schema.metadata)  # the ledger's tables and the equipment ledger's
 
     def close(self) -> None:
         self.db.close()
@@ -59,32 +61,29 @@ class EvidenceStore:
 
     def enterprises(self) -> list[str]:
         """Every enterprise the ledger has heard of (data, status, metadata) or holds equipment for."""
-        rows = self.db.rows(
-            "SELECT ent FROM device_status UNION SELECT ent FROM device_meta UNION SELECT ent FROM equipment"
-            " UNION SELECT ent FROM device_stats"
-        )
+        rows = self.db.rows(union(*(select(t.c.ent) for t in _ENTERPRISE_TABLES)))
         return sorted({r["ent"] for r in rows})
 
     def knows(self, ent: str) -> bool:
-        for table in ("device_status", "device_meta", "equipment", "device_stats"):
-            if self.db.rows(f"SELECT 1 AS x FROM {table} WHERE ent = ? LIMIT 1", (ent,)):
-                return True
-        return False
+        return any(self.db.rows(select(t.c.ent).where(t.c.ent == ent).limit(1)) for t in _ENTERPRISE_TABLES)
 
     def devices(self, ent: str) -> list[tuple[str, str]]:
         """(gateway, device) pairs the enterprise's gateways reported on in any way."""
+        meta, status, stats = schema.device_meta.c, schema.device_status.c, schema.device_stats.c
         rows = self.db.rows(
-            "SELECT gw, dev FROM device_meta WHERE ent = ?"
-            " UNION SELECT gw, dev FROM device_status WHERE ent = ? AND dev <> ''"
-            " UNION SELECT gw, dev FROM device_stats WHERE ent = ?",
-            (ent, ent, ent),
+            union(
+                select(meta.gw, meta.dev).where(meta.ent == ent),
+                select(status.gw, status.dev).where(status.ent == ent, status.dev != ""),
+                select(stats.gw, stats.dev).where(stats.ent == ent),
+            )
         )
         return sorted({(r["gw"], r["dev"]) for r in rows})
 
     def metas(self, ent: str) -> dict[tuple[str, str], DeviceMeta]:
         """The latest metadata of each device (what the device is, its tags, its OEE settings)."""
         out: dict[tuple[str, str], DeviceMeta] = {}
-        for r in self.db.rows("SELECT gw, dev, body FROM device_meta WHERE ent = ?", (ent,)):
+        m = schema.device_meta.c
+        for r in self.db.rows(select(m.gw, m.dev, m.body).where(m.ent == ent)):
             try:
                 out[(r["gw"], r["dev"])] = decode_meta(str(r["body"]).encode())
             except WireError:
@@ -94,9 +93,11 @@ class EvidenceStore:
     def config_hashes(self, ent: str, start: int, end: int) -> list[dict[str, Any]]:
         """Config hashes in force during [start, end): for each device the last one announced before
         `start`, and every one announced in the period (gw, dev, ts, config_hash, version)."""
+        m = schema.meta_log.c
         rows = self.db.rows(
-            "SELECT gw, dev, ts, config_hash, version FROM meta_log WHERE ent = ? AND ts < ? ORDER BY gw, dev, ts",
-            (ent, end),
+            select(m.gw, m.dev, m.ts, m.config_hash, m.version)
+            .where(m.ent == ent, m.ts < end)
+            .order_by(m.gw, m.dev, m.ts)
         )
         keep: list[dict[str, Any]] = []
         last_before: dict[tuple[str, str], dict[str, Any]] = {}
@@ -109,15 +110,18 @@ class EvidenceStore:
 
     def gateway_status(self, ent: str) -> dict[str, dict[str, Any]]:
         """Latest retained status of each gateway: {gw: {online, ts, version}}."""
-        rows = self.db.rows("SELECT gw, online, ts, version FROM device_status WHERE ent = ? AND dev = ''", (ent,))
+        st = schema.device_status.c
+        rows = self.db.rows(select(st.gw, st.online, st.ts, st.version).where(st.ent == ent, st.dev == ""))
         return {r["gw"]: {"online": bool(r["online"]), "ts": int(r["ts"]), "version": r["version"]} for r in rows}
 
     def gateway_last_seen(self, ent: str) -> dict[str, int]:
         """The newest timestamp each gateway sent (samples, events): its last sign of life."""
+        a, e = schema.device_activity.c, schema.device_events.c
         rows = self.db.rows(
-            "SELECT gw, MAX(last_ts) AS t FROM device_activity WHERE ent = ? GROUP BY gw"
-            " UNION ALL SELECT gw, MAX(ts) AS t FROM device_events WHERE ent = ? GROUP BY gw",
-            (ent, ent),
+            union_all(
+                select(a.gw, func.max(a.last_ts).label("t")).where(a.ent == ent).group_by(a.gw),
+                select(e.gw, func.max(e.ts).label("t")).where(e.ent == ent).group_by(e.gw),
+            )
         )
         out: dict[str, int] = {}
         for r in rows:
@@ -129,10 +133,17 @@ class EvidenceStore:
 
     def _slots(self, ent: str, start: int, end: int) -> list[dict[str, Any]]:
         """Activity slots with samples inside [start, end), by device and time."""
+        a = schema.device_activity.c
         return self.db.rows(
-            "SELECT gw, dev, slot, samples, good_samples, first_ts, last_ts FROM device_activity"
-            " WHERE ent = ? AND slot > ? AND slot < ? AND last_ts >= ? AND first_ts < ? ORDER BY gw, dev, slot",
-            (ent, start - ACTIVITY_SLOT_MS, end, start, end),
+            select(a.gw, a.dev, a.slot, a.samples, a.good_samples, a.first_ts, a.last_ts)
+            .where(
+                a.ent == ent,
+                a.slot > start - ACTIVITY_SLOT_MS,
+                a.slot < end,
+                a.last_ts >= start,
+                a.first_ts < end,
+            )
+            .order_by(a.gw, a.dev, a.slot)
         )
 
     def activity(self, ent: str, start: int, end: int) -> dict[tuple[str, str], Activity]:
@@ -182,50 +193,31 @@ class EvidenceStore:
 
     def transitions(self, ent: str, gw: str, dev: str, start: int, end: int) -> list[tuple[int, bool]]:
         """Online/offline events of a device: the last one before `start` and those in [start, end]."""
-        before = self.db.rows(
-            "SELECT ts, kind FROM device_events WHERE ent = ? AND gw = ? AND dev = ? AND ts < ?"
-            " AND kind IN ('online', 'offline') ORDER BY ts DESC LIMIT 1",
-            (ent, gw, dev, start),
-        )
-        inside = self.db.rows(
-            "SELECT ts, kind FROM device_events WHERE ent = ? AND gw = ? AND dev = ? AND ts >= ? AND ts <= ?"
-            " AND kind IN ('online', 'offline') ORDER BY ts",
-            (ent, gw, dev, start, end),
-        )
+        e = schema.device_events.c
+        q = select(e.ts, e.kind).where(e.ent == ent, e.gw == gw, e.dev == dev, e.kind.in_(("online", "offline")))
+        before = self.db.rows(q.where(e.ts < start).order_by(e.ts.desc()).limit(1))
+        inside = self.db.rows(q.where(e.ts >= start, e.ts <= end).order_by(e.ts))
         return [(int(r["ts"]), r["kind"] == "online") for r in [*before, *inside]]
 
     def state_points(self, ent: str, gw: str, dev: str, start: int, end: int) -> list[tuple[int, str]]:
         """OEE state changes: the last two before `start` (to tell a micro-stop there) and those in [start, end]."""
-        before = self.db.rows(
-            "SELECT ts, state FROM device_counts WHERE ent = ? AND gw = ? AND dev = ? AND ts < ? AND kind = 'state'"
-            " ORDER BY ts DESC LIMIT 2",
-            (ent, gw, dev, start),
-        )
-        inside = self.db.rows(
-            "SELECT ts, state FROM device_counts WHERE ent = ? AND gw = ? AND dev = ? AND ts >= ? AND ts <= ?"
-            " AND kind = 'state' ORDER BY ts",
-            (ent, gw, dev, start, end),
-        )
+        c = schema.device_counts.c
+        q = select(c.ts, c.state).where(c.ent == ent, c.gw == gw, c.dev == dev, c.kind == "state")
+        before = self.db.rows(q.where(c.ts < start).order_by(c.ts.desc()).limit(2))
+        inside = self.db.rows(q.where(c.ts >= start, c.ts <= end).order_by(c.ts))
         return sorted(((int(r["ts"]), str(r["state"])) for r in [*before, *inside]), key=lambda p: p[0])
 
     def count_rows(self, ent: str, gw: str, dev: str, start: int, end: int) -> list[CountRow]:
         """State changes and snapshots with counters: the last before `start`, those in [start, end),
         and the first at or after `end`."""
-        cols = "ts, kind, state, total, good, reject, readings, good_readings"
-        where = "ent = ? AND gw = ? AND dev = ?"
+        c = schema.device_counts.c
+        q = select(c.ts, c.kind, c.state, c.total, c.good, c.reject, c.readings, c.good_readings).where(
+            c.ent == ent, c.gw == gw, c.dev == dev
+        )
         rows = [
-            *self.db.rows(
-                f"SELECT {cols} FROM device_counts WHERE {where} AND ts < ? ORDER BY ts DESC LIMIT 1",
-                (ent, gw, dev, start),
-            ),
-            *self.db.rows(
-                f"SELECT {cols} FROM device_counts WHERE {where} AND ts >= ? AND ts < ? ORDER BY ts",
-                (ent, gw, dev, start, end),
-            ),
-            *self.db.rows(
-                f"SELECT {cols} FROM device_counts WHERE {where} AND ts >= ? ORDER BY ts LIMIT 1",
-                (ent, gw, dev, end),
-            ),
+            *self.db.rows(q.where(c.ts < start).order_by(c.ts.desc()).limit(1)),
+            *self.db.rows(q.where(c.ts >= start, c.ts < end).order_by(c.ts)),
+            *self.db.rows(q.where(c.ts >= end).order_by(c.ts).limit(1)),
         ]
         return [
             CountRow(
@@ -243,18 +235,20 @@ class EvidenceStore:
 
     def event_log(self, ent: str, start: int, end: int) -> list[dict[str, Any]]:
         """The raw online/offline/state events of the period (gw, dev, ts, kind, state, reason)."""
+        e = schema.device_events.c
         return self.db.rows(
-            "SELECT gw, dev, ts, kind, state, reason FROM device_events WHERE ent = ? AND ts >= ? AND ts < ?"
-            " AND kind IN ('online', 'offline', 'state') ORDER BY gw, dev, ts",
-            (ent, start, end),
+            select(e.gw, e.dev, e.ts, e.kind, e.state, e.reason)
+            .where(e.ent == ent, e.ts >= start, e.ts < end, e.kind.in_(("online", "offline", "state")))
+            .order_by(e.gw, e.dev, e.ts)
         )
 
     def count_log(self, ent: str, start: int, end: int) -> list[dict[str, Any]]:
         """Every counter record of the period (state changes and snapshots)."""
+        c = schema.device_counts.c
         return self.db.rows(
-            "SELECT gw, dev, ts, kind, state, total, good, reject, readings, good_readings FROM device_counts"
-            " WHERE ent = ? AND ts >= ? AND ts < ? ORDER BY gw, dev, ts",
-            (ent, start, end),
+            select(c.gw, c.dev, c.ts, c.kind, c.state, c.total, c.good, c.reject, c.readings, c.good_readings)
+            .where(c.ent == ent, c.ts >= start, c.ts < end)
+            .order_by(c.gw, c.dev, c.ts)
         )
 
     # ------------------------------------------------------------ equipment ledger
@@ -270,6 +264,10 @@ class EvidenceStore:
         sheet = eq.parse_equipment(data, filename)
         sha = eq.replace_equipment(self.db, ent, sheet.items, source=filename, data=data)
         return sheet, sha
+
+
+# The tables that name the enterprises the ledger knows.
+_ENTERPRISE_TABLES = (schema.device_status, schema.device_meta, schema.equipment, schema.device_stats)
 
 
 def _f(v: Any) -> float | None:

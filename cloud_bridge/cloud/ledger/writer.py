@@ -1,109 +1,63 @@
 """The evidence ledger: what was received from which gateway and device, kept in SQL.
 
-SQLite (WAL) by default, PostgreSQL by URL (see sqldb.py); the SQL is kept portable (ON CONFLICT
-upserts, CASE rather than scalar MIN/MAX).
+SQLite (WAL) by default, PostgreSQL by URL; tables in schema.py, statements as SQLAlchemy Core
+constructs compiled by each database's dialect (see sqldb.py). The upserts keep to what both
+databases do alike (CASE rather than scalar MIN/MAX or GREATEST).
 
-The row in `received` is the commit point of a message: `record_data` / `record_events` insert it
-together with the statistics in one transaction, and do nothing when (ent, gw, seq) is already
-there, so redeliveries and concurrent ingesters never count a message twice.
+The row in `received` is the commit point of a message: `record_batch` (and `record_data` /
+`record_events`) insert it together with the statistics in one transaction, skipping a (ent, gw, seq)
+already there, and count only the messages whose row the insert reports as new (INSERT … ON CONFLICT
+DO NOTHING RETURNING, or its row count per message), so redeliveries and concurrent ingesters never
+count a message twice.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from cloud_bridge.cloud.ledger.sqldb import Cursor, Database
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Column,
+    Connection,
+    Executable,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    case,
+    func,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+from sqlalchemy.sql.elements import ColumnElement
+
+from cloud_bridge.cloud.ledger.schema import (
+    dead_letters,
+    device_activity,
+    device_counts,
+    device_events,
+    device_meta,
+    device_stats,
+    device_status,
+    meta_log,
+    metadata,
+    received,
+    tag_stats,
+)
+from cloud_bridge.cloud.ledger.sqldb import Database, execute_many
 from cloud_bridge.wire.codec import DataMessage, DeviceMeta, EventMessage, Status, encode_meta
 
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS received (
-        ent TEXT NOT NULL, gw TEXT NOT NULL, seq BIGINT NOT NULL, dev TEXT NOT NULL, kind TEXT NOT NULL,
-        received_ms BIGINT NOT NULL,
-        PRIMARY KEY (ent, gw, seq))""",
-    """CREATE TABLE IF NOT EXISTS device_events (
-        ent TEXT NOT NULL, gw TEXT NOT NULL, dev TEXT NOT NULL, ts BIGINT NOT NULL, kind TEXT NOT NULL,
-        reason TEXT NOT NULL, state TEXT)""",
-    "CREATE INDEX IF NOT EXISTS device_events_dev_ts ON device_events (ent, gw, dev, ts)",
-    """CREATE TABLE IF NOT EXISTS device_status (
-        ent TEXT NOT NULL, gw TEXT NOT NULL, dev TEXT NOT NULL, online BOOLEAN NOT NULL, ts BIGINT NOT NULL,
-        reason TEXT NOT NULL, version TEXT,
-        PRIMARY KEY (ent, gw, dev))""",
-    """CREATE TABLE IF NOT EXISTS device_stats (
-        ent TEXT NOT NULL, gw TEXT NOT NULL, dev TEXT NOT NULL, first_seen BIGINT NOT NULL,
-        last_seen BIGINT NOT NULL, samples BIGINT NOT NULL, good_samples BIGINT NOT NULL,
-        PRIMARY KEY (ent, gw, dev))""",
-    """CREATE TABLE IF NOT EXISTS tag_stats (
-        ent TEXT NOT NULL, gw TEXT NOT NULL, dev TEXT NOT NULL, tag TEXT NOT NULL, unit TEXT,
-        samples BIGINT NOT NULL, last_ts BIGINT NOT NULL, last_value_text TEXT NOT NULL,
-        PRIMARY KEY (ent, gw, dev, tag))""",
-    # SQLite: INTEGER PRIMARY KEY numbers rows itself (PostgreSQL: BIGINT GENERATED ALWAYS AS IDENTITY).
-    """CREATE TABLE IF NOT EXISTS dead_letters (
-        id INTEGER PRIMARY KEY, received_ms BIGINT NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,
-        reason TEXT NOT NULL)""",
-    # evidence (OEE, online time, networked equipment): see the "OEE and evidence" section of README.md
-    # samples per device and 10 s slot (slot = epoch ms of its start), written with the data statistics
-    """CREATE TABLE IF NOT EXISTS device_activity (
-        ent TEXT NOT NULL, gw TEXT NOT NULL, dev TEXT NOT NULL, slot BIGINT NOT NULL,
-        samples BIGINT NOT NULL, good_samples BIGINT NOT NULL, first_ts BIGINT NOT NULL, last_ts BIGINT NOT NULL,
-        PRIMARY KEY (ent, gw, dev, slot))""",
-    "CREATE INDEX IF NOT EXISTS device_activity_ent_slot ON device_activity (ent, slot)",
-    # OEE state changes and counter snapshots, with the counter values they carry
-    """CREATE TABLE IF NOT EXISTS device_counts (
-        ent TEXT NOT NULL, gw TEXT NOT NULL, dev TEXT NOT NULL, ts BIGINT NOT NULL, kind TEXT NOT NULL,
-        state TEXT, total REAL, good REAL, reject REAL, readings REAL, good_readings REAL)""",
-    "CREATE INDEX IF NOT EXISTS device_counts_dev_ts ON device_counts (ent, gw, dev, ts)",
-    # retained device metadata (birth): the latest per device, and every config hash ever announced
-    """CREATE TABLE IF NOT EXISTS device_meta (
-        ent TEXT NOT NULL, gw TEXT NOT NULL, dev TEXT NOT NULL, ts BIGINT NOT NULL, config_hash TEXT NOT NULL,
-        body TEXT NOT NULL,
-        PRIMARY KEY (ent, gw, dev))""",
-    """CREATE TABLE IF NOT EXISTS meta_log (
-        ent TEXT NOT NULL, gw TEXT NOT NULL, dev TEXT NOT NULL, ts BIGINT NOT NULL, config_hash TEXT NOT NULL,
-        version TEXT NOT NULL,
-        PRIMARY KEY (ent, gw, dev, ts))""",
-)
-
-_INSERT_RECEIVED = """INSERT INTO received (ent, gw, seq, dev, kind, received_ms) VALUES (?, ?, ?, ?, ?, ?)
-    ON CONFLICT (ent, gw, seq) DO NOTHING"""
-
-_UPSERT_DEVICE_STATS = """INSERT INTO device_stats
-        (ent, gw, dev, first_seen, last_seen, samples, good_samples)
-    VALUES (?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (ent, gw, dev) DO UPDATE SET
-        first_seen = CASE WHEN excluded.first_seen < device_stats.first_seen
-                          THEN excluded.first_seen ELSE device_stats.first_seen END,
-        last_seen = CASE WHEN excluded.last_seen > device_stats.last_seen
-                         THEN excluded.last_seen ELSE device_stats.last_seen END,
-        samples = device_stats.samples + excluded.samples,
-        good_samples = device_stats.good_samples + excluded.good_samples"""
-
-_UPSERT_TAG_STATS = """INSERT INTO tag_stats (ent, gw, dev, tag, unit, samples, last_ts, last_value_text)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (ent, gw, dev, tag) DO UPDATE SET
-        unit = COALESCE(excluded.unit, tag_stats.unit),
-        samples = tag_stats.samples + excluded.samples,
-        last_value_text = CASE WHEN excluded.last_ts >= tag_stats.last_ts
-                               THEN excluded.last_value_text ELSE tag_stats.last_value_text END,
-        last_ts = CASE WHEN excluded.last_ts > tag_stats.last_ts
-                       THEN excluded.last_ts ELSE tag_stats.last_ts END"""
-
-# The newest status wins, with one exception: a gateway's last will. The broker publishes it when
-# the gateway dies, but its payload was fixed at connect time, so its ts is older than the births
-# the gateway sent since. An offline gateway status therefore always replaces an online one; its
-# ts becomes the later of the two (the last moment the gateway was known alive).
-_UPSERT_STATUS = """INSERT INTO device_status (ent, gw, dev, online, ts, reason, version)
-    VALUES (?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (ent, gw, dev) DO UPDATE SET
-        online = excluded.online,
-        ts = CASE WHEN excluded.ts > device_status.ts THEN excluded.ts ELSE device_status.ts END,
-        reason = excluded.reason,
-        version = excluded.version
-    WHERE excluded.ts >= device_status.ts
-       OR (excluded.dev = '' AND NOT excluded.online AND device_status.online)"""
-
-_INSERT_EVENT = """INSERT INTO device_events (ent, gw, dev, ts, kind, reason, state) VALUES (?, ?, ?, ?, ?, ?, ?)"""
+ACTIVITY_SLOT_MS = 10_000
+_COUNT_COLUMNS = ("total", "good", "reject", "readings", "good_readings")
+_RECORDED_CHUNK = 500  # keys looked up by one query
+_Key = tuple[str, str, int]  # (ent, gw, seq): a message's identity
 
 
 def value_text(v: object) -> str:
@@ -119,6 +73,86 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _later(new: ColumnElement[Any], old: ColumnElement[Any]) -> ColumnElement[Any]:
+    return case((new > old, new), else_=old)
+
+
+def _earlier(new: ColumnElement[Any], old: ColumnElement[Any]) -> ColumnElement[Any]:
+    return case((new < old, new), else_=old)
+
+
+@dataclass(frozen=True, slots=True)
+class _Writes:
+    """The ledger's upserts, built once for the database's dialect."""
+
+    claim: Executable
+    claim_many: Executable
+    device_stats: Executable
+    tag_stats: Executable
+    activity: Executable
+    status: Executable
+    meta: Executable
+    meta_log: Executable
+
+    @classmethod
+    def build(cls, db: Database) -> _Writes:
+        ds, ts, act, st, dm = device_stats.c, tag_stats.c, device_activity.c, device_status.c, device_meta.c
+        return cls(
+            # its row count tells a new message (1) from one recorded before (0): kept for every driver
+            claim=db.upsert(received).execution_options(preserve_rowcount=True),
+            # the same for many rows at once, returning those it inserted (SQLAlchemy's "insertmanyvalues")
+            claim_many=db.upsert(received).returning(received.c.ent, received.c.gw, received.c.seq),
+            device_stats=db.upsert(
+                device_stats,
+                lambda x: {
+                    "first_seen": _earlier(x.first_seen, ds.first_seen),
+                    "last_seen": _later(x.last_seen, ds.last_seen),
+                    "samples": ds.samples + x.samples,
+                    "good_samples": ds.good_samples + x.good_samples,
+                },
+            ),
+            tag_stats=db.upsert(
+                tag_stats,
+                lambda x: {
+                    "unit": func.coalesce(x.unit, ts.unit),
+                    "samples": ts.samples + x.samples,
+                    "last_value_text": case((x.last_ts >= ts.last_ts, x.last_value_text), else_=ts.last_value_text),
+                    "last_ts": _later(x.last_ts, ts.last_ts),
+                },
+            ),
+            activity=db.upsert(
+                device_activity,
+                lambda x: {
+                    "samples": act.samples + x.samples,
+                    "good_samples": act.good_samples + x.good_samples,
+                    "first_ts": _earlier(x.first_ts, act.first_ts),
+                    "last_ts": _later(x.last_ts, act.last_ts),
+                },
+            ),
+            # The newest status wins, with one exception: a gateway's last will. The broker publishes
+            # it when the gateway dies, but its payload was fixed at connect time, so its ts is older
+            # than the births the gateway sent since. An offline gateway status therefore always
+            # replaces an online one; its ts becomes the later of the two (the last moment the gateway
+            # was known alive).
+            status=db.upsert(
+                device_status,
+                lambda x: {
+                    "online": x.online,
+                    "ts": _later(x.ts, st.ts),
+                    "reason": x.reason,
+                    "version": x.version,
+                },
+                where=lambda x: or_(x.ts >= st.ts, and_(x.dev == "", not_(x.online), st.online)),
+            ),
+            meta=db.upsert(
+                device_meta,
+                lambda x: {"ts": x.ts, "config_hash": x.config_hash, "body": x.body},
+                where=lambda x: x.ts >= dm.ts,
+            ),
+            meta_log=db.upsert(meta_log),
+        )
+
+
 class Ledger:
     """The evidence ledger behind one class; `url` is `sqlite:///path/ledger.db` (or `sqlite:///:memory:`)
     or `postgresql://user@host/db`."""
@@ -126,53 +160,91 @@ class Ledger:
     def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
         self.url = url
         self.db = Database(url, busy_timeout=busy_timeout)
-        self.db.migrate(SCHEMA)
+        self.db.create(metadata)
+        self._writes = _Writes.build(self.db)
+        self._recorded = _recorded_lookup(self.db.dialect)
 
     # ------------------------------------------------------------ writing
 
-    @staticmethod
-    def _claim(cur: Cursor, ent: str, gw: str, seq: int, dev: str, kind: str) -> bool:
-        """Insert the (ent, gw, seq) row inside the open transaction; False if it was already there."""
-        return cur.execute(_INSERT_RECEIVED, (ent, gw, seq, dev, kind, _now_ms())) == 1
-
     def is_duplicate(self, ent: str, gw: str, seq: int) -> bool:
-        return bool(self.db.rows("SELECT 1 AS x FROM received WHERE ent = ? AND gw = ? AND seq = ?", (ent, gw, seq)))
+        r = received.c
+        return bool(self.db.rows(select(r.seq).where(r.ent == ent, r.gw == gw, r.seq == seq)))
 
     def recorded(self, keys: Iterable[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
         """Those of `keys` (ent, gw, seq) already recorded: one indexed query per 500 keys."""
         unique = list(dict.fromkeys(keys))
         found: set[tuple[str, str, int]] = set()
-        for i in range(0, len(unique), 500):
-            chunk = unique[i : i + 500]
-            # A CTE joined on the primary key: both SQLite and PostgreSQL look each key up in the index
-            # (SQLite scans the whole table for the row-value form `(ent, gw, seq) IN (VALUES ...)`).
-            sql = (
-                f"WITH k (ent, gw, seq) AS (VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) "
-                "SELECT r.ent, r.gw, r.seq FROM k JOIN received AS r ON r.ent = k.ent AND r.gw = k.gw AND r.seq = k.seq"
-            )
-            rows = self.db.rows(sql, [x for key in chunk for x in key])
+        query, params = self._recorded
+        for i in range(0, len(unique), _RECORDED_CHUNK):
+            rows = self.db.rows(query, params(unique[i : i + _RECORDED_CHUNK]))
             found.update((r["ent"], r["gw"], int(r["seq"])) for r in rows)
         return found
 
     def record_data(self, ent: str, msg: DataMessage) -> bool:
         """Record a data message and its statistics atomically; False (no change) if already recorded."""
-        with self.db.transaction() as cur:
-            return self._record_data(cur, ent, msg)
+        return self.record_batch([(ent, msg)])[0]
 
-    def _record_data(self, cur: Cursor, ent: str, msg: DataMessage) -> bool:
-        if not msg.samples:
-            raise ValueError("a data message without samples")
-        if not self._claim(cur, ent, msg.gw, msg.seq, msg.dev, "data"):
-            return False
-        self._add_data_stats(cur, [(ent, msg)])
-        return True
+    def record_events(self, ent: str, msg: EventMessage) -> bool:
+        """Record an events message atomically; False (no change) if already recorded."""
+        return self.record_batch([(ent, msg)])[0]
 
-    @staticmethod
-    def _add_data_stats(cur: Cursor, items: Sequence[tuple[str, DataMessage]]) -> None:
+    def record_batch(self, items: Sequence[tuple[str, DataMessage | EventMessage]]) -> list[bool]:
+        """Record many (ent, message) pairs in ONE transaction (one commit: one fsync on SQLite).
+
+        Per item: True if newly recorded, False if its (ent, gw, seq) was already there (recorded
+        before, meanwhile by a concurrent ingester, or earlier in the same batch): idempotent, as
+        `record_data` / `record_events`. All or nothing: if it raises, nothing of the batch is kept.
+        """
+        for _, msg in items:
+            if isinstance(msg, DataMessage):
+                if not msg.samples:
+                    raise ValueError("a data message without samples")
+            elif not isinstance(msg, EventMessage):  # new message kinds go here
+                raise TypeError(f"the ledger cannot record a {type(msg).__name__}")
+        now = _now_ms()
+        rows: dict[_Key, dict[str, Any]] = {}  # the first message of each key claims it
+        for ent, msg in items:
+            kind = "data" if isinstance(msg, DataMessage) else "events"
+            row = {"ent": ent, "gw": msg.gw, "seq": msg.seq, "dev": msg.dev, "kind": kind, "received_ms": now}
+            rows.setdefault((ent, msg.gw, msg.seq), row)
+        with self.db.transaction() as conn:
+            claimed = self._claim(conn, [rows[k] for k in sorted(rows)])  # sorted: one lock order for all
+            results: list[bool] = []
+            new_data: list[tuple[str, DataMessage]] = []
+            new_events: list[tuple[str, EventMessage]] = []
+            for ent, msg in items:
+                key = (ent, msg.gw, msg.seq)
+                new = key in claimed
+                if new:
+                    claimed.discard(key)  # a later copy in the same batch is a duplicate
+                    if isinstance(msg, DataMessage):
+                        new_data.append((ent, msg))
+                    else:
+                        new_events.append((ent, msg))
+                results.append(new)
+            if new_data:
+                self._add_data_stats(conn, new_data)  # statistics of all data messages at once
+            if new_events:
+                _add_events(conn, new_events)
+            return results
+
+    def _claim(self, conn: Connection, rows: list[dict[str, Any]]) -> set[_Key]:
+        """Insert the `received` rows of distinct keys, skipping those already there (whoever put them
+        there, committed or not yet: the database makes a concurrent claim wait for the other's
+        outcome); return the keys inserted. The commit point of each message."""
+        if not rows:
+            return set()
+        if conn.dialect.insert_executemany_returning:  # one INSERT ... RETURNING for the lot
+            return {(ent, gw, int(seq)) for ent, gw, seq in conn.execute(self._writes.claim_many, rows)}
+        # SQLite before 3.35 has no RETURNING: one INSERT per key, its row count says whether it was new
+        claim = self._writes.claim
+        return {(r["ent"], r["gw"], r["seq"]) for r in rows if conn.execute(claim, r).rowcount == 1}
+
+    def _add_data_stats(self, conn: Connection, items: Sequence[tuple[str, DataMessage]]) -> None:
         """Add the statistics of newly claimed data messages: aggregated in Python first, so one
-        statement per device and per (device, tag) whatever the number of messages and samples.
-        The result equals recording the messages one by one in this order (on equal timestamps the
-        later sample is the tag's last value; a unit given later replaces an earlier one)."""
+        statement per table whatever the number of messages and samples. The result equals
+        recording the messages one by one in this order (on equal timestamps the later sample is
+        the tag's last value; a unit given later replaces an earlier one)."""
         devices: dict[tuple[str, str, str], list[int]] = {}  # → [first_seen, last_seen, samples, good]
         tags: dict[tuple[str, str, str], dict[str, list[Any]]] = {}  # → tag → [samples, last_ts, last_v, unit]
         for ent, msg in items:
@@ -207,69 +279,85 @@ class Ledger:
                 d[1] = max(d[1], last)
                 d[2] += len(msg.samples)
                 d[3] += good
-        cur.executemany(_UPSERT_DEVICE_STATS, [(*key, *d) for key, d in devices.items()])
-        cur.executemany(
-            _UPSERT_TAG_STATS,
+        execute_many(
+            conn,
+            self._writes.device_stats,
             [
-                (*key, tag, unit, n, ts, value_text(v))
-                for key, dev_tags in tags.items()
-                for tag, (n, ts, v, unit) in dev_tags.items()
+                {"ent": e, "gw": g, "dev": v, "first_seen": f, "last_seen": la, "samples": n, "good_samples": good}
+                for (e, g, v), (f, la, n, good) in devices.items()
             ],
         )
-        _add_activity(cur, items)
+        execute_many(
+            conn,
+            self._writes.tag_stats,
+            [
+                {
+                    "ent": e,
+                    "gw": g,
+                    "dev": v,
+                    "tag": tag,
+                    "unit": unit,
+                    "samples": n,
+                    "last_ts": ts,
+                    "last_value_text": value_text(val),
+                }
+                for (e, g, v), dev_tags in tags.items()
+                for tag, (n, ts, val, unit) in dev_tags.items()
+            ],
+        )
+        self._add_activity(conn, items)
 
-    def record_events(self, ent: str, msg: EventMessage) -> bool:
-        """Record an events message atomically; False (no change) if already recorded."""
-        with self.db.transaction() as cur:
-            return self._record_events(cur, ent, msg)
-
-    def _record_events(self, cur: Cursor, ent: str, msg: EventMessage) -> bool:
-        if not self._claim(cur, ent, msg.gw, msg.seq, msg.dev, "events"):
-            return False
-        cur.executemany(_INSERT_EVENT, [(ent, msg.gw, msg.dev, e.ts, e.kind, e.reason, e.state) for e in msg.events])
-        _add_counts(cur, ent, msg)
-        return True
-
-    def record_batch(self, items: Sequence[tuple[str, DataMessage | EventMessage]]) -> list[bool]:
-        """Record many (ent, message) pairs in ONE transaction (one commit: one fsync on SQLite).
-
-        Per item: True if newly recorded, False if its (ent, gw, seq) was already there (recorded
-        before, meanwhile by a concurrent ingester, or earlier in the same batch): idempotent, as
-        `record_data` / `record_events`. All or nothing: if it raises, nothing of the batch is kept.
-        """
-        if any(isinstance(msg, DataMessage) and not msg.samples for _, msg in items):
-            raise ValueError("a data message without samples")
-        with self.db.transaction() as cur:
-            results: list[bool] = []
-            claimed_data: list[tuple[str, DataMessage]] = []
-            for ent, msg in items:
-                if isinstance(msg, DataMessage):
-                    new = self._claim(cur, ent, msg.gw, msg.seq, msg.dev, "data")
-                    if new:
-                        claimed_data.append((ent, msg))
+    def _add_activity(self, conn: Connection, items: Sequence[tuple[str, DataMessage]]) -> None:
+        """Samples per device and 10 s slot of newly claimed data messages (inside the claiming transaction)."""
+        buckets: dict[tuple[str, str, str, int], list[int]] = {}  # → [samples, good, first_ts, last_ts]
+        for ent, msg in items:
+            for s in msg.samples:
+                key = (ent, msg.gw, msg.dev, s.ts - s.ts % ACTIVITY_SLOT_MS)
+                b = buckets.get(key)
+                good = 1 if s.q == "good" else 0
+                if b is None:
+                    buckets[key] = [1, good, s.ts, s.ts]
                 else:
-                    new = self._record_message(cur, ent, msg)
-                results.append(new)
-            if claimed_data:
-                self._add_data_stats(cur, claimed_data)  # statistics of all data messages at once
-            return results
-
-    def _record_message(self, cur: Cursor, ent: str, msg: DataMessage | EventMessage) -> bool:
-        """One message inside an open transaction, by its type (new message kinds go here)."""
-        if isinstance(msg, DataMessage):
-            return self._record_data(cur, ent, msg)
-        if isinstance(msg, EventMessage):
-            return self._record_events(cur, ent, msg)
-        raise TypeError(f"the ledger cannot record a {type(msg).__name__}")
+                    b[0] += 1
+                    b[1] += good
+                    b[2] = min(b[2], s.ts)
+                    b[3] = max(b[3], s.ts)
+        execute_many(
+            conn,
+            self._writes.activity,
+            [
+                {
+                    "ent": e,
+                    "gw": g,
+                    "dev": v,
+                    "slot": slot,
+                    "samples": n,
+                    "good_samples": good,
+                    "first_ts": f,
+                    "last_ts": la,
+                }
+                for (e, g, v, slot), (n, good, f, la) in buckets.items()
+            ],
+        )
 
     def record_status(self, ent: str, gw: str, dev: str | None, status: Status) -> None:
         """Keep the latest status of a device (or of the gateway itself when `dev` is None)."""
-        self.db.execute(_UPSERT_STATUS, (ent, gw, dev or "", status.online, status.ts, status.reason, status.version))
+        self.db.execute(
+            self._writes.status,
+            {
+                "ent": ent,
+                "gw": gw,
+                "dev": dev or "",
+                "online": status.online,
+                "ts": status.ts,
+                "reason": status.reason,
+                "version": status.version,
+            },
+        )
 
     def dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
         self.db.execute(
-            "INSERT INTO dead_letters (received_ms, topic, payload, reason) VALUES (?, ?, ?, ?)",
-            (_now_ms(), topic, payload, reason),
+            dead_letters.insert(), {"received_ms": _now_ms(), "topic": topic, "payload": payload, "reason": reason}
         )
 
     # ------------------------------------------------------------ reading
@@ -278,9 +366,10 @@ class Ledger:
         """Every device seen in data or status: ent, gw, dev, first_seen, last_seen, samples,
         good_samples (None/0 without data), online, status_ts, reason (None without status)."""
         merged: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for r in self.db.rows("SELECT * FROM device_stats"):
+        for r in self.db.rows(select(device_stats)):
             merged[(r["ent"], r["gw"], r["dev"])] = {**r, "online": None, "status_ts": None, "reason": None}
-        for r in self.db.rows("SELECT ent, gw, dev, online, ts, reason FROM device_status WHERE dev <> ''"):
+        st = device_status.c
+        for r in self.db.rows(select(st.ent, st.gw, st.dev, st.online, st.ts, st.reason).where(st.dev != "")):
             d = merged.setdefault(
                 (r["ent"], r["gw"], r["dev"]),
                 {
@@ -298,23 +387,27 @@ class Ledger:
 
     def gateways(self) -> list[dict[str, Any]]:
         """Latest retained status of each gateway: ent, gw, online, ts, version."""
-        rows = self.db.rows("SELECT ent, gw, online, ts, version FROM device_status WHERE dev = '' ORDER BY ent, gw")
+        st = device_status.c
+        rows = self.db.rows(
+            select(st.ent, st.gw, st.online, st.ts, st.version).where(st.dev == "").order_by(st.ent, st.gw)
+        )
         for r in rows:
             r["online"] = bool(r["online"])
         return rows
 
     def total_samples(self) -> int:
-        return int(self.db.scalar("SELECT COALESCE(SUM(samples), 0) AS n FROM device_stats") or 0)
+        return int(self.db.scalar(select(func.coalesce(func.sum(device_stats.c.samples), 0))) or 0)
 
     def received_count(self) -> int:
-        return int(self.db.scalar("SELECT COUNT(*) AS n FROM received") or 0)
+        return int(self.db.scalar(select(func.count()).select_from(received)) or 0)
 
     def dead_letter_count(self) -> int:
-        return int(self.db.scalar("SELECT COUNT(*) AS n FROM dead_letters") or 0)
+        return int(self.db.scalar(select(func.count()).select_from(dead_letters)) or 0)
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        dl = dead_letters.c
         rows = self.db.rows(
-            "SELECT id, received_ms, topic, payload, reason FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,)
+            select(dl.id, dl.received_ms, dl.topic, dl.payload, dl.reason).order_by(dl.id.desc()).limit(limit)
         )
         for r in rows:
             r["payload"] = bytes(r["payload"])
@@ -322,13 +415,19 @@ class Ledger:
 
     def events(self, dev: str | None = None, *, ent: str | None = None, gw: str | None = None) -> list[dict[str, Any]]:
         """Device events (ent, gw, dev, ts, kind, reason, state) by time, optionally filtered."""
-        where, params = _filters(ent=ent, gw=gw, dev=dev)
-        return self.db.rows(f"SELECT * FROM device_events{where} ORDER BY ts, ent, gw, dev", params)
+        e = device_events.c
+        return self.db.rows(
+            select(device_events)
+            .where(*_filters(device_events.c, ent=ent, gw=gw, dev=dev))
+            .order_by(e.ts, e.ent, e.gw, e.dev)
+        )
 
     def tag_stats(self, dev: str, *, ent: str | None = None, gw: str | None = None) -> list[dict[str, Any]]:
         """Per-tag statistics of a device: ent, gw, dev, tag, unit, samples, last_ts, last_value_text."""
-        where, params = _filters(ent=ent, gw=gw, dev=dev)
-        return self.db.rows(f"SELECT * FROM tag_stats{where} ORDER BY ent, gw, dev, tag", params)
+        t = tag_stats.c
+        return self.db.rows(
+            select(tag_stats).where(*_filters(t, ent=ent, gw=gw, dev=dev)).order_by(t.ent, t.gw, t.dev, t.tag)
+        )
 
     def close(self) -> None:
         self.db.close()
@@ -337,78 +436,56 @@ class Ledger:
 
     def record_meta(self, ent: str, meta: DeviceMeta) -> None:
         """Keep a device's latest metadata and log the config hash it announces (idempotent)."""
-        body = encode_meta(meta).decode()
-        with self.db.transaction() as cur:
-            cur.execute(_UPSERT_META, (ent, meta.gw, meta.dev, meta.ts, meta.config_hash, body))
-            cur.execute(_INSERT_META_LOG, (ent, meta.gw, meta.dev, meta.ts, meta.config_hash, meta.version))
+        key = {"ent": ent, "gw": meta.gw, "dev": meta.dev, "ts": meta.ts, "config_hash": meta.config_hash}
+        with self.db.transaction() as conn:
+            conn.execute(self._writes.meta, {**key, "body": encode_meta(meta).decode()})
+            conn.execute(self._writes.meta_log, {**key, "version": meta.version})
 
 
-_UPSERT_ACTIVITY = """INSERT INTO device_activity (ent, gw, dev, slot, samples, good_samples, first_ts, last_ts)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (ent, gw, dev, slot) DO UPDATE SET
-        samples = device_activity.samples + excluded.samples,
-        good_samples = device_activity.good_samples + excluded.good_samples,
-        first_ts = CASE WHEN excluded.first_ts < device_activity.first_ts
-                        THEN excluded.first_ts ELSE device_activity.first_ts END,
-        last_ts = CASE WHEN excluded.last_ts > device_activity.last_ts
-                       THEN excluded.last_ts ELSE device_activity.last_ts END"""
+def _recorded_lookup(dialect: str) -> tuple[Select[Any], Callable[[Sequence[_Key]], dict[str, Any]]]:
+    """The rows of `received` among a list of keys: one statement whatever the number of keys (so it
+    is compiled once), and a function giving its parameters for a list of keys. The keys are joined
+    to the primary key, so both databases look each one up in the index (SQLite scans the whole
+    table for the row-value form `(ent, gw, seq) IN (VALUES ...)`, the form SQLAlchemy renders for a
+    tuple IN): PostgreSQL unnests three arrays, SQLite walks a JSON array of the keys."""
+    r = received.c
+    if dialect == "postgresql":
+        arrays = (bindparam(name, type_=ARRAY(t)) for name, t in (("ents", Text), ("gws", Text), ("seqs", BigInteger)))
+        k = func.unnest(*arrays).table_valued("ent", "gw", "seq").render_derived(name="k")
+        on = and_(r.ent == k.c.ent, r.gw == k.c.gw, r.seq == k.c.seq)
 
-_INSERT_COUNTS = """INSERT INTO device_counts
-        (ent, gw, dev, ts, kind, state, total, good, reject, readings, good_readings)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+        def params(keys: Sequence[_Key]) -> dict[str, Any]:
+            return {"ents": [e for e, _, _ in keys], "gws": [g for _, g, _ in keys], "seqs": [s for _, _, s in keys]}
 
-_UPSERT_META = """INSERT INTO device_meta (ent, gw, dev, ts, config_hash, body) VALUES (?, ?, ?, ?, ?, ?)
-    ON CONFLICT (ent, gw, dev) DO UPDATE SET
-        ts = excluded.ts, config_hash = excluded.config_hash, body = excluded.body
-    WHERE excluded.ts >= device_meta.ts"""
+    else:
+        k = func.json_each(bindparam("keys")).table_valued("value", name="k")
+        ent, gw, seq = (func.json_extract(k.c.value, f"$[{i}]") for i in range(3))
+        on = and_(r.ent == ent, r.gw == gw, r.seq == seq)
 
-_INSERT_META_LOG = """INSERT INTO meta_log (ent, gw, dev, ts, config_hash, version) VALUES (?, ?, ?, ?, ?, ?)
-    ON CONFLICT (ent, gw, dev, ts) DO NOTHING"""
+        def params(keys: Sequence[_Key]) -> dict[str, Any]:
+            return {"keys": json.dumps(keys, ensure_ascii=False)}
 
-ACTIVITY_SLOT_MS = 10_000
-_COUNT_COLUMNS = ("total", "good", "reject", "readings", "good_readings")
+    return select(r.ent, r.gw, r.seq).join_from(k, received, on), params
 
 
-def _add_activity(cur: Cursor, items: Sequence[tuple[str, DataMessage]]) -> None:
-    """Samples per device and 10 s slot of newly claimed data messages (inside the claiming transaction)."""
-    buckets: dict[tuple[str, str, str, int], list[int]] = {}  # → [samples, good, first_ts, last_ts]
+def _add_events(conn: Connection, items: Sequence[tuple[str, EventMessage]]) -> None:
+    """The events of newly claimed events messages, and the OEE state changes and counter snapshots
+    among them with their counts, in one statement per table."""
+    events: list[dict[str, Any]] = []
+    counts: list[dict[str, Any]] = []
     for ent, msg in items:
-        for s in msg.samples:
-            key = (ent, msg.gw, msg.dev, s.ts - s.ts % ACTIVITY_SLOT_MS)
-            b = buckets.get(key)
-            good = 1 if s.q == "good" else 0
-            if b is None:
-                buckets[key] = [1, good, s.ts, s.ts]
-            else:
-                b[0] += 1
-                b[1] += good
-                b[2] = min(b[2], s.ts)
-                b[3] = max(b[3], s.ts)
-    cur.executemany(_UPSERT_ACTIVITY, [(*k, *b) for k, b in buckets.items()])
+        for e in msg.events:
+            row = {"ent": ent, "gw": msg.gw, "dev": msg.dev, "ts": e.ts, "kind": e.kind, "state": e.state}
+            events.append({**row, "reason": e.reason})
+            if e.kind in ("state", "snapshot") or e.counts is not None:
+                c = e.counts or {}
+                counts.append({**row, **{k: None if (v := c.get(k)) is None else float(v) for k in _COUNT_COLUMNS}})
+    execute_many(conn, device_events.insert(), events)
+    execute_many(conn, device_counts.insert(), counts)
 
 
-def _add_counts(cur: Cursor, ent: str, msg: EventMessage) -> None:
-    """OEE state changes and counter snapshots of a newly claimed events message, with their counts."""
-    rows = []
-    for e in msg.events:
-        if e.kind not in ("state", "snapshot") and e.counts is None:
-            continue
-        c = e.counts or {}
-        rows.append(
-            (
-                ent,
-                msg.gw,
-                msg.dev,
-                e.ts,
-                e.kind,
-                e.state,
-                *(None if (v := c.get(k)) is None else float(v) for k in _COUNT_COLUMNS),
-            )
-        )
-    cur.executemany(_INSERT_COUNTS, rows)
-
-
-def _filters(**conditions: str | None) -> tuple[str, list[str]]:
-    items = [(k, v) for k, v in conditions.items() if v is not None]
-    clauses = [f"{k} = ?" for k, _ in items]
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), [v for _, v in items]
+def _filters(
+    columns: ReadOnlyColumnCollection[str, Column[Any]], **conditions: str | None
+) -> list[ColumnElement[bool]]:
+    """`column = value` for each condition given (not None)."""
+    return [columns[name] == v for name, v in conditions.items() if v is not None]

@@ -1,0 +1,180 @@
+"""The ledger's tables, declared once for SQLite and PostgreSQL (SQLAlchemy Core, one `MetaData`).
+
+Names and columns are those the first release created with hand-written DDL, so databases it made
+keep working: `Database.create` only adds what is missing. Each dialect picks its own type names
+(BLOB / BYTEA, DOUBLE / DOUBLE PRECISION) and numbers the rows of the two logs itself (SQLite: an
+INTEGER PRIMARY KEY, the rowid; PostgreSQL: an identity column).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Column, Double, Identity, Index, Integer, LargeBinary, MetaData, Table, Text
+
+metadata = MetaData()
+
+# SQLite numbers rows itself only for a column declared exactly INTEGER PRIMARY KEY (BIGINT would not do).
+_ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _key(name: str) -> Column[str]:
+    return Column(name, Text, primary_key=True)
+
+
+def _device(*, key: bool) -> list[Column[str]]:
+    """ent, gw, dev: the device a row is about (the start of its primary key where `key`)."""
+    return [Column(name, Text, primary_key=key, nullable=False) for name in ("ent", "gw", "dev")]
+
+
+def _moment() -> list[Column[Any]]:
+    """What a device log's row starts with: the device, ts (epoch ms) and the kind of row."""
+    return [*_device(key=False), Column("ts", BigInteger, nullable=False), Column("kind", Text, nullable=False)]
+
+
+def _text(name: str, *, nullable: bool = False) -> Column[str]:
+    return Column(name, Text, nullable=nullable)
+
+
+def _int(name: str) -> Column[int]:
+    return Column(name, BigInteger, nullable=False)
+
+
+# ---------------------------------------------------------------- what was received (writer.py)
+
+# One row per message: its commit point, (ent, gw, seq) claimed once whoever brings it.
+received = Table(
+    "received",
+    metadata,
+    _key("ent"),
+    _key("gw"),
+    Column("seq", BigInteger, primary_key=True),
+    _text("dev"),
+    _text("kind"),
+    _int("received_ms"),
+)
+
+device_events = Table(
+    "device_events",
+    metadata,
+    *_moment(),
+    _text("reason"),
+    _text("state", nullable=True),
+    Index("device_events_dev_ts", "ent", "gw", "dev", "ts"),
+)
+
+# The latest status of each device, and of each gateway (dev = '').
+device_status = Table(
+    "device_status",
+    metadata,
+    *_device(key=True),
+    Column("online", Boolean, nullable=False),
+    _int("ts"),
+    _text("reason"),
+    _text("version", nullable=True),
+)
+
+device_stats = Table(
+    "device_stats",
+    metadata,
+    *_device(key=True),
+    _int("first_seen"),
+    _int("last_seen"),
+    _int("samples"),
+    _int("good_samples"),
+)
+
+tag_stats = Table(
+    "tag_stats",
+    metadata,
+    *_device(key=True),
+    _key("tag"),
+    _text("unit", nullable=True),
+    _int("samples"),
+    _int("last_ts"),
+    _text("last_value_text"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", _ROW_ID, Identity(always=True), primary_key=True),
+    _int("received_ms"),
+    _text("topic"),
+    Column("payload", LargeBinary, nullable=False),
+    _text("reason"),
+)
+
+# ---------------------------------------------------------------- evidence (README "OEE and evidence")
+
+# Samples per device and 10 s slot (slot = epoch ms of its start), written with the data statistics.
+device_activity = Table(
+    "device_activity",
+    metadata,
+    *_device(key=True),
+    Column("slot", BigInteger, primary_key=True),
+    _int("samples"),
+    _int("good_samples"),
+    _int("first_ts"),
+    _int("last_ts"),
+    Index("device_activity_ent_slot", "ent", "slot"),
+)
+
+# OEE state changes and counter snapshots, with the counter values they carry.
+device_counts = Table(
+    "device_counts",
+    metadata,
+    *_moment(),
+    _text("state", nullable=True),
+    *(Column(name, Double) for name in ("total", "good", "reject", "readings", "good_readings")),
+    Index("device_counts_dev_ts", "ent", "gw", "dev", "ts"),
+)
+
+# Retained device metadata (birth): the latest per device, and every config hash ever announced.
+device_meta = Table(
+    "device_meta",
+    metadata,
+    *_device(key=True),
+    _int("ts"),
+    _text("config_hash"),
+    _text("body"),
+)
+
+meta_log = Table(
+    "meta_log",
+    metadata,
+    *_device(key=True),
+    Column("ts", BigInteger, primary_key=True),
+    _text("config_hash"),
+    _text("version"),
+)
+
+# ---------------------------------------------------------------- the equipment ledger (equipment.py)
+
+equipment = Table(
+    "equipment",
+    metadata,
+    _key("ent"),
+    _key("id"),
+    _text("name"),
+    _text("type"),
+    _text("line"),
+    Column("key_process", Boolean, nullable=False),
+    Column("digitized", Boolean, nullable=False),
+    _text("gateway"),
+    _text("device"),
+    Column("row_no", Integer, nullable=False),
+)
+
+equipment_imports = Table(
+    "equipment_imports",
+    metadata,
+    Column("id", _ROW_ID, Identity(always=True), primary_key=True),
+    _text("ent"),
+    _int("imported_ms"),
+    _text("source"),
+    _text("sha256"),
+    Column("row_count", Integer, nullable=False),
+)
+
+EQUIPMENT_TABLES = (equipment, equipment_imports)
