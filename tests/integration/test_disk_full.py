@@ -118,7 +118,8 @@ async def test_a_disk_that_fills_while_collecting(small_fs: Path, mosquitto: Mos
         scans_when_full = {k: s.scans for k, s in states.items()}
         await sims[1].stop()  # loom-02 goes offline while the disk is full: its report must not be lost
         assert await until(lambda: not states["loom-02"].online, 20)
-        assert agent.runtime.events_held > 0
+        # the report is held in memory if its write is refused (a small write may still find room in the
+        # WAL's pages): either way it must arrive, with its time, below
         assert await until(lambda: states["loom-01"].scans >= scans_when_full["loom-01"] + 10, 20), "collection goes on"
         lost = {k: s.samples_lost for k, s in states.items()}
 
