@@ -179,6 +179,7 @@ COMMAND_MODULES: list[str] = [
     "gateway.cli.serve",
     "gateway.cli.buffer",
     "gateway.cli.users",
+    "gateway.cli.cloud_users",
 ]
 
 
