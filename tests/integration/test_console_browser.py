@@ -102,7 +102,7 @@ def test_console(browser: Any, tmp_path: Path, mosquitto: Any) -> None:
         d = devices[1]
         page.fill("input[name=id]", d["id"])
         page.fill("input[name=name]", d["name"])
-        page.fill("input[name=connection]", "{host: 127.0.0.1, port: %d}" % d["connection"]["port"])
+        page.fill("input[name=connection]", f"{{host: 127.0.0.1, port: {d['connection']['port']}}}")
         page.fill("input[name='tags.0.name']", "speed")
         page.fill("input[name='tags.0.address']", "4x0001")  # wrong: the message shows at the field
         page.click("#save")
