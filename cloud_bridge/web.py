@@ -13,12 +13,20 @@ unless it is `Markup`), undefined names an error (`StrictUndefined`), and the sh
 - `"state.running"|bi`: `运行 <span class="en">/ running</span>`, from a key or a pair (zh, en) such as
   a `Label`.
 
+- `"ui.devices"|tr`: the label in the page's language (`lang` in the template's context, `zh` or `en`).
+
+Every environment also finds the shared page layout (`cloud_bridge/templates/layout.html.j2`: the header,
+navigation, language switch, the vendored script), and `STATIC_DIR` (`cloud_bridge/static/`: htmx and
+the style sheet) is what both applications serve under `/static`: nothing is fetched from elsewhere.
+
 It imports nothing of the cloud service, so the edge agent can use it too.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -27,6 +35,8 @@ from markupsafe import Markup
 from cloud_bridge.metrics.labels import label
 
 AUTOESCAPE = ("html", "htm", "xml", "svg", "j2")
+STATIC_DIR = Path(__file__).parent / "static"
+LANGS = ("zh", "en")
 NONE = "—"
 
 
@@ -55,15 +65,34 @@ def bilingual(key: str | tuple[str, str], *, strict: bool = True) -> Markup:
     return Markup('{} <span class="en">/ {}</span>').format(zh, en)
 
 
+@jinja2.pass_context
+def translate(context: Any, key: str, **values: object) -> str:
+    """The label of `key` in the page's language (`lang`: zh, the default, or en)."""
+    zh, en = label(key).format(**values) if values else label(key)
+    return en if context.get("lang") == "en" else zh
+
+
+def pick_lang(query: str | None, cookie: str | None) -> str:
+    """The page's language: `?lang=` first, then the cookie, then zh-CN."""
+    for v in (query, cookie):
+        if v in LANGS:
+            return v
+    return "zh"
+
+
 def environment(package: str, folder: str = "templates") -> jinja2.Environment:
-    """A Jinja2 environment for the templates in `package`/`folder` (shipped as package data)."""
+    """A Jinja2 environment for the templates in `package`/`folder` (shipped as package data), which also
+    finds the shared layout."""
+    loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader(package, folder)]
+    if package != "cloud_bridge":
+        loaders.append(jinja2.PackageLoader("cloud_bridge", "templates"))
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader(package, folder),
+        loader=jinja2.ChoiceLoader(loaders),
         autoescape=jinja2.select_autoescape(enabled_extensions=AUTOESCAPE, default_for_string=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(percent=percent, hours=hours, local_time=local_time, label=label, bi=bilingual)
+    env.filters.update(percent=percent, hours=hours, local_time=local_time, label=label, bi=bilingual, tr=translate)
     return env

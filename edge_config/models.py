@@ -163,7 +163,11 @@ class BufferSection(Frozen):
 
 class ApiSection(Frozen):
     listen: str = "127.0.0.1:8080"
-    token: str | None = Field(None, description="bearer token required for API writes; or EDGEGW_API_TOKEN")
+    token: str | None = Field(
+        None,
+        description="ignored, with a warning (README, Authentication): users and API tokens come from "
+        "`edgegw user` (edge) and `edgegw cloud user` (cloud)",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -180,6 +184,19 @@ class ApiSection(Frozen):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+
+class AuthSection(Frozen):
+    """Sessions of the web console / portal (users and tokens: `edgegw user`, `edgegw cloud user`)."""
+
+    session_ttl: Duration = Field(12 * 3600.0, description="a login lasts this long (default 12h)")
+    secure_cookies: bool = Field(False, description="mark the session cookie Secure (behind an HTTPS proxy)")
+
+
+class EdgeAuthSection(AuthSection):
+    users_file: str | None = Field(
+        None, description="users and API tokens, hashed (default <data_dir>/users.json; edit with `edgegw user`)"
+    )
 
 
 # ---------------------------------------------------------------- tags
@@ -650,6 +667,7 @@ class GatewayConfig(Frozen):
     timezone: TimeZone = Field("Asia/Shanghai", description="IANA time zone of the shift calendar")
     shifts: ShiftCalendar = Field(default_factory=list, description="shift calendar; none: one 24 h shift a day")
     history: HistorySection = HistorySection()
+    auth: EdgeAuthSection = EdgeAuthSection()
 
     @model_validator(mode="after")
     def _unique_devices(self) -> GatewayConfig:
@@ -729,6 +747,7 @@ class CloudConfig(Frozen):
     influx: InfluxSection | None = None
     ledger: LedgerSection = LedgerSection()
     api: ApiSection = ApiSection(listen="127.0.0.1:8090")
+    auth: AuthSection = AuthSection()
     timezone: TimeZone = Field("Asia/Shanghai", description="default time zone of enterprises' shift calendars")
     shifts: ShiftCalendar = Field(default_factory=list, description="default shift calendar; none: 24 h a day")
     enterprises: list[EnterpriseSettings] = Field(default_factory=list)

@@ -129,6 +129,11 @@ def tag_rows(tags: list[Any]) -> tuple[list[str], list[list[str]]]:
 def write_tags(tags: list[Any], path: str | Path) -> None:
     """Write tags to a `.csv` (UTF-8 with BOM, so Excel shows Chinese right) or `.xlsx` file."""
     header, rows = tag_rows(tags)
+    write_sheet(header, rows, path)
+
+
+def write_sheet(header: list[str], rows: list[list[str]], path: str | Path, sheet: str = "tags") -> None:
+    """A header and rows as a `.csv` (UTF-8 with BOM) or `.xlsx` file (one sheet named `sheet`)."""
     p = Path(path)
     if p.suffix.lower() == ".csv":
         buf = io.StringIO()
@@ -141,7 +146,7 @@ def write_tags(tags: list[Any], path: str | Path) -> None:
 
         wb = openpyxl.Workbook()
         ws = wb.active
-        ws.title = "tags"
+        ws.title = sheet
         ws.append(header)
         for r in rows:
             ws.append(r)

@@ -15,12 +15,14 @@ from cloud_bridge.uplink.publisher import Publisher
 from cloud_bridge.wire.codec import Topics
 from drivers import make_driver
 from edge_config.models import GatewayConfig
-from edge_config.timing import backoff_delay
+from edge_config.timing import backoff_delay, now_ms
 from edge_config.version import __version__
 from gateway import notify
 from gateway.heap import settle_heap
 from gateway.poller import sleep_or_stop
+from gateway.reload import ReloadPlan
 from gateway.runtime import Runtime
+from gateway.users import UserStore, users_path
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,11 @@ class _QuietServer(uvicorn.Server):
 class Agent:
     """One gateway process: everything `edgegw run` starts."""
 
-    def __init__(self, config: GatewayConfig) -> None:
-        self.config = config
+    def __init__(self, config: GatewayConfig, config_path: str | Path | None = None) -> None:
+        self._config = config
+        self.config_path = Path(config_path) if config_path is not None else None
+        self.users = UserStore(users_path(config))
+        self.started_ms = now_ms()
         gw = config.gateway
         data_dir = Path(gw.data_dir)
         buf = config.buffer
@@ -50,6 +55,15 @@ class Agent:
         )
         self.backlog_at_stop: Depth | None = None
         self.runtime = Runtime(config, self.buffer, self.publisher, make_driver)
+
+    @property
+    def config(self) -> GatewayConfig:
+        """The config in force: the file's, with the devices, time zone and shifts of the last reload."""
+        return self.runtime.config if hasattr(self, "runtime") else self._config
+
+    async def reload(self, new: GatewayConfig) -> ReloadPlan:
+        """Hot reload (see `gateway.reload`): devices restart as needed, the buffer and seq are untouched."""
+        return await self.runtime.reload(new)
 
     async def run(self, stop: asyncio.Event, *, serve_api: bool = True) -> None:
         """Start the publisher first and the devices last; stop in the other order so queues drain."""

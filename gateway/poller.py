@@ -20,7 +20,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from drivers.base import ChangeDriver, Changes, Driver, DriverError, Reading
@@ -139,8 +139,10 @@ async def poll_loop(
     stop: asyncio.Event,
     *,
     backoff_cap: float | None = None,
+    on_scan_time: Callable[[float], None] | None = None,
 ) -> None:
-    """Scan until `stop`; a device that fails is reported offline and retried."""
+    """Scan until `stop`; a device that fails is reported offline and retried. `on_scan_time` is given the
+    seconds each good scan took, read to buffered (the metrics' histogram)."""
     state = channel.state
     grouped = driver if isinstance(driver, GroupedDriver) else None
     changing = driver if grouped is not None and isinstance(driver, ChangeDriver) else None
@@ -190,6 +192,8 @@ async def poll_loop(
             except Exception:  # a bug past the driver: this scan is lost, the device's loop goes on
                 log.exception("device %s: a scan could not be handled; its values are lost", state.id)
             finished = time.monotonic()
+            if on_scan_time is not None:
+                on_scan_time(finished - now)
             missed = schedule.done(due, finished)
             if missed:
                 state.overruns += missed

@@ -7,6 +7,8 @@ another device.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,10 +23,12 @@ from edge_config.models import GatewayConfig
 from edge_config.timing import now_ms
 from edge_config.version import __version__
 from gateway.channel import DeviceChannel, DeviceState
+from gateway.live import LiveValues
 from gateway.normalize import Normalizer, TagSpec
 from gateway.oee.history import OeeHistory
 from gateway.oee.tracker import DeviceTracker, meta_messages
 from gateway.poller import poll_loop, sleep_or_stop
+from gateway.reload import ReloadPlan, plan_reload
 from gateway.subscriber import subscribe_loop
 
 log = logging.getLogger(__name__)
@@ -59,19 +63,26 @@ class Runtime:
         self._refusal_logged = -60.0
         self._held: list[Outgoing] = []
         self.events_lost = 0  # held events dropped past MAX_HELD (the disk stayed full that long)
-        hist = config.history
-        self.history = OeeHistory(Path(gw.data_dir) / "oee_history.db", retention_s=hist.retention)
-        self.trackers = {
-            d.id: DeviceTracker(
-                d,
-                self.topics,
-                self._enqueue,
-                self.history,
-                snapshot_interval_s=hist.snapshot_interval,
-                local_interval_s=hist.local_interval,
-            )
-            for d in config.devices
-        }
+        self.history = OeeHistory(Path(gw.data_dir) / "oee_history.db", retention_s=config.history.retention)
+        self.trackers = {d.id: self._tracker(d) for d in config.devices}
+        self.scan_times: dict[str, ScanTimes] = {d.id: ScanTimes() for d in config.devices}
+        self._stop: asyncio.Event | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._device_stops: dict[str, asyncio.Event] = {}
+        self._channels: dict[str, DeviceChannel] = {}
+        self._reload_lock = asyncio.Lock()
+        self.live: dict[str, LiveValues] = {}  # per device: the last readings (the console's live values)
+
+    def _tracker(self, device: Any) -> DeviceTracker:
+        hist = self.config.history
+        return DeviceTracker(
+            device,
+            self.topics,
+            self._enqueue,
+            self.history,
+            snapshot_interval_s=hist.snapshot_interval,
+            local_interval_s=hist.local_interval,
+        )
 
     def _enqueue(self, messages: list[Outgoing]) -> None:
         """Queue `messages` for the buffer. What the devices and trackers hand over within `commit_delay`
@@ -124,13 +135,12 @@ class Runtime:
         return len(self._held)
 
     def channel(self, device: Any) -> DeviceChannel:
-        normalizer = Normalizer(
+        specs = [
             TagSpec(t.name, t.type, t.scale, t.offset, t.unit, t.deadband, t.deadband_percent, t.heartbeat)
             for t in device.tags
-        )
-        return DeviceChannel(
-            self.devices[device.id], self.topics, normalizer, self._enqueue, observer=self.trackers[device.id]
-        )
+        ]
+        live = self.live[device.id] = LiveValues(self.trackers[device.id], specs)
+        return DeviceChannel(self.devices[device.id], self.topics, Normalizer(specs), self._enqueue, observer=live)
 
     async def _run_device(self, device: Any, channel: DeviceChannel, stop: asyncio.Event) -> None:
         if device.driver == "opcua":  # subscribing (and polling) device: it needs data_dir for certificates
@@ -141,12 +151,12 @@ class Runtime:
                 return
         else:
             driver = self.driver_factory(device)
-        await poll_loop(channel, driver, device.poll_interval, stop)
+        await poll_loop(channel, driver, device.poll_interval, stop, on_scan_time=self.scan_times[device.id].observe)
 
     async def _supervise(self, device: Any, stop: asyncio.Event) -> None:
         """Run a device's loop; if it fails in a way its loop does not handle (a bug), report the device
         offline, log it, and start the loop again after `restart_delay`: the other devices go on."""
-        channel = self.channel(device)
+        channel = self._channels[device.id] = self.channel(device)
         while not stop.is_set():
             try:
                 await self._run_device(device, channel, stop)
@@ -163,13 +173,103 @@ class Runtime:
             self._enqueue(meta_messages(self.config, self.topics, ts=now_ms(), version=__version__))
         for tracker in self.trackers.values():
             tracker.recover()
-        tasks = [asyncio.create_task(self._supervise(d, stop), name=f"device-{d.id}") for d in self.config.devices]
+        self._stop = stop
+        for d in self.config.devices:
+            self._start(d)
         try:
-            await asyncio.gather(*tasks)
+            await stop.wait()
+            for ev in self._device_stops.values():
+                ev.set()
+            await asyncio.gather(*self._tasks.values())
         finally:
-            for t in tasks:
+            for t in self._tasks.values():
                 t.cancel()
             for tracker in self.trackers.values():
                 tracker.final_snapshot()  # the counters as last read, so the cloud knows them up to the stop
             self._flush()  # what is queued goes in before the publisher's last drain
             self.history.touch(force=True)  # the gateway was alive until now
+
+    def _start(self, device: Any) -> None:
+        ev = self._device_stops[device.id] = asyncio.Event()
+        if self._stop is not None and self._stop.is_set():
+            ev.set()
+        self._tasks[device.id] = asyncio.create_task(self._supervise(device, ev), name=f"device-{device.id}")
+
+    async def _halt(self, dev_id: str, reason: str) -> None:
+        """Stop one device's task (its driver closed), take its last counters and report it offline."""
+        self._device_stops[dev_id].set()
+        task = self._tasks.pop(dev_id)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        del self._device_stops[dev_id]
+        self.trackers[dev_id].final_snapshot()
+        channel = self._channels.pop(dev_id, None)
+        if channel is not None:
+            channel.set_online(False, reason)
+
+    def device_task(self, dev_id: str) -> asyncio.Task[None] | None:
+        return self._tasks.get(dev_id)
+
+    async def reload(self, new: GatewayConfig) -> ReloadPlan:
+        """Apply `new` while running: changed devices restart, added ones start, removed ones stop (reported
+        offline); the others, the buffer and seq are untouched. Sections that need a restart are named in
+        the plan and not applied. Every device's metadata is sent again (the config hash changed)."""
+        async with self._reload_lock:
+            plan = plan_reload(self.config, new)
+            for dev_id in plan.removed:
+                await self._halt(dev_id, "removed from the config")
+            for dev_id in plan.changed:
+                await self._halt(dev_id, "config changed: restarting")
+            # hot sections only: the running buffer, publisher, history settings stay as they started
+            self.config = self.config.model_copy(
+                update={"devices": new.devices, "timezone": new.timezone, "shifts": new.shifts}
+            )
+            by_id = {d.id: d for d in new.devices}
+            for dev_id in plan.removed:
+                del self.devices[dev_id], self.trackers[dev_id], self.scan_times[dev_id]
+                self.live.pop(dev_id, None)
+            for dev_id in plan.changed + plan.added:
+                d = by_id[dev_id]
+                state = self.devices.get(dev_id)
+                if state is None:
+                    self.devices[dev_id] = DeviceState(d.id, d.name, d.driver)
+                else:  # counters go on; what the device is may have changed
+                    state.name, state.driver = d.name, d.driver
+                self.trackers[dev_id] = self._tracker(d)
+                self.scan_times.setdefault(dev_id, ScanTimes())
+            if plan.added or plan.changed or plan.removed:
+                self._enqueue(meta_messages(self.config, self.topics, ts=now_ms(), version=__version__))
+            for dev_id in plan.changed + plan.added:
+                self._start(by_id[dev_id])
+            # keep the config's device order
+            self.devices = {d.id: self.devices[d.id] for d in new.devices}
+            log.info(
+                "config reloaded: %d added, %d changed, %d removed, %d untouched%s",
+                len(plan.added),
+                len(plan.changed),
+                len(plan.removed),
+                len(plan.unchanged),
+                f"; at the next start: {', '.join(plan.restart_needed)}" if plan.restart_needed else "",
+            )
+            return plan
+
+
+class ScanTimes:
+    """A histogram of scan durations (seconds), cumulative like Prometheus's."""
+
+    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.sum += seconds
+        self.counts[bisect.bisect_left(self.BUCKETS, seconds)] += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        out, total = [], 0
+        for bound, n in zip((*(str(b) for b in self.BUCKETS), "+Inf"), self.counts, strict=True):
+            total += n
+            out.append((bound, total))
+        return out

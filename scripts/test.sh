@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick start, line 2: install what the tests need, then lint, type-check and run the whole suite.
-# System packages (Debian): mosquitto, victoria-metrics, socat. Python packages go into .venv.
+# System packages (Debian): mosquitto, victoria-metrics, socat, chromium, fonts-noto-cjk. Python packages go into .venv.
 # The tests start their own Mosquitto and VictoriaMetrics on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 [ -x /usr/bin/victoria-metrics ] || need+=(victoria-metrics)
 command -v socat >/dev/null 2>&1 || need+=(socat)
+[ -x /usr/bin/chromium ] || need+=(chromium)          # the browser tests (driven by playwright, no download)
+[ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)   # Chinese text in the screenshots
 if ((${#need[@]})); then
   echo "== apt-get install ${need[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -1,17 +1,55 @@
-"""Builds the edge API application."""
+"""Builds the edge API application: the JSON API, `/metrics`, and the console's pages, all behind the
+login but `GET /api/v1/health` (see `gateway.api.auth`)."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cloud_bridge.web import environment
+from cloud_bridge.webapp import Site, install
 from edge_config.version import __version__
+from gateway.api.auth import EdgeAuth, get_auth, requires
+from gateway.api.console.editor import build_editor
+from gateway.api.console.pages import build_pages
 from gateway.api.metrics_routes import build_metrics_router
-from gateway.api.routes import build_router
+from gateway.api.prom import registry_for
+from gateway.api.routes import build_health_router, build_router
 from gateway.api.view import AgentView
+
+MAX_BODY = 8 << 20  # the largest request body: a tag sheet (5 MB) and its form around it
+NAV = [("/", "ui.devices"), ("/editor", "ui.editor")]
 
 
 def create_app(agent: AgentView) -> FastAPI:
+    auth = EdgeAuth(agent.users, agent.config.auth.session_ttl, agent.config.auth.secure_cookies)
+
+    def check_login(name: str, password: str) -> int | None:
+        user = auth.users.login(name, password)
+        return None if user is None else user.epoch
+
+    site = Site(
+        env=environment("gateway.api.console"),
+        title_key="ui.console",
+        nav=NAV,
+        sessions=lambda r: get_auth(r).sessions,
+        check_login=check_login,
+        secure_cookies=lambda r: get_auth(r).secure_cookies,
+    )
     app = FastAPI(title="edgegw edge API", version=__version__)
-    app.include_router(build_router(agent))
-    app.include_router(build_metrics_router(agent))
+    app.state.auth = auth
+    install(app, site, max_body=MAX_BODY)
+    viewer = [Depends(requires("viewer"))]
+    app.include_router(build_health_router(agent))
+    app.include_router(build_router(agent), dependencies=viewer)
+    app.include_router(build_metrics_router(agent), dependencies=viewer)
+    registry = registry_for(agent)
+
+    @app.get("/metrics", dependencies=viewer, include_in_schema=False)
+    def metrics(_request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(build_pages(agent, site))
+    app.include_router(build_editor(agent, site))
     return app

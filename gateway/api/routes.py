@@ -1,4 +1,4 @@
-"""Edge API routes: health and devices. Read-only; nothing here writes to a PLC."""
+"""Edge API routes: health (open) and devices (viewer). Read-only; nothing here writes to a PLC."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def _device_view(agent: AgentView, dev_id: str) -> dict[str, Any]:
     }
 
 
-def build_router(agent: AgentView) -> APIRouter:
+def build_health_router(agent: AgentView) -> APIRouter:
+    """`GET /api/v1/health`: the one route open without a login (for probes and the fresh-clone check)."""
     router = APIRouter(prefix="/api/v1", tags=["edge"])
 
     @router.get("/health")
@@ -48,6 +49,12 @@ def build_router(agent: AgentView) -> APIRouter:
             "devices_online": sum(1 for s in agent.runtime.devices.values() if s.online),
             "devices": len(agent.runtime.devices),
         }
+
+    return router
+
+
+def build_router(agent: AgentView) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["edge"])
 
     @router.get("/devices")
     def devices() -> list[dict[str, Any]]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from cloud_bridge.uplink.publisher import Publisher
 from edge_config.models import GatewayConfig
+from gateway.reload import ReloadPlan
 from gateway.runtime import Runtime
+from gateway.users import UserStore
 
 
 class AgentView(Protocol):
@@ -18,3 +21,15 @@ class AgentView(Protocol):
 
     @property
     def publisher(self) -> Publisher: ...
+
+    @property
+    def users(self) -> UserStore: ...
+
+    @property
+    def config_path(self) -> Path | None:
+        """The file the console's editor writes (None: the config has no file; editing is off)."""
+
+    @property
+    def started_ms(self) -> int: ...
+
+    async def reload(self, new: GatewayConfig) -> ReloadPlan: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
 import socket
 import time
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 ENTERPRISE_ID = "ent-demo-0001"
 ENTERPRISE_NAME = "昌吉某纺织有限公司（演示）"
 GATEWAY_ID = "gw-demo-01"
+DEMO_USER = "demo"
 
 
 def port_free(host: str, port: int) -> bool:
@@ -159,6 +161,25 @@ def oee_lines(agent: Agent, now_ms: int | None = None) -> list[str]:
     return lines
 
 
+def write_demo_config(cfg: GatewayConfig) -> Path:
+    """The demo's config as a file, so the console's tag-map editor has something to write."""
+    from gateway.reload import config_text, write_config
+
+    path = Path(cfg.gateway.data_dir) / "gateway.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_config(path, config_text(cfg), keep=3)
+    return path
+
+
+def demo_user(cfg: GatewayConfig) -> str:
+    """Create (or renew) the demo's admin user with a fresh random password, which the banner prints."""
+    from gateway.users import UserStore, users_path
+
+    password = secrets.token_urlsafe(9)
+    UserStore(users_path(cfg)).add(DEMO_USER, "admin", password, replace=True)
+    return password
+
+
 async def run_demo(s: DemoSettings) -> int:
     host = "127.0.0.1"
     api_host, _, api_port = s.api.rpartition(":")
@@ -173,7 +194,9 @@ async def run_demo(s: DemoSettings) -> int:
     gateway_cfg, cloud_cfg = build_configs(s, broker.url, host, sim_base)
     ingester = Ingester(cloud_cfg)
     ingester.start()
-    agent = Agent(gateway_cfg)
+    config_file = write_demo_config(gateway_cfg)
+    password = demo_user(gateway_cfg)
+    agent = Agent(gateway_cfg, config_path=config_file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -187,7 +210,10 @@ async def run_demo(s: DemoSettings) -> int:
     print(f"  证据台账 / evidence ledger       : {redact_url(cloud_cfg.ledger.url)}")
     if s.influx_url:
         print(f"  时序库 / time-series store      : {s.influx_url}")
+    print(f"  配置文件 / config file           : {config_file} (the console's editor writes it)")
     print("  按 Ctrl-C 停止 / press Ctrl-C to stop" if s.seconds is None else f"  运行 / running {s.seconds:g} s")
+    print(f"  控制台 / console                : http://{s.api}/")
+    print(f"  演示用户 / demo user            : {DEMO_USER} / {password} (admin)")
     started = time.monotonic()
     agent_task = asyncio.create_task(agent.run(stop))
     if s.seconds is not None:

@@ -50,13 +50,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from cloud_bridge.webauth import is_loopback
     from gateway.agent import Agent
+    from gateway.users import UserError, UserStore, users_path
 
     cfg = load_gateway_config(args.config)  # a ConfigError is reported by main()
+    if cfg.api.token:
+        logging.getLogger("edgegw").warning(
+            "api.token (or EDGEGW_API_TOKEN) is ignored: create users and tokens with `edgegw user` (README)"
+        )
+    try:
+        users = len(UserStore(users_path(cfg)))
+    except UserError as e:
+        print(f"edgegw run: {e}", file=sys.stderr)
+        return 2
+    if users == 0 and not is_loopback(cfg.api.host):
+        print(
+            f"edgegw run: 拒绝在 {cfg.api.listen} 上监听：尚未创建任何用户 / refusing to listen on {cfg.api.listen} "
+            f"with no user: anyone on the network could read the gateway. Create one first:\n"
+            f"  edgegw user add NAME --role admin -c {args.config}\n"
+            f"or listen on 127.0.0.1 only (api.listen).",
+            file=sys.stderr,
+        )
+        return 2
 
     async def main() -> None:
         stop = await _until_signal()
-        await Agent(cfg).run(stop)
+        await Agent(cfg, config_path=args.config).run(stop)
 
     asyncio.run(main())
     return 0
@@ -162,6 +182,8 @@ COMMAND_MODULES: list[str] = [
     "gateway.cli.evidence",
     "gateway.cli.serve",
     "gateway.cli.buffer",
+    "gateway.cli.users",
+    "gateway.cli.cloud_users",
 ]
 
 

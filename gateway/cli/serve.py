@@ -21,6 +21,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not host or not port.isdigit():
         print(f"edgegw serve: --listen {listen!r} is not host:port", file=sys.stderr)
         return 2
+    if cfg.api.token:
+        print(
+            "edgegw serve: api.token (or EDGEGW_API_TOKEN) is no longer accepted and is ignored; create an operator "
+            "with `edgegw cloud user add NAME --role operator --enterprise ID -c cloud.yaml` (README, Authentication)",
+            file=sys.stderr,
+        )
     print(f"证据接口 / evidence API: http://{listen}/api/v1/enterprises  (ledger {redact_url(cfg.ledger.url)})")
     uvicorn.run(create_cloud_app(cfg), host=host, port=int(port), log_level="warning")
     return 0

@@ -21,6 +21,8 @@ from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
 
 from cloud_bridge.cloud.api.app import create_cloud_app
+from cloud_bridge.cloud.ledger.store import EvidenceStore
+from cloud_bridge.cloud.ledger.users import CloudUsers
 from edge_config.models import CloudConfig
 from tests.ports import free_port
 from tests.unit.test_evidence_build import CONFIG, LEDGER_CSV, fill_day
@@ -44,15 +46,24 @@ def config(url: str, token: str | None = None) -> CloudConfig:
     return CloudConfig.model_validate(data)
 
 
+def add_user(url: str, name: str, role: str, enterprises: list[str], password: str | None = None) -> str:
+    """A cloud user made in the ledger database; its API token."""
+    store = EvidenceStore(url)
+    try:
+        return CloudUsers(store.db).add(name, role, enterprises, password).secret
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def client(ledger_url: str) -> Iterator[TestClient]:
     fill_day(ledger_url)
-    with TestClient(create_cloud_app(config(ledger_url, token="t0ken"))) as c:
+    admin = add_user(ledger_url, "admin", "admin", [])
+    with TestClient(create_cloud_app(config(ledger_url)), headers={"Authorization": f"Bearer {admin}"}) as c:
         r = c.put(
             "/api/v1/enterprises/ent-1/equipment",
             params={"filename": "ledger.csv"},
             content=LEDGER_CSV.encode(),
-            headers={"Authorization": "Bearer t0ken"},
         )
         assert r.status_code == 200, r.text
         yield c
@@ -123,13 +134,14 @@ def test_openapi_names_the_models_and_the_real_answers_fit_them(client: TestClie
         ("get", "/api/v1/enterprises/ent-1/devices/nope/oee", DAY, 404, "no device 'nope'"),
         ("get", "/api/v1/enterprises/ent-1/devices/press-02/oee", DAY, 404, "no OEE settings"),
         ("get", "/api/v1/enterprises/ent-9/equipment", {}, 404, "unknown enterprise"),
-        ("put", "/api/v1/enterprises/ent-1/equipment", {}, 401, "bearer token"),
+        ("put", "/api/v1/enterprises/ent-1/equipment", {}, 401, "log in or send a bearer token"),
     ],
 )
 def test_errors_are_4xx_with_a_reason(
     client: TestClient, method: str, path: str, params: dict[str, str], status: int, reason: str
 ) -> None:
-    r = client.request(method.upper(), path, params=params)
+    no_auth = {"Authorization": "Bearer egw_00000000_wrong"} if status == 401 else {}
+    r = client.request(method.upper(), path, params=params, headers=no_auth)
     assert r.status_code == status, r.text
     assert reason in r.json()["detail"]
     assert "Traceback" not in r.text
@@ -140,7 +152,6 @@ def test_a_bad_sheet_is_refused_with_every_problem(client: TestClient) -> None:
         "/api/v1/enterprises/ent-1/equipment",
         params={"filename": "x.csv"},
         content=b"id,name,digitized\na,A,perhaps\na,B,no\n",
-        headers={"Authorization": "Bearer t0ken"},
     )
     assert r.status_code == 422
     assert r.json()["detail"]["errors"] == [
@@ -151,11 +162,12 @@ def test_a_bad_sheet_is_refused_with_every_problem(client: TestClient) -> None:
     assert len(client.get("/api/v1/enterprises/ent-1/equipment").json()["equipment"]) == 3
 
 
-def _get(url: str) -> tuple[int, Any]:
+def _get(url: str, token: str = "") -> tuple[int, Any]:
     import json
 
     try:
-        with urllib.request.urlopen(url, timeout=5) as r:
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+        with urllib.request.urlopen(req, timeout=5) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
@@ -173,6 +185,22 @@ def test_edgegw_serve_process(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    made = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "cloud", "user", "add", "eva", "--role", "evaluator", "-c", str(cloud)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    token = made.stdout.split("(shown once): ")[1].strip()
+    listed = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "cloud", "user", "list", "-c", str(cloud)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert "eva" in listed.stdout and token not in listed.stdout
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "-c", str(cloud)],
         stdout=subprocess.PIPE,
@@ -191,10 +219,12 @@ def test_edgegw_serve_process(tmp_path: Path) -> None:
                     raise AssertionError(f"edgegw serve did not listen: {out}") from None
                 time.sleep(0.1)
         base = f"http://127.0.0.1:{port}/api/v1"
-        status, body = _get(f"{base}/enterprises/ent-1/summary?from=2024-05-01&to=2024-05-01")
+        assert _get(f"{base}/health")[0] == 200  # open
+        assert _get(f"{base}/enterprises/ent-1/summary?from=2024-05-01&to=2024-05-01")[0] == 401
+        status, body = _get(f"{base}/enterprises/ent-1/summary?from=2024-05-01&to=2024-05-01", token)
         assert status == 200 and body["summary"]["networked"]["numerator"] == 2
         assert body["summary"]["denominator_source"] == "gateway_metadata"  # no ledger imported here
-        status, body = _get(f"{base}/enterprises/nobody/summary")
+        status, body = _get(f"{base}/enterprises/nobody/summary", token)
         assert status == 404 and "unknown enterprise" in body["detail"]
     finally:
         proc.terminate()

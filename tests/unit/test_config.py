@@ -216,6 +216,7 @@ def test_schema_is_json_with_the_sections() -> None:
         "timezone",
         "shifts",
         "history",
+        "auth",
     }
 
 

@@ -15,6 +15,7 @@ from cloud_bridge.metrics.calendar import local_ms
 from edge_config.models import GatewayConfig
 from gateway.api.app import create_app
 from gateway.oee.history import OeeHistory
+from gateway.users import UserStore
 from simulators.scripted import scripted_device_config
 
 TZ = "Asia/Shanghai"
@@ -43,8 +44,11 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     history.record_state("press-01", T0 + 11 * H, "running")
     history.record_counts("press-01", T0 + 8 * H, 1000, None, 0)
     history.record_counts("press-01", T0 + 12 * H, 1000 + 21_600, None, 216)
-    agent = SimpleNamespace(config=cfg, runtime=SimpleNamespace(trackers={}, history=history, devices={}))
-    with TestClient(create_app(agent)) as c:  # type: ignore[arg-type]
+    users = UserStore(tmp_path / "users.json")
+    users.add("viewer", "viewer", "pw")
+    token = users.add_token("viewer")
+    agent = SimpleNamespace(config=cfg, runtime=SimpleNamespace(trackers={}, history=history, devices={}), users=users)
+    with TestClient(create_app(agent), headers={"Authorization": f"Bearer {token}"}) as c:  # type: ignore[arg-type]
         yield c
     history.close()
 

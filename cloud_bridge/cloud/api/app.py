@@ -8,10 +8,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from cloud_bridge.cloud.api.routes import router
+from cloud_bridge.cloud.api.portal.pages import build_portal
+from cloud_bridge.cloud.api.routes import MAX_UPLOAD, router
 from cloud_bridge.cloud.ledger.store import EvidenceStore
+from cloud_bridge.cloud.ledger.users import CloudUsers
+from cloud_bridge.web import environment
+from cloud_bridge.webapp import Site, install
+from cloud_bridge.webauth import Sessions
 from edge_config.models import CloudConfig
 from edge_config.version import __version__
+
+MAX_BODY = MAX_UPLOAD + (1 << 20)
 
 
 def now_ms() -> int:
@@ -31,6 +38,8 @@ def create_cloud_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = store is None
         app.state.store = store if store is not None else EvidenceStore(config.ledger.url)
+        app.state.users = CloudUsers(app.state.store.db)
+        app.state.sessions = Sessions(app.state.users.session_key(), max_age_s=config.auth.session_ttl)
         try:
             yield
         finally:
@@ -42,4 +51,19 @@ def create_cloud_app(
     app.state.clock = clock
     app.state.store = store
     app.include_router(router)
+
+    def check_login(name: str, password: str) -> int | None:
+        user = app.state.users.login(name, password)
+        return None if user is None else int(user.epoch)
+
+    site = Site(
+        env=environment("cloud_bridge.cloud.api.portal"),
+        title_key="ui.portal",
+        nav=[("/", "ui.overview")],
+        sessions=lambda r: r.app.state.sessions,
+        check_login=check_login,
+        secure_cookies=lambda _r: config.auth.secure_cookies,
+    )
+    install(app, site, max_body=MAX_BODY)
+    app.include_router(build_portal(site))
     return app

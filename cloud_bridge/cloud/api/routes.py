@@ -1,16 +1,18 @@
 """Evidence API routes: per enterprise and period, the MIIT 2024 equipment indicators, per-device online
-time, completeness and OEE, and the equipment ledger. Read-only except the ledger import (bearer token
-when `api.token` is set). Errors are 4xx with a reason: unknown enterprise 404, bad period 422."""
+time, completeness and OEE, and the equipment ledger. Read-only except the ledger import. Every route but
+health needs a user (`cloud_bridge.cloud.api.auth`): 401 without one, 403 for an enterprise or action the
+role does not allow; reads, exports and imports are written to the audit log. Errors are 4xx with a
+reason: unknown enterprise 404, bad period 422."""
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from cloud_bridge.cloud.api.auth import Caller, Users, may_read
 from cloud_bridge.cloud.api.models import EnterpriseListed, EquipmentImported, EquipmentLedger, Health
 from cloud_bridge.cloud.evidence.build import build_evidence, enterprise_period, oee_of
 from cloud_bridge.cloud.evidence.models import Device, DeviceOee, Evidence, PeriodBounds, SummaryAnswer
@@ -44,7 +46,8 @@ To = Annotated[
 ]
 
 
-def _enterprise(store: EvidenceStore, config: CloudConfig, ent: str) -> str:
+def _enterprise(store: EvidenceStore, config: CloudConfig, ent: str, user: Caller) -> str:
+    may_read(user, ent)
     if config.enterprise(ent) is None and not store.knows(ent):
         raise HTTPException(404, detail=f"unknown enterprise {ent!r}: not in cloud.yaml and nothing in the ledger")
     return ent
@@ -66,35 +69,60 @@ def health(store: Store) -> Health:
 
 
 @router.get("/enterprises")
-def enterprises(store: Store, config: Config) -> list[EnterpriseListed]:
+def enterprises(store: Store, config: Config, user: Caller) -> list[EnterpriseListed]:
+    """The enterprises this user may read."""
     known = {e.id: e for e in config.enterprises}
-    ids = sorted(set(known) | set(store.enterprises()))
+    ids = sorted(i for i in set(known) | set(store.enterprises()) if user.may_read(i))
     return [EnterpriseListed(id=i, name=known[i].name if i in known else "", configured=i in known) for i in ids]
 
 
 @router.get("/enterprises/{ent}/evidence")
-def evidence(request: Request, ent: str, store: Store, config: Config, start: From = None, end: To = None) -> Evidence:
+def evidence(
+    request: Request,
+    ent: str,
+    store: Store,
+    config: Config,
+    user: Caller,
+    users: Users,
+    start: From = None,
+    end: To = None,
+) -> Evidence:
     """Everything: indicators with score bands, per-device figures, OEE, business areas, provenance."""
-    _enterprise(store, config, ent)
+    _enterprise(store, config, ent, user)
     period = _period(request, config, ent, start, end)
+    users.audit(user.name, "read", ent, f"{request.url.path} {period.start}..{period.end}")
     return build_evidence(store, config, ent, period, now_ms=request.app.state.clock())
 
 
 @router.get("/enterprises/{ent}/summary")
 def summary(
-    request: Request, ent: str, store: Store, config: Config, start: From = None, end: To = None
+    request: Request,
+    ent: str,
+    store: Store,
+    config: Config,
+    user: Caller,
+    users: Users,
+    start: From = None,
+    end: To = None,
 ) -> SummaryAnswer:
     """The indicators: networked and digitized ratios (MIIT 2024 bands), online rate, completeness, areas."""
-    ev = evidence(request, ent, store, config, start, end)
+    ev = evidence(request, ent, store, config, user, users, start, end)
     return SummaryAnswer(enterprise=ev.enterprise, period=ev.period, summary=ev.summary, notes=ev.notes)
 
 
 @router.get("/enterprises/{ent}/devices")
 def devices(
-    request: Request, ent: str, store: Store, config: Config, start: From = None, end: To = None
+    request: Request,
+    ent: str,
+    store: Store,
+    config: Config,
+    user: Caller,
+    users: Users,
+    start: From = None,
+    end: To = None,
 ) -> list[Device]:
     """Per device: networked, first/last seen, online time and rate, completeness, OEE."""
-    return evidence(request, ent, store, config, start, end).devices
+    return evidence(request, ent, store, config, user, users, start, end).devices
 
 
 @router.get("/enterprises/{ent}/devices/{device}/oee")
@@ -104,13 +132,16 @@ def oee(
     device: str,
     store: Store,
     config: Config,
+    user: Caller,
+    users: Users,
     start: From = None,
     end: To = None,
     gateway: Annotated[str | None, Query(description="the gateway, when the device id is on several")] = None,
 ) -> DeviceOee:
     """OEE of one device (its gateway device id) for the period, with the per-shift split."""
-    _enterprise(store, config, ent)
+    _enterprise(store, config, ent, user)
     period = _period(request, config, ent, start, end)
+    users.audit(user.name, "read", ent, f"{request.url.path} {period.start}..{period.end}")
     metas = store.metas(ent)
     keys = [k for k in metas if k[1] == device and (gateway is None or k[0] == gateway)]
     if not keys:
@@ -130,10 +161,13 @@ def oee(
     response_model=EquipmentLedger,
     responses={200: {"content": {"text/csv": {}}, "description": "the ledger, or with `format=csv` the sheet"}},
 )
-def equipment(ent: str, store: Store, config: Config, format: str = "json") -> Response | EquipmentLedger:
+def equipment(
+    ent: str, store: Store, config: Config, user: Caller, users: Users, format: str = "json"
+) -> Response | EquipmentLedger:
     """The equipment ledger as imported; `format=csv` for the sheet."""
-    _enterprise(store, config, ent)
+    _enterprise(store, config, ent, user)
     items = store.equipment(ent)
+    users.audit(user.name, "export" if format == "csv" else "read", ent, f"equipment ledger ({format})")
     if format == "csv":
         return PlainTextResponse(equipment_csv(items), media_type="text/csv; charset=utf-8")
     return EquipmentLedger.model_validate(
@@ -145,22 +179,20 @@ def equipment(ent: str, store: Store, config: Config, format: str = "json") -> R
     )
 
 
-def _check_token(request: Request, config: CloudConfig) -> None:
-    token = config.api.token or os.environ.get("EDGEGW_API_TOKEN")
-    if token and request.headers.get("authorization") != f"Bearer {token}":
-        raise HTTPException(401, detail="a bearer token is required to change the equipment ledger")
-
-
 @router.put("/enterprises/{ent}/equipment")
 async def import_equipment(
     request: Request,
     ent: str,
     store: Store,
     config: Config,
+    user: Caller,
+    users: Users,
     filename: Annotated[str, Query(description="the sheet's file name: .csv or .xlsx")] = "equipment.csv",
 ) -> EquipmentImported:
-    """Replace the enterprise's equipment ledger with a CSV or XLSX sheet sent as the request body."""
-    _check_token(request, config)
+    """Replace the enterprise's equipment ledger with a CSV or XLSX sheet sent as the request body (an
+    operator of the enterprise, or an admin)."""
+    if not user.may_import(ent):
+        raise HTTPException(403, detail=f"{user.name} ({user.role}) may not import the ledger of {ent!r}")
     if not _SLUG.match(ent):
         raise HTTPException(422, detail=f"{ent!r} is not an enterprise id (ASCII slug)")
     data = await request.body()
@@ -170,6 +202,7 @@ async def import_equipment(
         sheet, sha = store.import_equipment(ent, data, filename)
     except EquipmentError as e:
         raise HTTPException(422, detail={"reason": "the equipment sheet has errors", "errors": e.issues}) from None
+    users.audit(user.name, "import", ent, f"equipment ledger {filename!r}: {len(sheet.items)} rows, sha256 {sha}")
     return EquipmentImported(
         enterprise=ent, rows=len(sheet.items), sha256=sha, columns=sheet.columns, ignored=sheet.ignored
     )

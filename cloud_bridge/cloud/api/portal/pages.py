@@ -1,0 +1,70 @@
+"""Portal pages: the pilot overview (each enterprise's indicators for a period) and one enterprise
+(equipment against networked devices, per-device online timeline and OEE, business areas)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from cloud_bridge.cloud.api.auth import Caller, Users, may_read
+from cloud_bridge.cloud.api.routes import Config, Store, _enterprise, _period
+from cloud_bridge.cloud.evidence.build import build_evidence
+from cloud_bridge.metrics.timeline import Segment
+from cloud_bridge.webapp import Site
+
+
+def build_portal(site: Site) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/", response_class=HTMLResponse)
+    def overview(
+        request: Request, store: Store, config: Config, user: Caller, users: Users, start: str = "", end: str = ""
+    ) -> HTMLResponse:
+        known = {e.id: e.name for e in config.enterprises}
+        ids = sorted(i for i in set(known) | set(store.enterprises()) if user.may_read(i))
+        rows: list[dict[str, Any]] = []
+        for ent in ids:
+            period = _period(request, config, ent, start or None, end or None)
+            ev = build_evidence(store, config, ent, period, now_ms=request.app.state.clock())
+            rows.append({"id": ent, "name": known.get(ent) or ev.enterprise.name, "ev": ev})
+            users.audit(user.name, "read", ent, f"portal overview {period.start}..{period.end}")
+        return site.render(request, "overview.html.j2", title="overview", rows=rows, start=start, end=end)
+
+    @router.get("/enterprises/{ent}", response_class=HTMLResponse)
+    def enterprise(
+        request: Request,
+        ent: str,
+        store: Store,
+        config: Config,
+        user: Caller,
+        users: Users,
+        start: str = "",
+        end: str = "",
+    ) -> HTMLResponse:
+        may_read(user, ent)
+        _enterprise(store, config, ent, user)
+        period = _period(request, config, ent, start or None, end or None)
+        ev = build_evidence(store, config, ent, period, now_ms=request.app.state.clock())
+        users.audit(user.name, "read", ent, f"portal enterprise {period.start}..{period.end}")
+        timelines = {
+            d.id: [Segment(a, b, "running") for a, b in d.online_intervals] for d in ev.devices
+        }  # online stretches drawn green
+        if ev is None:
+            raise HTTPException(404)
+        return site.render(
+            request,
+            "enterprise.html.j2",
+            title=ent,
+            ev=ev,
+            ent=ent,
+            timelines=timelines,
+            lo=period.start,
+            hi=period.end,
+            start=start,
+            end=end,
+            tz=period.timezone,
+        )
+
+    return router

@@ -1,0 +1,165 @@
+"""What the edge console and the cloud portal share as web applications (FastAPI): the static files, the
+language switch, the login and logout routes, security headers, the answers for "log in first" and "not
+allowed", and rendering a page in the shared layout (`cloud_bridge.web`).
+
+Each application passes what differs: its templates, its navigation, how a user name and password are
+checked (`check_login`), and how the session key is found. It imports nothing of the cloud service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol
+from urllib.parse import quote
+
+import jinja2
+from fastapi import FastAPI, Form, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from cloud_bridge.web import STATIC_DIR, pick_lang
+from cloud_bridge.webauth import (
+    LANG_COOKIE,
+    SESSION_COOKIE,
+    BodyLimit,
+    Forbidden,
+    LoginRequired,
+    Sessions,
+    cookie_settings,
+    enforce_csrf,
+)
+
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+}
+
+
+class Principal(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
+
+
+@dataclass
+class Site:
+    """One application's pages."""
+
+    env: jinja2.Environment
+    title_key: str  # e.g. "ui.console"
+    nav: Sequence[tuple[str, str]]  # (href, label key)
+    sessions: Callable[[Request], Sessions]
+    # (user name, password) -> the user's session epoch, or None when wrong
+    check_login: Callable[[str, str], int | None]
+    secure_cookies: Callable[[Request], bool] = field(default=lambda _r: False)
+
+    def lang(self, request: Request) -> str:
+        return pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
+
+    def render(
+        self,
+        request: Request,
+        template: str,
+        *,
+        title: str = "",
+        status: int = 200,
+        flashes: Sequence[tuple[str, str]] = (),
+        **context: Any,
+    ) -> HTMLResponse:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        user = getattr(request.state, "user", None)
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        html = self.env.get_template(template).render(
+            lang=self.lang(request),
+            app_title=self.title_key,
+            page_title=title,
+            nav=self.nav if user is not None else [],
+            active="/" + request.url.path.strip("/").split("/")[0] if request.url.path != "/" else "/",
+            here=here,
+            user=user,
+            csrf=self.sessions(request).csrf(cookie) if cookie and user is not None else "",
+            flashes=list(flashes),
+            **context,
+        )
+        return HTMLResponse(html, status_code=status)
+
+
+def install(app: FastAPI, site: Site, *, max_body: int) -> None:
+    """Static files, language switch, login/logout, security headers, body limit, the auth answers."""
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    class Headers(BaseHTTPMiddleware):
+        async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+            response = await call_next(request)
+            for k, v in SECURITY_HEADERS.items():
+                response.headers.setdefault(k, v)
+            return response
+
+    app.add_middleware(Headers)
+    app.add_middleware(BodyLimit, limit=max_body)
+
+    @app.exception_handler(LoginRequired)
+    async def login_first(request: Request, _exc: LoginRequired) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if request.headers.get("hx-request"):  # an htmx fragment: send the whole page to the login
+            return Response(status_code=401, headers={"HX-Redirect": "/login?next=" + quote(target)})
+        return RedirectResponse("/login?next=" + quote(target), status_code=303)
+
+    @app.exception_handler(Forbidden)
+    async def not_allowed(request: Request, exc: Forbidden) -> Response:
+        return site.render(request, "forbidden.html.j2", title="403", status=403, role=str(exc.args[0]))
+
+    @app.get("/lang/{code}", include_in_schema=False)
+    def switch_language(code: str, next: str = "/") -> Response:
+        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        r = RedirectResponse(target, status_code=303)
+        if code in ("zh", "en"):
+            r.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, samesite="strict", httponly=True)
+        return r
+
+    @app.get("/login", include_in_schema=False)
+    def login_page(request: Request, next: str = "/") -> HTMLResponse:
+        return site.render(request, "login.html.j2", title="login", next=_local(next), failed=False)
+
+    @app.post("/login", include_in_schema=False)
+    def login(
+        request: Request,
+        username: Annotated[str, Form(max_length=64)],
+        password: Annotated[str, Form(max_length=1024)],
+        next: Annotated[str, Form(max_length=2000)] = "/",
+    ) -> Response:
+        epoch = site.check_login(username, password)
+        if epoch is None:
+            return site.render(request, "login.html.j2", title="login", status=401, next=_local(next), failed=True)
+        sessions = site.sessions(request)
+        r = RedirectResponse(_local(next), status_code=303)
+        r.set_cookie(
+            SESSION_COOKIE,
+            sessions.issue(username, epoch),
+            max_age=int(sessions.max_age_s),
+            **cookie_settings(site.secure_cookies(request)),  # type: ignore[arg-type]
+        )
+        return r
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        await enforce_csrf(request, site.sessions(request))
+        r = RedirectResponse("/login", status_code=303)
+        r.delete_cookie(SESSION_COOKIE, path="/")
+        return r
+
+    @app.exception_handler(413)
+    async def too_large(_request: Request, exc: Exception) -> Response:
+        return JSONResponse({"detail": getattr(exc, "detail", "request body too large")}, status_code=413)
+
+
+def _local(target: str) -> str:
+    """Only a path on this site (no open redirect)."""
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"

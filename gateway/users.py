@@ -1,0 +1,176 @@
+"""The edge's local users and API tokens: one JSON file (default `<data_dir>/users.json`, mode 0600).
+
+Passwords are argon2id hashes, tokens SHA-256 hashes (`cloud_bridge.webauth`); the file also holds the
+key that signs session cookies. `edgegw user add|list|remove|token` edits it; the running agent reads it
+again whenever it changes, so a user added while the agent runs can log in at once.
+
+Roles, each including the one before: `viewer` (every page and read route), `engineer` (edit the tag map,
+apply it, browse OPC UA, test-read Modbus), `admin` (the users page too).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from cloud_bridge.webauth import check_password, hash_password, new_token, token_hash, token_id_of
+from edge_config.models import GatewayConfig
+
+Role = Literal["viewer", "engineer", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "engineer", "admin")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+class UserError(ValueError):
+    pass
+
+
+def users_path(config: GatewayConfig) -> Path:
+    return Path(config.auth.users_file or Path(config.gateway.data_dir) / "users.json")
+
+
+def role_at_least(role: str, needed: Role) -> bool:
+    return role in ROLES and ROLES.index(role) >= ROLES.index(needed)
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: Role
+    epoch: int  # raised when the password changes: every earlier session ends
+    tokens: int
+
+
+class UserStore:
+    """Reads and writes the users file; `reload_if_changed()` picks up edits made by another process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._stamp: tuple[int, int, int] | None = None
+        self._data: dict[str, Any] = {"session_key": "", "users": {}}
+        self.reload_if_changed()
+
+    # ------------------------------------------------------------ reading
+
+    def reload_if_changed(self) -> None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._stamp, self._data = None, {"session_key": "", "users": {}}
+            return
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp == self._stamp:
+            return
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise UserError(f"{self.path}: cannot read the users file: {e}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("users"), dict):
+            raise UserError(f"{self.path}: not a users file")
+        self._data, self._stamp = data, stamp
+
+    def users(self) -> list[User]:
+        self.reload_if_changed()
+        return [
+            User(n, u["role"], int(u.get("epoch", 0)), len(u.get("tokens", {})))
+            for n, u in sorted(self._data["users"].items())
+        ]
+
+    def __len__(self) -> int:
+        self.reload_if_changed()
+        return len(self._data["users"])
+
+    def session_key(self) -> bytes:
+        """The key that signs session cookies; created (and saved) the first time it is needed."""
+        self.reload_if_changed()
+        key = self._data.get("session_key")
+        if not key:
+            key = secrets.token_hex(32)
+            self._data["session_key"] = key
+            self._save()
+        return bytes.fromhex(key)
+
+    def login(self, name: str, password: str) -> User | None:
+        self.reload_if_changed()
+        u = self._data["users"].get(name)
+        if not check_password(u["password"] if u else None, password) or u is None:
+            return None
+        return User(name, u["role"], int(u.get("epoch", 0)), len(u.get("tokens", {})))
+
+    def user(self, name: str) -> User | None:
+        self.reload_if_changed()
+        u = self._data["users"].get(name)
+        return None if u is None else User(name, u["role"], int(u.get("epoch", 0)), len(u.get("tokens", {})))
+
+    def by_token(self, secret: str) -> User | None:
+        """The user a token belongs to (its hash compared in constant time), or None."""
+        token_id = token_id_of(secret)
+        if token_id is None:
+            return None
+        self.reload_if_changed()
+        digest = token_hash(secret)
+        for name, u in self._data["users"].items():
+            kept = u.get("tokens", {}).get(token_id)
+            if kept is not None and secrets.compare_digest(kept["sha256"], digest):
+                return User(name, u["role"], int(u.get("epoch", 0)), len(u["tokens"]))
+        return None
+
+    # ------------------------------------------------------------ writing
+
+    def add(self, name: str, role: str, password: str, *, replace: bool = False) -> None:
+        if not _NAME.match(name):
+            raise UserError(f"{name!r} is not a user name (letters, digits, _ . @ -; up to 64)")
+        if role not in ROLES:
+            raise UserError(f"role must be one of {', '.join(ROLES)}")
+        self.reload_if_changed()
+        users = self._data["users"]
+        if name in users and not replace:
+            raise UserError(f"user {name!r} exists (use --replace to set a new password and role)")
+        old = users.get(name, {})
+        users[name] = {
+            "role": role,
+            "password": hash_password(password),
+            "epoch": int(old.get("epoch", 0)) + 1,
+            "tokens": old.get("tokens", {}),
+            "created_ms": old.get("created_ms", int(time.time() * 1000)),
+        }
+        self._save()
+
+    def remove(self, name: str) -> None:
+        self.reload_if_changed()
+        if self._data["users"].pop(name, None) is None:
+            raise UserError(f"no user {name!r}")
+        self._save()
+
+    def add_token(self, name: str, label: str = "") -> str:
+        """A new API token for `name`; the secret is returned once and only its hash is kept."""
+        self.reload_if_changed()
+        u = self._data["users"].get(name)
+        if u is None:
+            raise UserError(f"no user {name!r}")
+        tok = new_token()
+        u.setdefault("tokens", {})[tok.token_id] = {
+            "sha256": tok.sha256,
+            "label": label,
+            "created_ms": int(time.time() * 1000),
+        }
+        self._save()
+        return tok.secret
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(self._data, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        st = self.path.stat()
+        self._stamp = (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -1,0 +1,171 @@
+"""The console and the portal in headless Chromium (Debian's, driven by playwright; one browser for the
+module): the real agent against simulated looms, and the real evidence API over a ledger. Every page's
+screenshot is saved under the test's tmp dir (and copied to docs/screenshots/ with EDGEGW_SCREENSHOTS=1)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from cloud_bridge.cloud.api.app import create_cloud_app
+from edge_config.models import GatewayConfig
+from gateway.agent import Agent
+from gateway.reload import config_text
+from simulators.registry import simulated_devices, start_simulators
+from tests.integration.test_cloud_api import add_user, config
+from tests.ports import free_port, free_port_block
+from tests.unit.test_evidence_build import fill_day
+
+pytestmark = pytest.mark.integration
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync"]  # fmt: skip
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def shot(page: Any, tmp: Path, name: str) -> None:
+    path = tmp / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("EDGEGW_SCREENSHOTS"):
+        DOCS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, DOCS / f"{name}.png")
+
+
+class Background:
+    """An asyncio loop in a thread running the agent (and its simulators) while the browser drives it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.tmp = tmp
+
+    def run(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def test_console(browser: Any, tmp_path: Path, mosquitto: Any) -> None:
+    sim_base = free_port_block(2)
+    api_port = free_port()
+    bg = Background(tmp_path)
+    sims = bg.run(start_simulators("textiles", 2, "127.0.0.1", sim_base))
+    devices = simulated_devices("textiles", 2, "127.0.0.1", sim_base)
+    cfg = GatewayConfig.model_validate(
+        {
+            "gateway": {"id": "gw-1", "enterprise_id": "ent-1", "data_dir": str(tmp_path / "edge")},
+            "mqtt": {"url": mosquitto.url},
+            "api": {"listen": f"127.0.0.1:{api_port}"},
+            "devices": devices[:1],
+        }
+    )
+    cfg_file = tmp_path / "gateway.yaml"
+    cfg_file.write_text(config_text(cfg), encoding="utf-8")
+    agent = Agent(cfg, config_path=cfg_file)
+    agent.users.add("eng", "engineer", "eng-pw")
+    stop = asyncio.Event()
+    task = asyncio.run_coroutine_threadsafe(agent.run(stop), bg.loop)
+    base = f"http://127.0.0.1:{api_port}"
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(base + "/")
+        page.wait_for_selector("input[name=username]")
+        shot(page, tmp_path, "console-login")
+        page.fill("input[name=username]", "eng")
+        page.fill("input[name=password]", "eng-pw")
+        page.click("button")
+        page.wait_for_selector("#devices tr[data-device=loom-01] .pill.online", timeout=20_000)
+        shot(page, tmp_path, "console-devices")
+        # add the second simulated loom through the editor's form, then apply: it is hot-reloaded
+        page.goto(base + "/editor/devices/_new")
+        d = devices[1]
+        page.fill("input[name=id]", d["id"])
+        page.fill("input[name=name]", d["name"])
+        page.fill("input[name=connection]", f"{{host: 127.0.0.1, port: {d['connection']['port']}}}")
+        page.fill("input[name='tags.0.name']", "speed")
+        page.fill("input[name='tags.0.address']", "4x0001")  # wrong: the message shows at the field
+        page.click("#save")
+        page.wait_for_selector(".field-error")
+        assert "is not a Modbus address" in page.inner_text(".field-error")
+        shot(page, tmp_path, "console-editor-error")
+        page.fill("input[name='tags.0.address']", "hr:0")
+        page.fill("input[name='tags.0.scale']", "0.1")
+        page.fill("input[name='tags.0.unit']", "rpm")
+        page.click("#save")
+        page.wait_for_selector("pre.diff")
+        shot(page, tmp_path, "console-editor-diff")
+        seq_before = agent.runtime.devices["loom-01"].scans
+        task_before = agent.runtime.device_task("loom-01")
+        page.click("#apply")
+        page.wait_for_selector(".flash.ok")
+        assert agent.runtime.device_task("loom-01") is task_before  # untouched by the reload
+        assert agent.runtime.devices["loom-01"].scans >= seq_before
+        assert d["id"] in cfg_file.read_text() and list(tmp_path.glob("gateway.yaml.bak-*"))
+        page.goto(base + f"/devices/{d['id']}")
+        page.wait_for_selector("#values tr[data-tag=speed] .pill.good", timeout=20_000)
+        shot(page, tmp_path, "console-live-values")
+        page.click("a.lang")
+        page.wait_for_selector("text=Live values")
+        shot(page, tmp_path, "console-live-values-en")
+        page.close()
+    finally:
+        bg.loop.call_soon_threadsafe(stop.set)
+        task.result(30)
+        for s in sims:
+            bg.run(s.stop())
+        bg.close()
+
+
+def test_portal(browser: Any, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    fill_day(url)
+    add_user(url, "eva", "evaluator", [], password="eva-pw")
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_cloud_app(config(url)), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        for _ in range(100):
+            try:
+                page.goto(base + "/login")
+                break
+            except Exception:
+                page.wait_for_timeout(100)
+        page.fill("input[name=username]", "eva")
+        page.fill("input[name=password]", "eva-pw")
+        page.click("button")
+        page.goto(base + "/?start=2024-05-01&end=2024-05-01")
+        page.wait_for_selector("#enterprises")
+        shot(page, tmp_path, "portal-overview")
+        page.click("#enterprises a")
+        page.wait_for_selector("#ent-devices")
+        shot(page, tmp_path, "portal-enterprise")
+        page.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
