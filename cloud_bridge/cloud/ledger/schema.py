@@ -178,3 +178,43 @@ equipment_imports = Table(
 )
 
 EQUIPMENT_TABLES = (equipment, equipment_imports)
+
+
+# ---------------------------------------------------------------- the cloud API's users (users.py)
+
+api_users = Table(
+    "api_users",
+    metadata,
+    _key("name"),
+    _text("role"),
+    _text("enterprises"),  # comma-separated enterprise ids
+    _text("password", nullable=True),  # argon2id hash
+    _int("epoch"),  # bumped to end every session and token of the user
+    Column("revoked", Boolean, nullable=False),
+    _int("created_ms"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    _key("token_id"),
+    _text("name"),
+    _text("sha256"),
+    _int("created_ms"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", _ROW_ID, Identity(always=True), primary_key=True),
+    _int("ts"),
+    _text("user_name"),
+    _text("action"),
+    _text("enterprise"),
+    _text("detail"),
+    Index("audit_log_ts", "ts"),
+)
+
+auth_settings = Table("auth_settings", metadata, _key("k"), _text("v"))
+
+USER_TABLES = (api_users, api_tokens, audit_log, auth_settings)
