@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from typing import Any
 import yaml
 
 from gateway.bench.servers import MosquittoServer, free_port, proc_cpu_seconds, start_with_retry, stop_process
+from gateway.users import UserStore
 
 LOOMS = 4
 
@@ -40,9 +42,10 @@ def proc_sample(pid: int) -> dict[str, float]:
     }
 
 
-def _devices(listen: str) -> list[dict[str, Any]]:
-    """The agent's own account of its devices (edge API)."""
-    with urllib.request.urlopen(f"http://{listen}/api/v1/devices", timeout=10) as r:
+def _devices(listen: str, token: str) -> list[dict[str, Any]]:
+    """The agent's own account of its devices (edge API, as a viewer)."""
+    request = urllib.request.Request(f"http://{listen}/api/v1/devices", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
         return list(json.loads(r.read()))
 
 
@@ -89,6 +92,9 @@ def run_soak(hours: float, every: float, poll: str, broker_restart: float, workd
         "devices": devices,
     }
     (workdir / "gw.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    users = UserStore(workdir / "data" / "users.json")
+    users.add("soak", "viewer", secrets.token_hex(16))
+    token = users.add_token("soak")
     time.sleep(1.0)  # the simulators listen
     agent = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "run", "-c", str(workdir / "gw.yaml")],
@@ -110,7 +116,7 @@ def run_soak(hours: float, every: float, poll: str, broker_restart: float, workd
                 broker.start()
                 restarts += 1
                 next_restart = time.monotonic() + broker_restart
-        devices = _devices(listen)
+        devices = _devices(listen, token)
     finally:
         agent.send_signal(signal.SIGTERM)
         try:

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from cloud_bridge.cloud.api.app import create_cloud_app
+from cloud_bridge.cloud.ledger.schema import api_tokens, api_users
 from cloud_bridge.cloud.ledger.store import EvidenceStore
 from cloud_bridge.cloud.ledger.users import CloudUsers
 from tests.integration.test_cloud_api import DAY, add_user, config
@@ -77,7 +79,7 @@ def test_tokens_hashed_audit_and_revoke(setup: tuple[TestClient, dict[str, str],
     store = EvidenceStore(url)
     try:
         users = CloudUsers(store.db)
-        dump = repr(store.db.rows("SELECT * FROM api_tokens")) + repr(store.db.rows("SELECT * FROM api_users"))
+        dump = repr(store.db.rows(select(api_tokens))) + repr(store.db.rows(select(api_users)))
         assert tokens["operator"] not in dump and "operator-pw" not in dump and "$argon2id$" in dump
         log = users.audit_log()
         assert [(e["user_name"], e["action"]) for e in log[:3]] == [

@@ -23,6 +23,7 @@ from cloud_bridge.cloud.ingest.ingester import Ingester
 from cloud_bridge.cloud.ledger.writer import Ledger
 from edge_config.models import CloudConfig, GatewayConfig
 from gateway.agent import Agent
+from gateway.users import UserStore, users_path
 from simulators.registry import simulated_devices, start_simulators
 from tests.ports import free_port
 from tests.servers import MosquittoServer, VictoriaMetrics, wait_for_samples
@@ -83,14 +84,18 @@ async def test_loom_to_victoriametrics_and_ledger(
     ingester = Ingester(cloud_cfg)
     ingester.start()
     assert ingester.wait_subscribed(10)
+    users = UserStore(users_path(gw_cfg))
+    users.add("reader", "viewer", "a-long-password")
+    token = users.add_token("reader")
     agent = Agent(gw_cfg)
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
     try:
-        # the edge API answers while the gateway runs
+        # the edge API answers while the gateway runs (to a viewer's token)
         await asyncio.sleep(4.5)
         url = f"http://{gw_cfg.api.listen}/api/v1/devices"
-        devices = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(url, timeout=5).read()))
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        devices = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(request, timeout=5).read()))
         assert devices[0]["id"] == "loom-01" and devices[0]["online"] is True
         assert devices[0]["samples_published"] > 0
         health_url = f"http://{gw_cfg.api.listen}/api/v1/health"
