@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from typing import Any
 import yaml
 
 from gateway.bench.servers import MosquittoServer, free_port, proc_cpu_seconds, start_with_retry, stop_process
+from gateway.users import UserStore
 
 ENT, GW = "ent-bench", "gw-bench"
 
@@ -134,9 +136,18 @@ def start_gateway(work: Path, cfg: dict[str, Any]) -> subprocess.Popen[bytes]:
     )
 
 
-def devices_online(listen: str) -> tuple[int, int]:
+def viewer_token(work: Path) -> str:
+    """A viewer's API token in the agent's users file (the edge API answers only to users)."""
+    users = UserStore(work / "data" / "users.json")
+    if users.user("bench") is None:
+        users.add("bench", "viewer", secrets.token_hex(16))
+    return users.add_token("bench")
+
+
+def devices_online(listen: str, token: str) -> tuple[int, int]:
+    request = urllib.request.Request(f"http://{listen}/api/v1/devices", headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(f"http://{listen}/api/v1/devices", timeout=2) as r:
+        with urllib.request.urlopen(request, timeout=2) as r:
             devices = json.loads(r.read())
     except OSError:
         return 0, 0
@@ -319,12 +330,13 @@ def run_memory_bench(tag_counts: Sequence[int], per_device: int, interval: float
             tags = [{"name": f"r{j:05d}", "address": f"hr:{j}", "type": "uint16"} for j in range(regs)]
             cfg = gateway_config(work, broker, sims.ports, tags, interval, heartbeat="60s")
             listen = cfg["api"]["listen"]
+            token = viewer_token(work)
             t0 = time.monotonic()
             gw = start_gateway(work, cfg)
             try:
                 started = None
                 while time.monotonic() - t0 < 120:
-                    online, total = devices_online(listen)
+                    online, total = devices_online(listen, token)
                     if total and online == total:
                         started = time.monotonic() - t0
                         break
@@ -341,7 +353,8 @@ def run_memory_bench(tag_counts: Sequence[int], per_device: int, interval: float
                 stop_process(gw)
                 sims.close()
                 for f in (work / "data").glob("*"):
-                    f.unlink()
+                    if f.name != "users.json":
+                        f.unlink()
     finally:
         broker.stop()
     return {"interval_s": interval, "points": out, "goals_mb": {"10000": 60, "100000": 200}}
