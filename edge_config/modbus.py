@@ -5,6 +5,7 @@ Pure parsing, shared by config validation and the Modbus driver.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -42,6 +43,7 @@ _EXPLICIT = re.compile(r"^(hr|ir|di|co):(\d+)$")
 _MODICON = re.compile(r"^([0134])(\d{4,5})$")
 
 
+@functools.lru_cache(maxsize=16384)  # pure; the same addresses recur across devices and checks
 def parse_address(text: str) -> ModbusAddress:
     """Parse `40001`, `400001`, `30001`, `10001`, `00001` (1-based) or `hr:0`, `ir:0`, `di:0`, `co:0`.
 

@@ -255,3 +255,23 @@ def test_a_scan_reported_by_exception_counts_every_tag_read_and_snapshots_on_tim
         if s.tag == "total_count"
     ]
     assert beats == [T, T + 3000, T + 6000, T + 9000, T + 12_000]  # heartbeat 4 s, gathered a quarter early
+
+
+def test_the_config_hash_leaves_secrets_out_and_no_tag_can_hold_one() -> None:
+    from edge_config.models import ModbusTag, OpcUaTag
+    from gateway.oee.tracker import canonical_config, config_hash
+
+    base = {
+        "gateway": {"id": "gw", "enterprise_id": "e"},
+        "mqtt": {"url": "mqtt://127.0.0.1:1883", "username": "u", "password": "s3cr3t-1"},
+        "devices": [{"id": "d", "driver": "opcua",
+                     "connection": {"endpoint": "opc.tcp://h:4840", "username": "op", "password": "op-s3cr3t"},
+                     "tags": [{"name": "t", "node": "ns=2;s=T"}]}],
+    }  # fmt: skip
+    other = {**base, "mqtt": {**base["mqtt"], "password": "s3cr3t-2"}}  # type: ignore[dict-item]
+    a, b = GatewayConfig.model_validate(base), GatewayConfig.model_validate(other)
+    assert config_hash(a) == config_hash(b)
+    assert b"s3cr3t" not in canonical_config(a) and b"op-s3cr3t" not in canonical_config(a)
+    # canonical_config copies tag lists without looking for secrets in them: none may ever be one
+    for model in (ModbusTag, OpcUaTag):
+        assert not {"password", "token"} & set(model.model_fields), model
