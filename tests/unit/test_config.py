@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from edge_config import ConfigError, json_schema, load_cloud_config, load_gateway_config, load_text
 from edge_config.durations import parse_duration
@@ -249,3 +250,33 @@ def test_bad_modbus_addresses(text: str) -> None:
 )
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+def _big(extra_tags: int) -> str:
+    """GOOD with enough extra tags on its first device to be parsed in a child process."""
+    lines = "".join(
+        f'      - {{name: x{i:05d}, address: "hr:{100 + i}", type: uint16, unit: kW, description: "{"p" * 40}"}}\n'
+        for i in range(extra_tags)
+    )
+    return GOOD.replace("    tags:\n", "    tags:\n" + lines, 1)
+
+
+def test_a_large_tag_map_parsed_elsewhere_gives_the_same_config() -> None:
+    from edge_config import loader
+
+    text = _big(8000)
+    assert len(text) > loader.PARSE_ELSEWHERE_BYTES
+    elsewhere = load_text(text, GatewayConfig, "gateway.yaml")
+    here = GatewayConfig.model_validate(yaml.safe_load(text))
+    assert elsewhere == here and len(elsewhere.devices[0].tags) > 8000
+
+
+def test_a_large_tag_map_with_mistakes_still_names_their_lines() -> None:
+    text = _big(8000)
+    bad = text.replace('address: "hr:5000"', 'address: "hr:99999"')
+    errs = errors_of(bad)
+    assert any(e.startswith("gateway.yaml:") and "99999" in e for e in errs), errs[:3]
+    line_no = next(i for i, ln in enumerate(bad.splitlines(), 1) if "hr:99999" in ln)
+    assert any(e.startswith(f"gateway.yaml:{line_no}:") for e in errs)
+    broken = text.replace("    tags:\n", "    tags: [\n", 1)  # a YAML syntax error: the child gives up
+    assert "YAML syntax" in errors_of(broken)[0]
