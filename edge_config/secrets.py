@@ -8,23 +8,14 @@ repr or a log line.
 
 from __future__ import annotations
 
-from typing import TypeVar
+import os
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-class EnvSecrets(BaseSettings):
-    """What the environment may set: `EDGEGW_MQTT_PASSWORD`, `EDGEGW_API_TOKEN`, `EDGEGW_INFLUX_TOKEN`,
-    `EDGEGW_OPCUA_PASSWORD` (for `edgegw opcua browse`)."""
-
-    model_config = SettingsConfigDict(env_prefix="EDGEGW_", extra="ignore", frozen=True)
-
-    mqtt_password: SecretStr | None = None
-    api_token: SecretStr | None = None
-    influx_token: SecretStr | None = None
-    opcua_password: SecretStr | None = None
+if TYPE_CHECKING:
+    from edge_config.envsettings import EnvSecrets
 
 
 # environment setting -> (config section, field)
@@ -39,7 +30,12 @@ M = TypeVar("M", bound=BaseModel)
 
 def with_env_secrets(cfg: M, env: EnvSecrets | None = None) -> M:
     """`cfg` with every secret the environment sets put in place of the file's value."""
-    env = env if env is not None else EnvSecrets()
+    if env is None:
+        if not any(k.upper().startswith("EDGEGW_") for k in os.environ):
+            return cfg  # nothing to read: pydantic-settings (≈ 5 MB once imported) stays unloaded
+        from edge_config.envsettings import EnvSecrets
+
+        env = EnvSecrets()
     for name, (section, field) in _CONFIG_FIELDS.items():
         secret: SecretStr | None = getattr(env, name)
         part = getattr(cfg, section, None)

@@ -13,9 +13,9 @@ from urllib.parse import urlparse
 from pydantic import ValidationError
 
 from drivers.base import DriverError
+from edge_config.envsettings import EnvSecrets
 from edge_config.models import OpcUaConnection
 from edge_config.opcua import parse_node_id
-from edge_config.secrets import EnvSecrets
 
 
 def register(sub: Any) -> None:

@@ -195,7 +195,7 @@ def test_environment_overrides_the_file_for_every_secret(tmp_path: Path, monkeyp
 
 
 def test_secrets_never_show_in_a_repr(monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_config.secrets import EnvSecrets
+    from edge_config.envsettings import EnvSecrets
 
     monkeypatch.setenv("EDGEGW_MQTT_PASSWORD", "hunter2")
     assert "hunter2" not in repr(EnvSecrets()) and "hunter2" not in str(EnvSecrets())
