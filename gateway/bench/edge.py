@@ -315,18 +315,23 @@ def run_edge_bench(
     }  # fmt: skip
 
 
-def run_memory_bench(tag_counts: Sequence[int], per_device: int, interval: float, settle: float) -> dict[str, Any]:
-    """RSS of the agent scanning `n` uint16 tags (devices of `per_device` tags), and its start-up time."""
+def run_memory_bench(
+    tag_counts: Sequence[int], per_device: int, interval: float, settle: float, change: float = 0.1, seconds: float = 5
+) -> dict[str, Any]:
+    """The agent scanning `n` uint16 tags (devices of `per_device` tags, `change` of them changing every
+    second): RSS once every device is scanning, start-up time (process start → every device online and
+    scanned), CPU, and the points per second that reached the broker."""
     from gateway.bench.modbus import Simulators
 
     work = Path(tempfile.mkdtemp(prefix="edgegw-bench-memory-"))
     broker = start_with_retry(lambda port: MosquittoServer(port, work / "mq"))
+    arrivals = Arrivals(broker.port)
     out = []
     try:
         for n in tag_counts:
             devices = max(1, n // per_device)
             regs = min(n, per_device)
-            sims = Simulators(devices, regs, 0.1)
+            sims = Simulators(devices, regs, change)
             tags = [{"name": f"r{j:05d}", "address": f"hr:{j}", "type": "uint16"} for j in range(regs)]
             cfg = gateway_config(work, broker, sims.ports, tags, interval, heartbeat="60s")
             listen = cfg["api"]["listen"]
@@ -335,7 +340,7 @@ def run_memory_bench(tag_counts: Sequence[int], per_device: int, interval: float
             gw = start_gateway(work, cfg)
             try:
                 started = None
-                while time.monotonic() - t0 < 120:
+                while time.monotonic() - t0 < 180:
                     online, total = devices_online(listen, token)
                     if total and online == total:
                         started = time.monotonic() - t0
@@ -343,12 +348,10 @@ def run_memory_bench(tag_counts: Sequence[int], per_device: int, interval: float
                     if gw.poll() is not None:
                         raise RuntimeError(f"the agent exited; see {work}/gateway.log")
                     time.sleep(0.2)
-                time.sleep(settle)
-                cpu0, w0 = proc_cpu_seconds(gw.pid), time.monotonic()
-                time.sleep(5)
-                cpu_share = (proc_cpu_seconds(gw.pid) - cpu0) / (time.monotonic() - w0)
-                out.append({"tags": devices * regs, "devices": devices, "rss_mb": proc_rss_mb(gw.pid),
-                            "startup_s": started, "cpu_share": cpu_share})  # fmt: skip
+                fig = _window(gw, arrivals, settle, seconds)
+                keep = ("rss_mb", "cpu_share", "points_per_s", "cpu_s_per_1000", "latency_p95_ms")
+                out.append({"tags": devices * regs, "devices": devices, "startup_s": started,
+                            **{k: fig[k] for k in keep}})  # fmt: skip
             finally:
                 stop_process(gw)
                 sims.close()
@@ -356,8 +359,33 @@ def run_memory_bench(tag_counts: Sequence[int], per_device: int, interval: float
                     if f.name != "users.json":
                         f.unlink()
     finally:
+        arrivals.close()
         broker.stop()
-    return {"interval_s": interval, "points": out, "goals_mb": {"10000": 60, "100000": 200}}
+    return {"interval_s": interval, "change": change, "points": out, "goals_mb": {"10000": 60, "100000": 200}}
+
+
+def plot(result: dict[str, Any], path: str) -> None:
+    """The scale curve as a PNG: RSS and CPU per 1,000 points against the tag count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = result["points"]
+    tags = [p["tags"] for p in pts]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(tags, [p["rss_mb"] for p in pts], "o-", label="edgegw run")
+    left.axhline(60, color="grey", ls=":", lw=1)
+    left.axhline(200, color="grey", ls=":", lw=1)
+    left.set(xscale="log", xlabel="tags", ylabel="RSS (MB)", title="memory (goals: 60 MB at 10k, 200 MB at 100k)")
+    right.plot(tags, [p["cpu_s_per_1000"] or 0 for p in pts], "o-", color="tab:orange")
+    right.set(xscale="log", xlabel="tags", ylabel="CPU-s per 1,000 points",
+              title=f"CPU per point ({result['change']:.0%} changing every {result['interval_s']:g} s)")  # fmt: skip
+    for p in pts:
+        right.annotate(f"{p['points_per_s']:,.0f}/s", (p["tags"], p["cpu_s_per_1000"] or 0), fontsize=8,
+                       textcoords="offset points", xytext=(4, 4))  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 # ---------------------------------------------------------------- report
@@ -389,14 +417,17 @@ def report(r: dict[str, Any]) -> str:
 
 
 def memory_report(r: dict[str, Any]) -> str:
-    lines = [f"edgegw bench edge --memory — uint16 tags polled every {r['interval_s']:g} s",
-             f"  {'tags':>8} {'devices':>8} {'RSS MB':>8} {'start-up s':>11} {'CPU':>6}"]  # fmt: skip
+    head = (
+        f"  {'tags':>8} {'devices':>8} {'RSS MB':>8} {'start-up s':>11} {'CPU':>6} {'points/s':>9} {'CPU-s/1000':>11}"
+    )
+    lines = [f"edgegw bench edge --memory — uint16 tags polled every {r['interval_s']:g} s, {r['change']:.0%} changing",
+             head]  # fmt: skip
     for p in r["points"]:
         goal = r["goals_mb"].get(str(p["tags"]))
         mark = "" if goal is None else f"  goal ≤ {goal} MB: {'met' if p['rss_mb'] <= goal else 'NOT met'}"
         lines.append(
             f"  {p['tags']:>8,} {p['devices']:>8} {p['rss_mb']:>8.1f} {_f(p['startup_s'], '{:.1f}'):>11} "
-            f"{p['cpu_share']:>6.0%}{mark}"
+            f"{p['cpu_share']:>6.0%} {p['points_per_s']:>9,.0f} {_f(p['cpu_s_per_1000'], '{:.4f}'):>11}{mark}"
         )
     return "\n".join(lines)
 
@@ -404,8 +435,10 @@ def memory_report(r: dict[str, Any]) -> str:
 def cmd_edge(args: argparse.Namespace) -> int:
     if args.memory:
         counts = [int(x) for x in args.memory.split(",")]
-        result = run_memory_bench(counts, args.per_device, args.interval, args.settle)
+        result = run_memory_bench(counts, args.per_device, args.interval, args.settle, args.memory_change)
         print(memory_report(result))
+        if args.plot:
+            plot(result, args.plot)
     else:
         changes = [float(x) for x in args.change.split(",")]
         result = run_edge_bench(args.devices, args.registers, args.interval, changes, args.seconds, args.warmup)
