@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cloud_bridge.webauth import check_password, hash_password, new_token, token_hash, token_id_of
 from edge_config.models import GatewayConfig
+
+# the password and token functions (argon2, and the web stack beside them) are imported where they are
+# used: `edgegw user …` and every other command build their parser without loading them
 
 Role = Literal["viewer", "engineer", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "engineer", "admin")
@@ -99,6 +101,8 @@ class UserStore:
     def login(self, name: str, password: str) -> User | None:
         self.reload_if_changed()
         u = self._data["users"].get(name)
+        from cloud_bridge.webauth import check_password
+
         if not check_password(u["password"] if u else None, password) or u is None:
             return None
         return User(name, u["role"], int(u.get("epoch", 0)), len(u.get("tokens", {})))
@@ -110,6 +114,8 @@ class UserStore:
 
     def by_token(self, secret: str) -> User | None:
         """The user a token belongs to (its hash compared in constant time), or None."""
+        from cloud_bridge.webauth import token_hash, token_id_of
+
         token_id = token_id_of(secret)
         if token_id is None:
             return None
@@ -135,7 +141,7 @@ class UserStore:
         old = users.get(name, {})
         users[name] = {
             "role": role,
-            "password": hash_password(password),
+            "password": _hash(password),
             "epoch": int(old.get("epoch", 0)) + 1,
             "tokens": old.get("tokens", {}),
             "created_ms": old.get("created_ms", int(time.time() * 1000)),
@@ -154,6 +160,8 @@ class UserStore:
         u = self._data["users"].get(name)
         if u is None:
             raise UserError(f"no user {name!r}")
+        from cloud_bridge.webauth import new_token
+
         tok = new_token()
         u.setdefault("tokens", {})[tok.token_id] = {
             "sha256": tok.sha256,
@@ -174,3 +182,9 @@ class UserStore:
         os.replace(tmp, self.path)
         st = self.path.stat()
         self._stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _hash(password: str) -> str:
+    from cloud_bridge.webauth import hash_password
+
+    return hash_password(password)

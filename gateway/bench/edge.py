@@ -126,9 +126,16 @@ def gateway_config(work: Path, broker: MosquittoServer, ports: list[int], tags: 
     }
 
 
-def start_gateway(work: Path, cfg: dict[str, Any]) -> subprocess.Popen[bytes]:
+def write_config(work: Path, cfg: dict[str, Any]) -> Path:
     path = work / "gw.yaml"
-    path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    path.write_text(yaml.dump(cfg, Dumper=dumper, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def start_gateway(work: Path, cfg: dict[str, Any] | None = None) -> subprocess.Popen[bytes]:
+    """`edgegw run` on `work/gw.yaml` (written from `cfg` first when given)."""
+    path = write_config(work, cfg) if cfg is not None else work / "gw.yaml"
     return subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "run", "-c", str(path)],
         stdout=subprocess.DEVNULL,
@@ -336,8 +343,9 @@ def run_memory_bench(
             cfg = gateway_config(work, broker, sims.ports, tags, interval, heartbeat="60s")
             listen = cfg["api"]["listen"]
             token = viewer_token(work)
-            t0 = time.monotonic()
-            gw = start_gateway(work, cfg)
+            write_config(work, cfg)
+            t0 = time.monotonic()  # from the process start: writing the bench's config is not the agent's time
+            gw = start_gateway(work)
             try:
                 started = None
                 while time.monotonic() - t0 < 180:

@@ -13,7 +13,6 @@ from urllib.parse import urlparse
 from pydantic import ValidationError
 
 from drivers.base import DriverError
-from edge_config.envsettings import EnvSecrets
 from edge_config.models import OpcUaConnection
 from edge_config.opcua import parse_node_id
 
@@ -67,6 +66,8 @@ def default_device_id(endpoint: str) -> str:
 
 
 def _env_password() -> str | None:
+    from edge_config.envsettings import EnvSecrets
+
     secret = EnvSecrets().opcua_password
     return secret.get_secret_value() if secret else None
 
