@@ -144,9 +144,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"  {INDICATORS['networked_ratio']}: {net.numerator}/{net.denominator}{score}")
     rule = ev.summary.networked_rule
     print(f"    {rule.text_zh} / {rule.text}")
-    print(f"  {TEXTS['audit']}: {TEXTS[f'audit.{audit.status}']}" + (f": {audit.summary}" if audit.summary else ""))
     if audit.status == "not_available":
         print(f"  {TEXTS['audit_unavailable']}")
+    else:
+        print(f"  {TEXTS['audit']}: {TEXTS[f'audit.{audit.status}']}" + (f": {audit.summary}" if audit.summary else ""))
     print(f"  manifest.json SHA-256: {pack.manifest_sha256}")
     if pack.signer:
         print(f"  {TEXTS['signed_by']}: Ed25519 {pack.signer}")

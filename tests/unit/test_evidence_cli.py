@@ -5,11 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from gateway.cli import main
+from gateway.cli.evidence import AUDIT_MODULE
 from tests.unit.test_evidence_build import LEDGER_CSV, fill_day
 
 
@@ -127,3 +132,50 @@ def test_bad_inputs_exit_2(cloud: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["evidence", "import-equipment", str(bad), "--enterprise", "e", "-c", str(broken)]) == 2
     assert main(["serve", "-c", str(broken)]) == 2
     assert "broken.yaml:1: ledger.url" in capsys.readouterr().err
+
+
+class _Report(BaseModel):
+    ok: bool
+    summary: str
+    missing: list[int]
+
+
+def _audit_module(monkeypatch: pytest.MonkeyPatch, audit_period: object) -> None:
+    """A stand-in for the trust chain's cloud_bridge.cloud.trust.audit (not on this branch): only its seam."""
+    module = types.ModuleType(AUDIT_MODULE)
+    module.audit_period = audit_period  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, AUDIT_MODULE, module)
+
+
+def test_the_audit_runs_at_export_and_a_failed_one_is_refused(
+    cloud: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ["evidence", "export", "--enterprise", "ent-1", "--from", "2024-05-01", "--to", "2024-05-01"]
+    argv += ["-c", str(cloud)]
+    asked: list[tuple[str, int]] = []
+
+    def passes(store: object, ent: str, period: Any) -> _Report:
+        asked.append((ent, period.start))
+        return _Report(ok=True, summary="412 messages, chain intact", missing=[])
+
+    _audit_module(monkeypatch, passes)
+    assert main([*argv, "-o", str(tmp_path / "ok")]) == 0
+    assert asked and asked[0][0] == "ent-1"
+    assert "ledger audit: 通过 / passed: 412 messages, chain intact" in capsys.readouterr().out
+    record = json.loads((tmp_path / "ok" / "audit.json").read_text())
+    assert record["status"] == "passed" and record["report"]["summary"] == "412 messages, chain intact"
+    assert main(["evidence", "recompute", str(tmp_path / "ok")]) == 0
+
+    _audit_module(monkeypatch, lambda store, ent, period: _Report(ok=False, summary="seq 7 missing", missing=[7]))
+    assert main([*argv, "-o", str(tmp_path / "bad")]) == 1
+    assert "ledger audit: 未通过 / FAILED: seq 7 missing" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert main([*argv, "-o", str(tmp_path / "bad"), "--allow-failed-audit"]) == 0
+    assert json.loads((tmp_path / "bad" / "audit.json").read_text())["report"]["missing"] == [7]
+    assert "FAILED" in (tmp_path / "bad" / "report.html").read_text()
+
+    def breaks(store: object, ent: str, period: object) -> _Report:
+        raise RuntimeError("no chain table")
+
+    _audit_module(monkeypatch, breaks)
+    assert main([*argv, "-o", str(tmp_path / "broken")]) == 1
+    assert "could not run: the audit failed to run: RuntimeError: no chain table" in capsys.readouterr().err
