@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -362,3 +363,27 @@ def test_the_audit_goes_into_the_pack_and_its_report(store: EvidenceStore, tmp_p
     assert json.loads((out.directory / "manifest.json").read_text())["audit"]["summary"] == audit.summary
     html = (out.directory / "report.html").read_text()
     assert "未通过" in html and "FAILED" in html and "2 messages missing from the ledger" in html and "未签名" in html
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "reason"),
+    [
+        ("csv/counts.csv", lambda b: b + b"x" * 200_000 + b"\r\n", "csv/counts.csv: not a CSV table (field larger"),
+        ("csv/events.csv", lambda b: b"\xff\xfe" + b, "csv/events.csv: not UTF-8"),
+        ("csv/gateways.csv", lambda b: b.replace(b"gw-1,", b"gw-1,maybe,", 1), "csv/gateways.csv:2: 11 cells, not 10"),
+        ("settings.json", lambda b: b[:40], "settings.json: "),
+        ("settings.json", lambda b: b.replace(b'"Asia/Shanghai"', b'"Mars/Olympus"'), "the inputs do not make figures"),
+        ("csv/equipment_ledger.csv", lambda b: b"name\nx\n", "the header needs a 'id' column"),
+    ],
+)
+def test_a_pack_that_does_not_read_is_refused_with_its_reason(
+    store: EvidenceStore,  # noqa: F811
+    tmp_path: Path,
+    name: str,
+    edit: Any,
+    reason: str,
+) -> None:
+    d = exported(store, tmp_path / "p").directory
+    (d / name).write_bytes(edit((d / name).read_bytes()))
+    with pytest.raises(RecomputeError, match=re.escape(reason)):
+        recompute_pack(d)

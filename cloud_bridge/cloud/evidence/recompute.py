@@ -140,7 +140,10 @@ def _csv_diff(name: str, pack: bytes, made: bytes) -> list[str]:
     def rows(data: bytes) -> list[list[str]]:
         return list(csv.reader(io.StringIO(data.decode("utf-8-sig", errors="replace"), newline="")))
 
-    a, b = rows(pack), rows(made)
+    try:
+        a, b = rows(pack), rows(made)
+    except csv.Error as e:
+        return [f"{name}: not a CSV table ({e})"]
     if not a or not b or a[0] != b[0]:
         return [f"{name}: the header differs"]
     header = a[0]
@@ -197,7 +200,10 @@ def recompute_pack(directory: str | Path) -> Recomputation:
         raise RecomputeError("; ".join(refused))
     differences: list[str] = []
     inputs = read_inputs(root, differences)
-    computed = compute_evidence(inputs)
+    try:
+        computed = compute_evidence(inputs)
+    except (ValueError, KeyError, TypeError, OverflowError) as e:  # e.g. a time zone or a period no calendar holds
+        raise RecomputeError(f"{SETTINGS}: the inputs do not make figures: {type(e).__name__}: {e}") from None
     audit = None
     if AUDIT in present:
         try:

@@ -189,13 +189,15 @@ def read_table(model: type[M], data: bytes, name: str, *, exclude: Collection[st
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise TableError(f"{name}: not UTF-8 ({e.reason} at byte {e.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as e:
+        raise TableError(f"{name}: not a CSV table ({e})") from None
     wanted = [c.name for c in cols]
-    if header != wanted:
+    if not rows or rows[0] != wanted:
         raise TableError(f"{name}:1: the header is not {','.join(wanted)}")
     out: list[M] = []
-    for n, cells in enumerate(reader, start=2):
+    for n, cells in enumerate(rows[1:], start=2):
         if len(cells) != len(cols):
             raise TableError(f"{name}:{n}: {len(cells)} cells, not {len(cols)}")
         data_: dict[str, Any] = {}
