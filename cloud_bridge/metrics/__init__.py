@@ -16,30 +16,48 @@ from cloud_bridge.metrics.calendar import (
 )
 from cloud_bridge.metrics.counters import CounterStep, counter_delta, counter_steps, default_counter_max
 from cloud_bridge.metrics.evidence import (
+    DEFAULT_AREAS,
+    AreaCoverage,
+    AreaSpec,
     Completeness,
+    NetworkedRule,
     OnlineSummary,
-    areas,
+    TaggedDevice,
+    area_coverage,
     band_label,
     cap_online,
     completeness,
+    networked_fails,
     online_at,
     online_summary,
     ratio,
     score_band,
 )
 from cloud_bridge.metrics.labels import DOMAIN_AREAS, Label, label
-from cloud_bridge.metrics.oee import CountPoint, OeeParams, OeeResult, OeeSettings, compute_oee, oee_params
+from cloud_bridge.metrics.oee import (
+    CountPoint,
+    OeeParams,
+    OeeResult,
+    OeeSettings,
+    TimelineSegment,
+    compute_oee,
+    oee_params,
+)
 from cloud_bridge.metrics.timeline import ALL_STATES, MACHINE_STATES, Segment, mark_micro_stops, state_timeline
 
 __all__ = [
     "ALL_STATES",
+    "DEFAULT_AREAS",
     "DEFAULT_SHIFTS",
     "DOMAIN_AREAS",
     "MACHINE_STATES",
+    "AreaCoverage",
+    "AreaSpec",
     "Completeness",
     "CountPoint",
     "CounterStep",
     "Label",
+    "NetworkedRule",
     "OeeParams",
     "OeeResult",
     "OeeSettings",
@@ -49,7 +67,9 @@ __all__ = [
     "ShiftLike",
     "ShiftOccurrence",
     "ShiftSpec",
-    "areas",
+    "TaggedDevice",
+    "TimelineSegment",
+    "area_coverage",
     "band_label",
     "cap_online",
     "completeness",
@@ -60,6 +80,7 @@ __all__ = [
     "default_counter_max",
     "label",
     "mark_micro_stops",
+    "networked_fails",
     "occurrences",
     "oee_params",
     "online_at",

@@ -6,11 +6,11 @@ Pure functions, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cloud_bridge.metrics.counters import counter_steps, increase_within, overlap_ms
-from cloud_bridge.metrics.labels import DOMAIN_AREAS
+from cloud_bridge.metrics.labels import COLLECTION_AREAS, DOMAIN_AREAS
 from cloud_bridge.metrics.timeline import online_intervals
 
 # MIIT 2024 bands for 生产设备数字化率 and 生产设备联网率: [0,10%] → 0, (10,20] → 1.5, (20,40] → 3,
@@ -118,7 +118,101 @@ def completeness(
     return Completeness(received, expected, ratio(received, expected))
 
 
-def areas(domains: Iterable[str]) -> list[dict[str, str]]:
-    """The MIIT business areas for a set of tag domains, in the indicators' order."""
-    present = set(domains)
-    return [{"domain": d, "zh": zh, "en": en} for d, (zh, en) in DOMAIN_AREAS.items() if d in present]
+# ---------------------------------------------------------------- networked (联网)
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkedRule:
+    """What makes a device networked (联网) for a period, besides having delivered good data.
+
+    `min_online_ratio`: online for at least this share of the period's planned operation time (of the whole
+    period when it has none); `min_completeness`: data completeness at least this (where it is measurable; a
+    device read by subscription has none, and the condition does not apply to it). The default, online for
+    at least half of the planned time, keeps a device connected for a demonstration or one afternoon out of
+    the count while one switched off for a week of maintenance in a month still counts.
+    """
+
+    min_online_ratio: float = 0.5
+    min_completeness: float | None = None
+
+
+# why a device is not networked: keys of cloud_bridge.metrics.labels.NOT_NETWORKED
+NO_GOOD_DATA, ONLINE_BELOW, COMPLETENESS_BELOW = "no_good_data", "online_below", "completeness_below"
+
+
+def networked_fails(
+    rule: NetworkedRule,
+    *,
+    good_samples: int,
+    online_planned_ms: int,
+    planned_ms: int,
+    online_ms: int,
+    window_ms: int,
+    completeness: float | None,
+) -> tuple[str, ...]:
+    """The conditions of `rule` a device fails (none: it is networked)."""
+    fails: list[str] = []
+    if good_samples <= 0:
+        fails.append(NO_GOOD_DATA)
+    online, basis = (online_planned_ms, planned_ms) if planned_ms > 0 else (online_ms, window_ms)
+    if rule.min_online_ratio > 0 and (basis <= 0 or online < rule.min_online_ratio * basis):
+        fails.append(ONLINE_BELOW)
+    if rule.min_completeness is not None and completeness is not None and completeness < rule.min_completeness:
+        fails.append(COMPLETENESS_BELOW)
+    return tuple(fails)
+
+
+# ---------------------------------------------------------------- business areas (数据采集)
+
+
+@dataclass(frozen=True, slots=True)
+class AreaSpec:
+    """A business area of 数据采集 and the tag domains whose tags collect data for it."""
+
+    key: str
+    zh: str
+    en: str
+    domains: tuple[str, ...]
+
+
+# the indicators' areas (labels.COLLECTION_AREAS); each is covered by the tag domain of the same key, if any
+DEFAULT_AREAS: tuple[AreaSpec, ...] = tuple(
+    AreaSpec(k, lb.zh, lb.en, (k,) if k in DOMAIN_AREAS else ()) for k, lb in COLLECTION_AREAS.items()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TaggedDevice:
+    """A connected device as the areas see it: its tags with their domains, and what it delivered."""
+
+    id: str
+    tags: Sequence[tuple[str, str | None]]  # (tag name, domain)
+    has_data: bool  # good data arrived from it in the period
+    networked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AreaCoverage:
+    spec: AreaSpec
+    tags: tuple[str, ...]  # "device/tag" of every tag collecting for it
+    devices: tuple[str, ...]  # the devices with such tags
+    devices_with_data: tuple[str, ...]  # those whose good data arrived in the period
+    counted: bool  # a networked device collects for it: the area counts as automatically collected
+
+
+def area_coverage(specs: Sequence[AreaSpec], devices: Sequence[TaggedDevice]) -> list[AreaCoverage]:
+    """Every area of `specs`, in their order, with the tags and devices that collect data for it."""
+    out = []
+    for spec in specs:
+        domains = set(spec.domains)
+        tags: list[str] = []
+        ids: list[str] = []
+        for d in devices:
+            mine = [name for name, domain in d.tags if domain in domains]
+            if mine:
+                tags.extend(f"{d.id}/{name}" for name in mine)
+                ids.append(d.id)
+        with_data = tuple(d.id for d in devices if d.id in ids and d.has_data)
+        counted = any(d.networked for d in devices if d.id in ids)
+        out.append(AreaCoverage(spec, tuple(tags), tuple(dict.fromkeys(ids)), with_data, counted))
+    return out

@@ -51,6 +51,10 @@ FLAGS: dict[str, Label] = {
     "counter_rollover": Label("计数器溢出回绕已处理", "counter rollover handled"),
     "counter_reset": Label("计数器清零已处理", "counter reset handled"),
     "no_planned_busy_time": Label("无负荷时间", "no planned busy time"),
+    "mostly_unobserved": Label(
+        "计划时间过半未观测到（离线或状态未知）：A、P、Q只代表观测到的部分",
+        "less than half of the planned time observed (offline or unknown): A, P, Q speak for that part only",
+    ),
     "counts_cover_part": Label(
         "计数仅覆盖部分运行时间：性能按已覆盖部分计算", "counters cover part of the run: P on that part"
     ),
@@ -58,13 +62,43 @@ FLAGS: dict[str, Label] = {
     "quality_out_of_range": Label("良品数大于产量：请检查计数配置", "good above produced: check the counters"),
 }
 
-# a tag's `domain` → the 数据采集 business area of the indicators, in the indicators' order
-DOMAIN_AREAS: dict[str, Label] = {
+# The business areas of 数据采集 (automatic data collection) in the MIIT SME digital level evaluation indicators
+# (2024 edition, 工信厅企业〔2024〕56号), manufacturing sheet, 数字化基础 → 数据采集, item 企业实现数据自动采集的
+# 业务环节覆盖范围 (multi-select), in the sheet's order. The sheet offers 15 options: 无 (none) and these 14 areas
+# (as the evaluation system at zjtx.miit.gov.cn presents them; checked against two public copies of its
+# question data). A pilot whose version differs overrides the list in cloud.yaml (`evidence.areas`).
+COLLECTION_AREAS_SOURCE = (
+    "《中小企业数字化水平评测指标（2024年版）》（工信厅企业〔2024〕56号）制造业评测表 数字化基础 → 数据采集："
+    "企业实现数据自动采集的业务环节覆盖范围 / MIIT SME digital level evaluation indicators (2024), manufacturing "
+    "sheet, digital basis → data collection"
+)
+COLLECTION_AREAS: dict[str, Label] = {
+    "product_design": Label("产品设计", "product design"),
+    "process_design": Label("工艺设计", "process design"),
+    "marketing": Label("营销管理", "marketing and sales"),
+    "after_sales": Label("售后服务", "after-sales service"),
+    "planning": Label("计划排程", "planning and scheduling"),
     "production": Label("生产管控", "production control"),
-    "equipment": Label("设备管理", "equipment management"),
     "quality": Label("质量管理", "quality management"),
-    "energy": Label("能耗管理", "energy management"),
+    "equipment": Label("设备管理", "equipment management"),
     "safety": Label("安全生产", "safe production"),
+    "energy": Label("能耗管理", "energy management"),
+    "purchasing": Label("采购管理", "purchasing"),
+    "warehousing": Label("仓储物流", "warehousing and logistics"),
+    "finance": Label("财务管理", "finance"),
+    "hr": Label("人力资源", "human resources"),
+}
+
+# a tag's `domain` (the ones the wire carries) → its 数据采集 business area: the area of the same key
+DOMAIN_AREAS: dict[str, Label] = {
+    d: COLLECTION_AREAS[d] for d in ("production", "equipment", "quality", "energy", "safety")
+}
+
+# why a device is not networked under the networked rule (cloud_bridge.metrics.evidence.networked_fails)
+NOT_NETWORKED: dict[str, Label] = {
+    "no_good_data": Label("无有效数据", "no good data"),
+    "online_below": Label("在线不足", "online < rule"),
+    "completeness_below": Label("完整率不足", "completeness < rule"),
 }
 
 # the figures of the evidence summary (the `indicator` column of summary.csv)
@@ -105,7 +139,9 @@ COLUMNS: dict[str, Label] = {
     "online_s": Label("在线时长", "online"),
     "online_rate": Label("在线率", "online rate"),
     "completeness": Label("完整率", "completeness"),
+    "observed": Label("观测覆盖", "observed"),
     "availability": Label("A", "avail."),
+    "availability_all": Label("A（含离线）", "A (all planned)"),
     "performance": Label("P", "perf."),
     "quality": Label("Q", "quality"),
     "oee": Label("OEE", "OEE"),
@@ -119,6 +155,10 @@ COLUMNS: dict[str, Label] = {
     "produced_good": Label("产量/良品", "produced/good"),
     "gateway": Label("网关", "gateway"),
     "version": Label("版本", "version"),
+    "area": Label("业务环节", "business area"),
+    "area_tags": Label("采集点位（设备/点位）", "tags collecting for it (device/tag)"),
+    "data_arrived": Label("数据已送达", "data arrived"),
+    "counted": Label("计入", "counted"),
     "config_hashes": Label("配置哈希（SHA-256）", "config hashes (SHA-256)"),
 }
 
@@ -135,6 +175,7 @@ TEXTS: dict[str, Label] = {
     "generated": Label("生成", "generated"),
     "section.summary": Label("指标汇总", "Indicator summary"),
     "section.equipment": Label("设备明细", "Equipment"),
+    "section.areas": Label("数据采集业务环节", "Business areas of data collection"),
     "section.timeline": Label("设备在线时间线", "Online timeline per device"),
     "section.oee": Label("设备综合效率（OEE）", "Overall equipment effectiveness (OEE)"),
     "section.method": Label("口径与来源", "Method and provenance"),
@@ -153,7 +194,9 @@ TEXTS: dict[str, Label] = {
         "实采有效读数 / 采集计划读数（计划时间内）",
         "good readings taken / readings the poll plan calls for, in planned time",
     ),
-    "note.oee_devices": Label("见报告第4节与 csv/oee.csv", "see section 4 of the report and csv/oee.csv"),
+    "note.oee_devices": Label("见报告第5节与 csv/oee.csv", "see section 5 of the report and csv/oee.csv"),
+    "area.no_tags": Label("无点位", "no tag"),
+    "area.no_domain": Label("点表业务域中无对应项", "no tag domain names it"),
     "no_equipment": Label("无设备", "no equipment"),
     "not_in_ledger": Label("不在台账", "not in ledger"),
     "legend.online": Label("在线", "online"),
@@ -161,7 +204,17 @@ TEXTS: dict[str, Label] = {
     "legend.unscheduled": Label("非计划时间", "unscheduled"),
     "no_oee": Label("无OEE统计（设备未配置状态信号）", "no OEE: no device has a state tag configured"),
     "time_losses": Label("计划生产时间构成（时间损失）", "planned operation time by state (time losses)"),
-    "method.networked": Label("联网：期间内有有效数据送达云端", "networked: good data reached the cloud in the period"),
+    "rule.networked": Label(
+        "联网：期间内有有效数据送达云端，且在线时长不少于计划生产时间的{online}{completeness}",
+        "networked: good data reached the cloud in the period, and the device was online for at least {online} of "
+        "the planned operation time{completeness}",
+    ),
+    "rule.completeness": Label(
+        "，且数据完整率不低于{c}（可计算时）", ", and its data completeness was at least {c} (where measurable)"
+    ),
+    "rule.source.default": Label("默认规则", "the default rule"),
+    "rule.source.pilot": Label("试点配置（cloud.yaml）", "the pilot's rule (cloud.yaml)"),
+    "rule.source.enterprise": Label("本企业配置（cloud.yaml）", "this enterprise's rule (cloud.yaml)"),
     "method.score_bands": Label("评分区间", "score bands"),
     "method.online": Label(
         "在线时长：设备上线/离线事件（经网关断网缓存，不丢失），区间截取至统计期",
@@ -170,6 +223,12 @@ TEXTS: dict[str, Label] = {
     "method.oee": Label(
         "OEE按ISO 22400-2：A=实际生产时间/负荷时间，P=理想节拍×产量/实际生产时间，Q=良品/产量",
         "OEE per ISO 22400-2: A = APT / PBT, P = ideal cycle time × produced / APT, Q = good / produced",
+    ),
+    "method.observed": Label(
+        "观测覆盖 = (计划生产时间 − 离线 − 状态未知) / 计划生产时间；"
+        "A（含离线）= 实际生产时间 / (计划生产时间 − 计划停机)，离线与状态未知计为损失",
+        "observed = (POT − offline − unknown) / POT; A (all planned) = APT / (POT − planned stop), offline and unknown "
+        "time counted as lost",
     ),
     "method.micro_stop_threshold": Label("短停阈值", "micro-stop threshold"),
     "method.micro_stops.performance": Label(
@@ -183,15 +242,44 @@ TEXTS: dict[str, Label] = {
     "ledger.rows": Label("台", "rows"),
     "ledger.imported": Label("导入于", "imported"),
     "notes": Label("提示", "notes"),
+    "audit": Label("台账审计", "ledger audit"),
+    "audit.none": Label("未运行", "not run"),
+    "audit.passed": Label("通过", "passed"),
+    "audit.failed": Label("未通过", "FAILED"),
+    "audit.not_available": Label("本版本未提供", "not available in this build"),
+    "audit.error": Label("运行出错", "could not run"),
+    "signature": Label("平台签名", "platform signature"),
+    "signature.none": Label("未签名", "unsigned"),
     "footer": Label(
-        "本报告每个数字均有对应CSV（csv/目录）；manifest.json 记录每个文件的SHA-256及产生数据的网关与配置哈希，"
-        "可用 edgegw evidence verify 核验未被改动。",
-        "Every number here has its CSV (csv/); manifest.json holds the SHA-256 of every file and the gateways and "
-        "config hashes behind the data: check with edgegw evidence verify.",
+        "本报告每个数字均有对应CSV（csv/目录），计算所依据的数据（含统计期前后用到的记录、原始设备台账文件）也在包内；"
+        "manifest.json 记录每个文件的SHA-256，signature.json 为平台签名。核验：edgegw evidence verify DIR --public-key "
+        "平台公钥；复算：edgegw evidence recompute DIR。",
+        "Every number here has its CSV (csv/), and what it is computed from (with the records before and after the "
+        "period the maths uses, and the equipment sheet as imported) is in the pack; manifest.json holds the SHA-256 "
+        "of every file, signature.json the platform's signature. Check: edgegw evidence verify DIR --public-key "
+        "<platform key>; recompute: edgegw evidence recompute DIR.",
     ),
     "evidence_pack": Label("证据包", "evidence pack"),
     "note_the_hash": Label(
         "记下此哈希，用 edgegw evidence verify DIR --expect <hash> 核验", "note it and check with verify --expect"
+    ),
+    "unsigned": Label(
+        "未签名：cloud.yaml 未配置 evidence.signing_key（edgegw cloud keygen）",
+        "unsigned: no evidence.signing_key in cloud.yaml (edgegw cloud keygen)",
+    ),
+    "signed_by": Label("平台签名", "signed by the platform key"),
+    "unproven": Label(
+        "完整性未证实：未提供可信公钥（--public-key）或预期哈希（--expect），任何人都可同时改写文件与清单",
+        "integrity unproven: no trusted key (--public-key) or expected hash (--expect); anyone could have "
+        "rewritten the files and the manifest together",
+    ),
+    "proven_key": Label("签名有效（可信公钥）", "signature valid (trusted key)"),
+    "proven_hash": Label("清单哈希与预期一致", "manifest hash as expected"),
+    "recomputed": Label("复算一致", "recomputed: every figure matches"),
+    "not_recomputed": Label("复算不一致", "recomputed: figures DIFFER"),
+    "audit_unavailable": Label(
+        "台账审计不可用（本版本无 cloud_bridge.cloud.trust）：证据包注明未审计",
+        "ledger audit not available (no cloud_bridge.cloud.trust in this build): the pack says so",
     ),
     "intact": Label("完好", "intact"),
     "not_intact": Label("不一致", "NOT intact"),
@@ -316,8 +404,9 @@ UI: dict[str, Label] = {
 GROUPS: dict[str, dict[str, Label]] = {
     "state": STATES,
     "flag": FLAGS,
-    "area": DOMAIN_AREAS,
+    "area": COLLECTION_AREAS,
     "indicator": INDICATORS,
+    "not_networked": NOT_NETWORKED,
     "oee": OEE,
     "column": COLUMNS,
     "text": TEXTS,

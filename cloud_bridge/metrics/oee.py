@@ -15,6 +15,9 @@ Time model (ISO 22400-2; names as in the standard):
                                                                          a performance loss)
 
     availability A = APT / PBT
+    observed       = (POT − offline − unknown) / POT   how much of the planned time the device was seen
+    A over all planned busy time = APT / (POT − planned_stop)   offline and unknown counted as lost, shown
+                                                                 beside A so a mostly-offline device stands out
     performance  P = ideal cycle time × produced / APT   (above 1 means the ideal cycle time is wrong:
                                                            flagged `performance_above_one`, not clipped)
     quality      Q = good / produced
@@ -35,6 +38,7 @@ Pure functions, no I/O.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -136,6 +140,17 @@ TIME_KEYS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class TimelineSegment:
+    """A stretch of one state in one place of the calendar (`plan`: work, break or none = unscheduled)."""
+
+    start: int
+    end: int
+    state: str
+    micro: bool
+    plan: str
+
+
 @dataclass(frozen=True)
 class OeeResult:
     start: int
@@ -151,6 +166,9 @@ class OeeResult:
     params: OeeParams
     shift: ShiftOccurrence | None = None
     shifts: tuple[OeeResult, ...] = ()
+    observed: float | None = None  # (POT − offline − unknown) / POT
+    availability_all: float | None = None  # APT / (POT − planned stop): offline and unknown time counted as lost
+    timeline: tuple[TimelineSegment, ...] = ()  # the window's states (of the whole only, not of each shift)
 
     def to_dict(self, tz: str | ZoneInfo | None = None) -> dict[str, Any]:
         """JSON-ready: times in seconds, ratios as fractions (0..1, P may exceed 1)."""
@@ -158,6 +176,8 @@ class OeeResult:
             "from_ms": self.start,
             "to_ms": self.end,
             "availability": _round(self.availability),
+            "availability_all": _round(self.availability_all),
+            "observed": _round(self.observed),
             "performance": _round(self.performance),
             "quality": _round(self.quality),
             "oee": _round(self.oee),
@@ -309,25 +329,19 @@ def compute_oee(
     for key in sorted(per_shift, key=lambda k: occ[k].start):
         o = occ[key]
         children.append(_aggregate(per_shift[key], max(o.start, start), min(o.end, end), params, steps, o))
-    return _with_shifts(whole, tuple(children))
+    return dataclasses.replace(whole, shifts=tuple(children), timeline=_timeline(inside))
 
 
-def _with_shifts(r: OeeResult, shifts: tuple[OeeResult, ...]) -> OeeResult:
-    return OeeResult(
-        r.start,
-        r.end,
-        r.availability,
-        r.performance,
-        r.quality,
-        r.oee,
-        r.time_ms,
-        r.losses_s,
-        r.counts,
-        r.flags,
-        r.params,
-        r.shift,
-        shifts,
-    )
+def _timeline(atoms: Sequence[_Atom]) -> tuple[TimelineSegment, ...]:
+    """The atoms as segments, adjacent ones of the same state, micro-stop mark and plan merged."""
+    out: list[TimelineSegment] = []
+    for a in atoms:
+        last = out[-1] if out else None
+        if last and last.end == a.start and (last.state, last.micro, last.plan) == (a.state, a.micro, a.plan):
+            out[-1] = dataclasses.replace(last, end=a.end)
+        else:
+            out.append(TimelineSegment(a.start, a.end, a.state, a.micro, a.plan))
+    return tuple(out)
 
 
 def _clip_atoms(atoms: Sequence[_Atom], start: int, end: int) -> list[_Atom]:
@@ -400,6 +414,10 @@ def _aggregate(
 
     pbt, apt = t["planned_busy"], t["actual_production"]
     availability = apt / pbt if pbt > 0 else None
+    pot = t["planned_operation"]
+    seen_share = (pot - t["offline"] - t["unknown"]) / pot if pot > 0 else None
+    busy_all = pot - t["planned_stop"]  # PBT with the offline and unknown time counted in
+    availability_all = apt / busy_all if busy_all > 0 else None
     ict = params.ideal_cycle_time_s
     # performance where the counters cover the run time (not past the last reading received)
     counted_apt = covered_run + (covered_micro if perf_policy else 0)
@@ -427,6 +445,8 @@ def _aggregate(
         flags.append("quality_out_of_range")  # good counter above total: a wiring or config error
     if t["offline"] or t["unknown"]:
         flags.append("not_observed_time")
+    if seen_share is not None and seen_share < 0.5:
+        flags.append("mostly_unobserved")  # A, P and Q speak for the part that was seen: less than half
     if params.has_counter and apt - counted_apt > 1000:
         flags.append("counts_cover_part")  # P measured on the run time the counter readings cover
     # a wrap or reset belongs to the window that holds the reading that shows it
@@ -458,5 +478,18 @@ def _aggregate(
         "resets": float(resets),
     }
     return OeeResult(
-        start, end, availability, performance, quality, oee, t, losses, counts, tuple(flags), params, shift
+        start,
+        end,
+        availability,
+        performance,
+        quality,
+        oee,
+        t,
+        losses,
+        counts,
+        tuple(flags),
+        params,
+        shift,
+        observed=seen_share,
+        availability_all=availability_all,
     )

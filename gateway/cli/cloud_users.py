@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from edge_config import load_cloud_config
+from gateway.cli import cloud_keys
 
 
 def cmd_cloud_user(args: argparse.Namespace) -> int:
@@ -41,7 +42,9 @@ def cmd_cloud_user(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("cloud", help="the cloud service's users and API tokens")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "cloud", help="the cloud service's users and API tokens, the pack signing key"
+    )
     csub = p.add_subparsers(dest="cloud_command", required=True)
     u = csub.add_parser("user", help="users of the evidence API and portal (in the ledger database)")
     usub = u.add_subparsers(dest="user_command", required=True)
@@ -57,3 +60,4 @@ def register(sub: Any) -> None:
     for q in (a, ls, rv):
         q.add_argument("-c", "--config", required=True, help="cloud.yaml (its ledger.url)")
         q.set_defaults(func=cmd_cloud_user)
+    cloud_keys.register(csub)

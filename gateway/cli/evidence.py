@@ -1,24 +1,39 @@
-"""`edgegw evidence ...`: the evaluator's evidence pack, its verification, and the equipment ledger import.
+"""`edgegw evidence ...`: the evaluator's evidence pack, its verification and recomputation, and the equipment
+ledger import.
 
     edgegw evidence export --enterprise ID --from D --to D [--format json,csv,html] -o DIR [-c cloud.yaml]
-    edgegw evidence verify DIR [--expect SHA256]
+                           [--allow-failed-audit]
+    edgegw evidence verify DIR [--public-key FILE] [--expect SHA256]
+    edgegw evidence recompute DIR
     edgegw evidence import-equipment FILE.csv|.xlsx --enterprise ID [-c cloud.yaml]
 
-Exit codes: 0 done (verify: intact); 1 verify found a difference; 2 bad input (config, period,
-enterprise, sheet, output directory).
+Exit codes: 0 done (verify: intact and proven; recompute: every figure matches); 1 verify found a difference
+(or an unsigned pack where a key was given), recompute a figure that differs, export an audit that failed;
+2 bad input (config, key, period, enterprise, sheet, directory, a pack that cannot be read); 3 verify: the
+files match the manifest but nothing anchors it (no trusted key, no expected hash): integrity unproven.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud_bridge.metrics.labels import INDICATORS, TEXTS
 from edge_config import ConfigError, load_cloud_config
 from edge_config.models import CloudConfig
 from edge_config.timing import now_ms
+
+if TYPE_CHECKING:
+    from cloud_bridge.cloud.evidence.models import AuditRecord
+    from cloud_bridge.cloud.ledger.store import EvidenceStore
+    from cloud_bridge.metrics.period import Period
+
+# The audit of a period (#11 item 2: the ledger still holds what the gateways sent). It comes with the trust
+# chain; a build without it exports packs that say they were not audited.
+AUDIT_MODULE = "cloud_bridge.cloud.trust.audit"
 
 
 def _config(args: argparse.Namespace) -> CloudConfig | None:
@@ -41,11 +56,36 @@ def _config(args: argparse.Namespace) -> CloudConfig | None:
     return cfg
 
 
+def run_audit(store: EvidenceStore, ent: str, period: Period) -> AuditRecord:
+    """`audit_period(store, ent, period)` of the trust chain, as the pack records it. Its report's `ok` (or
+    `passed`) is the verdict, `summary` the sentence; the whole report goes into audit.json."""
+    from cloud_bridge.cloud.evidence.models import AuditRecord
+
+    try:
+        module = importlib.import_module(AUDIT_MODULE)
+    except ModuleNotFoundError as e:
+        if e.name and AUDIT_MODULE.startswith(e.name):
+            return AuditRecord(status="not_available", summary=f"{AUDIT_MODULE} is not in this build")
+        raise
+    try:
+        report = module.audit_period(store, ent, period)
+        data = report.model_dump(mode="json")
+    except Exception as e:  # recorded, not raised: the export refuses a pack whose audit did not run
+        return AuditRecord(status="error", summary=f"the audit failed to run: {type(e).__name__}: {e}")
+    verdict = next((v for a in ("ok", "passed") if isinstance(v := getattr(report, a, None), bool)), None)
+    summary = str(getattr(report, "summary", "") or "")
+    if verdict is None:
+        return AuditRecord(status="error", summary="the audit report gives no verdict (ok)", report=data)
+    return AuditRecord(status="passed" if verdict else "failed", summary=summary, report=data)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from cloud_bridge.cloud.evidence.build import build_evidence, enterprise_period
+    from cloud_bridge.cloud.evidence.build import enterprise_period, gather_inputs
     from cloud_bridge.cloud.evidence.export import ExportError, export_pack, parse_formats
+    from cloud_bridge.cloud.evidence.signing import SigningError, load_private_key
     from cloud_bridge.cloud.ledger.store import EvidenceStore
     from cloud_bridge.metrics.period import PeriodError
+    from edge_config.secrets import redact_url
 
     cfg = _config(args)
     if cfg is None:
@@ -55,6 +95,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ExportError as e:
         print(f"edgegw evidence export: {e}", file=sys.stderr)
         return 2
+    key = None
+    if cfg.evidence.signing_key:
+        try:
+            key = load_private_key(cfg.evidence.signing_key)
+        except SigningError as e:
+            print(f"edgegw evidence export: {e}", file=sys.stderr)
+            return 2
     now = now_ms()
     try:
         period = enterprise_period(cfg, args.enterprise, args.from_, args.to, now)
@@ -70,38 +117,95 @@ def cmd_export(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        ev = build_evidence(store, cfg, args.enterprise, period, now_ms=now)
+        audit = run_audit(store, args.enterprise, period)
+        if audit.status in ("failed", "error") and not args.allow_failed_audit:
+            print(
+                f"edgegw evidence export: {TEXTS['audit']}: {TEXTS[f'audit.{audit.status}']}: {audit.summary}",
+                file=sys.stderr,
+            )
+            print("  no pack written (--allow-failed-audit writes one that says so)", file=sys.stderr)
+            return 1
+        inputs = gather_inputs(store, cfg, args.enterprise, period, now_ms=now)
         try:
-            pack = export_pack(ev, store, period, args.output, formats)
+            pack = export_pack(
+                inputs, args.output, formats, signing_key=key, audit=audit, ledger_url=redact_url(store.url)
+            )
         except ExportError as e:
             print(f"edgegw evidence export: {e}", file=sys.stderr)
             return 2
     finally:
         store.close()
+    ev = pack.computed.evidence
     net = ev.summary.networked
     print(f"{TEXTS['evidence_pack']}: {pack.directory} ({len(pack.files)} files + manifest.json)")
     score = ""
     if net.ratio is not None and net.score is not None:
         score = f" = {net.ratio * 100:.1f}% → {net.score:g} points"
     print(f"  {INDICATORS['networked_ratio']}: {net.numerator}/{net.denominator}{score}")
+    rule = ev.summary.networked_rule
+    print(f"    {rule.text_zh} / {rule.text}")
+    if audit.status == "not_available":
+        print(f"  {TEXTS['audit_unavailable']}")
+    else:
+        print(f"  {TEXTS['audit']}: {TEXTS[f'audit.{audit.status}']}" + (f": {audit.summary}" if audit.summary else ""))
     print(f"  manifest.json SHA-256: {pack.manifest_sha256}")
+    if pack.signer:
+        print(f"  {TEXTS['signed_by']}: Ed25519 {pack.signer}")
+    else:
+        print(f"  {TEXTS['unsigned']}")
     print(f"  {TEXTS['note_the_hash']}")
     return 0
 
 
+def _listed(problems: list[str], notes: list[str]) -> None:
+    for p in problems:
+        print(f"  ✗ {p}")
+    for n in notes:
+        print(f"  · {n}")
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from cloud_bridge.cloud.evidence.export import verify_pack
+    from cloud_bridge.cloud.evidence.signing import SigningError, load_public_key
 
-    v = verify_pack(args.directory, args.expect)
-    for p in v.problems:
-        print(f"  ✗ {p}")
+    key = None
+    if args.public_key:
+        try:
+            key = load_public_key(args.public_key)
+        except SigningError as e:
+            print(f"edgegw evidence verify: {e}", file=sys.stderr)
+            return 2
+    v = verify_pack(args.directory, args.expect, key)
+    _listed(v.problems, v.notes)
     if v.manifest_sha256:
         print(f"manifest.json SHA-256: {v.manifest_sha256}")
-    if v.ok:
-        print(f"{TEXTS['intact']}: {v.files} files match the manifest")
-        return 0
-    print(f"{TEXTS['not_intact']}: {len(v.problems)} problem(s)")
-    return 1
+    if not v.ok:
+        print(f"{TEXTS['not_intact']}: {len(v.problems)} problem(s)")
+        return 1
+    print(f"{TEXTS['intact']}: {v.files} files match the manifest")
+    if not v.proven:
+        print(f"{TEXTS['unproven']}")
+        return 3
+    print(f"  {TEXTS['proven_key'] if key is not None else TEXTS['proven_hash']}" + (f": {v.signer}" if key else ""))
+    return 0
+
+
+def cmd_recompute(args: argparse.Namespace) -> int:
+    from cloud_bridge.cloud.evidence.recompute import RecomputeError, recompute_pack
+
+    try:
+        r = recompute_pack(args.directory)
+    except RecomputeError as e:
+        print(f"edgegw evidence recompute: cannot recompute: {e}", file=sys.stderr)
+        return 2
+    _listed(r.differences, r.notes)
+    if r.differences:
+        print(f"{TEXTS['not_recomputed']}: {len(r.differences)} difference(s) in {len(r.compared)} files compared")
+        return 1
+    print(f"{TEXTS['recomputed']}: {len(r.compared)} files made again from the pack's inputs and compared")
+    print("  (this proves the figures follow from the pack's files; edgegw evidence verify --public-key proves the "
+          "files are the platform's)")  # fmt: skip
+    return 0
 
 
 def cmd_import_equipment(args: argparse.Namespace) -> int:
@@ -153,10 +257,19 @@ def register(sub: Any) -> None:
     _ledger_options(x)
     x.set_defaults(func=cmd_export)
 
-    v = esub.add_parser("verify", help="check an evidence pack against its manifest")
+    x.add_argument(
+        "--allow-failed-audit", action="store_true", help="write the pack even when the audit fails (it says so)"
+    )
+
+    v = esub.add_parser("verify", help="check an evidence pack's signature and every file against its manifest")
     v.add_argument("directory")
+    v.add_argument("--public-key", default=None, help="the platform's public key (PEM, from edgegw cloud keygen)")
     v.add_argument("--expect", default=None, help="the manifest's SHA-256 as noted when the pack was received")
     v.set_defaults(func=cmd_verify)
+
+    r = esub.add_parser("recompute", help="recompute every figure of a pack from its own files and compare")
+    r.add_argument("directory")
+    r.set_defaults(func=cmd_recompute)
 
     ledger = TEXTS["equipment_ledger"]
     i = esub.add_parser("import-equipment", help=f"import the {ledger.en} ({ledger.zh}) from CSV or XLSX")

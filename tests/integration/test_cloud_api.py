@@ -5,6 +5,8 @@ The ledger holds the hand-built day of tests/unit/test_evidence_build.py, so the
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -74,9 +76,11 @@ def test_indicators_devices_and_oee(client: TestClient) -> None:
     ents = client.get("/api/v1/enterprises").json()
     assert {"id": "ent-1", "name": "某纺织有限公司", "configured": True} in ents
     s = client.get("/api/v1/enterprises/ent-1/summary", params=DAY).json()
-    assert s["summary"]["networked"]["score"] == 6.0 and s["summary"]["networked"]["numerator"] == 2
+    assert s["summary"]["networked"]["score"] == 3.0 and s["summary"]["networked"]["numerator"] == 1
+    assert s["summary"]["networked_rule"]["min_online_ratio"] == 0.5  # the rule, printed with the figures
     assert s["summary"]["online_time"]["rate"] == pytest.approx(10 / 16)
-    assert [a["domain"] for a in s["summary"]["areas"]] == ["production", "equipment", "energy"]
+    assert [a["key"] for a in s["summary"]["areas"] if a["counted"]] == ["equipment", "energy"]
+    assert len(s["summary"]["areas"]) == 14
     devices = {d["id"]: d for d in client.get("/api/v1/enterprises/ent-1/devices", params=DAY).json()}
     assert devices["press-01"]["online_rate"] == pytest.approx(0.875)
     assert devices["press-01"]["first_seen_ms"] is not None and devices["lathe-01"]["networked"] is False
@@ -163,8 +167,6 @@ def test_a_bad_sheet_is_refused_with_every_problem(client: TestClient) -> None:
 
 
 def _get(url: str, token: str = "") -> tuple[int, Any]:
-    import json
-
     try:
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
         with urllib.request.urlopen(req, timeout=5) as r:
@@ -222,10 +224,60 @@ def test_edgegw_serve_process(tmp_path: Path) -> None:
         assert _get(f"{base}/health")[0] == 200  # open
         assert _get(f"{base}/enterprises/ent-1/summary?from=2024-05-01&to=2024-05-01")[0] == 401
         status, body = _get(f"{base}/enterprises/ent-1/summary?from=2024-05-01&to=2024-05-01", token)
-        assert status == 200 and body["summary"]["networked"]["numerator"] == 2
+        assert status == 200 and body["summary"]["networked"]["numerator"] == 1  # press-02: 37.5 % online
         assert body["summary"]["denominator_source"] == "gateway_metadata"  # no ledger imported here
         status, body = _get(f"{base}/enterprises/nobody/summary", token)
         assert status == 404 and "unknown enterprise" in body["detail"]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _edgegw(*argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *argv], capture_output=True, text=True, env=env)
+
+
+def test_a_signed_pack_from_the_same_ledger_recomputes_and_agrees_with_the_api(
+    client: TestClient, ledger_url: str, tmp_path: Path
+) -> None:
+    """`edgegw cloud keygen`, `evidence export`, `verify --public-key` and `recompute` as processes on the ledger
+    the API reads (SQLite and PostgreSQL): the pack is signed, recomputes from its own files, and holds the same
+    figures the API serves."""
+    key = tmp_path / "evidence.pem"
+    assert _edgegw("cloud", "keygen", "-o", str(key)).returncode == 0
+    cloud = tmp_path / "cloud.yaml"
+    cloud.write_text(
+        f'ledger: {{url: "{ledger_url}"}}\nevidence: {{signing_key: "{key}"}}\n'
+        'enterprises:\n  - {id: ent-1, name: 某纺织有限公司, shifts: [{name: A, start: "08:00", end: "17:00",'
+        ' breaks: [{start: "12:00", end: "13:00"}]}]}\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "pack"
+    made = _edgegw("evidence", "export", "--enterprise", "ent-1", "--from", "2024-05-01", "--to", "2024-05-01",
+                   "-c", str(cloud), "-o", str(out))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "Traceback" not in made.stderr and "signed by the platform key" in made.stdout
+    checked = _edgegw("evidence", "verify", str(out), "--public-key", f"{key}.pub")
+    assert checked.returncode == 0, checked.stdout
+    again = _edgegw("evidence", "recompute", str(out))
+    assert again.returncode == 0, again.stdout
+    pack = json.loads((out / "evidence.json").read_text())
+    api = client.get("/api/v1/enterprises/ent-1/evidence", params=DAY).json()
+    for answer in (pack, api):
+        answer.pop("generated_at_ms")
+    assert pack == api
+    assert (out / "equipment" / "ledger-as-imported.csv").read_bytes() == LEDGER_CSV.encode()
+    # the same pack with one figure changed and re-hashed fails verify (signature) and recompute
+    manifest = json.loads((out / "manifest.json").read_text())
+    ev = json.loads((out / "evidence.json").read_text())
+    ev["summary"]["networked"].update(numerator=3, ratio=1.0, score=6.0, band="(60,100%]")
+    (out / "evidence.json").write_text(json.dumps(ev, ensure_ascii=False, indent=1, sort_keys=True) + "\n")
+    for f in manifest["files"]:
+        if f["path"] == "evidence.json":
+            f["sha256"] = hashlib.sha256((out / "evidence.json").read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True) + "\n")
+    forged = _edgegw("evidence", "verify", str(out), "--public-key", f"{key}.pub")
+    assert forged.returncode == 1 and "the manifest was changed after signing" in forged.stdout
+    redone = _edgegw("evidence", "recompute", str(out))
+    assert redone.returncode == 1 and "summary.networked.numerator: pack 3, recomputed 1" in redone.stdout

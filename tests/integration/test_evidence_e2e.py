@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import io
 import json
 import time
@@ -123,7 +124,9 @@ async def test_scripted_timeline_to_evidence_pack(tmp_path: Path, mosquitto: Mos
     out = tmp_path / "pack"
     argv = ["evidence", "export", "--enterprise", "ent-ev", "--ledger", ledger_url, "-o", str(out)]
     assert main([*argv, "--from", str(round(w0 * 1000)), "--to", str(round(w1 * 1000))]) == 0
-    assert main(["evidence", "verify", str(out)]) == 0
+    noted = hashlib.sha256((out / "manifest.json").read_bytes()).hexdigest()  # what the evaluator notes on receipt
+    assert main(["evidence", "verify", str(out), "--expect", noted]) == 0
+    assert main(["evidence", "recompute", str(out)]) == 0  # every figure again, from the pack's files alone
 
     ev = json.loads((out / "evidence.json").read_text())
     lo, hi = w0 - t0, w1 - t0  # the window in script offsets
@@ -180,11 +183,19 @@ async def test_scripted_timeline_to_evidence_pack(tmp_path: Path, mosquitto: Mos
     assert s["networked"]["band"] == "(20,40%]"
     assert (s["digitized"]["numerator"], s["digitized"]["score"]) == (2, 6.0)
     assert s["key_process"] == {"total": 1, "networked": 1}
-    assert {a["domain"] for a in s["areas"]} == {"equipment", "production", "quality", "energy"}
+    assert [a["key"] for a in s["areas"] if a["counted"]] == ["production", "quality", "equipment", "energy"]
+    assert len(s["areas"]) == 14 and all(a["data_arrived"] for a in s["areas"] if a["counted"])
+    assert s["networked_rule"]["source"] == "default" and press["networked_fails"] == []
+    assert o["observed"] == pytest.approx((window - offline) / window, abs=0.01)
+    assert o["availability_all"] == pytest.approx(o["availability"] * pbt / (pbt + offline), abs=0.02)
     summary = {r["indicator"]: r for r in read_csv(out / "csv" / "summary.csv")}
     assert summary["networked_ratio"]["score"] == "3" and summary["networked_ratio"]["numerator"] == "1"
     events = read_csv(out / "csv" / "events.csv")
-    assert [e["kind"] for e in events if e["kind"] in ("online", "offline")] == ["offline", "online"]
+    assert [e["kind"] for e in events if e["kind"] in ("online", "offline") and e["boundary"] == "in"] == [
+        "offline",
+        "online",
+    ]
+    assert [(e["kind"], e["boundary"]) for e in events if e["boundary"] != "in"] == [("online", "before")]
 
     # --- provenance: the gateway and the hash of the config that produced the data
     manifest = json.loads((out / "manifest.json").read_text())
@@ -193,7 +204,18 @@ async def test_scripted_timeline_to_evidence_pack(tmp_path: Path, mosquitto: Mos
     html = (out / "report.html").read_text()
     assert "生产设备联网率" in html and "networked equipment ratio" in html and "<svg" in html
 
-    # --- and an edited number is caught
+    # --- the pack holds what the maths used: the boundary rows (the state before the window starts, and the
+    # state changes past its end that tell a stop there), the state timeline, the settings behind the hash
+    counts = read_csv(out / "csv" / "counts.csv")
+    assert {r["boundary"] for r in counts} >= {"before", "in"}
+    timeline = read_csv(out / "csv" / "state_timeline.csv")
+    assert sum(float(r["seconds"]) for r in timeline) == pytest.approx(window, abs=0.01)
+    assert sum(float(r["seconds"]) for r in timeline if r["state"] == "offline") == pytest.approx(offline, abs=0.05)
+    [settings] = read_csv(out / "csv" / "oee_settings.csv")
+    assert float(settings["ideal_cycle_time_s"]) == ICT and settings["config_hash"] == config_hash(gw_cfg)
+
+    # --- and an edited number is caught, by verify and by recompute
     p = out / "csv" / "devices.csv"
     p.write_text(p.read_text(encoding="utf-8-sig").replace("press-01", "press-99"), encoding="utf-8-sig")
-    assert main(["evidence", "verify", str(out)]) == 1
+    assert main(["evidence", "verify", str(out), "--expect", noted]) == 1
+    assert main(["evidence", "recompute", str(out)]) == 1

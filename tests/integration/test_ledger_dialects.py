@@ -101,6 +101,9 @@ COLUMNS: dict[str, list[tuple[str, str, bool]]] = {
                   ("gateway", "text", False), ("device", "text", False), ("row_no", "int", False)],
     "equipment_imports": [("id", "int", False), ("ent", "text", False), ("imported_ms", "int", False),
                           ("source", "text", False), ("sha256", "text", False), ("row_count", "int", False)],
+    # added since: the equipment sheets as imported (an evidence pack holds the one it counted against)
+    "equipment_files": [("ent", "text", False), ("sha256", "text", False), ("source", "text", False),
+                        ("data", "blob", False), ("imported_ms", "int", False)],
 }  # fmt: skip
 PRIMARY_KEYS = {
     "received": ["ent", "gw", "seq"],
@@ -115,6 +118,7 @@ PRIMARY_KEYS = {
     "meta_log": ["ent", "gw", "dev", "ts"],
     "equipment": ["ent", "id"],
     "equipment_imports": ["id"],
+    "equipment_files": ["ent", "sha256"],
 }
 INDEXES = {
     "device_events": {"device_events_dev_ts": ["ent", "gw", "dev", "ts"]},

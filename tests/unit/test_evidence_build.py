@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,20 +154,41 @@ def test_summary_indicators(store: EvidenceStore) -> None:
     assert ev["period"]["from"] == "2024-05-01T00:00:00+08:00" and ev["period"]["to"] == "2024-05-02T00:00:00+08:00"
     assert ev["period"]["planned_s"] == 8 * 3600
     assert s["denominator_source"] == "equipment_ledger" and s["equipment_total"] == 3
+    # press-01 online 7 h of 8 planned: networked; press-02 3 h of 8 (37.5 %): below the default rule's 50 %
     assert s["networked"] == {
-        "numerator": 2,
+        "numerator": 1,
         "denominator": 3,
-        "ratio": pytest.approx(2 / 3),
-        "score": 6.0,
-        "band": "(60,100%]",
+        "ratio": pytest.approx(1 / 3),
+        "score": 3.0,
+        "band": "(20,40%]",
     }
+    rule = s["networked_rule"]
+    assert (rule["min_online_ratio"], rule["min_completeness"], rule["source"]) == (0.5, None, "default")
+    assert "at least 50% of the planned operation time" in rule["text"] and "50%" in rule["text_zh"]
     assert s["digitized"]["numerator"] == 2 and s["digitized"]["score"] == 6.0
     assert s["key_process"] == {"total": 1, "networked": 1}
     assert s["online_now"]["online"] == 1 and s["online_now"]["of"] == 3
     # press-01 7 h of 8 planned, press-02 3 h of 8
     assert s["online_time"]["rate"] == pytest.approx(10 / 16) and s["online_time"]["devices"] == 2
-    assert [a["domain"] for a in s["areas"]] == ["production", "equipment", "energy"]
-    assert s["areas"][2]["zh"] == "能耗管理" and s["areas"][2]["devices"] == ["press-01", "meter-01"]
+    # all 14 business areas, collected for or not; counted where a networked device has tags in them
+    areas = {a["key"]: a for a in s["areas"]}
+    assert len(s["areas"]) == 14 and s["areas"][0]["zh"] == "产品设计" and "56号" in s["areas_source"]
+    assert [k for k, a in areas.items() if a["counted"]] == ["equipment", "energy"] and s["areas_counted"] == 2
+    assert areas["energy"]["zh"] == "能耗管理" and areas["energy"]["devices"] == ["press-01", "meter-01"]
+    assert areas["energy"]["tags"] == ["press-01/energy", "meter-01/kwh"]
+    assert areas["production"]["tags"] == ["press-02/count"] and areas["production"]["data_arrived"]
+    assert not areas["production"]["counted"]  # press-02's data arrived, but it is not networked
+    assert areas["finance"] == {
+        "key": "finance",
+        "zh": "财务管理",
+        "en": "finance",
+        "domains": [],
+        "tags": [],
+        "devices": [],
+        "devices_with_data": [],
+        "data_arrived": False,
+        "counted": False,
+    }
     assert s["oee_devices"] == 1
     assert s["ledger_import"]["source"] == "ledger.csv" and s["ledger_import"]["row_count"] == 3
     assert ev["notes"] == []
@@ -192,8 +214,12 @@ def test_per_device_figures(store: EvidenceStore) -> None:
     assert o["counts"]["outside_plan"] == pytest.approx(3600 + 7 * 3600)  # lunch, and 17:00 to midnight
     assert o["counts"]["produced"] == pytest.approx(23_400)
     assert [s["shift"] for s in o["shifts"]] == ["A"]
+    # observed 7 of 8 planned hours; the offline hour counted as lost: 6.5 h running of 8
+    assert o["observed"] == pytest.approx(7 / 8) and o["availability_all"] == pytest.approx(6.5 / 8)
+    assert "mostly_unobserved" not in o["flags"]
     p2 = rows["press-02"]
-    assert p2["networked"] and p2["online_rate"] == pytest.approx(3 / 8) and p2["oee"] is None
+    assert not p2["networked"] and p2["networked_fails"] == ["online_below"]
+    assert p2["online_rate"] == pytest.approx(3 / 8) and p2["oee"] is None
     assert p2["completeness"]["ratio"] == 0  # no reading counters reported: nothing proven
     lathe = rows["lathe-01"]
     assert (
@@ -203,7 +229,9 @@ def test_per_device_figures(store: EvidenceStore) -> None:
         and lathe["planned_s"] == 8 * 3600
     )
     meter = rows["meter-01"]
-    assert not meter["in_ledger"] and meter["networked"] and meter["samples"] == 1 and meter["production"] is False
+    assert not meter["in_ledger"] and not meter["networked"] and meter["samples"] == 1 and meter["production"] is False
+    assert meter["networked_fails"] == ["online_below"]  # it sent data, but never said it was online
+    assert lathe["networked_fails"] == ["no_good_data", "online_below"] and p1["networked_fails"] == []
 
 
 def test_the_evidence_is_one_typed_model(store: EvidenceStore) -> None:
@@ -219,6 +247,7 @@ def test_the_evidence_is_one_typed_model(store: EvidenceStore) -> None:
         in_ledger=True,
         planned_s=8 * 3600.0,
         online_rate=0.0,
+        networked_fails=["no_good_data", "online_below"],
     )
     assert Evidence.model_validate_json(json.dumps(ev.jsonable())) == ev
 
@@ -271,9 +300,60 @@ def test_a_gateway_that_is_offline_now_takes_its_devices_with_it(tmp_path: Path)
     [d] = ev["devices"]
     assert d["online_intervals"] == [[T0 + 8 * H, T0 + 12 * H]]  # up to its last sign of life
     assert ev["summary"]["denominator_source"] == "gateway_metadata"
-    assert ev["summary"]["networked"]["numerator"] == 1 and ev["summary"]["networked"]["denominator"] == 1
-    assert ev["summary"]["areas"][0]["zh"] == "安全生产"
+    # online 08:00–12:00 of a 24 h planned day: 1/6, not networked under the default rule
+    assert ev["summary"]["networked"]["numerator"] == 0 and ev["summary"]["networked"]["denominator"] == 1
+    assert d["networked_fails"] == ["online_below"]
+    safety = next(a for a in ev["summary"]["areas"] if a["zh"] == "安全生产")
+    assert safety["tags"] == ["d/x"] and safety["data_arrived"] and not safety["counted"]
     assert any("no equipment ledger" in n for n in ev["notes"]) and any("gw-9" in n for n in ev["notes"])
+
+
+def test_the_networked_rule_is_the_pilots_or_the_enterprises(store: EvidenceStore) -> None:
+    """A demonstration that ran one hour of the day must not count; the rule is configurable and printed."""
+    data = CONFIG.model_dump(mode="json")
+
+    def summary(**evidence: object) -> dict[str, Any]:
+        cfg = CloudConfig.model_validate({**data, **evidence})
+        return build_evidence(store, cfg, "ent-1", period(), now_ms=NOW).jsonable()["summary"]
+
+    pilot = summary(evidence={"networked": {"min_online_ratio": 0.3}})  # press-02's 37.5 % is enough
+    assert pilot["networked"]["numerator"] == 2 and pilot["networked"]["score"] == 6.0
+    assert pilot["networked_rule"]["source"] == "pilot" and "at least 30%" in pilot["networked_rule"]["text"]
+    data["enterprises"][0]["networked"] = {"min_online_ratio": 0.3, "min_completeness": 0.9}
+    ent = summary()  # press-01's completeness is 87.5 %: not enough; press-02's cannot be measured
+    assert ent["networked_rule"]["source"] == "enterprise" and "completeness" in ent["networked_rule"]["text"]
+    assert ent["networked"]["numerator"] == 0
+    data["enterprises"][0]["networked"] = {"min_online_ratio": 0}
+    assert summary()["networked"]["numerator"] == 2  # good data alone, as before the rule
+
+
+def test_a_device_seen_for_a_minute_of_the_day(tmp_path: Path) -> None:
+    """The demo's case: a minute of data in a 24 h planned day is not networked, and its OEE says how little of the
+    planned time it saw, with availability over all of it beside the ISO value."""
+    url = f"sqlite:///{tmp_path}/l.db"
+    ledger = Ledger(url)
+    f = Feed(ledger, "ent-3", "gw-3")
+    f.meta("loom", [("s", "equipment")], oee=OeeMeta("s", "total", ideal_cycle_time_s=1.0))
+    t = T0 + 10 * H
+    f.events("loom", Event("online", t, "ok"), Event("state", t, "", "running", {"total": 0}))
+    f.events("loom", Event("snapshot", t + 60_000, "", None, {"total": 60}), Event("offline", t + 60_000, "stop"))
+    f.data("loom", t + 1000, t + 59_000)
+    ledger.close()
+    store = EvidenceStore(url)
+    try:
+        p = enterprise_period(CONFIG, "ent-3", "2024-05-01", "2024-05-01", NOW)
+        ev = build_evidence(store, CONFIG, "ent-3", p, now_ms=NOW).jsonable()
+    finally:
+        store.close()
+    [d] = ev["devices"]
+    assert not d["networked"] and d["networked_fails"] == ["online_below"] and d["online_s"] == 60
+    assert ev["summary"]["networked"]["numerator"] == 0 and ev["summary"]["networked"]["score"] == 0.0
+    o = d["oee"]
+    assert o["availability"] == pytest.approx(1.0)  # ISO: the minute it was seen, it ran
+    assert o["observed"] == pytest.approx(60 / 86_400, abs=1e-6) and o["availability_all"] == pytest.approx(
+        60 / 86_400, abs=1e-6
+    )
+    assert "mostly_unobserved" in o["flags"]
 
 
 @pytest.mark.parametrize(

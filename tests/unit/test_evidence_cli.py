@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from gateway.cli import main
+from gateway.cli.evidence import AUDIT_MODULE
 from tests.unit.test_evidence_build import LEDGER_CSV, fill_day
 
 
@@ -35,13 +42,63 @@ def test_import_export_verify(cloud: Path, tmp_path: Path, capsys: pytest.Captur
     argv = ["evidence", "export", "--enterprise", "ent-1", "--from", "2024-05-01", "--to", "2024-05-01"]
     assert main([*argv, "-c", str(cloud), "-o", str(out), "--format", "csv,html"]) == 0
     printed = capsys.readouterr().out
-    assert "networked equipment ratio: 2/3 = 66.7% → 6 points" in printed
+    assert "networked equipment ratio: 1/3 = 33.3% → 3 points" in printed
+    assert "online for at least 50% of the planned operation time" in printed
+    assert "ledger audit not available" in printed and "unsigned: no evidence.signing_key" in printed
     m = re.search(r"manifest.json SHA-256: ([0-9a-f]{64})", printed)
     assert m and not (out / "evidence.json").exists() and (out / "report.html").exists()
+    assert main(["evidence", "recompute", str(out)]) == 0
+    assert "recomputed: every figure matches" in capsys.readouterr().out
     assert main(["evidence", "verify", str(out), "--expect", m.group(1)]) == 0
-    assert "intact: 11 files" in capsys.readouterr().out
+    assert "intact: 19 files" in capsys.readouterr().out
     assert main(["evidence", "verify", str(out), "--expect", "0" * 64]) == 1
     assert "NOT intact" in capsys.readouterr().out
+    assert main(["evidence", "verify", str(out)]) == 3  # nothing to anchor the manifest to
+    assert "integrity unproven" in capsys.readouterr().out
+
+
+def test_a_signed_pack_and_a_forged_one(cloud: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "keys" / "evidence.pem"
+    key.parent.mkdir()
+    assert main(["cloud", "keygen", "-o", str(key)]) == 0
+    made = capsys.readouterr().out
+    assert oct(key.stat().st_mode & 0o777) == "0o600" and (tmp_path / "keys" / "evidence.pem.pub").exists()
+    fp = re.search(r"fingerprint: (sha256:[0-9a-f]{64})", made)
+    assert fp and main(["cloud", "keygen", "-o", str(key)]) == 2  # never overwritten
+    assert "already exists" in capsys.readouterr().err
+    cloud.write_text(cloud.read_text() + f'evidence: {{signing_key: "{key}"}}\n', encoding="utf-8")
+    sheet = tmp_path / "ledger.csv"
+    sheet.write_text(LEDGER_CSV, encoding="utf-8")
+    assert main(["evidence", "import-equipment", str(sheet), "--enterprise", "ent-1", "-c", str(cloud)]) == 0
+    out = tmp_path / "pack"
+    argv = ["evidence", "export", "--enterprise", "ent-1", "--from", "2024-05-01", "--to", "2024-05-01"]
+    assert main([*argv, "-c", str(cloud), "-o", str(out)]) == 0
+    assert f"signed by the platform key: Ed25519 {fp.group(1)}" in capsys.readouterr().out
+    pub = ["--public-key", str(tmp_path / "keys" / "evidence.pem.pub")]
+    assert main(["evidence", "verify", str(out), *pub]) == 0
+    assert f"signature valid (trusted key): {fp.group(1)}" in capsys.readouterr().out
+    assert main(["evidence", "recompute", str(out)]) == 0
+    capsys.readouterr()
+    # one figure changed, its manifest entry re-hashed: the signature no longer holds, the recomputation differs
+    summary = out / "csv" / "summary.csv"
+    summary.write_bytes(summary.read_bytes().replace(b'ratio,0.333333,1,3,3,"(20,40%]"', b'ratio,1,3,3,6,"(60,100%]"'))
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = next(f for f in manifest["files"] if f["path"] == "csv/summary.csv")
+    entry["sha256"] = hashlib.sha256(summary.read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["evidence", "verify", str(out), *pub]) == 1
+    assert "the manifest was changed after signing" in capsys.readouterr().out
+    assert main(["evidence", "recompute", str(out)]) == 1
+    assert "csv/summary.csv:2 (networked_ratio) value: pack '1', recomputed '0.333333'" in capsys.readouterr().out
+    # a key that is not a key, a key others can read, a directory that is not a pack: exit 2 with the reason
+    (tmp_path / "junk.pem").write_text("junk")
+    assert main(["evidence", "verify", str(out), "--public-key", str(tmp_path / "junk.pem")]) == 2
+    assert "is not a PEM public key" in capsys.readouterr().err
+    key.chmod(0o644)
+    assert main([*argv, "-c", str(cloud), "-o", str(tmp_path / "p2")]) == 2
+    assert "can be read by others (mode 644): chmod 600 it" in capsys.readouterr().err
+    assert main(["evidence", "recompute", str(tmp_path / "keys")]) == 2
+    assert "cannot recompute: settings.json: missing" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -71,6 +128,54 @@ def test_bad_inputs_exit_2(cloud: Path, tmp_path: Path, capsys: pytest.CaptureFi
     broken = tmp_path / "broken.yaml"
     broken.write_text("ledger: {url: mysql://x}\n")
     assert main(["evidence", "verify", str(tmp_path / "nowhere")]) == 1
+    assert main(["evidence", "recompute", str(tmp_path / "nowhere")]) == 2
     assert main(["evidence", "import-equipment", str(bad), "--enterprise", "e", "-c", str(broken)]) == 2
     assert main(["serve", "-c", str(broken)]) == 2
     assert "broken.yaml:1: ledger.url" in capsys.readouterr().err
+
+
+class _Report(BaseModel):
+    ok: bool
+    summary: str
+    missing: list[int]
+
+
+def _audit_module(monkeypatch: pytest.MonkeyPatch, audit_period: object) -> None:
+    """A stand-in for the trust chain's cloud_bridge.cloud.trust.audit (not on this branch): only its seam."""
+    module = types.ModuleType(AUDIT_MODULE)
+    module.audit_period = audit_period  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, AUDIT_MODULE, module)
+
+
+def test_the_audit_runs_at_export_and_a_failed_one_is_refused(
+    cloud: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ["evidence", "export", "--enterprise", "ent-1", "--from", "2024-05-01", "--to", "2024-05-01"]
+    argv += ["-c", str(cloud)]
+    asked: list[tuple[str, int]] = []
+
+    def passes(store: object, ent: str, period: Any) -> _Report:
+        asked.append((ent, period.start))
+        return _Report(ok=True, summary="412 messages, chain intact", missing=[])
+
+    _audit_module(monkeypatch, passes)
+    assert main([*argv, "-o", str(tmp_path / "ok")]) == 0
+    assert asked and asked[0][0] == "ent-1"
+    assert "ledger audit: 通过 / passed: 412 messages, chain intact" in capsys.readouterr().out
+    record = json.loads((tmp_path / "ok" / "audit.json").read_text())
+    assert record["status"] == "passed" and record["report"]["summary"] == "412 messages, chain intact"
+    assert main(["evidence", "recompute", str(tmp_path / "ok")]) == 0
+
+    _audit_module(monkeypatch, lambda store, ent, period: _Report(ok=False, summary="seq 7 missing", missing=[7]))
+    assert main([*argv, "-o", str(tmp_path / "bad")]) == 1
+    assert "ledger audit: 未通过 / FAILED: seq 7 missing" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert main([*argv, "-o", str(tmp_path / "bad"), "--allow-failed-audit"]) == 0
+    assert json.loads((tmp_path / "bad" / "audit.json").read_text())["report"]["missing"] == [7]
+    assert "FAILED" in (tmp_path / "bad" / "report.html").read_text()
+
+    def breaks(store: object, ent: str, period: object) -> _Report:
+        raise RuntimeError("no chain table")
+
+    _audit_module(monkeypatch, breaks)
+    assert main([*argv, "-o", str(tmp_path / "broken")]) == 1
+    assert "could not run: the audit failed to run: RuntimeError: no chain table" in capsys.readouterr().err

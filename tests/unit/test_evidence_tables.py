@@ -12,10 +12,10 @@ import pytest
 from pydantic import BaseModel, Field
 
 from cloud_bridge.cloud.evidence import models
-from cloud_bridge.cloud.evidence.build import build_evidence
+from cloud_bridge.cloud.evidence.build import gather_inputs
 from cloud_bridge.cloud.evidence.export import DEVICE_CSV_EXCLUDE, export_pack
 from cloud_bridge.cloud.evidence.models import Device, EpochMs, Model
-from cloud_bridge.cloud.evidence.tables import columns, csv_table
+from cloud_bridge.cloud.evidence.tables import TableError, columns, csv_table, read_table
 from cloud_bridge.cloud.ledger.store import EvidenceStore
 from tests.unit.test_evidence_build import CONFIG, NOW, period, store  # noqa: F401  (the hand-built day)
 
@@ -29,6 +29,11 @@ PACK_CSVS: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
     "counts.csv": (models.CountRecord, ()),
     "activity_hourly.csv": (models.ActivityRow, ()),
     "config_hashes.csv": (models.ConfigHashRow, ()),
+    "state_timeline.csv": (models.StateRow, ()),
+    "device_meta.csv": (models.DeviceMetaRow, ()),
+    "tags.csv": (models.TagRow, ()),
+    "oee_settings.csv": (models.OeeSettingsRow, ()),
+    "gateways.csv": (models.GatewayInfo, ()),
 }
 
 
@@ -41,18 +46,20 @@ def flattened(model: type[BaseModel], exclude: tuple[str, ...], keys: tuple[str,
             continue
         col = "_".join(path)
         inner = [a for a in typing.get_args(f.annotation) if a is not type(None)] or [f.annotation]
+        instant = "epoch milliseconds" in str(model.model_json_schema()["properties"][f.alias or name])
         if isinstance(inner[0], type) and issubclass(inner[0], BaseModel):
             out += flattened(inner[0], exclude, path)
         elif col.endswith("_ms"):
             out += [col.removesuffix("_ms"), col]
+        elif instant:
+            out += [f"{col}_local", col]
         else:
             out.append(col)
     return out
 
 
 def test_the_packs_csv_headers_are_the_model_fields(store: EvidenceStore, tmp_path: Path) -> None:  # noqa: F811
-    p = period()
-    out = export_pack(build_evidence(store, CONFIG, "ent-1", p, now_ms=NOW), store, p, tmp_path / "pack")
+    out = export_pack(gather_inputs(store, CONFIG, "ent-1", period(), now_ms=NOW), tmp_path / "pack")
     for name, (model, exclude) in PACK_CSVS.items():
         data = (out.directory / "csv" / name).read_bytes()
         assert data.startswith(b"\xef\xbb\xbf"), name  # UTF-8 with a BOM
@@ -105,3 +112,30 @@ def test_the_cells() -> None:
     ]
     with pytest.raises(TypeError, match=r"Row.pairs: a list of .* has no cell: exclude 'pairs'"):
         columns(Row)
+
+
+def test_the_tables_of_inputs_read_back_exactly() -> None:
+    """What the figures are computed from is written exactly (a 32-bit counter is not 4.29497e+09) and reads
+    back into the same models; a cell that does not fit names its file, row and column."""
+    rows = [
+        Row(name='织机, "1"', ok=False, inner=Inner(ratio=1 / 3, at_ms=1), seen_ms=4_294_967_295, tags=["a"]),
+        Row(name="", ok=None, inner=None, seen_ms=None, tags=[]),
+    ]
+    data = csv_table(Row, rows, "Asia/Shanghai", exclude=["pairs"], precise=True)
+    assert "0.3333333333333333" in data.decode("utf-8-sig")
+    assert read_table(Row, data, "rows.csv", exclude=["pairs"]) == rows
+    counts = [
+        models.CountRecord.model_validate(
+            {"gateway": "g", "device": "d", "ts_ms": 5, "kind": "snapshot", "state": None, "total": 4294967295.0,
+             "good": None, "reject": 0.1, "readings": None, "good_readings": 2.5, "boundary": "after"}
+        )
+    ]  # fmt: skip
+    assert read_table(models.CountRecord, csv_table(models.CountRecord, counts, "UTC", precise=True), "c") == counts
+    assert "4.29497e+09" in csv_table(models.CountRecord, counts, "UTC").decode()  # the figures' form: 6 digits
+    bad = data.replace(b",false,", b",maybe,")
+    with pytest.raises(TableError, match=r"^rows.csv:2: ok: 'maybe' is not true or false$"):
+        read_table(Row, bad, "rows.csv", exclude=["pairs"])
+    with pytest.raises(TableError, match=r"^rows.csv:1: the header is not name,ok,"):
+        read_table(Row, data.replace(b"inner_ratio", b"ratio"), "rows.csv", exclude=["pairs"])
+    with pytest.raises(TableError, match=r"^c:2: boundary: "):
+        read_table(models.CountRecord, csv_table(models.CountRecord, counts, "UTC").replace(b"after", b"later"), "c")

@@ -1,45 +1,59 @@
-"""The evidence pack: `evidence.json`, the CSVs behind every number, the bilingual HTML report, and
-`manifest.json` with the SHA-256 of every file plus the gateways and config hashes that produced the
-data — so an evaluator can check that nothing was edited (`edgegw evidence verify DIR`).
+"""The evidence pack: `evidence.json`, the CSVs of every figure and of what the figures are computed from,
+`settings.json`, the equipment sheet as imported, the bilingual HTML report, the audit of the period,
+`manifest.json` with the SHA-256 of every file, and `signature.json`, the platform's Ed25519 signature of
+the manifest (`signing.py`).
 
-The manifest cannot hold its own hash: the exporter prints it (and the report's footer cannot show it
-either), so the evaluator writes it down when receiving the pack and passes it to `verify --expect`.
+What a pack proves (README "Trust model"): `edgegw evidence verify DIR --public-key FILE` that every file is
+the one the platform signed (nothing edited, added or removed); `edgegw evidence recompute DIR` that every
+figure follows from the pack's own input files by the same maths (`recompute.py`). Without a trusted key the
+manifest's SHA-256, noted when the pack was received, is the only anchor (`verify --expect`); with neither,
+the files only match a manifest anyone could have rewritten, and verify says integrity is unproven.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import re
-from collections.abc import Mapping, Sequence
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from cloud_bridge.cloud.evidence.build import Computed, EvidenceInputs, compute_evidence
 from cloud_bridge.cloud.evidence.models import (
     ActivityRow,
     Area,
+    AuditRecord,
     ConfigHashRow,
     CountRecord,
     Device,
+    DeviceMetaRow,
     EventRow,
-    Evidence,
+    GatewayInfo,
     IntervalRow,
     OeeRow,
+    OeeSettingsRow,
+    StateRow,
     SummaryRow,
+    TagRow,
 )
-from cloud_bridge.cloud.evidence.tables import csv_table, interval_rows, oee_rows, summary_rows
+from cloud_bridge.cloud.evidence.signing import SIGNATURE, check_signature, fingerprint, signature_document
+from cloud_bridge.cloud.evidence.tables import csv_table, interval_rows, oee_rows, state_rows, summary_rows
 from cloud_bridge.cloud.ledger.equipment import equipment_csv
-from cloud_bridge.cloud.ledger.store import EvidenceStore
-from cloud_bridge.metrics.period import Period, iso_local
-from edge_config.secrets import redact_url
+from cloud_bridge.metrics.period import iso_local
 
-M = TypeVar("M", bound=BaseModel)
 FORMATS = ("json", "csv", "html")
 MANIFEST = "manifest.json"
+SETTINGS = "settings.json"
+AUDIT = "audit.json"
 MANIFEST_SCHEMA = "edgegw-evidence-manifest/1"
+NOT_LISTED = (MANIFEST, SIGNATURE)  # the manifest cannot list itself, nor the signature of itself
 
 
 class ExportError(Exception):
@@ -58,58 +72,78 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-# ---------------------------------------------------------------- CSVs
+def json_bytes(data: Any) -> bytes:
+    return (json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True) + "\n").encode()
 
+
+# ---------------------------------------------------------------- the files
 
 # what each CSV of a device row leaves out: lists that have CSVs of their own, and the OEE's detail (oee.csv)
 DEVICE_CSV_EXCLUDE = ("online_intervals", "tags", "oee.time_s", "oee.losses_s", "oee.counts", "oee.shifts")
 
+# the tables the figures are computed from, each with its model: written exactly, read back by recompute
+INPUT_TABLES: dict[str, type[Any]] = {
+    "device_meta.csv": DeviceMetaRow,
+    "tags.csv": TagRow,
+    "oee_settings.csv": OeeSettingsRow,
+    "events.csv": EventRow,
+    "counts.csv": CountRecord,
+    "activity_hourly.csv": ActivityRow,
+    "gateways.csv": GatewayInfo,
+    "config_hashes.csv": ConfigHashRow,
+}
 
-def _ledger_row(model: type[M], row: Mapping[str, Any], **renamed: str) -> M:
-    """A record of the ledger as `model`, with `gw`, `dev` and the keys in `renamed` (new name=old) renamed."""
-    names = {"gateway": "gw", "device": "dev", **renamed}
-    kept = {k: v for k, v in row.items() if k not in names.values()}
-    return model.model_validate({**kept, **{new: row[old] for new, old in names.items()}})
 
-
-def csv_files(ev: Evidence, store: EvidenceStore, period: Period) -> dict[str, bytes]:
-    """The pack's CSVs, each written from a model (see tables.py for how fields become columns)."""
-    tz = period.timezone
-    ent = ev.enterprise.id
-    return {
-        "summary.csv": csv_table(SummaryRow, summary_rows(ev), tz),
-        "devices.csv": csv_table(Device, ev.devices, tz, exclude=DEVICE_CSV_EXCLUDE),
-        "online_intervals.csv": csv_table(IntervalRow, interval_rows(ev), tz),
-        "oee.csv": csv_table(OeeRow, oee_rows(ev), tz),
-        "areas.csv": csv_table(Area, ev.summary.areas, tz),
-        "events.csv": csv_table(
-            EventRow, (_ledger_row(EventRow, e, ts_ms="ts") for e in store.event_log(ent, period.start, period.end)), tz
-        ),
-        "counts.csv": csv_table(
-            CountRecord,
-            (_ledger_row(CountRecord, c, ts_ms="ts") for c in store.count_log(ent, period.start, period.end)),
-            tz,
-        ),
-        "activity_hourly.csv": csv_table(
-            ActivityRow,
-            (
-                _ledger_row(ActivityRow, h, hour_ms="hour", first_ts_ms="first_ts", last_ts_ms="last_ts")
-                for h in store.activity_hours(ent, period.start, period.as_of)
-            ),
-            tz,
-        ),
-        "config_hashes.csv": csv_table(
-            ConfigHashRow,
-            (
-                ConfigHashRow(
-                    gateway=h.gw, device=h.dev, announced_ms=h.ts, config_hash=h.config_hash, version=h.version
-                )
-                for h in ev.config_hashes
-            ),
-            tz,
-        ),
-        "equipment_ledger.csv": equipment_csv(store.equipment(ent)).encode("utf-8-sig"),
+def input_files(inputs: EvidenceInputs, computed: Computed) -> dict[str, bytes]:
+    """`settings.json`, the input CSVs (under csv/) and the equipment sheet as imported."""
+    tz = inputs.period.timezone
+    tables: dict[str, Sequence[Any]] = {
+        "device_meta.csv": inputs.devices,
+        "tags.csv": inputs.tags,
+        "oee_settings.csv": inputs.oee_settings,
+        "events.csv": inputs.events,
+        "counts.csv": inputs.counts,
+        "activity_hourly.csv": inputs.activity,
+        "gateways.csv": computed.evidence.gateways,
+        "config_hashes.csv": inputs.config_hashes,
     }
+    files = {f"csv/{name}": csv_table(INPUT_TABLES[name], rows, tz, precise=True) for name, rows in tables.items()}
+    files["csv/equipment_ledger.csv"] = equipment_csv(inputs.equipment).encode("utf-8-sig")
+    files[SETTINGS] = json_bytes(inputs.settings.jsonable())
+    if inputs.settings.equipment_file is not None and inputs.equipment_file is not None:
+        files[inputs.settings.equipment_file] = inputs.equipment_file
+    return files
+
+
+def figure_files(
+    computed: Computed,
+    formats: Sequence[str],
+    *,
+    audit: AuditRecord | None = None,
+    signer: str | None = None,
+) -> dict[str, bytes]:
+    """The figures: `evidence.json`, the CSVs of the figures, the report."""
+    ev = computed.evidence
+    tz = ev.period.timezone
+    files: dict[str, bytes] = {}
+    if "json" in formats:
+        files["evidence.json"] = json_bytes(ev.jsonable())
+    if "csv" in formats:
+        files.update(
+            {
+                "csv/summary.csv": csv_table(SummaryRow, summary_rows(ev), tz),
+                "csv/devices.csv": csv_table(Device, ev.devices, tz, exclude=DEVICE_CSV_EXCLUDE),
+                "csv/online_intervals.csv": csv_table(IntervalRow, interval_rows(ev), tz),
+                "csv/oee.csv": csv_table(OeeRow, oee_rows(ev), tz),
+                "csv/areas.csv": csv_table(Area, ev.summary.areas, tz),
+                "csv/state_timeline.csv": csv_table(StateRow, state_rows(computed.timelines.values()), tz),
+            }
+        )
+    if "html" in formats:
+        from cloud_bridge.cloud.evidence.report import render_report
+
+        files["report.html"] = render_report(ev, audit=audit, signer=signer).encode()
+    return files
 
 
 # ---------------------------------------------------------------- the pack
@@ -118,117 +152,240 @@ def csv_files(ev: Evidence, store: EvidenceStore, period: Period) -> dict[str, b
 @dataclass
 class Pack:
     directory: Path
+    computed: Computed
     files: list[dict[str, Any]] = field(default_factory=list)
     manifest_sha256: str = ""
+    signer: str | None = None  # the fingerprint of the key that signed it
 
 
 def export_pack(
-    evidence: Evidence,
-    store: EvidenceStore,
-    period: Period,
+    inputs: EvidenceInputs,
     out_dir: str | Path,
     formats: Sequence[str] = FORMATS,
+    *,
+    signing_key: Ed25519PrivateKey | None = None,
+    audit: AuditRecord | None = None,
+    ledger_url: str = "",
 ) -> Pack:
-    """Write the pack into `out_dir` (created; it must be empty) and return its manifest's SHA-256."""
+    """Compute the evidence from `inputs` and write the pack into `out_dir` (created; it must be empty). The
+    inputs go in whenever the CSVs do (`csv` in `formats`): a pack without them cannot be recomputed."""
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
+    if out.is_symlink() or (out.exists() and any(out.iterdir())):
         raise ExportError(f"{out}: the directory is not empty (an evidence pack holds exactly its own files)")
     out.mkdir(parents=True, exist_ok=True)
-    ev = evidence.jsonable()
-    files: dict[str, bytes] = {}
-    if "json" in formats:
-        files["evidence.json"] = (json.dumps(ev, ensure_ascii=False, indent=1, sort_keys=True) + "\n").encode()
+    computed = compute_evidence(inputs)
+    signer = fingerprint(signing_key.public_key()) if signing_key is not None else None
+    files = figure_files(computed, formats, audit=audit, signer=signer)
     if "csv" in formats:
-        files.update({f"csv/{name}": data for name, data in csv_files(evidence, store, period).items()})
-    if "html" in formats:
-        from cloud_bridge.cloud.evidence.report import render_report
-
-        files["report.html"] = render_report(evidence).encode()
-    pack = Pack(out)
+        files.update(input_files(inputs, computed))
+    if audit is not None:
+        files[AUDIT] = json_bytes(audit.jsonable())
+    pack = Pack(out, computed, signer=signer)
     for name in sorted(files):
         data = files[name]
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         pack.files.append({"path": name, "sha256": sha256_bytes(data), "bytes": len(data)})
-    manifest = {
+    data = json_bytes(manifest(inputs, computed, pack.files, audit=audit, signer=signer, ledger_url=ledger_url))
+    (out / MANIFEST).write_bytes(data)
+    pack.manifest_sha256 = sha256_bytes(data)
+    if signing_key is not None:
+        (out / SIGNATURE).write_bytes(signature_document(signing_key, data))
+    return pack
+
+
+def manifest(
+    inputs: EvidenceInputs,
+    computed: Computed,
+    files: list[dict[str, Any]],
+    *,
+    audit: AuditRecord | None,
+    signer: str | None,
+    ledger_url: str,
+) -> dict[str, Any]:
+    ev = computed.evidence.jsonable()
+    st = inputs.settings
+    return {
         "schema": MANIFEST_SCHEMA,
         "generator": ev["generator"],
-        "generated_at": iso_local(ev["generated_at_ms"], period.timezone),
+        "generated_at": iso_local(ev["generated_at_ms"], inputs.period.timezone),
         "generated_at_ms": ev["generated_at_ms"],
         "enterprise": ev["enterprise"],
         "period": ev["period"],
-        "ledger": {"url": redact_url(store.url), "equipment_import": ev["summary"]["ledger_import"]},
+        "ledger": {
+            "url": ledger_url,
+            "equipment_import": ev["summary"]["ledger_import"],
+            "equipment_file": st.equipment_file,
+        },
         "gateways": [{"gateway": g["gateway"], "config_hashes": g["config_hashes"]} for g in ev["gateways"]],
         "config_hashes": [
             {"gateway": h["gw"], "device": h["dev"], "announced_ms": h["ts"], "config_hash": h["config_hash"]}
             for h in ev["config_hashes"]
         ],
-        "files": pack.files,
-        "check": "edgegw evidence verify DIR --expect <SHA-256 of manifest.json, noted when the pack was received>",
+        "audit": None if audit is None else {"status": audit.status, "summary": audit.summary, "file": AUDIT},
+        "signer": None if signer is None else {"algorithm": "Ed25519", "public_key_fingerprint": signer},
+        "files": files,
+        "check": "edgegw evidence verify DIR --public-key <the platform's public key> (or --expect <SHA-256 of "
+        "manifest.json, noted when the pack was received)); edgegw evidence recompute DIR",
     }
-    data = (json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True) + "\n").encode()
-    (out / MANIFEST).write_bytes(data)
-    pack.manifest_sha256 = sha256_bytes(data)
-    return pack
 
 
-# ---------------------------------------------------------------- verification
+# ---------------------------------------------------------------- reading a pack safely
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
+class PackReadError(Exception):
+    """A file of a pack that may not be read: a symbolic link, not a regular file, outside the pack."""
+
+
+def pack_entries(root: Path) -> tuple[dict[str, int], list[str]]:
+    """Every regular file under `root` (relative POSIX path → size) and the problems: symbolic links and
+    anything that is neither a file nor a directory. Links are never followed."""
+    files: dict[str, int] = {}
+    problems: list[str] = []
+    for base, dirs, names in os.walk(root, followlinks=False):
+        for name in sorted([*dirs, *names]):
+            path = Path(base) / name
+            rel = path.relative_to(root).as_posix()
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                problems.append(f"{rel}: a symbolic link (refused: a pack holds its own files)")
+            elif stat.S_ISREG(st.st_mode):
+                files[rel] = st.st_size
+            elif not stat.S_ISDIR(st.st_mode):
+                problems.append(f"{rel}: not a regular file (refused)")
+        dirs[:] = [d for d in dirs if not (Path(base) / d).is_symlink()]
+    return files, problems
+
+
+def safe_name(name: object) -> str | None:
+    """The relative POSIX path of a file inside a pack, or None when it could point anywhere else."""
+    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name or len(name) > 512:
+        return None
+    pp = PurePosixPath(name)
+    if pp.is_absolute() or any(part in ("", ".", "..") for part in name.split("/")) or ":" in pp.parts[0]:
+        return None
+    return name
+
+
+def read_in_pack(root: Path, name: str) -> bytes:
+    """A regular file of the pack, never through a symbolic link, never outside `root`."""
+    rel = safe_name(name)
+    if rel is None:
+        raise PackReadError(f"{name!r}: not a path inside the pack")
+    path = root / rel
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+        raise PackReadError(f"{rel}: leaves the pack")
+    for parent in [*reversed(PurePosixPath(rel).parents)][1:]:
+        if (root / parent).is_symlink():
+            raise PackReadError(f"{rel}: {parent} is a symbolic link")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise PackReadError(f"{rel}: a symbolic link") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise PackReadError(f"{rel}: not a regular file")
+        return f.read()
+
+
+# ---------------------------------------------------------------- verification
+
+
 @dataclass
 class Verification:
-    ok: bool
+    ok: bool  # every file matches the manifest, nothing added, the signature (if checked) valid
     problems: list[str]
     manifest_sha256: str | None
     files: int
+    proven: bool = False  # ok, and anchored: signed by the trusted key, or the manifest hash as expected
+    signer: str | None = None  # the fingerprint the signature names
+    notes: list[str] = field(default_factory=list)
 
 
-def verify_pack(directory: str | Path, expect: str | None = None) -> Verification:
-    """Check every file against the manifest, and that no file was added or removed."""
+def verify_pack(
+    directory: str | Path, expect: str | None = None, public_key: Ed25519PublicKey | None = None
+) -> Verification:
+    """Check the signature (with the trusted `public_key`), the manifest's hash (`expect`), every file
+    against the manifest, and that no file was added or removed; refuse symbolic links, special files and
+    paths that leave the pack."""
     root = Path(directory)
-    problems: list[str] = []
-    mpath = root / MANIFEST
+    if not root.is_dir():
+        return Verification(False, [f"{root}: not a directory"], None, 0)
+    present, problems = pack_entries(root)
     try:
-        raw = mpath.read_bytes()
-    except OSError as e:
-        return Verification(False, [f"{mpath}: cannot read the manifest ({e.strerror or e})"], None, 0)
+        raw = read_in_pack(root, MANIFEST)
+    except (OSError, PackReadError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        return Verification(False, [*problems, f"{MANIFEST}: cannot read the manifest ({why})"], None, 0)
     msha = sha256_bytes(raw)
-    if expect is not None and expect.strip().lower() != msha:
-        problems.append(f"{MANIFEST}: SHA-256 is {msha}, not the expected {expect.strip().lower()} (manifest edited?)")
+    anchored = False
+    signer = None
+    if expect is not None:
+        if expect.strip().lower() != msha:
+            problems.append(
+                f"{MANIFEST}: SHA-256 is {msha}, not the expected {expect.strip().lower()} (manifest edited?)"
+            )
+        else:
+            anchored = True
+    if public_key is not None:
+        if SIGNATURE not in present:
+            problems.append(f"{SIGNATURE}: missing — the pack is unsigned")
+        else:
+            try:
+                check = check_signature(public_key, raw, read_in_pack(root, SIGNATURE))
+            except (OSError, PackReadError) as e:
+                problems.append(f"{SIGNATURE}: cannot read ({e})")
+            else:
+                signer = check.fingerprint or None
+                if check.valid:
+                    anchored = True
+                else:
+                    problems.append(check.problem)
     try:
-        manifest = json.loads(raw)
+        doc = json.loads(raw)
     except ValueError:  # not JSON, or not UTF-8
-        manifest = None
-    listed = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA or not isinstance(listed, list):
+        doc = None
+    listed = doc.get("files") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("schema") != MANIFEST_SCHEMA or not isinstance(listed, list):
         return Verification(False, [*problems, f"{MANIFEST}: not an edgegw evidence manifest"], msha, 0)
     names: set[str] = set()
     for entry in listed:
-        name = entry.get("path") if isinstance(entry, dict) else None
+        raw_name = entry.get("path") if isinstance(entry, dict) else None
         digest = entry.get("sha256") if isinstance(entry, dict) else None
-        pp = PurePosixPath(str(name))
-        if not isinstance(name, str) or pp.is_absolute() or ".." in pp.parts or name == MANIFEST:
-            problems.append(f"{MANIFEST}: bad file entry {entry!r}")
+        name = safe_name(raw_name)
+        if name is None or name in NOT_LISTED:
+            problems.append(f"{MANIFEST}: bad file entry {entry!r} (a path that leaves the pack, or a reserved name)")
+            continue
+        if name in names:
+            problems.append(f"{MANIFEST}: {name} is listed twice")
             continue
         if not isinstance(digest, str) or not _HEX64.match(digest):
             problems.append(f"{MANIFEST}: {name}: bad SHA-256 {digest!r}")
             continue
         names.add(name)
-        path = root / name
+        if name not in present:
+            if not any(p.startswith(f"{name}:") for p in problems):
+                problems.append(f"{name}: missing")
+            continue
         try:
-            data = path.read_bytes()
-        except OSError:
-            problems.append(f"{name}: missing")
+            data = read_in_pack(root, name)
+        except (OSError, PackReadError) as e:
+            problems.append(f"{name}: cannot read ({e})")
             continue
         actual = sha256_bytes(data)
         if actual != digest:
             problems.append(f"{name}: SHA-256 {actual} does not match the manifest's {digest} (edited)")
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            rel = path.relative_to(root).as_posix()
-            if rel != MANIFEST and rel not in names:
-                problems.append(f"{rel}: not listed in the manifest (added)")
-    return Verification(not problems, problems, msha, len(names))
+    for rel in sorted(present):
+        if rel not in NOT_LISTED and rel not in names:
+            problems.append(f"{rel}: not listed in the manifest (added)")
+    notes = []
+    if SIGNATURE in present and public_key is None:
+        notes.append(f"{SIGNATURE} present, not checked: give --public-key (the platform's public key)")
+    ok = not problems
+    return Verification(ok, problems, msha, len(names), ok and anchored, signer, notes)

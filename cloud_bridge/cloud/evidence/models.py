@@ -124,7 +124,11 @@ class OeeFigures(Model):
 
     from_ms: EpochMs
     to_ms: EpochMs
-    availability: float | None
+    availability: float | None = Field(description="ISO 22400-2: APT / PBT (offline and unknown time left out)")
+    availability_all: float | None = Field(
+        description="APT / (POT − planned stop): availability with offline and unknown time counted as lost"
+    )
+    observed: float | None = Field(description="(POT − offline − unknown) / POT: the planned time the device was seen")
     performance: float | None
     quality: float | None
     oee: float | None
@@ -214,6 +218,9 @@ class Device(Model):
     online_now: bool = False
     online_intervals: list[tuple[int, int]] = Field(default_factory=list, description="[from, to) in epoch ms")
     completeness: CompletenessFigures = Field(default_factory=CompletenessFigures)
+    networked_fails: list[str] = Field(
+        default_factory=list, description="why it is not networked: keys of cloud_bridge.metrics.labels.NOT_NETWORKED"
+    )
     domains: list[str] = Field(default_factory=list)
     oee: PeriodOee | None = None
     config_hash: str = ""
@@ -255,13 +262,29 @@ class OnlineTime(Model):
 
 
 class Area(Model):
-    """A business area data is collected for: the tag domain, its labels, the networked devices, their tags."""
+    """A 数据采集 business area of the indicators, collected for or not: the tags that collect data for it
+    (`device/tag`), the devices they are on, those whose good data arrived in the period, and whether it counts
+    (a networked device collects for it)."""
 
-    domain: str
+    key: str
     zh: str
     en: str
+    domains: list[str] = Field(description="the tag domains that collect data for it")
+    tags: list[str]
     devices: list[str]
-    tags: int
+    devices_with_data: list[str]
+    data_arrived: bool
+    counted: bool
+
+
+class NetworkedRuleInfo(Model):
+    """The networked rule the figures follow, where it comes from, and its wording."""
+
+    min_online_ratio: float
+    min_completeness: float | None
+    source: Literal["default", "pilot", "enterprise"]
+    text: str
+    text_zh: str
 
 
 class LedgerImport(Model):
@@ -280,13 +303,16 @@ class Summary(Model):
     denominator_source: Literal["equipment_ledger", "gateway_metadata"]
     equipment_total: int
     ledger_import: LedgerImport | None
+    networked_rule: NetworkedRuleInfo
     networked: Indicator
     digitized: Indicator
     key_process: KeyProcess
     online_now: OnlineNow
     online_time: OnlineTime
     completeness: CompletenessFigures
-    areas: list[Area]
+    areas: list[Area] = Field(description="every business area of the list in force, collected for or not")
+    areas_counted: int
+    areas_source: str
     oee_devices: int
 
 
@@ -294,10 +320,15 @@ class Summary(Model):
 
 
 class GatewayInfo(Model):
+    """A gateway: its last status and sign of life, and since when its devices are counted offline (when it
+    is offline now, or silent too long)."""
+
     gateway: str
     online: bool | None
     status_ts: EpochMs | None
     version: str | None
+    last_seen_ms: EpochMs | None = None
+    offline_from_ms: EpochMs | None = None
     config_hashes: list[str]
 
 
@@ -377,8 +408,14 @@ class OeeRow(OeeFigures, ShiftOf, OeeScope):
     """OEE of a device for the period or one shift occurrence in it (`oee.csv`)."""
 
 
+Boundary = Literal["before", "in", "after"]
+BOUNDARY = "before the period's start or after its end, used by the maths (before: the last state known; after: to \
+tell a stop at the end, and production up to the end)"
+
+
 class EventRow(Model):
-    """An online, offline or state event as the ledger received it (`events.csv`)."""
+    """An online, offline or state event as the ledger received it (`events.csv`), with the ones before and after
+    the period the maths uses."""
 
     gateway: str
     device: str
@@ -386,6 +423,7 @@ class EventRow(Model):
     kind: str
     state: str | None
     reason: str
+    boundary: Boundary = Field("in", description=BOUNDARY)
 
 
 class CountRecord(Model):
@@ -401,6 +439,7 @@ class CountRecord(Model):
     reject: float | None
     readings: float | None
     good_readings: float | None
+    boundary: Boundary = Field("in", description=BOUNDARY)
 
 
 class ActivityRow(Model):
@@ -423,3 +462,108 @@ class ConfigHashRow(Model):
     announced_ms: EpochMs
     config_hash: str
     version: str
+
+
+# ---------------------------------------------------------------- what the figures are computed from (pack inputs)
+
+
+class DeviceMetaRow(Model):
+    """A device a gateway reported on, and what it announced of itself (`device_meta.csv`; `announced` false:
+    no metadata yet, the other columns empty)."""
+
+    gateway: str
+    device: str
+    announced: bool
+    announced_ms: EpochMs | None = None
+    name: str = ""
+    type: str = ""
+    line: str = ""
+    production: bool | None = None
+    config_hash: str = ""
+    version: str = ""
+
+
+class TagRow(Model):
+    """A tag of a device as announced (`tags.csv`): its unit, business domain and read interval."""
+
+    gateway: str
+    device: str
+    tag: str
+    unit: str | None
+    domain: str | None
+    type: str | None
+    interval_s: float | None
+
+
+class OeeSettingsRow(Model):
+    """The OEE settings a device announced with its config hash (`oee_settings.csv`): what its OEE is computed
+    with."""
+
+    gateway: str
+    device: str
+    config_hash: str
+    state_tag: str
+    total_count_tag: str | None
+    good_count_tag: str | None
+    reject_count_tag: str | None
+    ideal_cycle_time_s: float | None
+    counter_max: float | None
+    resolution: float
+    micro_stop_s: float
+    micro_stop_loss: str
+
+
+class StateRow(DeviceKey):
+    """A stretch of one OEE state of a device in the period (`state_timeline.csv`)."""
+
+    from_ms: EpochMs
+    to_ms: EpochMs
+    seconds: float
+    state: str = Field(description="running, idle, fault, setup, planned_stop, offline or unknown")
+    micro_stop: bool
+    plan: Literal["work", "break", "none"] = Field(description="planned operation time, a planned break, unscheduled")
+
+
+class AreaOption(Model):
+    """A business area of the list in force (`settings.json`)."""
+
+    key: str
+    zh: str
+    en: str
+    domains: list[str]
+
+
+class PackPeriod(Model):
+    from_ms: EpochMs
+    to_ms: EpochMs
+    as_of_ms: EpochMs
+    timezone: str
+
+
+class PackSettings(Model):
+    """What the figures of a pack follow besides its CSVs (`settings.json`): the enterprise, the period and the
+    moment of export (what "now" was), the shift calendar, the networked rule, the business areas, the silence
+    after which a gateway counts as stopped, and the equipment-ledger import with its original file."""
+
+    schema_: Literal["edgegw-evidence-settings/1"] = Field("edgegw-evidence-settings/1", alias="schema")
+    generator: str
+    generated_at_ms: EpochMs
+    enterprise: Enterprise
+    period: PackPeriod
+    calendar: list[Shift]
+    networked_rule: NetworkedRuleInfo
+    areas: list[AreaOption]
+    areas_source: str
+    silence_ms: int
+    ledger_import: LedgerImport | None
+    equipment_file: str | None = Field(description="the imported equipment sheet as it was received, in the pack")
+
+
+class AuditRecord(Model):
+    """The audit of the period run at export (`audit.json`): whether the ledger still holds what the gateways
+    sent (cloud_bridge.cloud.trust.audit), its verdict in a sentence, and the audit's own report."""
+
+    schema_: Literal["edgegw-evidence-audit/1"] = Field("edgegw-evidence-audit/1", alias="schema")
+    status: Literal["passed", "failed", "not_available", "error"]
+    summary: str
+    report: dict[str, Any] | None = None

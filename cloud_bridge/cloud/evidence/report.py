@@ -1,8 +1,9 @@
 """The printable bilingual (zh-CN / English) HTML report of an evidence pack.
 
 One self-contained file: inline CSS and inline SVG charts, no script, no fonts or images fetched.
-Sections: indicator summary, per-device table, online timeline per device, OEE chart with the loss
-breakdown, method and provenance (calendar, config hashes, equipment ledger import, notes).
+Sections: indicator summary, per-device table, the business areas of data collection, online timeline per
+device, OEE chart with the loss breakdown, method and provenance (networked rule, calendar, config hashes,
+equipment ledger import, audit, signature, notes).
 
 Rendered from the Jinja2 templates in `templates/` (`report.html.j2` on the printable page `base.html.j2`)
 with autoescape, so every name from a ledger or a gateway is escaped. The charts' geometry is computed
@@ -18,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from cloud_bridge.cloud.evidence.models import Evidence, PeriodOee
+from cloud_bridge.cloud.evidence.models import AuditRecord, Evidence, PeriodOee
 from cloud_bridge.cloud.evidence.tables import summary_rows
 from cloud_bridge.metrics.evidence import BANDS, band_label
 from cloud_bridge.metrics.labels import STATES, Label, label
@@ -235,7 +236,9 @@ def _flags(flags: list[str]) -> Label:
     return Label("；".join(lb.zh for lb in labels), "; ".join(lb.en for lb in labels))
 
 
-def render_report(ev: Evidence) -> str:
+def render_report(ev: Evidence, *, audit: AuditRecord | None = None, signer: str | None = None) -> str:
+    """The report of `ev`; `audit`: the audit run at export; `signer`: the fingerprint of the key that signs
+    the pack."""
     oee_devices = [d for d in ev.devices if d.oee is not None]
     measured = [(d.id, d.oee) for d in ev.devices if d.oee is not None]
     ent = ev.enterprise
@@ -256,4 +259,7 @@ def render_report(ev: Evidence) -> str:
         state_colours=STATE_COLOURS,
         flag_notes=[(name, _flags(o.flags)) for name, o in measured if o.flags],
         policy=measured[0][1] if measured else None,
+        audit=audit,
+        signer=signer,
+        max_tags=8,
     )

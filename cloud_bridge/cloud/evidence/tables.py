@@ -11,7 +11,11 @@ How fields become columns (`columns`):
 - a list of plain values is one cell, the values joined by `;`;
 - a list of models or of pairs has no cell: leave it out with `exclude` (dotted JSON keys, e.g.
   `oee.shifts`) and write it as a CSV of its own.
-Cells: None is empty, booleans `true` / `false`, floats to 6 significant digits.
+Cells: None is empty, booleans `true` / `false`, floats to 6 significant digits — or, in the tables the
+figures are computed from (`precise=True`), exactly (the shortest text that reads back as the same float).
+
+`read_table` reads such a CSV back into its models (the local-time columns are left out: the `_ms` column is
+the value), so `edgegw evidence recompute` can compute the figures again from a pack's own files.
 
 CSVs are UTF-8 with a BOM, so Excel shows the Chinese right.
 """
@@ -26,19 +30,22 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from cloud_bridge.cloud.evidence.models import (
+    Device,
     Evidence,
     IntervalRow,
     OeeFigures,
     OeeRow,
     ShiftOf,
+    StateRow,
     SummaryRow,
     Timestamp,
 )
 from cloud_bridge.metrics.evidence import ratio
 from cloud_bridge.metrics.labels import INDICATORS, TEXTS, Label
+from cloud_bridge.metrics.oee import TimelineSegment
 from cloud_bridge.metrics.period import iso_local
 
 M = TypeVar("M", bound=BaseModel)
@@ -51,7 +58,10 @@ class Column:
     path: tuple[str, ...]  # attribute names from the row down to the value
     local_time: bool = False  # the instant's local time instead of its epoch ms
 
-    def cell(self, row: BaseModel, tz: str) -> str:
+    annotation: Any = str  # the field's type, without `| None` and Annotated (what a cell reads back as)
+    optional: bool = False
+
+    def cell(self, row: BaseModel, tz: str, precise: bool = False) -> str:
         v: Any = row
         for name in self.path:
             v = getattr(v, name)
@@ -59,16 +69,18 @@ class Column:
                 return ""
         if self.local_time:
             return iso_local(v, tz)
-        return _cell(v)
+        return _cell(v, precise)
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any, precise: bool = False) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
+        if precise:
+            return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
         return f"{v:.6g}" if abs(v) < 1e15 else repr(v)
     if isinstance(v, list | tuple):
-        return ";".join(_cell(x) for x in v)
+        return ";".join(_cell(x, precise) for x in v)
     return str(v)
 
 
@@ -82,6 +94,12 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
     if typing.get_origin(annotation) is Annotated:
         return args[0], any(isinstance(m, Timestamp) for m in annotation.__metadata__)
     return annotation, False
+
+
+def _optional(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in typing.get_args(
+        annotation
+    )
 
 
 def _is_model(t: Any) -> bool:
@@ -106,31 +124,110 @@ def columns(model: type[BaseModel], exclude: Collection[str] = ()) -> list[Colum
             t, instant = _unwrap(f.annotation)
             instant = instant or any(isinstance(x, Timestamp) for x in f.metadata)
             col = "_".join((*keys, key))
+            optional = _optional(f.annotation)
             if _is_model(t):
                 walk(t, (*path, name), (*keys, key))
             elif instant:
                 local = col.removesuffix("_ms") if col.endswith("_ms") else f"{col}_local"
-                out.extend((Column(local, (*path, name), local_time=True), Column(col, (*path, name))))
+                out.extend(
+                    (
+                        Column(local, (*path, name), local_time=True),
+                        Column(col, (*path, name), annotation=int, optional=optional),
+                    )
+                )
             elif typing.get_origin(t) is list and not _plain(typing.get_args(t)[0]):
                 raise TypeError(
                     f"{m.__name__}.{name}: a list of {typing.get_args(t)[0]} has no cell: exclude {dotted!r}"
                 )
             else:
-                out.append(Column(col, (*path, name)))
+                out.append(Column(col, (*path, name), annotation=t, optional=optional))
 
     walk(model, (), ())
     return out
 
 
-def csv_table(model: type[M], rows: Iterable[M], tz: str, *, exclude: Collection[str] = ()) -> bytes:
+def csv_table(
+    model: type[M], rows: Iterable[M], tz: str, *, exclude: Collection[str] = (), precise: bool = False
+) -> bytes:
     """`rows` as CSV (UTF-8 with a BOM, CRLF), the header from `model`'s fields."""
     cols = columns(model, exclude)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow([c.name for c in cols])
     for r in rows:
-        w.writerow([c.cell(r, tz) for c in cols])
+        w.writerow([c.cell(r, tz, precise) for c in cols])
     return buf.getvalue().encode("utf-8-sig")
+
+
+class TableError(ValueError):
+    """A CSV that does not read back into its model: `file:row: column: message`."""
+
+
+def _value(col: Column, text: str) -> Any:
+    t = col.annotation
+    if typing.get_origin(t) is list and not (col.optional and text == ""):
+        (inner,) = typing.get_args(t)
+        item = Column(col.name, col.path, annotation=_unwrap(inner)[0])
+        return [_value(item, x) for x in text.split(";")] if text else []
+    if text == "" and (col.optional or t is not str):
+        return None
+    if t is bool:
+        if text not in ("true", "false"):
+            raise ValueError(f"{text!r} is not true or false")
+        return text == "true"
+    if t is int:
+        return int(text)
+    if t is float:
+        return float(text)
+    return text  # str, Literal: the model checks it
+
+
+def read_table(model: type[M], data: bytes, name: str, *, exclude: Collection[str] = ()) -> list[M]:
+    """The rows of a CSV that `csv_table` wrote for `model` (TableError naming the file, row and column)."""
+    cols = columns(model, exclude)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TableError(f"{name}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as e:
+        raise TableError(f"{name}: not a CSV table ({e})") from None
+    wanted = [c.name for c in cols]
+    if not rows or rows[0] != wanted:
+        raise TableError(f"{name}:1: the header is not {','.join(wanted)}")
+    out: list[M] = []
+    for n, cells in enumerate(rows[1:], start=2):
+        if len(cells) != len(cols):
+            raise TableError(f"{name}:{n}: {len(cells)} cells, not {len(cols)}")
+        data_: dict[str, Any] = {}
+        empty: set[tuple[str, ...]] = set()
+        for col, cell in zip(cols, cells, strict=True):
+            if col.local_time:
+                continue
+            try:
+                v = _value(col, cell)
+            except ValueError as e:
+                raise TableError(f"{name}:{n}: {col.name}: {e}") from None
+            if v is None and len(col.path) > 1:
+                empty.add(col.path[:-1])  # a nested model's cell left empty: the model may be None
+                continue
+            node = data_
+            for part in col.path[:-1]:
+                node = node.setdefault(part, {})
+            node[col.path[-1]] = v
+        for parent in sorted(empty, key=len):
+            node = data_
+            for part in parent[:-1]:
+                node = node.setdefault(part, {})
+            node.setdefault(parent[-1], None)
+        try:
+            out.append(model.model_validate(data_))
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise TableError(f"{name}:{n}: {where}: {first['msg']}") from None
+    return out
 
 
 # ---------------------------------------------------------------- the evidence's tables
@@ -173,6 +270,7 @@ def summary_rows(ev: Evidence) -> list[SummaryRow]:
         )
 
     at = iso_local(s.online_now.at_ms, ev.period.timezone)
+    counted = [a for a in s.areas if a.counted]
     ot, comp, kp, on = s.online_time, s.completeness, s.key_process, s.online_now
     return [
         row(
@@ -180,7 +278,10 @@ def summary_rows(ev: Evidence) -> list[SummaryRow]:
             s.networked.ratio,
             s.networked.numerator,
             s.networked.denominator,
-            TEXTS[f"denominator.{s.denominator_source}"],
+            Label(
+                f"{TEXTS[f'denominator.{s.denominator_source}'].zh}；{s.networked_rule.text_zh}",
+                f"{TEXTS[f'denominator.{s.denominator_source}'].en}; {s.networked_rule.text}",
+            ),
             score=s.networked.score,
             band=s.networked.band,
         ),
@@ -213,10 +314,10 @@ def summary_rows(ev: Evidence) -> list[SummaryRow]:
         ),
         row(
             "collection_areas",
+            s.areas_counted,
+            s.areas_counted,
             len(s.areas),
-            None,
-            None,
-            Label("、".join(a.zh for a in s.areas), ", ".join(a.en for a in s.areas)),
+            Label("、".join(a.zh for a in counted) or "—", ", ".join(a.en for a in counted) or "—"),
             value_unit="count",
             count_unit="",
         ),
@@ -243,4 +344,23 @@ def interval_rows(ev: Evidence) -> list[IntervalRow]:
         IntervalRow(id=d.id, gateway=d.gateway, device=d.device, from_ms=a, to_ms=b, seconds=(b - a) / 1000)
         for d in ev.devices
         for a, b in d.online_intervals
+    ]
+
+
+def state_rows(timelines: Iterable[tuple[Device, Iterable[TimelineSegment]]]) -> list[StateRow]:
+    """Each OEE device's state timeline in the period (`state_timeline.csv`)."""
+    return [
+        StateRow(
+            id=d.id,
+            gateway=d.gateway,
+            device=d.device,
+            from_ms=s.start,
+            to_ms=s.end,
+            seconds=(s.end - s.start) / 1000,
+            state=s.state,
+            micro_stop=s.micro,
+            plan=s.plan,
+        )
+        for d, segments in timelines
+        for s in segments
     ]

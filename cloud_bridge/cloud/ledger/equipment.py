@@ -15,7 +15,8 @@ Chinese headers, any order, case-insensitive):
 | `device` | 采集设备, device_id | no | the machine's device id in that gateway's config (default: `id`) |
 
 An import replaces the enterprise's whole ledger in one transaction and is logged with the SHA-256
-of the file, so the evidence pack can cite exactly which ledger it counted against.
+of the file; the file's bytes are kept (`equipment_files`), so the evidence pack holds exactly the sheet
+it counted against.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from cloud_bridge.cloud.ledger.schema import EQUIPMENT_TABLES, equipment, equipment_imports, metadata
+from cloud_bridge.cloud.ledger.schema import EQUIPMENT_TABLES, equipment, equipment_files, equipment_imports, metadata
 from cloud_bridge.cloud.ledger.sqldb import Database, execute_many
 from edge_config.sheets import Header, SheetError, read_header, sheet_rows
 
@@ -186,8 +187,15 @@ def replace_equipment(db: Database, ent: str, items: list[Equipment], *, source:
     """Make `items` the enterprise's whole ledger (one transaction) and log the import; returns the
     file's SHA-256."""
     sha = hashlib.sha256(data).hexdigest()
+    now = int(time.time() * 1000)
     with db.transaction() as conn:
         conn.execute(delete(equipment).where(equipment.c.ent == ent))
+        f = equipment_files.c
+        conn.execute(delete(equipment_files).where(f.ent == ent, f.sha256 == sha))
+        conn.execute(
+            equipment_files.insert(),
+            {"ent": ent, "sha256": sha, "source": source[:500], "data": data, "imported_ms": now},
+        )
         execute_many(
             conn,
             equipment.insert(),
@@ -211,7 +219,7 @@ def replace_equipment(db: Database, ent: str, items: list[Equipment], *, source:
             equipment_imports.insert(),
             {
                 "ent": ent,
-                "imported_ms": int(time.time() * 1000),
+                "imported_ms": now,
                 "source": source[:500],
                 "sha256": sha,
                 "row_count": len(items),
@@ -252,3 +260,10 @@ def last_import(db: Database, ent: str) -> dict[str, Any] | None:
         .limit(1)
     )
     return rows[0] if rows else None
+
+
+def equipment_file(db: Database, ent: str, sha256: str) -> bytes | None:
+    """The sheet imported with this SHA-256, as received (None: imported before the files were kept)."""
+    f = equipment_files.c
+    rows = db.rows(select(f.data).where(f.ent == ent, f.sha256 == sha256))
+    return bytes(rows[0]["data"]) if rows else None

@@ -177,7 +177,18 @@ equipment_imports = Table(
     Column("row_count", Integer, nullable=False),
 )
 
-EQUIPMENT_TABLES = (equipment, equipment_imports)
+# The sheets as they were imported (bytes), so an evidence pack can hold the file its denominators come from.
+equipment_files = Table(
+    "equipment_files",
+    metadata,
+    _key("ent"),
+    _key("sha256"),
+    _text("source"),
+    Column("data", LargeBinary, nullable=False),
+    _int("imported_ms"),
+)
+
+EQUIPMENT_TABLES = (equipment, equipment_imports, equipment_files)
 
 
 # ---------------------------------------------------------------- the cloud API's users (users.py)

@@ -251,6 +251,73 @@ class EvidenceStore:
             .order_by(c.gw, c.dev, c.ts)
         )
 
+    # ------------------------------------------------------------ what the evidence maths reads, with its boundaries
+
+    def device_window(
+        self, ent: str, gw: str, dev: str, start: int, end: int, reach: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """What the maths may read of one device for [start, end), as (events, counts) rows, each with its
+        `boundary` (before, in, after):
+
+        - events: every online/offline/state event in [start, end); the online/offline events at the last
+          instant before `start`; those in [end, reach] (`reach`: as of + the micro-stop threshold);
+        - counts: every state change and snapshot in [start, end); before `start`, the rows at its last
+          instant and the state changes at its last two instants with one; after `end`, the state changes up
+          to `reach` and the rows at the first instant at or after `end`.
+
+        Rows at the same instant come together, so a choice among them (the last before the start) is made by
+        the caller, the same way whether it reads the ledger or an evidence pack."""
+        e = schema.device_events.c
+        of_dev = (e.ent == ent, e.gw == gw, e.dev == dev)
+        ev = select(e.gw, e.dev, e.ts, e.kind, e.state, e.reason).where(*of_dev)
+        onoff = e.kind.in_(("online", "offline"))
+        last_ev = self.db.scalar(select(func.max(e.ts)).where(*of_dev, onoff, e.ts < start))
+        events = [
+            *_marked(self.db.rows(ev.where(onoff, e.ts == last_ev)) if last_ev is not None else [], "before"),
+            *_marked(
+                self.db.rows(ev.where(e.kind.in_(("online", "offline", "state")), e.ts >= start, e.ts < end)), "in"
+            ),
+            *_marked(self.db.rows(ev.where(onoff, e.ts >= end, e.ts <= reach)), "after"),
+        ]
+        c = schema.device_counts.c
+        mine = (c.ent == ent, c.gw == gw, c.dev == dev)
+        cq = select(c.gw, c.dev, c.ts, c.kind, c.state, c.total, c.good, c.reject, c.readings, c.good_readings).where(
+            *mine
+        )
+        last_any = self.db.scalar(select(func.max(c.ts)).where(*mine, c.ts < start))
+        state_ts = [
+            r["ts"]
+            for r in self.db.rows(
+                select(c.ts).where(*mine, c.kind == "state", c.ts < start).distinct().order_by(c.ts.desc()).limit(2)
+            )
+        ]
+        first_after = self.db.scalar(select(func.min(c.ts)).where(*mine, c.ts >= end))
+        before = [t for t in (last_any,) if t is not None]
+        counts = [
+            *_marked(
+                self.db.rows(
+                    cq.where(c.ts < start, (c.ts.in_(before)) | ((c.kind == "state") & c.ts.in_(state_ts))).order_by(
+                        c.ts
+                    )
+                )
+                if before or state_ts
+                else [],
+                "before",
+            ),
+            *_marked(self.db.rows(cq.where(c.ts >= start, c.ts < end).order_by(c.ts)), "in"),
+            *_marked(
+                self.db.rows(
+                    cq.where(c.ts >= end, ((c.kind == "state") & (c.ts <= reach)) | (c.ts == first_after)).order_by(
+                        c.ts
+                    )
+                )
+                if first_after is not None
+                else [],
+                "after",
+            ),
+        ]
+        return events, counts
+
     # ------------------------------------------------------------ equipment ledger
 
     def equipment(self, ent: str) -> list[eq.Equipment]:
@@ -258,6 +325,10 @@ class EvidenceStore:
 
     def equipment_import(self, ent: str) -> dict[str, Any] | None:
         return eq.last_import(self.db, ent)
+
+    def equipment_file(self, ent: str, sha256: str) -> bytes | None:
+        """The equipment sheet imported with this SHA-256, as it was received (None: not kept)."""
+        return eq.equipment_file(self.db, ent, sha256)
 
     def import_equipment(self, ent: str, data: bytes, filename: str) -> tuple[eq.EquipmentSheet, str]:
         """Parse a CSV/XLSX equipment sheet and make it the enterprise's ledger; (sheet, SHA-256)."""
@@ -268,6 +339,10 @@ class EvidenceStore:
 
 # The tables that name the enterprises the ledger knows.
 _ENTERPRISE_TABLES = (schema.device_status, schema.device_meta, schema.equipment, schema.device_stats)
+
+
+def _marked(rows: list[dict[str, Any]], boundary: str) -> list[dict[str, Any]]:
+    return [{**r, "boundary": boundary} for r in rows]
 
 
 def _f(v: Any) -> float | None:
