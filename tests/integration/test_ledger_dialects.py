@@ -103,7 +103,7 @@ COLUMNS: dict[str, list[tuple[str, str, bool]]] = {
                           ("source", "text", False), ("sha256", "text", False), ("row_count", "int", False)],
     # added since: the equipment sheets as imported (an evidence pack holds the one it counted against)
     "equipment_files": [("ent", "text", False), ("sha256", "text", False), ("source", "text", False),
-                        ("data", "blob", False), ("imported_ms", "int", False)],
+                        ("data", "bytes", False), ("imported_ms", "int", False)],
 }  # fmt: skip
 PRIMARY_KEYS = {
     "received": ["ent", "gw", "seq"],
