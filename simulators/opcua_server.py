@@ -514,8 +514,9 @@ class OpcUaSimulator:
         server = server or self._server
         if server is None:
             return
+        variant = ua.Variant() if value is None else ua.Variant(value, vtype, is_array=isinstance(value, list))
         dv = _dv(
-            ua.Variant(value, vtype, is_array=isinstance(value, list)),
+            variant,
             StatusCode=ua.StatusCode(status),  # type: ignore[arg-type]
             SourceTimestamp=ts,
             ServerTimestamp=ts,
