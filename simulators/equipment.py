@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -428,6 +428,28 @@ def _quantize(value: float, step: float) -> float:
     return round(round(value / step) * step, 10)
 
 
+def _renderer(s: Signal) -> tuple[str, Callable[[Any], tuple[Any, Any]]]:
+    """(name, a function from a model value to (engineering value, register value)) of a signal."""
+    if s.counter:
+        modulo = (s.counter_max or 0) + 1
+        return s.name, lambda v: (int(v) % modulo,) * 2
+    if s.integer:
+        lo, hi = _INT_RANGE[s.type]
+        scale = s.scale
+
+        def scaled(v: Any) -> tuple[Any, Any]:
+            r = min(hi, max(lo, round(float(v) / scale)))
+            return (r if scale == 1.0 else _quantize(r * scale, scale)), r
+
+        return s.name, scaled
+    if s.type in ("float32", "float64"):
+        res = s.resolution
+        if res is None:
+            return s.name, lambda v: (float(v),) * 2
+        return s.name, lambda v: (_quantize(float(v), res),) * 2
+    return s.name, lambda v: (v, v)
+
+
 @dataclass
 class Counter:
     """A production counter: a running total (fractional), shown as whole units wrapped at the register."""
@@ -478,10 +500,13 @@ class Machine:
         self.sm = StateMachine(profile or self.PROFILE, self.rng, timeline, repeat)
         self.meter = EnergyMeter(random.Random(seed * 7919 + 1), self.rng.uniform(1_000.0, 50_000.0))
         self.counters: dict[str, Counter] = {}
-        self.points = [self.rng.uniform(20.0, 80.0) for _ in range(points)]
+        self.points = [self.rng.randint(200, 800) for _ in range(points)]  # tenths of a percent
         self.point_change = point_change
-        self.signals: tuple[Signal, ...] = (*self.SIGNALS, *self.METER, *point_signals(points))
+        own = (*self.SIGNALS, *self.METER)
+        self.signals: tuple[Signal, ...] = (*own, *point_signals(points))
         self._by_name = {s.name: s for s in self.signals}
+        self._render = [_renderer(s) for s in own]
+        self._point_names = [s.name for s in self.signals[len(own) :]]
         self.steps = 0  # model steps taken: what a cache of values keys on
         self.clock_skew = 0.0  # seconds added to the timestamps the machine reports (a fault)
         self._t: float | None = start
@@ -545,10 +570,11 @@ class Machine:
         self.steps += n
 
     def _move_points(self) -> None:
-        rng, pts, p = self.rng, self.points, self.point_change
+        """Each point moves a tenth up or down with chance `point_change`, within 0.1 … 99.9."""
+        rng, pts, p = self.rng.random, self.points, self.point_change
         for i in range(len(pts)):
-            if rng.random() < p:
-                pts[i] = min(99.9, max(0.1, pts[i] + (0.1 if rng.random() < 0.5 else -0.1)))
+            if rng() < p:
+                pts[i] = min(999, max(1, pts[i] + (1 if rng() < 0.5 else -1)))
 
     # ------------------------------------------------------------ production
 
@@ -619,27 +645,12 @@ class Machine:
         raw_values["run_state"] = self.sm.state
         for name, c in self.counters.items():
             raw_values[name] = int(c.total) + c.offset
-        for i, v in enumerate(self.points):
-            raw_values[f"point_{i + 1:03d}"] = v
         eng: dict[str, Any] = {}
         reg: dict[str, Any] = {}
-        for s in self.signals:
-            v = raw_values[s.name]
-            if s.counter:
-                top = s.counter_max or 0
-                v = int(v) % (top + 1)
-                eng[s.name] = reg[s.name] = v
-                continue
-            if s.integer:
-                lo, hi = _INT_RANGE[s.type]
-                r = min(hi, max(lo, round(float(v) / s.scale)))
-                reg[s.name] = r
-                eng[s.name] = r if s.scale == 1.0 else _quantize(r * s.scale, s.scale)
-            elif s.type in ("float32", "float64"):
-                fv = float(v) if s.resolution is None else _quantize(float(v), s.resolution)
-                eng[s.name] = reg[s.name] = fv
-            else:
-                eng[s.name] = reg[s.name] = v
+        for name, render in self._render:
+            eng[name], reg[name] = render(raw_values[name])
+        for name, tenths in zip(self._point_names, self.points, strict=True):  # already on their resolution
+            eng[name] = reg[name] = tenths / 10
         self._cache = (self.steps, eng, reg)
         return eng, reg
 

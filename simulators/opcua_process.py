@@ -16,6 +16,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 from asyncua import ua
@@ -81,7 +82,7 @@ async def _serve_shard(args: argparse.Namespace) -> None:
                 await asyncio.wait_for(stop.wait(), STATS_EVERY)
             except asyncio.TimeoutError:
                 stats = server.stats.as_dict() if server else {}
-                print(json.dumps({"shard": args.shard, **stats}), flush=True)
+                print(json.dumps({"shard": args.shard, "cpu_s": round(time.process_time(), 3), **stats}), flush=True)
     finally:
         await ws.stop()
 

@@ -13,11 +13,12 @@ Address space (namespace `urn:edgegw:simulator`, always index 2):
 Equipment (`simulators.equipment.Machine`) is stepped once per `period` with `clock` (model time,
 scaled in fast scenarios) and the values that changed are written with the wall-clock source
 timestamp (plus the machine's `clock_skew`, a fault); a machine taken `offline` has its variables
-go BadNoCommunication until it is back. Each tick's lateness is kept in `ticks` (an update loop that
-falls behind shows there). Bulk nodes are written in 50 slices spread over the period (every 20 ms
-at 1 s), so a thousand nodes change every second without one burst. A restart makes a fresh server
-on the same port with the same certificate: sessions and subscriptions are gone, as after a real
-server restart.
+go BadNoCommunication until it is back. The machines are updated a tenth at a time, every period/10,
+so a workshop of 50,000 tags does not write its changes in one burst; `stats` counts the slices that
+ran late (an update loop that falls behind shows there). Bulk nodes are written in 50 slices spread
+over the period (every 20 ms at 1 s), so a thousand nodes change every second without one burst. A
+restart makes a fresh server on the same port with the same certificate: sessions and subscriptions
+are gone, as after a real server restart.
 
 Run standalone: `python -m simulators.opcua_server --industry chemicals --port 4840 [--bulk 1000]`.
 """
@@ -54,6 +55,7 @@ NAMESPACE = "urn:edgegw:simulator"
 DEFAULT_USERS: dict[str, str] = {"operator": "edgegw-sim"}
 SECURITY_CHOICES = ("None", "Sign", "SignAndEncrypt")
 BULK_SLICES = 50  # writes every period/50: changes are not phase-locked to a publishing interval
+SLICES = 10  # equipment is updated a tenth at a time, every period/10
 
 
 def _nid(identifier: Any, ns: int = NS) -> ua.NodeId:
@@ -155,10 +157,35 @@ _VARIANT = {
     for name in ("Double", "Float", "Boolean", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "String")
 }
 _UNSET = object()
+# status codes the simulator writes again and again: one object each (they are immutable)
+_STATUS = {c: ua.StatusCode(c) for c in (ua.StatusCodes.Good, ua.StatusCodes.BadNoCommunication)}  # type: ignore[arg-type]
 BULK_FOLDER = 500  # bulk nodes per folder: asyncua adds a child in time linear in its siblings
 
 
 OpcUaEquipment = Machine  # what the simulator serves
+
+
+def _variable(parent: ua.NodeId, node: ua.NodeId, name: str, value: ua.Variant, description: str = "",
+              property_: bool = False) -> ua.AddNodesItem:  # fmt: skip
+    """An AddNodesItem for a scalar read-only variable (or a property: namespace 0 browse name, PropertyType)."""
+    from asyncua.common.manage_nodes import _guess_datatype
+
+    item = ua.AddNodesItem()
+    item.RequestedNewNodeId = node
+    item.BrowseName = ua.QualifiedName(name, 0 if property_ else NS)
+    item.NodeClass = ua.NodeClass.Variable
+    item.ParentNodeId = parent
+    item.ReferenceTypeId = _nid(ua.ObjectIds.HasProperty if property_ else ua.ObjectIds.HasComponent, 0)
+    item.TypeDefinition = _nid(ua.ObjectIds.PropertyType if property_ else ua.ObjectIds.BaseDataVariableType, 0)
+    attrs = ua.VariableAttributes()
+    attrs.DisplayName = ua.LocalizedText(name)
+    attrs.Description = ua.LocalizedText(description or name)
+    attrs.DataType = _guess_datatype(value)
+    attrs.Value = value
+    attrs.ValueRank = ua.ValueRank.Scalar
+    attrs.AccessLevel = attrs.UserAccessLevel = ua.AccessLevel.CurrentRead.mask
+    item.NodeAttributes = attrs
+    return item
 
 
 def unece_unit_id(code: str) -> int:
@@ -328,7 +355,10 @@ class OpcUaSimulator:
         self.starts += 1
         await self._write_equipment()
         self._tasks = [
-            asyncio.create_task(tick_loop(self.period, self._equipment_tick, self.stats), name="opcua-sim-equipment")
+            asyncio.create_task(
+                tick_loop(self.period / SLICES, self._equipment_tick, self.stats, self.period),
+                name="opcua-sim-equipment",
+            )
         ]
         if self._bulk_ids:
             self._tasks.append(asyncio.create_task(self._bulk_loop(), name="opcua-sim-bulk"))
@@ -418,29 +448,25 @@ class OpcUaSimulator:
             values = eq.values()
             obj = await plant.add_object(_nid(eq.name, NS), ua.QualifiedName(eq.name, NS))
             await obj.write_attribute(ua.AttributeIds.DisplayName, _dv(ua.Variant(ua.LocalizedText(eq.display_name))))
-            variables = []
+            # a machine's variables and their properties in one AddNodes call: one call per node takes
+            # minutes for a workshop of 50,000 tags
+            items, variables = [], []
             for n in eq.nodes:
                 path = f"{eq.name}.{n.browse_name}"
                 vtype = _VARIANT[n.variant]
-                var = await obj.add_variable(
-                    _nid(path, NS), ua.QualifiedName(n.browse_name, NS), ua.Variant(values[n.signal], vtype)
-                )
-                await var.write_attribute(ua.AttributeIds.Description, _dv(ua.Variant(ua.LocalizedText(n.description))))
+                node = _nid(path, NS)
+                items.append(_variable(obj.nodeid, node, n.browse_name, ua.Variant(values[n.signal], vtype),
+                                       n.description))  # fmt: skip
                 if n.unit:
-                    await var.add_property(
-                        _nid(f"{path}.EngineeringUnits", NS),
-                        ua.QualifiedName("EngineeringUnits", 0),
-                        eu_information(n.unit),
-                    )
+                    items.append(_variable(node, _nid(f"{path}.EngineeringUnits", NS), "EngineeringUnits",
+                                           ua.Variant(eu_information(n.unit)), property_=True))  # fmt: skip
                 if n.range is not None:
-                    lo, hi = n.range
-                    await var.add_property(
-                        _nid(f"{path}.EURange", NS),
-                        ua.QualifiedName("EURange", 0),
-                        ua.Range(Low=float(lo), High=float(hi)),
-                    )
-                self._nodes[path] = (var.nodeid, vtype)
-                variables.append((n.signal, var.nodeid, vtype))
+                    eu_range = ua.Variant(ua.Range(Low=float(n.range[0]), High=float(n.range[1])))
+                    items.append(_variable(node, _nid(f"{path}.EURange", NS), "EURange", eu_range, property_=True))
+                self._nodes[path] = (node, vtype)
+                variables.append((n.signal, node, vtype))
+            for result in await server.iserver.isession.add_nodes(items):
+                result.StatusCode.check()
             self._vars.append(variables)
             self._last.append({})
         if self.type_test:
@@ -515,21 +541,21 @@ class OpcUaSimulator:
         if server is None:
             return
         variant = ua.Variant() if value is None else ua.Variant(value, vtype, is_array=isinstance(value, list))
-        dv = _dv(
-            variant,
-            StatusCode=ua.StatusCode(status),  # type: ignore[arg-type]
-            SourceTimestamp=ts,
-            ServerTimestamp=ts,
-        )
-        await server.write_attribute_value(node, dv)
+        code = _STATUS.get(status) or ua.StatusCode(status)  # type: ignore[arg-type]
+        dv = _dv(variant, StatusCode=code, SourceTimestamp=ts, ServerTimestamp=ts)
+        # straight to the address space (Server.write_attribute_value only passes it on, twice)
+        await server.iserver.aspace.write_attribute_value(node, ua.AttributeIds.Value, dv)
         self.writes += 1
 
-    async def _write_equipment(self) -> None:
-        """Step every machine to the model clock and write the values that changed."""
+    async def _write_equipment(self, part: int | None = None) -> None:
+        """Step the machines of one part (machine i is in part i mod SLICES; None: all) to the model clock and
+        write the values that changed."""
         now = self.clock()
         wall = time.time()
         good, bad = ua.StatusCodes.Good, ua.StatusCodes.BadNoCommunication
-        for eq, variables, last in zip(self.equipment, self._vars, self._last, strict=True):
+        for i, (eq, variables, last) in enumerate(zip(self.equipment, self._vars, self._last, strict=True)):
+            if part is not None and i % SLICES != part:
+                continue
             eq.step(now)
             stamp = datetime.fromtimestamp(wall + eq.clock_skew, timezone.utc)
             if eq.name in self.offline:
@@ -549,13 +575,16 @@ class OpcUaSimulator:
                 await self._write(node, vtype, value, good, stamp)
 
     async def _equipment_tick(self) -> None:
+        """One slice of the period: a tenth of the machines, each updated once per period at its own phase,
+        so a large workshop does not write all its changes in one burst."""
         writes = self.writes
+        part = self._cycle % SLICES
         self._cycle += 1
-        await self._write_equipment()
-        if self.type_test:
+        await self._write_equipment(part)
+        if self.type_test and part == 0:
             now = datetime.now(timezone.utc)
             for nid, _text in ID_FORMS.values():
-                await self._write(nid, ua.VariantType.Double, float(self._cycle), ua.StatusCodes.Good, now)
+                await self._write(nid, ua.VariantType.Double, float(self._cycle // SLICES), ua.StatusCodes.Good, now)
         self.stats.changes += self.writes - writes
 
     async def _bulk_loop(self) -> None:

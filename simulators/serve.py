@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ class Shards:
         self.spec = spec
         self.args = spec_args(spec, timeline_path, faults)
         self.procs: list[subprocess.Popen[str]] = []
+        self.last: dict[int, dict[str, Any]] = {}  # each shard's last stats line
 
     def start(self, shards: Sequence[int]) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -49,29 +52,28 @@ class Shards:
                 cmd = [sys.executable, "-m", "simulators.opcua_process", *self.args, "--shard", str(k)]
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
                 self.procs.append(proc)
-            for proc in self.procs:
+            for k, proc in zip(shards, self.procs, strict=True):
                 assert proc.stdout is not None
                 line = proc.stdout.readline()
                 if not line.startswith("ready "):
                     err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
                     raise RuntimeError(f"an OPC UA shard did not start: {(line + err).strip()[-500:]}")
+                threading.Thread(target=self._drain, args=(k, proc), daemon=True).start()
         except BaseException:
             self.stop()
             raise
 
+    def _drain(self, shard: int, proc: subprocess.Popen[str]) -> None:
+        """Keep a shard's stats lines (every few seconds) and its pipe from filling up."""
+        assert proc.stdout is not None
+        with contextlib.suppress(ValueError, OSError):
+            for line in proc.stdout:
+                if line.startswith("{"):
+                    self.last[shard] = json.loads(line)
+
     def stats(self) -> list[dict[str, Any]]:
-        """Each shard's last stats line (they print one every few seconds)."""
-        out = []
-        for proc in self.procs:
-            last: dict[str, Any] = {}
-            assert proc.stdout is not None
-            os.set_blocking(proc.stdout.fileno(), False)
-            with contextlib.suppress(TypeError, OSError):
-                for line in proc.stdout:
-                    if line.startswith("{"):
-                        last = json.loads(line)
-            out.append(last)
-        return out
+        """Each shard's last stats line."""
+        return [self.last[k] for k in sorted(self.last)]
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -92,7 +94,9 @@ class Shards:
 def write_config(path: str | Path, config: dict[str, Any], header: str) -> None:
     text = "".join(f"# {line}\n" for line in header.splitlines())
     text += yaml.safe_dump(config, allow_unicode=True, sort_keys=False, width=120, default_flow_style=None)
-    Path(path).write_text(text, encoding="utf-8")
+    part = Path(f"{path}.part")
+    part.write_text(text, encoding="utf-8")
+    part.replace(path)  # whole or not at all: a reader waiting for the file never sees half of it
 
 
 def summary(ws: Workshop) -> list[str]:
@@ -120,15 +124,34 @@ def summary(ws: Workshop) -> list[str]:
     return lines
 
 
+def stats(ws: Workshop, shards: Shards | None = None) -> dict[str, Any]:
+    """How the update loops keep their period, and this process's CPU (and each shard's, in theirs)."""
+    out: dict[str, Any] = {"ts": time.time(), "cpu_s": round(time.process_time(), 3), "modbus": ws.stats.as_dict(),
+                           "opcua": {k: s.stats.as_dict() for k, s in ws.opcua_servers.items()}}  # fmt: skip
+    if shards is not None:
+        out["shards"] = shards.stats()
+    return out
+
+
 async def run(ws: Workshop, seconds: float | None, stop: asyncio.Event,
-              on_ready: Callable[[], Awaitable[None]] | None = None) -> None:  # fmt: skip
-    """Serve until `stop` is set or `seconds` have passed."""
+              on_ready: Callable[[], Awaitable[None]] | None = None, stats_every: float | None = None,
+              shards: Shards | None = None) -> None:  # fmt: skip
+    """Serve until `stop` is set or `seconds` have passed; with `stats_every`, print a JSON stats line
+    that often."""
     await ws.start()
     try:
         if on_ready is not None:
             await on_ready()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=seconds)
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while not stop.is_set():
+            left = None if deadline is None else deadline - time.monotonic()
+            waits = [w for w in (left, stats_every) if w is not None]
+            if waits and min(waits) <= 0:
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=min(waits) if waits else None)
+            if stats_every is not None and not stop.is_set():
+                print(json.dumps({"stats": stats(ws, shards)}), flush=True)
     finally:
         await ws.stop()
 

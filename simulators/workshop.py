@@ -156,6 +156,9 @@ class Workshop:
             raise ValueError("DL/T 645 meters are on a serial line: they need protocol rtu")
         if s.shards < 1:
             raise ValueError(f"shards must be 1 or more, not {s.shards}")
+        wrong = [x for x in s.security if x not in ("None", "Sign", "SignAndEncrypt")]
+        if wrong or not s.security:
+            raise ValueError(f"security {','.join(wrong) or '(none)'}: None, Sign or SignAndEncrypt")
         if s.points < 0:
             raise ValueError(f"points must be 0 or more, not {s.points}")
 

@@ -11,6 +11,7 @@ BENCH_MODULES: list[str] = [
     "gateway.bench.modbus",
     "gateway.bench.opcua",
     "gateway.bench.pipeline",
+    "gateway.bench.simulators",
 ]
 
 

@@ -49,6 +49,7 @@ def build_spec(args: argparse.Namespace) -> WorkshopSpec:
         timeline=load_timeline(args.timeline) if args.timeline else None,
         shards=args.shards,
         faults=fault_specs(args.fault),
+        security=tuple(s.strip() for s in args.security.split(",")),
     )
 
 
@@ -61,6 +62,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"edgegw simulate: {e}", file=sys.stderr)
         return 2
     shards = Shards(spec, args.timeline, args.fault) if sharded else None
+    if not sharded and any(d.protocol == "opcua" for d in ws.devices):
+        from simulators.opcua_process import skip_monitored_item_copies
+
+        skip_monitored_item_copies()  # this process is a simulator: see there
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -81,7 +86,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print(until if args.seconds is None else f"运行 / running {args.seconds:g} s", flush=True)
 
         try:
-            await run(ws, args.seconds, stop, ready)
+            await run(ws, args.seconds, stop, ready, args.stats_every, shards)
         finally:
             if shards is not None:
                 shards.stop()
@@ -125,9 +130,12 @@ def register(sub: Any) -> None:
     p.add_argument("--points", type=int, default=0, help="extra monitoring points per machine (scale runs)")
     p.add_argument("--point-change", type=float, default=0.2, help="chance a point moves each second (0.2)")
     p.add_argument("--shards", type=int, default=1, help="OPC UA servers, each in a process of its own")
+    p.add_argument("--security", default="None,Sign,SignAndEncrypt", help="OPC UA security modes offered")
     p.add_argument("--write-config", default=None, metavar="GW.YAML", help="write the gateway config that reads it")
     p.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", help="the written config's broker")
     p.add_argument("--data-dir", default="./edgegw-data/sim", help="the written config's data_dir")
     p.add_argument("--api", default="127.0.0.1:8080", help="the written config's edge API address")
     p.add_argument("--seconds", type=float, default=None, help="stop after N seconds")
+    p.add_argument("--stats-every", type=float, default=None, metavar="SECONDS",
+                   help="print the update loops' stats and the CPU as a JSON line this often")  # fmt: skip
     p.set_defaults(func=cmd_simulate)
