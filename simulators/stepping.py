@@ -27,9 +27,11 @@ class TickStats:
 
 async def tick_loop(period: float, tick: Callable[[], Awaitable[None]], stats: TickStats,
                     update_period: float | None = None) -> None:  # fmt: skip
-    """Call `tick` once per `period` on a fixed cadence (a late tick does not shift the next ones); count in
-    `stats` the ticks that ended `update_period` (default `period`) or more after they were due, and skip,
-    counting them, the slots a long tick ran over, as a PLC scan does."""
+    """Call `tick` once per `period` on a fixed cadence (a late tick does not shift the next ones: the loop
+    catches up). A tick that ends `update_period` (default `period`) or more after it was due is late: the
+    slots it ran over are skipped, as a PLC scan does, and counted in `stats.missed`. With slices of an
+    update period (`period` = update period / n), a slow slice delays the next ones without skipping
+    them until the loop is a whole update period behind."""
     behind = update_period or period
     due = time.monotonic()
     while True:
@@ -41,8 +43,8 @@ async def tick_loop(period: float, tick: Callable[[], Awaitable[None]], stats: T
         stats.ticks += 1
         stats.busy_s += ended - started
         stats.max_s = max(stats.max_s, ended - started)
-        stats.late += ended >= due + behind
-        if ended >= due + period:
+        if ended >= due + behind:
+            stats.late += 1
             skipped = int((ended - due) // period)
             stats.missed += skipped
             due += period * skipped

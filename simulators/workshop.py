@@ -439,7 +439,11 @@ class Workshop:
         """(real seconds from the start, device, fault, how long) for the spec's faults and the timeline's."""
         out: list[tuple[float, str, Fault, float | None]] = []
         for spec in self.spec.faults:
-            targets = [d.id for d in self.devices] if spec.device == "*" else [spec.device]
+            targets = [spec.device]
+            if spec.device == "*":  # every device that can show it
+                targets = [d.id for d in self.devices if spec.fault.kind in SUPPORTED[d.protocol]]
+                if not targets:
+                    raise ValueError(f"*: no device here can show fault {spec.fault.kind}")
             for device_id in targets:
                 d = self.check_fault(device_id, spec.fault)
                 if self._serves(d):

@@ -93,3 +93,12 @@ def test_simulate_timeline_errors_name_the_line(tmp_path: Path, capsys: pytest.C
 def test_demo_refuses_an_unknown_industry(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--industry", "mining", "--api", f"127.0.0.1:{free_port()}"]) == 2
     assert "unknown industry 'mining'" in capsys.readouterr().out
+
+
+def test_a_fault_for_every_device_goes_to_those_that_can_show_it() -> None:
+    from edge_config.scenario import parse_fault_spec
+    from simulators.workshop import Workshop, WorkshopSpec
+
+    ws = Workshop(WorkshopSpec(industry="all", faults=[parse_fault_spec("*:slow=1s@5s+10s")]))
+    assert {d for _, d, _, _ in ws.schedule} == {d.id for d in ws.devices if d.protocol == "modbus"}
+    assert all((at, str(f), s) == (5.0, "slow=1s", 10.0) for at, _, f, s in ws.schedule)
