@@ -20,6 +20,10 @@ def make_driver(device: Any, *, data_dir: str = "./data") -> Driver:
         from drivers.opcua import OpcUaDriver
 
         return OpcUaDriver(device, data_dir=data_dir)
+    if device.driver == "dlt645":
+        from drivers.dlt645 import Dlt645Driver
+
+        return Dlt645Driver(device)
     raise NotImplementedError(f"driver {device.driver!r} is not available in this version")
 
 

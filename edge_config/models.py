@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from edge_config.dlt645 import DataFormat
 from edge_config.durations import Duration
 from edge_config.modbus import parse_address
 
@@ -296,6 +297,50 @@ class OpcUaTag(TagBase):
         return self
 
 
+class Dlt645Tag(TagBase):
+    """A value a DL/T 645-2007 meter answers for a data identifier; its type comes from the DI's format."""
+
+    type: TagType | None = None  # type: ignore[assignment]  # float64 for numbers, string for dates and digits
+    di: str = Field(description="data identifier DI3..DI0: 00010000 forward active energy, 02010100 phase A voltage…")
+    format: str | None = Field(None, description="data format of a DI not in the table, e.g. XXX.XXX")
+    signed: bool = Field(False, description="with format: the top bit of the value is its sign")
+
+    @field_validator("di", mode="before")
+    @classmethod
+    def _check_di(cls, v: object) -> str:
+        from edge_config.dlt645 import format_di, parse_di
+
+        if isinstance(v, int):  # YAML reads 02010100 as a number (and 04000101 as an octal one)
+            raise ValueError(f'write the data identifier in quotes, e.g. di: "02010100" (unquoted it reads as {v})')
+        return format_di(parse_di(str(v)))
+
+    @model_validator(mode="after")
+    def _check_format(self) -> Dlt645Tag:
+        try:
+            fmt = self.data_format
+        except ValueError as exc:
+            raise LocatedError(("format",) if self.format is not None else ("di",), str(exc)) from None
+        wanted = "float64" if fmt.kind == "number" else "string"
+        if self.type is not None and self.type != wanted:
+            raise LocatedError(("type",), f"DI {self.di} ({fmt.text}) reads as {wanted}, not {self.type}")
+        return self
+
+    @property
+    def data_format(self) -> DataFormat:
+        from edge_config.dlt645 import DATA_ITEMS, parse_di, parse_format
+
+        if self.format is not None:
+            return parse_format(self.format, self.signed)
+        item = DATA_ITEMS.get(parse_di(self.di))
+        if item is None:
+            raise ValueError(f"DI {self.di} is not in the table: give its format: (e.g. XXX.XXX) and signed:")
+        return item.format
+
+    @property
+    def value_type(self) -> str:
+        return "float64" if self.data_format.kind == "number" else "string"
+
+
 # ---------------------------------------------------------------- connections
 
 
@@ -338,6 +383,36 @@ class ModbusRtuConnection(ModbusConnectionBase):
     silence: Duration | None = Field(
         None, description="inter-frame silence; default 3.5 characters at the baud rate (at least 1.75ms)"
     )
+
+
+class Dlt645Connection(Frozen):
+    """A DL/T 645-2007 meter on a serial line (RS-485); Modbus RTU units may share the port."""
+
+    port: str = Field(description="serial port: /dev/ttyUSB0, COM3, or a pyserial URL")
+    address: str = Field(description="meter address, 12 digits as printed on the meter (shorter: zero-padded)")
+    baudrate: int = Field(2400, ge=300, le=921600)
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    timeout: Duration = Field(1.0, description="wait this long for a meter's answer")
+    wakeup: int = Field(4, ge=0, le=8, description="0xFE bytes sent before each frame to wake the meter's receiver")
+    backoff_max: Duration = Field(30.0, description="longest wait between probes of a meter that does not answer")
+    silence: Duration | None = Field(
+        None, description="silence between frames on the line; default 3.5 characters at the baud rate"
+    )
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _check_address(cls, v: object) -> str:
+        from edge_config.dlt645 import parse_meter_address
+
+        return parse_meter_address(v if isinstance(v, int) else str(v))
+
+    @model_validator(mode="after")
+    def _check_durations(self) -> Dlt645Connection:
+        if self.timeout <= 0 or self.backoff_max <= 0:
+            raise ValueError("timeout and backoff_max must be above 0")
+        return self
 
 
 class OpcUaConnection(Frozen):
@@ -500,8 +575,23 @@ class OpcUaDevice(DeviceBase):
         return self
 
 
-Device = Annotated[ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice, Field(discriminator="driver")]
-DRIVER_NAMES = ("modbus_tcp", "modbus_rtu", "opcua")
+class Dlt645Device(DeviceBase):
+    """A DL/T 645-2007 energy meter: one request per tag, on a serial bus it may share with Modbus RTU."""
+
+    driver: Literal["dlt645"]
+    connection: Dlt645Connection
+    production: bool = Field(False, description="meters are not production equipment")
+    tags: list[Dlt645Tag] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Dlt645Device:
+        self._check_tags([t.name for t in self.tags])
+        return self
+
+
+Device = Annotated[ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice | Dlt645Device, Field(discriminator="driver")]
+DRIVER_NAMES = ("modbus_tcp", "modbus_rtu", "opcua", "dlt645")
+SERIAL_SETTINGS = ("baudrate", "bytesize", "parity", "stopbits", "silence")
 
 
 # ---------------------------------------------------------------- shift calendar and history
@@ -680,22 +770,29 @@ class GatewayConfig(Frozen):
 
     @model_validator(mode="after")
     def _shared_serial_ports(self) -> GatewayConfig:
-        """Unit ids on one serial port share one bus: its line settings must agree."""
-        first: dict[str, tuple[int, ModbusRtuDevice]] = {}
+        """Modbus RTU units and DL/T 645 meters on one serial port share one bus: its line settings must
+        agree, and no two meters on it have one address."""
+        first: dict[str, ModbusRtuDevice | Dlt645Device] = {}
+        meters: dict[tuple[str, str], str] = {}
         for i, d in enumerate(self.devices):
-            if not isinstance(d, ModbusRtuDevice):
+            if not isinstance(d, ModbusRtuDevice | Dlt645Device):
                 continue
-            if d.connection.port not in first:
-                first[d.connection.port] = (i, d)
-                continue
-            _, other = first[d.connection.port]
-            for f in ("baudrate", "bytesize", "parity", "stopbits", "silence"):
+            port = d.connection.port
+            if isinstance(d, Dlt645Device):
+                other_meter = meters.setdefault((port, d.connection.address), d.id)
+                if other_meter != d.id:
+                    raise LocatedError(
+                        ("devices", i, "connection", "address"),
+                        f"meter address {d.connection.address} on {port} is already device {other_meter!r}",
+                    )
+            other = first.setdefault(port, d)
+            for f in SERIAL_SETTINGS:
                 mine, theirs = getattr(d.connection, f), getattr(other.connection, f)
                 if mine != theirs and (f != "silence" or (mine is not None and theirs is not None)):
                     raise LocatedError(
                         ("devices", i, "connection", f),
                         f"{mine!r} differs from {theirs!r} of device {other.id!r} on the same serial port "
-                        f"{d.connection.port}: devices on one port share its settings",
+                        f"{port}: devices on one port share its settings",
                     )
         return self
 

@@ -1,9 +1,11 @@
-"""Modbus RTU simulator: the units of `ModbusSimulator` answering on a serial port path.
+"""Serial line simulator: Modbus RTU units (`ModbusSimulator`) and DL/T 645 meters on one port.
 
-One serial port, many unit ids, as on an RS-485 bus: a request for a unit id nobody serves (or a
-unit made `silent`) gets no answer, so the master times out. pyserial's blocking calls run in a
-reader thread; answers are computed on the event loop that owns the models (delays included), so
-the models are never touched from two threads.
+One serial port, many unit ids and meters, as on an RS-485 bus: a request for a unit id or meter
+address nobody serves (or one made `silent`) gets no answer, so the master times out. A frame that
+starts with 0xFE (the DL/T 645 wake-up byte, never a Modbus unit id) is a meter's; one that starts
+with 0x68 is a Modbus request to unit 104 when its CRC says so, a meter's otherwise. pyserial's
+blocking calls run in a reader thread; answers are computed on the event loop that owns the models
+(delays included), so the models are never touched from two threads.
 
 In tests the port is one end of a `socat` pty pair; a pty ignores the baud rate.
 """
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from simulators.dlt645_meter import MeterLine, SimMeter
 from simulators.modbus_server import EquipmentModel, ModbusSimulator
 
 # request length by function code for the frames a master may send (unit + PDU + CRC)
@@ -48,8 +51,10 @@ class ModbusRtuSimulator(ModbusSimulator):
         baudrate: int = 9600,
         clock: Callable[[], float] = time.monotonic,
         byte_order: str = "ABCD",
+        meters: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(models, unit_id, clock, byte_order)
+        self.meters = MeterLine(meters or {}, clock)  # address -> a machine (its energy meter) or a SimMeter
         self.port = port
         self.baudrate = baudrate
         self.bad_frames = 0
@@ -89,6 +94,9 @@ class ModbusRtuSimulator(ModbusSimulator):
             self._serial.close()
         self._serial = None
 
+    def meter(self, address: str) -> SimMeter:
+        return self.meters.meters[address]
+
     async def __aenter__(self) -> ModbusRtuSimulator:
         await self.start()
         return self
@@ -102,55 +110,100 @@ class ModbusRtuSimulator(ModbusSimulator):
         ser = self._serial
         while not self._stop.is_set():
             try:
-                frame = self._read_frame(ser)
+                got = self._read_frame(ser)
             except Exception:  # the port went away
                 return
-            if frame is None:
+            if got is None:
                 continue
-            unit, pdu = frame[0], frame[1:-2]
-            if unit == 0:
+            kind, frame = got
+            if kind == "modbus" and frame[0] == 0:
                 continue  # broadcast: never answered
-            future = asyncio.run_coroutine_threadsafe(self._answer(unit, pdu), self._loop)  # type: ignore[arg-type]
+            future = asyncio.run_coroutine_threadsafe(self._answer(kind, frame), self._loop)  # type: ignore[arg-type]
             try:
-                response = future.result(timeout=30)
+                out = future.result(timeout=30)
             except Exception:
                 continue
-            if response is not None and not self._stop.is_set():
+            if out is not None and not self._stop.is_set():
                 with contextlib.suppress(Exception):
-                    ser.write(with_crc(bytes((unit,)) + response))
+                    ser.write(out)
                     ser.flush()
                     if self.trace is not None:
                         self.answered_at.append(time.monotonic())
 
-    async def _answer(self, unit: int, pdu: bytes) -> bytes | None:
-        response, delay = self.answer(unit, pdu, missing=None)
-        if response is not None and delay > 0:
+    async def _answer(self, kind: str, frame: bytes) -> bytes | None:
+        """The bytes to send back (None: stay silent), after the fault's delay."""
+        if kind == "dlt645":
+            out, delay = self.meters.answer(frame)
+        else:
+            unit, pdu = frame[0], frame[1:-2]
+            response, delay = self.answer(unit, pdu, missing=None)
+            out = None
+            if response is not None:
+                out = with_crc(bytes((unit,)) + response)
+                if self.garble(unit):
+                    out = out[:-1] + bytes((out[-1] ^ 0xA5,))  # a bad CRC
+        if out is not None and delay > 0:
             await asyncio.sleep(delay)
-        return response
+        return out
 
-    def _read_frame(self, ser: Any) -> bytes | None:
-        """One request frame with a good CRC, or None (nothing yet, or garbage that was dropped)."""
+    def _read_frame(self, ser: Any) -> tuple[str, bytes] | None:
+        """One request frame: ("modbus", frame with a good CRC) or ("dlt645", frame); None when there is
+        nothing yet, or garbage that was dropped."""
         ser.timeout = 0.05
         head = ser.read(2)
         if len(head) < 2:
             if head:
                 self._resync(ser)
             return None
-        function = head[1]
         ser.timeout = 0.5
+        if head[0] == 0xFE:
+            return self._read_dlt645(ser, head)
+        function = head[1]
         if function in _FIXED_LENGTH:
             frame = head + ser.read(_FIXED_LENGTH[function] - 2)
+            if head[0] == 0x68 and not self._crc_ok(frame) and len(frame) == 8 and frame[7] == 0x68:
+                return self._read_dlt645(ser, frame)  # unit 104 or a meter: the CRC tells
         elif function in (15, 16):
             more = ser.read(5)  # start, count, byte count
             frame = head + more + (ser.read(more[4] + 2) if len(more) == 5 else b"")
+        elif head[0] == 0x68:
+            return self._read_dlt645(ser, head)
         else:
             self._resync(ser)
             return None
-        if len(frame) < 4 or crc16(frame[:-2]) != int.from_bytes(frame[-2:], "little"):
+        if not self._crc_ok(frame):
             self.bad_frames += 1
             self._resync(ser)
             return None
-        return frame
+        return "modbus", frame
+
+    @staticmethod
+    def _crc_ok(frame: bytes) -> bool:
+        return len(frame) >= 4 and crc16(frame[:-2]) == int.from_bytes(frame[-2:], "little")
+
+    def _read_dlt645(self, ser: Any, got: bytes) -> tuple[str, bytes] | None:
+        """The rest of a DL/T 645 frame begun with `got` (wake-up bytes, then 68 A0..A5 68 C L DATA CS 16)."""
+        buf = bytearray(got)
+        while buf and buf[0] == 0xFE:
+            del buf[0]
+        while not buf:
+            b = ser.read(1)
+            if not b:
+                return None
+            if b[0] != 0xFE:
+                buf += b
+        if buf[0] != 0x68:
+            self._resync(ser)
+            return None
+        if len(buf) < 10:
+            buf += ser.read(10 - len(buf))
+        if len(buf) < 10:
+            self._resync(ser)
+            return None
+        need = 12 + buf[9] - len(buf)
+        if need > 0:
+            buf += ser.read(need)
+        return "dlt645", bytes(buf)
 
     @staticmethod
     def _resync(ser: Any) -> None:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from edge_config.modbus import Table, parse_address
 from edge_config.modbus_codec import encode
 from edge_config.models import ModbusTag
+from simulators.faults import LineFaults
 
 RawValue = bool | int | float | str
 Image = dict[Table, dict[int, int]]  # table -> address -> register value (0/1 for bit tables)
@@ -146,14 +147,23 @@ class RegisterMap:
         return {t: self.render(values, t) for t in Table if self.fields[t]}
 
 
+def exception_at(arg: str) -> tuple[str, int]:
+    """(address, exception code) of `hr:5`, `hr:5:4`, `40006` or `40006:4`; ValueError if it is neither."""
+    head, _, tail = arg.rpartition(":")
+    address, code = (head, tail) if head and head not in ("hr", "ir", "di", "co") else (arg, "")
+    parse_address(address)
+    if code and not code.isdigit():
+        raise ValueError(f"exception={arg}: the code after the address is a number (e.g. hr:5:2)")
+    return address, int(code) if code else ILLEGAL_ADDRESS
+
+
 @dataclass
-class Faults:
-    """What a simulated unit does wrong; change it while the server runs."""
+class Faults(LineFaults):
+    """What a simulated unit does wrong; change it while the server runs. A garbled answer (`corrupt`) is
+    a malformed PDU on TCP and a bad CRC on RTU."""
 
     exceptions: dict[tuple[Table, int], int] = field(default_factory=dict)  # address -> exception code
-    delay: float = 0.0  # seconds before answering
     drop: float = 0.0  # share of requests left unanswered (0..1)
-    silent: bool = False  # answers nothing: a dead slave
     max_count: int | None = None  # larger reads answer ILLEGAL DATA VALUE: a device that chokes
 
     def refuse(self, address: str, code: int = ILLEGAL_ADDRESS) -> None:
@@ -161,9 +171,16 @@ class Faults:
         a = parse_address(address)
         self.exceptions[(a.table, a.offset)] = code
 
+    def refuse_text(self, arg: str) -> None:
+        """`hr:5`, `40006` or with the exception code `hr:5:4` (default ILLEGAL DATA ADDRESS)."""
+        self.refuse(*exception_at(arg))
+
+    def clear_refusals(self) -> None:
+        self.exceptions.clear()
+
     def clear(self) -> None:
         self.exceptions.clear()
-        self.delay = self.drop = 0.0
+        self.delay = self.drop = self.corrupt = 0.0
         self.silent = False
         self.max_count = None
 
@@ -204,7 +221,7 @@ class ModbusSimulator:
         else:
             by_unit = {unit_id: models}
         self.units = {u: SimUnit(u, m, byte_order) for u, m in by_unit.items()}
-        self.unit_id = min(self.units)
+        self.unit_id = min(self.units, default=unit_id)  # a serial line may carry only DL/T 645 meters
         self.clock = clock
         self.request_count = 0  # requests received, answered or not
         # set to a list to record (monotonic time, unit id, request PDU) of every request
@@ -242,6 +259,11 @@ class ModbusSimulator:
         if f.silent or (f.drop and self._rng.random() < f.drop):
             return None, 0.0
         return self._read(unit, pdu), f.delay
+
+    def garble(self, unit_id: int) -> bool:
+        """Should this answer of `unit_id` go out garbled (its `corrupt` share)?"""
+        unit = self.units.get(unit_id)
+        return unit is not None and unit.faults.corrupt > 0 and self._rng.random() < unit.faults.corrupt
 
     def _read(self, unit: SimUnit, pdu: bytes) -> bytes:
         function = pdu[0] if pdu else 0
@@ -301,6 +323,8 @@ class _TcpConnection(asyncio.Protocol):
             response, delay = self.sim.answer(unit, pdu, missing=GATEWAY_TARGET_FAILED)
             if response is None:
                 continue
+            if self.sim.garble(unit):  # the byte count is off: the PDU does not parse
+                response = response[:1] + bytes(((response[1] + 2) & 0xFF,)) + response[2:]
             frame = struct.pack(">HHHB", tid, 0, len(response) + 1, unit) + response
             if delay > 0:
                 asyncio.get_running_loop().call_later(delay, self._send, frame)

@@ -10,10 +10,15 @@ Address space (namespace `urn:edgegw:simulator`, always index 2):
     Objects/IdForms/...                 ns=2;i=5001, ns=2;g=…, ns=2;b=…   the other node id notations
     Objects/Bulk/N00000 …               ns=2;s=Bulk.N00000         `bulk` Doubles, each changing once per period
 
-Equipment values are written once per `period` with their source timestamp; bulk nodes are
-written in 50 slices spread over the period (every 20 ms at 1 s), so a thousand nodes change every second without
-one burst. A restart makes a fresh server on the same port with the same certificate: sessions
-and subscriptions are gone, as after a real server restart.
+Equipment (`simulators.equipment.Machine`) is stepped once per `period` with `clock` (model time,
+scaled in fast scenarios) and the values that changed are written with the wall-clock source
+timestamp (plus the machine's `clock_skew`, a fault); a machine taken `offline` has its variables
+go BadNoCommunication until it is back. The machines are updated a tenth at a time, every period/10,
+so a workshop of 50,000 tags does not write its changes in one burst; `stats` counts the slices that
+ran late (an update loop that falls behind shows there). Bulk nodes are written in 50 slices spread
+over the period (every 20 ms at 1 s), so a thousand nodes change every second without one burst. A
+restart makes a fresh server on the same port with the same certificate: sessions and subscriptions
+are gone, as after a real server restart.
 
 Run standalone: `python -m simulators.opcua_server --industry chemicals --port 4840 [--bulk 1000]`.
 """
@@ -31,7 +36,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from asyncua import Server, ua
 from asyncua.crypto import cert_gen
@@ -41,13 +46,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from simulators.equipment import NS, Machine, node_id
+from simulators.stepping import TickStats, tick_loop
+
 log = logging.getLogger(__name__)
 
 NAMESPACE = "urn:edgegw:simulator"
-NS = 2
 DEFAULT_USERS: dict[str, str] = {"operator": "edgegw-sim"}
 SECURITY_CHOICES = ("None", "Sign", "SignAndEncrypt")
 BULK_SLICES = 50  # writes every period/50: changes are not phase-locked to a publishing interval
+SLICES = 10  # equipment is updated a tenth at a time, every period/10
 
 
 def _nid(identifier: Any, ns: int = NS) -> ua.NodeId:
@@ -74,7 +82,31 @@ UNITS: dict[str, tuple[str, str]] = {
     "kW": ("KWT", "kilowatt"),
     "kWh": ("KWH", "kilowatt hour"),
     "min": ("MIN", "minute"),
+    "h": ("HUR", "hour"),
+    "rpm": ("RPM", "revolutions per minute"),
+    "V": ("VLT", "volt"),
+    "A": ("AMP", "ampere"),
+    "Hz": ("HTZ", "hertz"),
+    "N": ("NEW", "newton"),
+    "N·m": ("NU", "newton metre"),
+    "m": ("MTR", "metre"),
+    "mm": ("MMT", "millimetre"),
+    "µm": ("4H", "micrometre"),
+    "m/min": ("2X", "metre per minute"),
+    "m/s": ("MTS", "metre per second"),
+    "g": ("GRM", "gram"),
+    "g/m²": ("GM", "gram per square metre"),
+    "ppm": ("59", "part per million"),
+    "T/m": ("C92", "reciprocal metre (turns per metre)"),
+    "bottles/min": ("C94", "reciprocal minute (bottles per minute)"),
+    # counts
+    "picks": ("C62", "one (picks)"),
+    "coils": ("C62", "one (coils)"),
+    "units": ("C62", "one (units tested)"),
+    "batches": ("C62", "one (batches)"),
+    "bottles": ("C62", "one (bottles)"),
 }
+UNITS_WITHOUT_CODE = frozenset(("1/1000 spindle·h",))  # ends down per 1,000 spindle-hours: no UNECE code
 UNECE_NAMESPACE = "http://www.opcfoundation.org/UA/units/un/cefact"
 
 # TypeTest nodes: name -> (variant type, value); arrays have a list value
@@ -121,28 +153,39 @@ ID_FORMS: dict[str, tuple[ua.NodeId, str]] = {
 }
 
 _VARIANT = {
-    "Double": ua.VariantType.Double,
-    "Float": ua.VariantType.Float,
-    "Boolean": ua.VariantType.Boolean,
-    "Int32": ua.VariantType.Int32,
-    "UInt32": ua.VariantType.UInt32,
-    "String": ua.VariantType.String,
+    name: getattr(ua.VariantType, name)
+    for name in ("Double", "Float", "Boolean", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "String")
 }
+_UNSET = object()
+# status codes the simulator writes again and again: one object each (they are immutable)
+_STATUS = {c: ua.StatusCode(c) for c in (ua.StatusCodes.Good, ua.StatusCodes.BadNoCommunication)}  # type: ignore[arg-type]
+BULK_FOLDER = 500  # bulk nodes per folder: asyncua adds a child in time linear in its siblings
 
 
-class OpcUaEquipment(Protocol):
-    """An equipment model the simulator serves: a tag list, values that move with time."""
+OpcUaEquipment = Machine  # what the simulator serves
 
-    name: str
-    display_name: str
-    kind: str
 
-    @property
-    def tags(self) -> Sequence[Mapping[str, Any]]: ...
+def _variable(parent: ua.NodeId, node: ua.NodeId, name: str, value: ua.Variant, description: str = "",
+              property_: bool = False) -> ua.AddNodesItem:  # fmt: skip
+    """An AddNodesItem for a scalar read-only variable (or a property: namespace 0 browse name, PropertyType)."""
+    from asyncua.common.manage_nodes import _guess_datatype
 
-    def step(self, now: float) -> None: ...
-
-    def values(self) -> Mapping[str, Any]: ...
+    item = ua.AddNodesItem()
+    item.RequestedNewNodeId = node
+    item.BrowseName = ua.QualifiedName(name, 0 if property_ else NS)
+    item.NodeClass = ua.NodeClass.Variable
+    item.ParentNodeId = parent
+    item.ReferenceTypeId = _nid(ua.ObjectIds.HasProperty if property_ else ua.ObjectIds.HasComponent, 0)
+    item.TypeDefinition = _nid(ua.ObjectIds.PropertyType if property_ else ua.ObjectIds.BaseDataVariableType, 0)
+    attrs = ua.VariableAttributes()
+    attrs.DisplayName = ua.LocalizedText(name)
+    attrs.Description = ua.LocalizedText(description or name)
+    attrs.DataType = _guess_datatype(value)
+    attrs.Value = value
+    attrs.ValueRank = ua.ValueRank.Scalar
+    attrs.AccessLevel = attrs.UserAccessLevel = ua.AccessLevel.CurrentRead.mask
+    item.NodeAttributes = attrs
+    return item
 
 
 def unece_unit_id(code: str) -> int:
@@ -161,10 +204,6 @@ def eu_information(unit: str) -> ua.EUInformation:
         DisplayName=ua.LocalizedText(unit),
         Description=ua.LocalizedText(description),
     )
-
-
-def node_id(equipment: str, tag: str) -> str:
-    return f"ns={NS};s={equipment}.{tag}"
 
 
 def bulk_node_id(i: int) -> str:
@@ -258,9 +297,14 @@ class OpcUaSimulator:
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._nodes: dict[str, tuple[ua.NodeId, ua.VariantType]] = {}  # "Reactor1.Temperature" -> ...
-        self._last: dict[str, Any] = {}
+        # per machine: (signal name, node id, variant type) of its variables
+        self._vars: list[list[tuple[str, ua.NodeId, ua.VariantType]]] = []
+        self._last: list[dict[str, Any]] = []
+        self.offline: set[str] = set()  # machines whose variables read BadNoCommunication
+        self.stats = TickStats()
         self._bulk_ids: list[ua.NodeId] = []
         self._bulk_cycle = 0
+        self._cycle = 0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -301,7 +345,7 @@ class OpcUaSimulator:
         idx = await server.register_namespace(NAMESPACE)
         if idx != NS:
             raise RuntimeError(f"simulator namespace got index {idx}, expected {NS}")
-        self._nodes, self._last, self._bulk_ids = {}, {}, []
+        self._nodes, self._vars, self._last, self._bulk_ids = {}, [], [], []
         await self._build(server)
         try:
             await server.start()
@@ -309,8 +353,13 @@ class OpcUaSimulator:
             raise OSError(f"cannot listen on {self.host}:{self.port} (port in use?): {exc}") from exc
         self._server = server
         self.starts += 1
-        await self._write_equipment(self.clock())
-        self._tasks = [asyncio.create_task(self._equipment_loop(), name="opcua-sim-equipment")]
+        await self._write_equipment()
+        self._tasks = [
+            asyncio.create_task(
+                tick_loop(self.period / SLICES, self._equipment_tick, self.stats, self.period),
+                name="opcua-sim-equipment",
+            )
+        ]
         if self._bulk_ids:
             self._tasks.append(asyncio.create_task(self._bulk_loop(), name="opcua-sim-bulk"))
 
@@ -399,29 +448,27 @@ class OpcUaSimulator:
             values = eq.values()
             obj = await plant.add_object(_nid(eq.name, NS), ua.QualifiedName(eq.name, NS))
             await obj.write_attribute(ua.AttributeIds.DisplayName, _dv(ua.Variant(ua.LocalizedText(eq.display_name))))
-            for tag in eq.tags:
-                path = f"{eq.name}.{tag['name']}"
-                vtype = _VARIANT[tag["type"]]
-                var = await obj.add_variable(
-                    _nid(path, NS), ua.QualifiedName(tag["name"], NS), ua.Variant(values[tag["name"]], vtype)
-                )
-                await var.write_attribute(
-                    ua.AttributeIds.Description, _dv(ua.Variant(ua.LocalizedText(tag["description"])))
-                )
-                if tag.get("unit"):
-                    await var.add_property(
-                        _nid(f"{path}.EngineeringUnits", NS),
-                        ua.QualifiedName("EngineeringUnits", 0),
-                        eu_information(tag["unit"]),
-                    )
-                if tag.get("range"):
-                    lo, hi = tag["range"]
-                    await var.add_property(
-                        _nid(f"{path}.EURange", NS),
-                        ua.QualifiedName("EURange", 0),
-                        ua.Range(Low=float(lo), High=float(hi)),
-                    )
-                self._nodes[path] = (var.nodeid, vtype)
+            # a machine's variables and their properties in one AddNodes call: one call per node takes
+            # minutes for a workshop of 50,000 tags
+            items, variables = [], []
+            for n in eq.nodes:
+                path = f"{eq.name}.{n.browse_name}"
+                vtype = _VARIANT[n.variant]
+                node = _nid(path, NS)
+                items.append(_variable(obj.nodeid, node, n.browse_name, ua.Variant(values[n.signal], vtype),
+                                       n.description))  # fmt: skip
+                if n.unit:
+                    items.append(_variable(node, _nid(f"{path}.EngineeringUnits", NS), "EngineeringUnits",
+                                           ua.Variant(eu_information(n.unit)), property_=True))  # fmt: skip
+                if n.range is not None:
+                    eu_range = ua.Variant(ua.Range(Low=float(n.range[0]), High=float(n.range[1])))
+                    items.append(_variable(node, _nid(f"{path}.EURange", NS), "EURange", eu_range, property_=True))
+                self._nodes[path] = (node, vtype)
+                variables.append((n.signal, node, vtype))
+            for result in await server.iserver.isession.add_nodes(items):
+                result.StatusCode.check()
+            self._vars.append(variables)
+            self._last.append({})
         if self.type_test:
             await self._build_type_test(server)
         if self.bulk:
@@ -450,7 +497,11 @@ class OpcUaSimulator:
     async def _build_bulk(self, server: Server) -> None:
         """Add the bulk nodes in one AddNodes call (one call per node takes seconds for 10,000)."""
         objects = server.nodes.objects
-        folder = await objects.add_object(_nid("Bulk", NS), ua.QualifiedName("Bulk", NS))
+        bulk = await objects.add_object(_nid("Bulk", NS), ua.QualifiedName("Bulk", NS))
+        folders = []
+        for g in range(0, self.bulk, BULK_FOLDER):  # node ids stay Bulk.N00000…: folders only group them
+            name = f"G{g // BULK_FOLDER:03d}"
+            folders.append(await bulk.add_folder(_nid(f"Bulk.{name}", NS), ua.QualifiedName(name, NS)))
         items = []
         for i in range(self.bulk):
             name = f"N{i:05d}"
@@ -458,7 +509,7 @@ class OpcUaSimulator:
             item.RequestedNewNodeId = _nid(f"Bulk.{name}", NS)
             item.BrowseName = ua.QualifiedName(name, NS)
             item.NodeClass = ua.NodeClass.Variable
-            item.ParentNodeId = folder.nodeid
+            item.ParentNodeId = folders[i // BULK_FOLDER].nodeid
             item.ReferenceTypeId = _nid(ua.ObjectIds.HasComponent, 0)
             item.TypeDefinition = _nid(ua.ObjectIds.BaseDataVariableType, 0)
             attrs = ua.VariableAttributes()
@@ -489,40 +540,52 @@ class OpcUaSimulator:
         server = server or self._server
         if server is None:
             return
-        dv = _dv(
-            ua.Variant(value, vtype, is_array=isinstance(value, list)),
-            StatusCode=ua.StatusCode(status),  # type: ignore[arg-type]
-            SourceTimestamp=ts,
-            ServerTimestamp=ts,
-        )
-        await server.write_attribute_value(node, dv)
+        variant = ua.Variant() if value is None else ua.Variant(value, vtype, is_array=isinstance(value, list))
+        code = _STATUS.get(status) or ua.StatusCode(status)  # type: ignore[arg-type]
+        dv = _dv(variant, StatusCode=code, SourceTimestamp=ts, ServerTimestamp=ts)
+        # straight to the address space (Server.write_attribute_value only passes it on, twice)
+        await server.iserver.aspace.write_attribute_value(node, ua.AttributeIds.Value, dv)
         self.writes += 1
 
-    async def _write_equipment(self, now: float) -> None:
-        stamp = datetime.fromtimestamp(now, timezone.utc)
-        for eq in self.equipment:
+    async def _write_equipment(self, part: int | None = None) -> None:
+        """Step the machines of one part (machine i is in part i mod SLICES; None: all) to the model clock and
+        write the values that changed."""
+        now = self.clock()
+        wall = time.time()
+        good, bad = ua.StatusCodes.Good, ua.StatusCodes.BadNoCommunication
+        for i, (eq, variables, last) in enumerate(zip(self.equipment, self._vars, self._last, strict=True)):
+            if part is not None and i % SLICES != part:
+                continue
             eq.step(now)
-            for name, value in eq.values().items():
-                path = f"{eq.name}.{name}"
-                if self._last.get(path) == value:
+            stamp = datetime.fromtimestamp(wall + eq.clock_skew, timezone.utc)
+            if eq.name in self.offline:
+                if last.get("") is not bad:  # once, when it goes offline
+                    for _, node, vtype in variables:
+                        await self._write(node, vtype, None, bad, stamp)
+                    last.clear()
+                    last[""] = bad
+                continue
+            last.pop("", None)
+            values = eq.values()
+            for signal, node, vtype in variables:
+                value = values[signal]
+                if last.get(signal, _UNSET) == value:
                     continue
-                self._last[path] = value
-                node, vtype = self._nodes[path]
-                await self._write(node, vtype, value, ua.StatusCodes.Good, stamp)
+                last[signal] = value
+                await self._write(node, vtype, value, good, stamp)
 
-    async def _equipment_loop(self) -> None:
-        next_due = time.monotonic()
-        cycle = 0
-        while True:
-            next_due += self.period
-            await asyncio.sleep(max(0.0, next_due - time.monotonic()))
-            cycle += 1
-            await self._write_equipment(self.clock())
-            if self.type_test:
-                for nid, _text in ID_FORMS.values():
-                    await self._write(
-                        nid, ua.VariantType.Double, float(cycle), ua.StatusCodes.Good, datetime.now(timezone.utc)
-                    )
+    async def _equipment_tick(self) -> None:
+        """One slice of the period: a tenth of the machines, each updated once per period at its own phase,
+        so a large workshop does not write all its changes in one burst."""
+        writes = self.writes
+        part = self._cycle % SLICES
+        self._cycle += 1
+        await self._write_equipment(part)
+        if self.type_test and part == 0:
+            now = datetime.now(timezone.utc)
+            for nid, _text in ID_FORMS.values():
+                await self._write(nid, ua.VariantType.Double, float(self._cycle // SLICES), ua.StatusCodes.Good, now)
+        self.stats.changes += self.writes - writes
 
     async def _bulk_loop(self) -> None:
         """Each cycle (one period), write every bulk node once, in slices spread over the period."""

@@ -1,125 +1,100 @@
-"""Simulated plants by industry: start the simulators and give the matching device configs."""
+"""Simulated plants by industry: which machines each pilot industry has, their device ids and seeds.
+
+`machines(industry, devices)` makes the machines (`devices` of each kind of the industry, or of
+every industry for `all`), named and seeded the same way every time: device `loom-01` is always
+the OPC UA object `Loom1` with seed 1 (plus the scenario's seed). `simulators.workshop` serves them.
+"""
 
 from __future__ import annotations
 
-import copy
-import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from simulators.loom import AirJetLoom, loom_device_config
-from simulators.modbus_server import ModbusTcpSimulator
+from simulators.chemicals import BatchReactor, DistillationColumn
+from simulators.drying_oven import VacuumDryingOven
+from simulators.equipment import Machine, camel
+from simulators.food import FillingLine
+from simulators.loom import AirJetLoom
+from simulators.new_materials import ElectrodeCoatingLine
+from simulators.nonferrous import CopperRodLine
+from simulators.power import CableExtrusionLine, CoilWindingMachine, TransformerTestBench
+from simulators.textiles import RingSpinningFrame
 
-if TYPE_CHECKING:  # the OPC UA side loads asyncua only when an OPC UA industry is used
-    from simulators.opcua_server import OpcUaEquipment, OpcUaSimulator
 
-INDUSTRIES = ("textiles", "chemicals", "power", "nonferrous", "food")
+@dataclass(frozen=True)
+class Industry:
+    name: str
+    label: str  # zh-CN
+    english: str
+    enterprise: str  # a plausible enterprise name for demos
+    kinds: tuple[type[Machine], ...]
 
 
-def _check(industry: str, count: int) -> None:
+INDUSTRY_LIST: tuple[Industry, ...] = (
+    Industry("textiles", "纺织", "textiles", "昌吉某纺织有限公司", (AirJetLoom, RingSpinningFrame)),
+    Industry("power", "电力装备", "power equipment", "昌吉某电气设备有限公司",
+             (CoilWindingMachine, VacuumDryingOven, CableExtrusionLine, TransformerTestBench)),
+    Industry("chemicals", "现代化工", "modern chemicals", "昌吉某化工有限公司", (BatchReactor, DistillationColumn)),
+    Industry("nonferrous", "有色金属", "non-ferrous metals", "昌吉某铜业有限公司", (CopperRodLine,)),
+    Industry("food", "食品", "food", "昌吉某食品有限公司", (FillingLine,)),
+    Industry("new_materials", "新材料", "new materials", "昌吉某新能源材料有限公司", (ElectrodeCoatingLine,)),
+)  # fmt: skip
+BY_NAME = {i.name: i for i in INDUSTRY_LIST}
+INDUSTRIES: tuple[str, ...] = (*BY_NAME, "all")
+KINDS: dict[str, type[Machine]] = {cls.kind: cls for i in INDUSTRY_LIST for cls in i.kinds}
+# the protocol a plant usually reads each kind of machine with (the demo's mixed workshop)
+USUAL_PROTOCOL: dict[str, str] = {
+    "air_jet_loom": "modbus", "ring_spinning_frame": "modbus", "coil_winding_machine": "modbus",
+    "vacuum_drying_oven": "opcua", "cable_extrusion_line": "opcua", "transformer_test_bench": "modbus",
+    "batch_reactor": "opcua", "distillation_column": "opcua", "copper_rod_line": "opcua", "filling_line": "modbus",
+    "electrode_coating_line": "opcua",
+}  # fmt: skip
+
+
+def check_industry(industry: str) -> None:
     if industry not in INDUSTRIES:
         raise ValueError(f"unknown industry {industry!r} (one of {', '.join(INDUSTRIES)})")
-    if industry != "textiles":
-        raise ValueError(f"industry {industry!r} is not yet simulated (only textiles for now)")
-    if count < 1:
-        raise ValueError(f"count must be 1 or more, not {count}")
 
 
-async def start_simulators(industry: str, count: int, host: str, base_port: int) -> list[ModbusTcpSimulator]:
-    """Start `count` simulators on ports base_port .. base_port+count-1; all or none are left running."""
-    _check(industry, count)
-    started: list[ModbusTcpSimulator] = []
-    try:
-        for i in range(count):
-            sim = ModbusTcpSimulator(AirJetLoom(seed=i + 1), host=host, port=base_port + i)
-            await sim.start()
-            started.append(sim)
-    except BaseException:
-        for sim in started:
-            await sim.stop()
-        raise
-    return started
+def kinds_of(industry: str) -> tuple[type[Machine], ...]:
+    check_industry(industry)
+    if industry == "all":
+        return tuple(cls for i in INDUSTRY_LIST for cls in i.kinds)
+    return BY_NAME[industry].kinds
 
 
-def simulated_devices(industry: str, count: int, host: str, base_port: int) -> list[dict[str, Any]]:
-    """Device config dicts matching `start_simulators` (ids loom-01, loom-02, ...)."""
-    _check(industry, count)
-    return [loom_device_config(f"loom-{i + 1:02d}", f"喷气织机 {i + 1}#", host, base_port + i) for i in range(count)]
+@dataclass
+class Planned:
+    """A machine of a simulated plant with the device id and name it gets in the config."""
+
+    device_id: str
+    name: str
+    machine: Machine
 
 
-# ---------------------------------------------------------------- OPC UA industries
-
-OPCUA_INDUSTRIES = ("chemicals", "power")
-_CONFIG_TYPES = {"Double": "float64", "Float": "float32", "Int32": "int32", "UInt32": "uint32",
-                 "Boolean": "bool", "String": "string"}  # fmt: skip
-
-
-def _check_opcua(industry: str, count: int) -> None:
-    if industry not in OPCUA_INDUSTRIES:
-        raise ValueError(f"industry {industry!r} has no OPC UA simulator (one of {', '.join(OPCUA_INDUSTRIES)})")
-    if count < 1:
-        raise ValueError(f"count must be 1 or more, not {count}")
-
-
-def opcua_equipment(industry: str, count: int) -> list[OpcUaEquipment]:
-    """chemicals: `count` batch reactors and one distillation column; power: `count` vacuum drying ovens."""
-    from simulators.chemicals import BatchReactor, DistillationColumn
-    from simulators.drying_oven import VacuumDryingOven
-
-    _check_opcua(industry, count)
-    if industry == "chemicals":
-        reactors: list[OpcUaEquipment] = [
-            BatchReactor(f"Reactor{i}", f"反应釜 {i}#", seed=i) for i in range(1, count + 1)
-        ]
-        return [*reactors, DistillationColumn("Column1", "精馏塔 1#", seed=100)]
-    return [VacuumDryingOven(f"Oven{i}", f"真空干燥罐 {i}#", seed=i) for i in range(1, count + 1)]
-
-
-async def start_opcua_simulator(
-    industry: str, count: int, host: str, port: int, *, pki_dir: str | None = None, bulk: int = 0
-) -> OpcUaSimulator:
-    """One OPC UA server on host:port serving the industry's equipment (security policies on)."""
-    from simulators.opcua_server import OpcUaSimulator
-
-    sim = OpcUaSimulator(opcua_equipment(industry, count), host=host, port=port, pki_dir=pki_dir, bulk=bulk)
-    await sim.start()
-    return sim
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-
-def opcua_device_config(equipment: OpcUaEquipment, endpoint: str, device_id: str) -> dict[str, Any]:
-    """A device dict for one simulated machine; it validates as edge_config's OpcUaDevice."""
-    from simulators.opcua_server import node_id
-
-    tags = []
-    for t in equipment.tags:
-        tag: dict[str, Any] = {"name": _snake(t["name"]), "node": node_id(equipment.name, t["name"]),
-                               "type": _CONFIG_TYPES[t["type"]], "domain": t["domain"],
-                               "description": t["description"]}  # fmt: skip
-        if t.get("unit"):
-            tag["unit"] = t["unit"]
-        tags.append(tag)
-    return {
-        "id": device_id,
-        "name": equipment.display_name,
-        "type": equipment.kind,
-        "production": True,
-        "driver": "opcua",
-        "connection": {"endpoint": endpoint},
-        "poll_interval": "1s",
-        "tags": tags,
-        "oee": copy.deepcopy(getattr(equipment, "oee", None)),
-    }
-
-
-def opcua_simulated_devices(industry: str, count: int, host: str, port: int) -> list[dict[str, Any]]:
-    """Device configs matching `start_opcua_simulator` (ids reactor-01.., column-01 / oven-01..)."""
-    endpoint = f"opc.tcp://{host}:{port}"
+def machines(
+    industry: str,
+    devices: int | Sequence[int] = 1,
+    *,
+    seed: int = 0,
+    machine_options: dict[str, Any] | None = None,
+) -> list[Planned]:
+    """`devices` machines of each kind of the industry (a list: a count per kind, in order; 0 leaves a
+    kind out). Machine i (from 1) of the k-th kind of the whole registry gets seed `seed × 10007 +
+    k × 1000 + i`, so loom-01 is seed 1 whatever else the plant holds."""
+    kinds = kinds_of(industry)
+    counts = [devices] * len(kinds) if isinstance(devices, int) else list(devices)
+    if len(counts) != len(kinds):
+        raise ValueError(f"{len(counts)} device counts for {len(kinds)} kinds of machine")
+    if any(n < 0 for n in counts) or sum(counts) < 1:
+        raise ValueError(f"devices must be 1 or more, not {devices}")
+    order = list(KINDS.values())
     out = []
-    for eq in opcua_equipment(industry, count):
-        m = re.match(r"^([A-Za-z]+)(\d+)$", eq.name)
-        device_id = f"{m.group(1).lower()}-{int(m.group(2)):02d}" if m else eq.name.lower()
-        out.append(opcua_device_config(eq, endpoint, device_id))
+    for cls, n in zip(kinds, counts, strict=True):
+        k = order.index(cls)
+        for i in range(1, n + 1):
+            m = cls(f"{camel(cls.prefix)}{i}", f"{cls.label} {i}#", seed * 10007 + k * 1000 + i,
+                    **(machine_options or {}))  # fmt: skip
+            out.append(Planned(f"{cls.prefix}-{i:02d}", f"{cls.label} {i}# / {cls.english} {i}", m))
     return out

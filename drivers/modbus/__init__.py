@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from drivers.modbus.bus import BusPool, ModbusBus
+from drivers.bus import Bus, BusPool
 from drivers.modbus.driver import ModbusDriver, PollGroup
 from drivers.modbus.plan import Block, plan_blocks
 from edge_config.modbus_codec import decode, encode
 from edge_config.models import ModbusRtuDevice, ModbusTcpDevice
 
-# the TCP-only name of earlier versions
+# the names of earlier versions
 ModbusTcpDriver = ModbusDriver
+ModbusBus = Bus
 
 __all__ = [
     "Block",

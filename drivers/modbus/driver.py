@@ -5,32 +5,23 @@ group is planned on its own into the fewest requests (`plan.py`) and read block 
 (`blocks.py`, which also isolates refused addresses). `read(groups)` reads the groups that are due;
 scheduling them is the poller's job.
 
-Devices that share a link share a bus (`bus.py`): every unit id on one serial port, and every unit
-id behind one TCP host:port (a TCP-to-RTU gateway), go through one connection, one request at a time.
+Devices that share a link share a bus (`drivers.bus`): every unit id (and DL/T 645 meter) on one serial
+port, and every unit id behind one TCP host:port (a TCP-to-RTU gateway), go through one connection,
+one request at a time.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from drivers.base import Changes, DriverError, Reading
+from drivers.bus import Bus, BusClient, BusPool, LineSettings, Link, SerialLink
 from drivers.modbus.blocks import AllReadings, BlockState, ChangedReadings, Limits, Piece, Sink, TagRef
-from drivers.modbus.bus import BusPool, ModbusBus, loop_pool
 from drivers.modbus.plan import Block, plan_blocks
-from drivers.modbus.protocol import (
-    UNIT_DOWN_CODES,
-    BadFrame,
-    DeviceException,
-    LinkDown,
-    NoResponse,
-    char_time,
-    exception_text,
-    read_payload,
-    rtu_silence,
-)
-from drivers.modbus.transport import Link, RtuLink, TcpLink
+from drivers.modbus.protocol import UNIT_DOWN_CODES, DeviceException, exception_text, read_payload
+from drivers.modbus.transport import TcpLink, rtu_transact
 from edge_config.modbus import parse_address
 from edge_config.models import ModbusRtuDevice, ModbusTcpDevice
 from edge_config.timing import now_ms
@@ -73,10 +64,7 @@ class ModbusDriver:
         self.unit = conn.unit_id
         self.timeout = conn.timeout
         self.backoff_max = conn.backoff_max
-        self._pool = pool
         self._clock = clock
-        self._bus: ModbusBus | None = None
-        self.requests = 0  # requests sent, isolation and retries included
         if isinstance(device, ModbusTcpDevice):
             host, port = device.connection.host, device.connection.port
             self.bus_key = f"tcp://{host}:{port}"
@@ -85,23 +73,14 @@ class ModbusDriver:
             self._make_link: Callable[[], Link] = lambda: TcpLink(host, port)
             self._tcp = True
         else:
-            c = device.connection
-            silence = c.silence if c.silence is not None else rtu_silence(c.baudrate, c.bytesize, c.parity, c.stopbits)
-            ct = char_time(c.baudrate, c.bytesize, c.parity, c.stopbits)
-            self.bus_key = f"rtu://{c.port}"
-            self.endpoint = c.port
-            self._settings = (c.baudrate, c.bytesize, c.parity, c.stopbits, silence)
-            self._make_link = lambda: RtuLink(
-                c.port,
-                baudrate=c.baudrate,
-                bytesize=c.bytesize,
-                parity=c.parity,
-                stopbits=c.stopbits,
-                silence=silence,
-                char_time=ct,
-            )
+            line = LineSettings.of(device.connection)
+            self.bus_key = line.key
+            self.endpoint = line.port
+            self._settings = line.settings
+            self._make_link = line.link
             self._tcp = False
         self._where = f"unit {self.unit} at {self.endpoint}"
+        self._client = BusClient(self.device_id, self.endpoint, self.timeout, pool)
         self._names = [t.name for t in device.tags]
         self.groups = self._plan_groups(device)
 
@@ -121,8 +100,13 @@ class ModbusDriver:
         return [p for g in self.groups for b in g.blocks for p in b.pieces]
 
     @property
-    def bus(self) -> ModbusBus | None:
-        return self._bus
+    def bus(self) -> Bus | None:
+        return self._client.bus
+
+    @property
+    def requests(self) -> int:
+        """Requests sent, isolation and retries included."""
+        return self._client.requests
 
     def _plan_groups(self, device: ModbusTcpDevice | ModbusRtuDevice) -> list[PollGroup]:
         conn = device.connection
@@ -162,17 +146,7 @@ class ModbusDriver:
         for group in self.groups:
             for state in group.blocks:
                 state.forget()
-        if self._bus is None:
-            pool = self._pool or loop_pool()
-            try:
-                self._bus = pool.acquire(self.bus_key, self._make_link, self._settings, tcp=self._tcp)
-            except ValueError as exc:
-                raise DriverError(f"{self.device_id}: {exc}") from None
-        try:
-            await self._bus.ensure_open(self.timeout)
-        except LinkDown as exc:
-            await self.close()
-            raise DriverError(str(exc)) from None
+        await self._client.join(self.bus_key, self._make_link, self._settings, tcp=self._tcp)
 
     async def read(self, groups: Sequence[int] | None = None) -> list[Reading]:
         sink = AllReadings(len(self._names), now_ms())
@@ -186,7 +160,7 @@ class ModbusDriver:
         return sink.changes
 
     async def _scan(self, groups: Sequence[int] | None, sink: Sink) -> None:
-        bus = self._bus
+        bus = self._client.bus
         if bus is None:
             raise DriverError(f"not connected to {self.endpoint}")
         if not bus.is_open:
@@ -197,33 +171,30 @@ class ModbusDriver:
                 await state.read(self._request, sink, now)
 
     async def close(self) -> None:
-        bus, self._bus = self._bus, None
-        if bus is not None:
-            (self._pool or loop_pool()).release(bus)
+        await self._client.leave()
 
     # ------------------------------------------------------------ one request
 
+    def _exchange(self, pdu: bytes) -> Callable[[Link], Awaitable[bytes]]:
+        """One request on this device's link: a TCP connection, or a serial line it may share."""
+        unit, timeout = self.unit, self.timeout
+
+        async def exchange(link: Link) -> bytes:
+            if isinstance(link, SerialLink):
+                return await rtu_transact(link, unit, pdu, timeout)
+            assert isinstance(link, TcpLink)
+            return await link.transact(unit, pdu, timeout)
+
+        return exchange
+
     async def _request(self, piece: Piece) -> bytes:
         """The data bytes of one read; DeviceException for a refusal; DriverError when the unit is down."""
-        bus = self._bus
-        if bus is None:
-            raise DriverError(f"not connected to {self.endpoint}")
-        for attempt in (1, 2):
-            self.requests += 1
-            try:
-                response = await bus.transact(self.unit, piece.pdu, self.timeout)
-                data = read_payload(piece.function, piece.size, response)
-            except DeviceException as exc:
-                if exc.code in UNIT_DOWN_CODES:
-                    raise DriverError(f"{exception_text(exc.code)} for {self._where}") from None
-                raise
-            except BadFrame as exc:
-                if attempt == 1:
-                    continue  # line noise: once more
-                raise DriverError(f"garbled answer from {self._where}: {exc}") from None
-            except NoResponse:
-                raise DriverError(f"no response from {self._where} within {self.timeout:g}s") from None
-            except LinkDown as exc:
-                raise DriverError(str(exc) or f"connection lost to {self.endpoint}") from None
-            return data
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return await self._client.ask(
+                self._exchange(piece.pdu), lambda response: read_payload(piece.function, piece.size, response),
+                self._where,
+            )  # fmt: skip
+        except DeviceException as exc:
+            if exc.code in UNIT_DOWN_CODES:
+                raise DriverError(f"{exception_text(exc.code)} for {self._where}") from None
+            raise

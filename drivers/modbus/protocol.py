@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import struct
 
+from drivers.bus.errors import BadFrame, LinkDown, LinkError, NoResponse
+from drivers.bus.serial import char_time, rtu_silence
 from edge_config.modbus import Table
+
+__all__ = ["BadFrame", "DeviceException", "LinkDown", "ModbusIOError", "NoResponse", "char_time", "crc16",
+           "exception_text", "payload_size", "read_payload", "read_request", "rtu_check", "rtu_frame",
+           "rtu_silence"]  # fmt: skip
 
 READ_FUNCTION = {Table.COIL: 1, Table.DISCRETE_INPUT: 2, Table.HOLDING_REGISTER: 3, Table.INPUT_REGISTER: 4}
 
@@ -33,23 +39,10 @@ MBAP = struct.Struct(">HHHB")  # transaction id, protocol id, length (unit + PDU
 _REQUEST = struct.Struct(">BHH")  # function code, start, count
 
 
-class ModbusIOError(Exception):
-    """Base of the errors below."""
+ModbusIOError = LinkError  # the name of earlier versions
 
 
-class LinkDown(ModbusIOError):
-    """The connection or serial port is gone (or could not be opened)."""
-
-
-class NoResponse(ModbusIOError):
-    """The unit did not answer in time."""
-
-
-class BadFrame(NoResponse):
-    """An answer came but it was garbled (CRC, length, another unit or function)."""
-
-
-class DeviceException(ModbusIOError):
+class DeviceException(LinkError):
     """The unit answered with a Modbus exception."""
 
     def __init__(self, code: int) -> None:
@@ -111,15 +104,3 @@ def rtu_frame(unit: int, pdu: bytes) -> bytes:
 def rtu_check(frame: bytes) -> bool:
     """Does the frame's CRC match?"""
     return len(frame) >= 4 and crc16(frame[:-2]) == int.from_bytes(frame[-2:], "little")
-
-
-def char_time(baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1) -> float:
-    """Seconds one character takes on the line: start bit, data bits, parity bit, stop bits."""
-    return (1 + bytesize + (0 if parity == "N" else 1) + stopbits) / baudrate
-
-
-def rtu_silence(baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1) -> float:
-    """Inter-frame silence: 3.5 characters, and 1.75 ms above 19,200 baud (Modbus over serial line, 2.5.1.1)."""
-    if baudrate > 19200:
-        return 0.00175
-    return 3.5 * char_time(baudrate, bytesize, parity, stopbits)

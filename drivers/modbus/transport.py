@@ -1,43 +1,23 @@
-"""Links: one TCP connection or one serial port, carrying one Modbus request at a time.
+"""Modbus on a link: one TCP connection (`TcpLink`) or frames on a shared serial link (`rtu_transact`).
 
-`transact(unit, pdu, timeout)` sends a request PDU and returns the response PDU, or raises
-`NoResponse` (the unit did not answer in time; `BadFrame` when the answer was garbled) or `LinkDown`
-(the connection or port is gone). Serialising requests is the bus's job (`drivers.modbus.bus`).
+Both send a request PDU and return the response PDU, or raise `NoResponse` (the unit did not answer
+in time; `BadFrame` when the answer was garbled) or `LinkDown` (the connection or port is gone).
+Serialising requests is the bus's job (`drivers.bus`).
 
 Modbus TCP is a small asyncio protocol: the request frame is built with one `struct` call, the
 response is matched by transaction id (a late answer to a timed-out request is dropped), and the
-timeout is a timer handle, not a task. Modbus RTU runs pyserial's blocking calls in one worker
-thread per port, which works the same on Linux and Windows; a pty pair from `socat` stands in for a
-real RS-485 adapter in tests.
+timeout is a timer handle, not a task. Modbus RTU frames go through `drivers.bus.SerialLink`, which
+DL/T 645 meters on the same port share.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Protocol
 
+from drivers.bus.serial import PortReader, Receive, SerialLink
 from drivers.modbus.protocol import MBAP, BadFrame, LinkDown, NoResponse, rtu_check, rtu_frame
-
-
-class Link(Protocol):
-    """What a bus needs from a TCP connection or a serial port."""
-
-    name: str
-
-    @property
-    def is_open(self) -> bool: ...
-
-    async def open(self, timeout: float) -> None: ...
-
-    async def transact(self, unit: int, pdu: bytes, timeout: float) -> bytes: ...
-
-    def close(self) -> None: ...
-
 
 # ---------------------------------------------------------------- Modbus TCP
 
@@ -139,131 +119,29 @@ class TcpLink(asyncio.Protocol):
 # ---------------------------------------------------------------- Modbus RTU
 
 
-class RtuLink:
-    """One serial port in RTU mode. Every call into pyserial runs in this link's single worker thread."""
+def _rtu_answer(unit: int, function: int) -> Receive:
+    """Take a Modbus RTU answer of `unit` to `function` off the line: its PDU."""
 
-    def __init__(
-        self,
-        port: str,
-        *,
-        baudrate: int = 9600,
-        bytesize: int = 8,
-        parity: str = "N",
-        stopbits: int = 1,
-        silence: float = 0.004,
-        char_time: float = 0.00104,
-    ) -> None:
-        self.name = port
-        self.port = port
-        self.settings = {"baudrate": baudrate, "bytesize": bytesize, "parity": parity, "stopbits": stopbits}
-        self.silence = silence
-        self.char_time = char_time
-        self._serial: Any = None
-        self._quiet_until = 0.0  # monotonic time before which the line must stay silent
-        self._worker: ThreadPoolExecutor | None = None
-        self._closing: Future[None] | None = None  # the previous worker closing the port
-
-    @property
-    def is_open(self) -> bool:
-        return self._serial is not None and self._worker is not None
-
-    async def open(self, timeout: float) -> None:
-        if self._closing is not None:
-            await asyncio.wrap_future(self._closing)  # the port is locked until the old worker lets go
-            self._closing = None
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rtu {self.port}")
-        await asyncio.get_running_loop().run_in_executor(self._worker, self._open)
-
-    def _open(self) -> None:
-        import serial  # pyserial
-
-        options: dict[str, Any] = dict(self.settings)
-        if os.name == "posix":
-            options["exclusive"] = True  # a second process on the same port would garble both
-        try:
-            self._serial = serial.serial_for_url(self.port, timeout=0, write_timeout=5, **options)
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise LinkDown(f"cannot open serial port {self.port}: {exc}") from None
-        self._quiet_until = time.monotonic() + self.silence
-
-    async def transact(self, unit: int, pdu: bytes, timeout: float) -> bytes:
-        worker = self._worker
-        if self._serial is None or worker is None:
-            raise LinkDown(f"serial port {self.port} is not open")
-        return await asyncio.get_running_loop().run_in_executor(worker, self._transact, unit, pdu, timeout)
-
-    def _transact(self, unit: int, pdu: bytes, timeout: float) -> bytes:
-        import serial  # pyserial
-
-        ser = self._serial
-        if ser is None:
-            raise LinkDown(f"serial port {self.port} is not open")
-        try:
-            wait = self._quiet_until - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            ser.reset_input_buffer()  # a late answer to an earlier request must not be taken for this one
-            frame = rtu_frame(unit, pdu)
-            ser.write(frame)
-            ser.flush()
-            try:
-                return self._receive(ser, unit, pdu[0], timeout)
-            finally:
-                self._quiet_until = time.monotonic() + self.silence
-        except (serial.SerialException, OSError) as exc:
-            self._close_now()
-            raise LinkDown(f"serial port {self.port} failed: {exc}") from None
-
-    def _receive(self, ser: Any, unit: int, function: int, timeout: float) -> bytes:
-        deadline = time.monotonic() + timeout
-        head = self._read(ser, 3, deadline)
+    def receive(r: PortReader) -> bytes:
+        head = r.read(3)
         if len(head) < 3:
             if head:
                 raise BadFrame(f"answer from unit {unit} cut short after {len(head)} bytes")
             raise NoResponse()
-        # the rest of the frame follows without pause: allow its transmission time, twice over
         if head[0] != unit or head[1] & 0x7F != function:
-            self._drain(ser)
+            r.drain()
             raise BadFrame(f"unexpected answer {head.hex()} to unit {unit} function {function}")
         rest = 2 if head[1] & 0x80 else head[2] + 2
-        more = self._read(ser, rest, time.monotonic() + max(0.05, 2 * rest * self.char_time) + timeout)
+        more = r.read_rest(rest)
         frame = head + more
         if len(more) < rest or not rtu_check(frame):
-            self._drain(ser)
+            r.drain()
             raise BadFrame(f"bad CRC or short frame from unit {unit}")
         return frame[1:-2]
 
-    @staticmethod
-    def _read(ser: Any, n: int, deadline: float) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            ser.timeout = left
-            chunk = ser.read(n - len(buf))
-            if chunk:
-                buf += chunk
-        return buf
+    return receive
 
-    def _drain(self, ser: Any) -> None:
-        """Read and drop bytes until the line has been quiet for a silence period."""
-        ser.timeout = max(self.silence, 0.002)
-        for _ in range(256):
-            if not ser.read(256):
-                return
 
-    def _close_now(self) -> None:
-        ser, self._serial = self._serial, None
-        if ser is not None:
-            with contextlib.suppress(Exception):
-                ser.close()
-
-    def close(self) -> None:
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            self._closing = worker.submit(self._close_now)
-            worker.shutdown(wait=False)
-        else:
-            self._close_now()
+async def rtu_transact(link: SerialLink, unit: int, pdu: bytes, timeout: float) -> bytes:
+    """One Modbus RTU request on a serial link: the response PDU, or NoResponse/BadFrame/LinkDown."""
+    return await link.exchange(rtu_frame(unit, pdu), _rtu_answer(unit, pdu[0]), timeout)

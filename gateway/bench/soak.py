@@ -73,14 +73,14 @@ def flatness(samples: list[dict[str, float]]) -> dict[str, Any]:
 def run_soak(hours: float, every: float, poll: str, broker_restart: float, workdir: Path) -> dict[str, Any]:
     base = free_port()
     sims = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "simulate", "--industry", "textiles", "--count", str(LOOMS),
+        [sys.executable, "-m", "gateway.cli", "simulate", "--industry", "textiles", "--devices", f"{LOOMS},0",
          "--port", str(base)],
         stdout=subprocess.DEVNULL, stderr=(workdir / "simulators.log").open("wb"),
     )  # fmt: skip
     broker = start_with_retry(lambda port: MosquittoServer(port, workdir / "mq", persistence=True))
-    from simulators.registry import simulated_devices
+    from simulators.workshop import Workshop, WorkshopSpec
 
-    devices = simulated_devices("textiles", LOOMS, "127.0.0.1", base)
+    devices = Workshop(WorkshopSpec(industry="textiles", devices=[LOOMS, 0], port=base)).device_configs()
     for d in devices:
         d["poll_interval"] = poll
     listen = f"127.0.0.1:{free_port()}"

@@ -113,8 +113,23 @@ def _edge(bsub: Any) -> None:
     p.set_defaults(func=_later("gateway.bench.edge", "cmd_edge"))
 
 
+def _simulators(bsub: Any) -> None:
+    p: argparse.ArgumentParser = bsub.add_parser(
+        "simulators", help="simulators: 200 devices / 50,000 tags at 1 s; update lag and CPU per protocol"
+    )
+    p.add_argument("--protocol", default="modbus,opcua", help="modbus, opcua or both (default)")
+    p.add_argument("--devices", type=int, default=200, help="at least this many devices (default 200)")
+    p.add_argument("--tags", type=int, default=250, help="tags per device on average: signals plus points (250)")
+    p.add_argument("--point-change", type=float, default=0.2, help="chance a point moves each second (0.2)")
+    p.add_argument("--shards", type=int, default=2, help="OPC UA server processes (default 2)")
+    p.add_argument("--seconds", type=float, default=30.0, help="measuring window (default 30)")
+    p.add_argument("--warmup", type=float, default=10.0, help="seconds after the reader is up before measuring")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.set_defaults(func=_later("gateway.bench.simulators", "cmd_simulators"))
+
+
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("bench", help="benchmarks (speed and memory, with reports)")
     bsub = p.add_subparsers(dest="bench_command", required=True)
-    for add in (_buffer, _edge, _ingest, _modbus, _opcua, _pipeline, _soak):
+    for add in (_buffer, _edge, _ingest, _modbus, _opcua, _pipeline, _simulators, _soak):
         add(bsub)

@@ -1,8 +1,10 @@
 """`edgegw demo`: the whole product in one process on embedded defaults.
 
-Embedded MQTT broker (amqtt, MQTT 3.1.1) → three simulated air-jet looms (Modbus TCP) → the
-gateway (buffer, publisher, edge API on :8080) → the ingester (evidence ledger on SQLite, and
-InfluxDB/VictoriaMetrics when a URL is given). Nothing to install beyond the package.
+Embedded MQTT broker (amqtt, MQTT 3.1.1) → a simulated workshop (by default three air-jet looms over
+Modbus TCP; `--industry` another pilot industry, or `all` for a mixed workshop, each machine over
+its usual protocol: Modbus TCP or OPC UA) → the gateway (buffer, publisher, edge API on :8080) →
+the ingester (evidence ledger on SQLite, and InfluxDB/VictoriaMetrics when a URL is given). Nothing
+to install beyond the package.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from edge_config import timing
 from edge_config.models import CloudConfig, GatewayConfig
 from edge_config.secrets import redact_url
 from gateway.agent import Agent
-from simulators.registry import simulated_devices, start_simulators
+from simulators.registry import BY_NAME, INDUSTRIES
+from simulators.serve import summary
+from simulators.workshop import Workshop, WorkshopSpec
 
 log = logging.getLogger(__name__)
 
 ENTERPRISE_ID = "ent-demo-0001"
-ENTERPRISE_NAME = "昌吉某纺织有限公司（演示）"
 GATEWAY_ID = "gw-demo-01"
 DEMO_USER = "demo"
 
@@ -64,27 +67,36 @@ def pick_block(host: str, preferred: int, count: int) -> int:
 @dataclass
 class DemoSettings:
     seconds: float | None = None
+    industry: str | None = None  # default textiles
+    devices: int | None = None  # of each kind of machine; textiles by default: `looms` looms only
     looms: int = 3
     api: str = "127.0.0.1:8080"
     data_dir: str = "./edgegw-data/demo"
     influx_url: str | None = None
 
+    @property
+    def enterprise_name(self) -> str:
+        industry = BY_NAME.get(self.industry or "textiles")
+        return f"{industry.enterprise}（演示）" if industry else "昌吉某制造企业（演示）"
 
-def build_configs(s: DemoSettings, broker_url: str, sim_host: str, sim_base: int) -> tuple[GatewayConfig, CloudConfig]:
+    def workshop(self, host: str, modbus_port: int, opcua_port: int) -> WorkshopSpec:
+        """The simulated workshop; ValueError for an industry or count that makes none."""
+        industry = self.industry or "textiles"
+        if industry not in INDUSTRIES:
+            raise ValueError(f"unknown industry {industry!r} (one of {', '.join(INDUSTRIES)})")
+        devices: int | list[int] = self.devices if self.devices is not None else 1
+        if industry == "textiles" and self.devices is None:
+            devices = [self.looms, 0]  # the classic demo: air-jet looms only
+        return WorkshopSpec(industry=industry, devices=devices, host=host, port=modbus_port, opcua_port=opcua_port,
+                            security=("None",))  # fmt: skip
+
+
+def build_configs(s: DemoSettings, broker_url: str, workshop: Workshop) -> tuple[GatewayConfig, CloudConfig]:
     data = Path(s.data_dir)
-    gateway = GatewayConfig.model_validate(
-        {
-            "gateway": {
-                "id": GATEWAY_ID,
-                "enterprise_id": ENTERPRISE_ID,
-                "enterprise_name": ENTERPRISE_NAME,
-                "data_dir": str(data / "edge"),
-            },
-            "mqtt": {"url": broker_url, "protocol": "3.1.1"},
-            "api": {"listen": s.api},
-            "devices": simulated_devices("textiles", s.looms, sim_host, sim_base),
-        }
-    )
+    config = workshop.gateway_config(gateway_id=GATEWAY_ID, enterprise_id=ENTERPRISE_ID,
+                                     enterprise_name=s.enterprise_name, mqtt_url=broker_url, mqtt_protocol="3.1.1",
+                                     data_dir=str(data / "edge"), api=s.api)  # fmt: skip
+    gateway = GatewayConfig.model_validate(config)
     cloud: dict[str, Any] = {
         "mqtt": {
             "url": broker_url,
@@ -182,6 +194,14 @@ def demo_user(cfg: GatewayConfig) -> str:
 
 async def run_demo(s: DemoSettings) -> int:
     host = "127.0.0.1"
+    try:
+        planned = Workshop(s.workshop(host, 5020, 4840))  # how many Modbus TCP ports it takes
+        tcp = sum(1 for d in planned.devices if d.protocol == "modbus")
+        spec = s.workshop(host, pick_block(host, 5020, max(1, tcp)), pick_port(host, 4840))
+        workshop = Workshop(spec, pki_dir=str(Path(s.data_dir) / "sim-pki"))
+    except ValueError as e:
+        print(f"edgegw demo: {e}")
+        return 2
     api_host, _, api_port = s.api.rpartition(":")
     if not port_free(api_host, int(api_port)):
         print(f"端口被占用 / port in use: {s.api} — stop the other program or pass --api HOST:PORT")
@@ -189,9 +209,13 @@ async def run_demo(s: DemoSettings) -> int:
     broker_port = pick_port(host, 1883)
     broker = EmbeddedBroker(host, broker_port)
     await broker.start()
-    sim_base = pick_block(host, 5020, s.looms)
-    sims = await start_simulators("textiles", s.looms, host, sim_base)
-    gateway_cfg, cloud_cfg = build_configs(s, broker.url, host, sim_base)
+    try:
+        await workshop.start()
+    except (OSError, RuntimeError) as e:  # a port taken meanwhile, no socat, …
+        await broker.stop()
+        print(f"edgegw demo: {e}")
+        return 2
+    gateway_cfg, cloud_cfg = build_configs(s, broker.url, workshop)
     ingester = Ingester(cloud_cfg)
     ingester.start()
     config_file = write_demo_config(gateway_cfg)
@@ -203,9 +227,9 @@ async def run_demo(s: DemoSettings) -> int:
         loop.add_signal_handler(sig, stop.set)
     print("edgegw demo — 演示已启动 / started")
     print(f"  MQTT 嵌入式代理 / embedded broker : {broker.url} (MQTT 3.1.1)")
-    for i in range(len(sims)):
-        print(f"  模拟织机 / simulated loom {i + 1}     : modbus://{host}:{sim_base + i}")
-    print(f"  网关 / gateway                  : {GATEWAY_ID} ({ENTERPRISE_NAME})")
+    for line in summary(workshop):
+        print(f"  {line}")
+    print(f"  网关 / gateway                  : {GATEWAY_ID} ({s.enterprise_name})")
     print(f"  边缘 API / edge API             : http://{s.api}/api/v1/devices")
     print(f"  证据台账 / evidence ledger       : {redact_url(cloud_cfg.ledger.url)}")
     if s.influx_url:
@@ -227,8 +251,7 @@ async def run_demo(s: DemoSettings) -> int:
     lines = summary_lines(agent, ingester, elapsed)
     ingested = ingester.stats.samples_ingested
     ingester.stop()
-    for sim in sims:
-        await sim.stop()
+    await workshop.stop()
     await broker.stop()
     print("\n".join(lines))
     flowed = ingested > 0 and all(d.samples_read > 0 for d in agent.runtime.devices.values())

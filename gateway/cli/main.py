@@ -41,6 +41,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = DemoSettings(
         seconds=args.seconds,
+        industry=args.industry,
+        devices=args.devices,
         looms=args.looms,
         api=args.api,
         data_dir=args.data_dir,
@@ -103,56 +105,6 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate_opcua(args: argparse.Namespace) -> int:
-    from simulators.opcua_server import DEFAULT_USERS
-    from simulators.registry import opcua_simulated_devices, start_opcua_simulator
-
-    async def main() -> None:
-        stop = await _until_signal()
-        sim = await start_opcua_simulator(args.industry, args.count, args.host, args.port)
-        print(f"OPC UA 模拟服务器 / simulator: {sim.endpoint}")
-        print("  安全策略 / security: None; Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss")
-        print("                      (Sign, SignAndEncrypt)")
-        print("  用户 / users: anonymous, " + ", ".join(f"{u}/{p}" for u, p in DEFAULT_USERS.items()))
-        for d in opcua_simulated_devices(args.industry, args.count, args.host, args.port):
-            print(f"模拟设备 / simulated {d['id']} {d['name']}: {len(d['tags'])} tags, e.g. {d['tags'][0]['node']}")
-        print("按 Ctrl-C 停止 / press Ctrl-C to stop")
-        await stop.wait()
-        await sim.close()
-
-    try:
-        asyncio.run(main())
-    except (ValueError, OSError) as e:
-        print(f"edgegw simulate: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from simulators.registry import OPCUA_INDUSTRIES, simulated_devices, start_simulators
-
-    if args.industry in OPCUA_INDUSTRIES:
-        return _simulate_opcua(args)
-
-    async def main() -> None:
-        stop = await _until_signal()
-        sims = await start_simulators(args.industry, args.count, args.host, args.port)
-        for d in simulated_devices(args.industry, args.count, args.host, args.port):
-            conn = d["connection"]
-            print(f"模拟设备 / simulated {d['id']} {d['name']}: modbus://{conn['host']}:{conn['port']}")
-        print("按 Ctrl-C 停止 / press Ctrl-C to stop")
-        await stop.wait()
-        for s in sims:
-            await s.stop()
-
-    try:
-        asyncio.run(main())
-    except ValueError as e:
-        print(f"edgegw simulate: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
 def cmd_ingest(args: argparse.Namespace) -> int:
     from cloud_bridge.cloud.ingest.ingester import Ingester
 
@@ -184,6 +136,7 @@ COMMAND_MODULES: list[str] = [
     "gateway.cli.buffer",
     "gateway.cli.users",
     "gateway.cli.cloud_users",
+    "gateway.cli.simulate",
 ]
 
 
@@ -193,9 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="embedded broker + simulated looms + gateway + ingester + API")
+    d = sub.add_parser("demo", help="embedded broker + simulated workshop + gateway + ingester + API")
     d.add_argument("--seconds", type=float, default=None, help="stop after N seconds and print a summary")
-    d.add_argument("--looms", type=int, default=3, help="number of simulated air-jet looms (default 3)")
+    d.add_argument("--industry", default=None, help="textiles (default), power, chemicals, nonferrous, food, "
+                   "new_materials or all (a mixed workshop)")  # fmt: skip
+    d.add_argument("--devices", type=int, default=None, help="machines of each kind (default 1; textiles: --looms)")
+    d.add_argument("--looms", type=int, default=3, help="air-jet looms of the textiles demo (default 3)")
     d.add_argument("--api", default="127.0.0.1:8080", help="edge API listen address")
     d.add_argument("--data-dir", default="./edgegw-data/demo", help="where the buffer and ledger live")
     d.add_argument("--influx-url", default=None, help="also write to an InfluxDB v2 API (e.g. VictoriaMetrics)")
@@ -214,13 +170,6 @@ def build_parser() -> argparse.ArgumentParser:
     s = csub.add_parser("schema", help="JSON Schema for editors")
     s.add_argument("--cloud", action="store_true", help="schema of cloud.yaml instead of gateway.yaml")
     s.set_defaults(func=cmd_config_schema)
-
-    sim = sub.add_parser("simulate", help="run device simulators")
-    sim.add_argument("--industry", default="textiles", choices=["textiles", "chemicals", "power", "nonferrous", "food"])
-    sim.add_argument("--count", type=int, default=3)
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=5020, help="first port; devices use consecutive ports")
-    sim.set_defaults(func=cmd_simulate)
 
     i = sub.add_parser("ingest", help="run the cloud ingester")
     i.add_argument("-c", "--config", required=True, help="cloud.yaml")

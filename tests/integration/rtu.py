@@ -5,9 +5,6 @@ reports."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,37 +16,21 @@ import pytest
 from drivers.base import Changes, Reading
 from gateway.channel import DeviceState
 from gateway.poller import poll_loop
-from tests.servers import stop_process
-
-SOCAT = "/usr/bin/socat"
+from simulators.pty import PtyPair
 
 
 @contextmanager
 def pty_pair(directory: Path, name: str = "tty") -> Iterator[tuple[str, str]]:
-    """Start socat with two linked ptys; yield their paths; stop socat."""
-    binary = SOCAT if os.access(SOCAT, os.X_OK) else shutil.which("socat")
-    if binary is None:
-        pytest.fail("socat not found: install the Debian package 'socat' (apt-get install socat)")
-    a, b = directory / f"{name}-master", directory / f"{name}-slave"
-    proc = subprocess.Popen(
-        [binary, "-d", "-d", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    """Start socat with two linked ptys; yield (the gateway's end, the devices' end); stop socat."""
+    pair = PtyPair(directory, name)
     try:
-        deadline = time.monotonic() + 5
-        while not (a.exists() and b.exists()):
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise RuntimeError(f"socat exited with {proc.returncode}: {err[-500:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("socat did not create the pty pair within 5 s")
-            time.sleep(0.01)
-        yield str(a), str(b)
+        ends = pair.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield ends
     finally:
-        stop_process(proc)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        pair.stop()
 
 
 class Recorder:

@@ -20,8 +20,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge_config.models import GatewayConfig
+from edge_config.scenario import Fault
 from gateway.agent import Agent
-from simulators.registry import simulated_devices, start_simulators
+from simulators.workshop import Workshop, WorkshopSpec
 from tests.ports import free_port_block
 from tests.servers import MosquittoServer
 
@@ -93,8 +94,9 @@ async def until(cond: Any, timeout: float) -> bool:
 
 async def test_a_disk_that_fills_while_collecting(small_fs: Path, mosquitto: MosquittoServer) -> None:
     base = free_port_block(2)
-    sims = await start_simulators("textiles", 2, "127.0.0.1", base)
-    devices = simulated_devices("textiles", 2, "127.0.0.1", base)
+    sims = Workshop(WorkshopSpec(industry="textiles", devices=[2, 0], port=base))
+    await sims.start()
+    devices = sims.device_configs()
     for d in devices:
         d["poll_interval"] = "200ms"
     cfg = GatewayConfig.model_validate(
@@ -116,7 +118,9 @@ async def test_a_disk_that_fills_while_collecting(small_fs: Path, mosquitto: Mos
         full_at = int(time.time() * 1000)
         assert await until(lambda: all(s.samples_lost > 0 for s in states.values()), 20), "the buffer refuses"
         scans_when_full = {k: s.scans for k, s in states.items()}
-        await sims[1].stop()  # loom-02 goes offline while the disk is full: its report must not be lost
+        await sims.inject(
+            "loom-02", Fault("offline")
+        )  # loom-02 loses power while the disk is full: its report must not be lost
         assert await until(lambda: not states["loom-02"].online, 20)
         # the report is held in memory if its write is refused (a small write may still find room in the
         # WAL's pages): either way it must arrive, with its time, below
@@ -132,7 +136,7 @@ async def test_a_disk_that_fills_while_collecting(small_fs: Path, mosquitto: Mos
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-        await sims[0].stop()
+        await sims.stop()
     await asyncio.sleep(0.5)
     got = wire.snapshot()
     wire.client.loop_stop()

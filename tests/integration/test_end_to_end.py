@@ -24,7 +24,7 @@ from cloud_bridge.cloud.ledger.writer import Ledger
 from edge_config.models import CloudConfig, GatewayConfig
 from gateway.agent import Agent
 from gateway.users import UserStore, users_path
-from simulators.registry import simulated_devices, start_simulators
+from simulators.workshop import Workshop, WorkshopSpec
 from tests.ports import free_port
 from tests.servers import MosquittoServer, VictoriaMetrics, wait_for_samples
 
@@ -63,13 +63,14 @@ async def test_loom_to_victoriametrics_and_ledger(
     tmp_path: Path, mosquitto: MosquittoServer, victoria: VictoriaMetrics
 ) -> None:
     sim_port = free_port()
-    sims = await start_simulators("textiles", 1, "127.0.0.1", sim_port)
+    workshop = Workshop(WorkshopSpec(industry="textiles", devices=[1, 0], port=sim_port))  # one loom
+    await workshop.start()
     gw_cfg = GatewayConfig.model_validate(
         {
             "gateway": {"id": "gw-e2e", "enterprise_id": "ent-e2e", "data_dir": str(tmp_path / "edge")},
             "mqtt": {"url": mosquitto.url, "protocol": "5"},
             "api": {"listen": f"127.0.0.1:{free_port()}"},
-            "devices": simulated_devices("textiles", 1, "127.0.0.1", sim_port),
+            "devices": workshop.device_configs(),
         }
     )
     ledger_path = tmp_path / "ledger.db"
@@ -105,8 +106,7 @@ async def test_loom_to_victoriametrics_and_ledger(
     finally:
         stop.set()
         await task
-        for s in sims:
-            await s.stop()
+        await workshop.stop()
     assert ingester.wait_idle(10)
     await asyncio.sleep(0.5)
     ingester.stop()

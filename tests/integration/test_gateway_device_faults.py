@@ -15,8 +15,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge_config.models import GatewayConfig
+from edge_config.scenario import Fault
 from gateway.agent import Agent
-from simulators.registry import simulated_devices, start_simulators
+from simulators.workshop import Workshop, WorkshopSpec
 from tests.ports import free_port, free_port_block
 from tests.servers import MosquittoServer
 
@@ -70,23 +71,24 @@ async def wait_until(cond: Any, timeout: float) -> bool:
     return bool(cond())
 
 
-async def two_looms(tmp_path: Path, mosquitto: MosquittoServer, name: str) -> tuple[list[Any], Agent, Events]:
+async def two_looms(tmp_path: Path, mosquitto: MosquittoServer, name: str) -> tuple[Workshop, Agent, Events]:
     """Two simulated looms, an agent for them (not started) and a spy on the broker."""
     base = free_port_block(2)
-    sims = await start_simulators("textiles", 2, "127.0.0.1", base)
+    sims = Workshop(WorkshopSpec(industry="textiles", devices=[2, 0], port=base))
+    await sims.start()
     cfg = GatewayConfig.model_validate(
         {
             "gateway": {"id": f"gw-{name}", "enterprise_id": f"ent-{name}", "data_dir": str(tmp_path)},
             "mqtt": {"url": mosquitto.url},
             "api": {"listen": f"127.0.0.1:{free_port()}"},
-            "devices": simulated_devices("textiles", 2, "127.0.0.1", base),
+            "devices": sims.device_configs(),
         }
     )
     return sims, Agent(cfg), Events(mosquitto.port)
 
 
 @asynccontextmanager
-async def running(agent: Agent, sims: list[Any], spy: Events) -> AsyncIterator[None]:
+async def running(agent: Agent, sims: Workshop, spy: Events) -> AsyncIterator[None]:
     """The agent runs inside the block; afterwards it, the spy and the simulators are stopped."""
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop, serve_api=False))
@@ -96,15 +98,14 @@ async def running(agent: Agent, sims: list[Any], spy: Events) -> AsyncIterator[N
         stop.set()
         await task
         spy.close()
-        for s in sims:
-            await s.stop()
+        await sims.stop()
 
 
 async def test_device_down_then_up_is_reported_and_recovers(tmp_path: Path, mosquitto: MosquittoServer) -> None:
     sims, agent, spy = await two_looms(tmp_path, mosquitto, "f")
     async with running(agent, sims, spy):
         assert await wait_until(lambda: spy.kinds("loom-01") == ["online"], 10)
-        await sims[0].stop()  # loom-01 loses power
+        await sims.inject("loom-01", Fault("offline"))  # loom-01 loses power: its port closes
         assert await wait_until(lambda: spy.kinds("loom-01") == ["online", "offline"], 10)
         assert agent.runtime.devices["loom-01"].online is False
         reason = agent.runtime.devices["loom-01"].reason
@@ -112,7 +113,7 @@ async def test_device_down_then_up_is_reported_and_recovers(tmp_path: Path, mosq
         # the other loom keeps its cadence while loom-01 is down
         t0 = time.time()
         assert await wait_until(lambda: spy.data_count("loom-02", after=t0) >= 2, 10)
-        await sims[0].start()  # power back
+        await sims.clear("loom-01", "offline")  # power back
         assert await wait_until(lambda: spy.kinds("loom-01") == ["online", "offline", "online"], 15)
         t1 = time.time()
         assert await wait_until(lambda: spy.data_count("loom-01", after=t1) >= 1, 10)

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from simulators.registry import simulated_devices, start_simulators
+from simulators.workshop import Workshop, WorkshopSpec
 from tests.ports import free_port
 from tests.servers import MosquittoServer
 
@@ -85,12 +85,13 @@ async def test_the_plain_install_runs_the_agent_and_publishes(
     edge_venv: Path, tmp_path: Path, mosquitto: MosquittoServer
 ) -> None:
     sim_port = free_port()
-    sims = await start_simulators("textiles", 2, "127.0.0.1", sim_port)
+    sims = Workshop(WorkshopSpec(industry="textiles", devices=[2, 0], port=sim_port))
+    await sims.start()
     cfg = {
         "gateway": {"id": "gw-edge-only", "enterprise_id": "ent-edge", "data_dir": str(tmp_path / "data")},
         "mqtt": {"url": mosquitto.url, "protocol": "5"},
         "api": {"listen": f"127.0.0.1:{free_port()}"},
-        "devices": simulated_devices("textiles", 2, "127.0.0.1", sim_port),
+        "devices": sims.device_configs(),
     }
     (tmp_path / "gw.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     seen: dict[str, set[str]] = {}
@@ -130,8 +131,7 @@ async def test_the_plain_install_runs_the_agent_and_publishes(
         out = agent.communicate(timeout=30)[0].decode(errors="replace")
         spy.loop_stop()
         spy.disconnect()
-        for s in sims:
-            await s.stop()
+        await sims.stop()
     assert agent.returncode == 0, out[-3000:]
     assert "Traceback" not in out
 

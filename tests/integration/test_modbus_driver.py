@@ -17,8 +17,8 @@ from edge_config.modbus_codec import decode
 from edge_config.models import ModbusRtuDevice, ModbusTcpDevice
 from simulators.loom import LOOM_TAGS, AirJetLoom, loom_device_config
 from simulators.modbus_server import Image, ModbusTcpSimulator
-from simulators.registry import simulated_devices, start_simulators
-from tests.ports import free_port
+from simulators.workshop import Workshop, WorkshopSpec
+from tests.ports import free_port, free_port_block
 
 pytestmark = pytest.mark.integration
 
@@ -98,10 +98,10 @@ async def test_reads_every_tag_as_the_model_holds_it(sim: ModbusTcpSimulator) ->
 
 async def test_one_request_per_planned_block(sim: ModbusTcpSimulator) -> None:
     drv = ModbusTcpDriver(device(sim.port))
-    # loom map: one discrete input, holding registers 0..17, input registers 0..6
+    # loom map: one discrete input, holding registers 0..19, input registers 0..6
     assert [(b.table.value, b.start, b.count) for b in drv.blocks] == [
         ("di", 0, 1),
-        ("hr", 0, 18),
+        ("hr", 0, 20),
         ("ir", 0, 7),
     ]
     await drv.connect()
@@ -228,33 +228,27 @@ async def test_two_units_on_one_port(clock: Clock) -> None:
             assert got == expected(sim.registers(i), dev)
 
 
-async def test_registry_textiles() -> None:
-    base = free_port()
-    devices = simulated_devices("textiles", 2, "127.0.0.1", base)
-    assert [d["id"] for d in devices] == ["loom-01", "loom-02"]
-    assert [d["name"] for d in devices] == ["喷气织机 1#", "喷气织机 2#"]
-    assert [d["connection"]["port"] for d in devices] == [base, base + 1]
-    try:
-        sims = await start_simulators("textiles", 2, "127.0.0.1", base)
-    except OSError:
-        pytest.skip(f"port {base + 1} was taken")
-    try:
+async def test_a_modbus_workshop_of_every_industry_reads_good() -> None:
+    base = free_port_block(11)
+    workshop = Workshop(WorkshopSpec(industry="all", protocol="modbus", port=base))
+    devices = workshop.device_configs()
+    assert [d["id"] for d in devices][:3] == ["loom-01", "spinning-01", "winder-01"]
+    assert devices[0]["name"] == "喷气织机 1# / air-jet loom 1"
+    assert [d["connection"]["port"] for d in devices] == list(range(base, base + 11))
+    async with workshop:
         for d in devices:
             drv = make_driver(ModbusTcpDevice.model_validate(d))
             await drv.connect()
             try:
-                assert all(r.quality == "good" for r in await drv.read())
+                readings = await drv.read()
             finally:
                 await drv.close()
-    finally:
-        for s in sims:
-            await s.stop()
-    with pytest.raises(ValueError, match="not yet simulated"):
-        simulated_devices("chemicals", 1, "127.0.0.1", base)
-    with pytest.raises(ValueError, match="not yet simulated"):
-        await start_simulators("power", 1, "127.0.0.1", base)
+            assert all(r.quality == "good" for r in readings), d["id"]
+            machine = workshop.device(d["id"]).machine
+            got = {r.tag: r.value for r in readings}
+            assert got["run_state"] == machine.values()["run_state"]
     with pytest.raises(ValueError, match="unknown industry"):
-        simulated_devices("mining", 1, "127.0.0.1", base)
+        Workshop(WorkshopSpec(industry="mining"))
 
 
 def test_make_driver_gives_the_same_driver_for_rtu() -> None:
@@ -268,7 +262,7 @@ def test_make_driver_gives_the_same_driver_for_rtu() -> None:
     )
     drv = make_driver(rtu)
     assert isinstance(drv, ModbusTcpDriver) and isinstance(drv, Driver)
-    assert drv.bus_key == "rtu:///dev/ttyUSB0" and drv.unit == 3
+    assert drv.bus_key == "serial:///dev/ttyUSB0" and drv.unit == 3  # the bus DL/T 645 meters share
 
 
 # ---------------------------------------------------------------- the full data model over a socket

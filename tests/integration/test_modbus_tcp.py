@@ -127,7 +127,7 @@ async def test_poll_groups_read_each_tag_at_its_interval() -> None:
         rec = Recorder("loom-1")
         await poll_for([(drv, rec)], 1.5)
     fast = sum(1 for _, _, pdu in sim.trace if pdu == bytes.fromhex("03 0000 0002"))
-    slow = sum(1 for _, _, pdu in sim.trace if pdu == bytes.fromhex("03 0002 0010"))  # hr:2..17
+    slow = sum(1 for _, _, pdu in sim.trace if pdu == bytes.fromhex("03 0002 0012"))  # hr:2..19
     assert 8 <= fast <= 16 and 2 <= slow <= 4  # 15 and 3 on an idle machine
     assert rec.state.overruns <= fast // 3
     speed_scans = sum(1 for _, rs in rec.scans if any(r.tag == "speed" for r in rs))

@@ -15,7 +15,7 @@ from drivers.opcua.browse import csv_rows
 from edge_config import load_gateway_config
 from edge_config.models import OpcUaTag
 from gateway.cli import main
-from simulators.chemicals import REACTOR_TAGS, BatchReactor, DistillationColumn
+from simulators.chemicals import BatchReactor, DistillationColumn
 from simulators.opcua_server import TYPE_TEST, OpcUaSimulator
 from tests.ports import free_port
 
@@ -51,12 +51,12 @@ async def test_browse_to_yaml_validates_and_runs(
     assert "[20..200]" in temp.description  # the EURange
     assert tags["Plant.Reactor1.Pressure"].unit == "MPa"
     assert tags["Plant.Column1.ReboilerSteam"].unit == "t/h"
-    assert tags["Plant.Reactor1.BatchCount"].type == "uint32" and tags["Plant.Reactor1.BatchCount"].unit is None
+    assert tags["Plant.Reactor1.BatchCount"].type == "uint32" and tags["Plant.Reactor1.BatchCount"].unit == "batches"
     assert tags["TypeTest.DoubleArray"].type == "string"  # arrays travel as JSON text
     assert tags["TypeTest.Float"].type == "float32" and tags["TypeTest.Boolean"].type == "bool"
     assert "IdForms.Numeric" in tags and tags["IdForms.Guid"].node.startswith("ns=2;g=")
     assert not any(name.startswith("Server") for name in tags)  # the standard Server object is left out
-    expected = len(REACTOR_TAGS) + len(DistillationColumn().tags) + len(TYPE_TEST) + 2 + 3
+    expected = len(BatchReactor().signals) + len(DistillationColumn().signals) + len(TYPE_TEST) + 2 + 3
     assert len(dev.tags) == expected
     # no property (EngineeringUnits, EURange) became a tag
     assert not any(t.node.endswith((".EngineeringUnits", ".EURange")) for t in dev.tags)
@@ -87,7 +87,7 @@ async def test_browse_a_subtree_to_csv_over_a_secure_channel(
     assert await cli(*argv) == 0
     rows = csv_rows(out.read_text(encoding="utf-8"))
     tags = [OpcUaTag.model_validate(r) for r in rows]  # every row validates as a tag
-    assert [t.name for t in tags] == [t["name"] for t in REACTOR_TAGS]
+    assert [t.name for t in tags] == [s.browse_name for s in BatchReactor().signals]
     assert all(t.mode == "poll" for t in tags)
     units = {t.name: t.unit for t in tags}
     assert units["Temperature"] == "°C" and units["AgitatorSpeed"] == "r/min" and units["FeedFlow"] == "m³/h"

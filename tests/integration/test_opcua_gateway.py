@@ -15,7 +15,7 @@ import pytest
 
 from edge_config.models import GatewayConfig
 from gateway.agent import Agent
-from simulators.registry import opcua_simulated_devices, start_opcua_simulator
+from simulators.workshop import Workshop, WorkshopSpec
 from tests.ports import free_port
 from tests.servers import MosquittoServer
 
@@ -63,8 +63,10 @@ async def test_restart_of_the_server_offline_then_online_and_values_flow_again(
     tmp_path: Path, mosquitto: MosquittoServer
 ) -> None:
     port = free_port()
-    sim = await start_opcua_simulator("chemicals", 1, "127.0.0.1", port, pki_dir=str(tmp_path / "sim"))
-    devices = opcua_simulated_devices("chemicals", 1, "127.0.0.1", port)
+    workshop = Workshop(WorkshopSpec(industry="chemicals", protocol="opcua", opcua_port=port), pki_dir=str(tmp_path))
+    await workshop.start()
+    sim = workshop.opcua_servers[0]
+    devices = workshop.device_configs()
     for d in devices:
         d["connection"].update(timeout="2s", keepalive="1s", reconnect_max_delay="3s")
     cfg = GatewayConfig.model_validate(
@@ -108,5 +110,5 @@ async def test_restart_of_the_server_offline_then_online_and_values_flow_again(
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-        await sim.close()
+        await workshop.stop()
         spy.close()

@@ -219,15 +219,16 @@ async def test_a_publisher_that_fails_is_started_again_and_health_shows_it(
 ) -> None:
     from edge_config.models import GatewayConfig
     from gateway.agent import Agent
-    from simulators.registry import simulated_devices, start_simulators
+    from simulators.workshop import Workshop, WorkshopSpec
 
     sim_port = free_port()
-    sims = await start_simulators("textiles", 1, "127.0.0.1", sim_port)
+    sims = Workshop(WorkshopSpec(industry="textiles", devices=[1, 0], port=sim_port))
+    await sims.start()
     cfg = GatewayConfig.model_validate(
         {
             "gateway": {"id": "gw-pf", "enterprise_id": "ent-pf", "data_dir": str(tmp_path / "edge")},
             "mqtt": {"url": mosquitto.url, "protocol": "5"},
-            "devices": simulated_devices("textiles", 1, "127.0.0.1", sim_port),
+            "devices": sims.device_configs(),
         }
     )
     agent = Agent(cfg)
@@ -250,7 +251,6 @@ async def test_a_publisher_that_fails_is_started_again_and_health_shows_it(
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)
-        for s in sims:
-            await s.stop()
+        await sims.stop()
     assert agent.backlog_at_stop is not None and agent.backlog_at_stop.messages == 0
     assert spy.seqs() == set(range(1, max(spy.seqs()) + 1)), "no seq lost across the restart"

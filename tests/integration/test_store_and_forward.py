@@ -28,7 +28,7 @@ from cloud_bridge.cloud.ledger.writer import Ledger
 from cloud_bridge.uplink.buffer import Buffer, Outgoing
 from edge_config.models import CloudConfig, GatewayConfig
 from gateway.agent import Agent
-from simulators.registry import simulated_devices, start_simulators
+from simulators.workshop import Workshop, WorkshopSpec
 from tests.ports import free_port, free_port_block
 from tests.servers import MosquittoServer, VictoriaMetrics
 
@@ -48,12 +48,16 @@ def cloud_config(broker: str, vm: str, ledger: Path) -> CloudConfig:
     )
 
 
-def gateway_dict(tmp: Path, broker: str, sim_base: int, looms: int = 2) -> dict[str, Any]:
+def looms(sim_base: int, count: int = 2) -> Workshop:
+    return Workshop(WorkshopSpec(industry="textiles", devices=[count, 0], port=sim_base))
+
+
+def gateway_dict(tmp: Path, broker: str, sim_base: int, count: int = 2) -> dict[str, Any]:
     return {
         "gateway": {"id": "gw-saf", "enterprise_id": "ent-saf", "data_dir": str(tmp / "edge")},
         "mqtt": {"url": broker, "protocol": "5"},
         "api": {"listen": f"127.0.0.1:{free_port()}"},
-        "devices": simulated_devices("textiles", looms, "127.0.0.1", sim_base),
+        "devices": looms(sim_base, count).device_configs(),
     }
 
 
@@ -104,7 +108,8 @@ async def test_broker_outage_of_30s_loses_and_doubles_nothing(tmp_path: Path, vi
     broker = MosquittoServer(free_port(), tmp_path / "mq", persistence=True)
     broker.start()
     sim_base = free_port_block(2)
-    sims = await start_simulators("textiles", 2, "127.0.0.1", sim_base)
+    sims = looms(sim_base)
+    await sims.start()
     ledger_path = tmp_path / "ledger.db"
     ingester = Ingester(cloud_config(broker.url, victoria.url, ledger_path))
     ingester.start()
@@ -138,8 +143,7 @@ async def test_broker_outage_of_30s_loses_and_doubles_nothing(tmp_path: Path, vi
     finally:
         stop.set()
         await task
-        for s in sims:
-            await s.stop()
+        await sims.stop()
     assert await wait_until(lambda: ingester.stats.samples_ingested >= len(buffered), 30)
     assert ingester.wait_idle(10)
     ingester.stop()
@@ -164,7 +168,8 @@ async def test_gateway_sigkill_and_restart_loses_and_doubles_nothing(
     tmp_path: Path, mosquitto: MosquittoServer, victoria: VictoriaMetrics
 ) -> None:
     sim_base = free_port_block(2)
-    sims = await start_simulators("textiles", 2, "127.0.0.1", sim_base)
+    sims = looms(sim_base)
+    await sims.start()
     ledger_path = tmp_path / "ledger.db"
     ingester = Ingester(cloud_config(mosquitto.url, victoria.url, ledger_path))
     ingester.start()
@@ -188,8 +193,7 @@ async def test_gateway_sigkill_and_restart_loses_and_doubles_nothing(
         assert gw.wait(20) == 0
     finally:
         log.close()
-        for s in sims:
-            await s.stop()
+        await sims.stop()
     buffer = Buffer(tmp_path / "edge" / "buffer.db")
     assert buffer.depth().messages == 0, "a clean stop leaves nothing behind"
     last_seq = buffer.next_seq() - 1

@@ -17,3 +17,10 @@ def test_gateway_example_validates() -> None:
 def test_cloud_example_validates() -> None:
     cfg = load_cloud_config(DEPLOY / "cloud.example.yaml")
     assert cfg.influx is not None and cfg.mqtt.shared_group == "edgegw-ingest"
+
+
+def test_rs485_example_validates_with_meters_and_a_modbus_unit_on_one_line() -> None:
+    cfg = load_gateway_config(DEPLOY / "gateway.rs485.example.yaml")
+    assert [d.driver for d in cfg.devices] == ["dlt645", "dlt645", "modbus_rtu"]
+    assert {d.connection.port for d in cfg.devices} == {"/dev/ttyUSB0"}
+    assert cfg.devices[1].connection.address == "000000000162"  # type: ignore[union-attr]

@@ -48,11 +48,21 @@ def test_counters_only_grow_and_speed_follows_state() -> None:
 
 def test_picks_grow_by_speed_over_60_per_second() -> None:
     loom = AirJetLoom(seed=3, start=0.0, mean_run_s=1e9)  # never stops
-    before = loom.picks
-    loom.step(0.5)
-    speed = loom.speed_rpm
-    assert loom.picks - before == pytest.approx(speed / 60.0 * 0.5)
+    expected = loom.picks
+    for t in range(1, 11):
+        loom.step(float(t))  # one step a second
+        expected += loom.speed_rpm / 60.0
+    assert loom.picks == pytest.approx(expected)
     assert loom.run_state == RUNNING
+
+
+def test_a_step_shorter_than_a_second_waits_for_the_whole_second() -> None:
+    loom = AirJetLoom(seed=3, start=0.0)
+    before = loom.raw_values()
+    loom.step(0.5)
+    assert loom.raw_values() == before and loom.steps == 0
+    loom.step(1.0)
+    assert loom.steps == 1
 
 
 def test_time_going_backwards_or_standing_still_changes_nothing() -> None:
@@ -75,7 +85,7 @@ def test_first_step_without_start_only_sets_the_clock() -> None:
 
 def test_stop_mix_over_a_long_run() -> None:
     loom = AirJetLoom(seed=42, start=0.0)
-    # sixty simulated days in steps of a minute: thousands of stops
+    loom.step_s = 60.0  # sixty simulated days in steps of a minute: thousands of stops
     for minute in range(1, 60 * 24 * 60):
         loom.step(minute * 60.0)
     total = loom.warp_stops + loom.weft_stops + loom.other_stops
@@ -91,8 +101,9 @@ def test_stop_mix_over_a_long_run() -> None:
 
 def test_all_states_occur_and_alarms_match_the_cause() -> None:
     loom = AirJetLoom(seed=5, start=0.0)
+    loom.step_s = 10.0
     seen = set()
-    for t in range(1, 3 * 24 * 3600, 10):
+    for t in range(1, 8 * 24 * 3600, 10):
         loom.step(float(t))
         seen.add(loom.run_state)
         v = loom.raw_values()
