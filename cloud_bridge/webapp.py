@@ -17,6 +17,7 @@ import jinja2
 from fastapi import FastAPI, Form, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from cloud_bridge.web import STATIC_DIR, pick_lang
@@ -37,6 +38,26 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
+}
+
+
+class Problem(BaseModel):
+    """Every 4xx answer of the JSON APIs: `detail` says why (a text, or for some 422s a list or an object)."""
+
+    detail: Any
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a router or route whose answers may be these 4xx codes (documented in OpenAPI)."""
+    return {code: {"model": Problem, "description": PROBLEMS[code]} for code in codes}
+
+
+PROBLEMS = {
+    401: "no credential, or a wrong one: log in or send a bearer token",
+    403: "the user's role or enterprise does not allow it, or a session request without its CSRF token",
+    404: "no such thing (the reason says what)",
+    413: "the request body is too large",
+    422: "a parameter or body is not acceptable (the reason says which and why)",
 }
 
 

@@ -19,11 +19,12 @@ from cloud_bridge.cloud.evidence.models import Device, DeviceOee, Evidence, Peri
 from cloud_bridge.cloud.ledger.equipment import EquipmentError, equipment_csv
 from cloud_bridge.cloud.ledger.store import EvidenceStore
 from cloud_bridge.metrics.period import Period, PeriodError, iso_local
+from cloud_bridge.webapp import problems
 from edge_config.models import CloudConfig
 from edge_config.secrets import redact_url
 from edge_config.version import __version__
 
-router = APIRouter(prefix="/api/v1", tags=["evidence"])
+router = APIRouter(prefix="/api/v1", tags=["evidence"], responses=problems(401, 403, 404, 422))
 MAX_UPLOAD = 20 << 20
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -179,7 +180,21 @@ def equipment(
     )
 
 
-@router.put("/enterprises/{ent}/equipment")
+SHEET_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "the sheet: CSV (UTF-8 or GB18030) or XLSX, as the request body",
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                "schema": {"type": "string", "format": "binary"}
+            },
+        },
+    }
+}
+
+
+@router.put("/enterprises/{ent}/equipment", openapi_extra=SHEET_BODY, responses=problems(413))
 async def import_equipment(
     request: Request,
     ent: str,
