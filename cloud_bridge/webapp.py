@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
+from cloud_bridge.metrics.labels import label
 from cloud_bridge.web import STATIC_DIR, pick_lang
 from cloud_bridge.webauth import (
     LANG_COOKIE,
@@ -83,6 +84,11 @@ class Site:
 
     def lang(self, request: Request) -> str:
         return pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
+
+    def text(self, request: Request, key: str, **values: object) -> str:
+        """The label `key` in the request's language, with `values` filled in."""
+        zh, en = label(key).format(**values) if values else label(key)
+        return en if self.lang(request) == "en" else zh
 
     def render(
         self,
