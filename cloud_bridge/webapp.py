@@ -81,6 +81,8 @@ class Site:
     # (user name, password) -> the user's session epoch, or None when wrong
     check_login: Callable[[str, str], int | None]
     secure_cookies: Callable[[Request], bool] = field(default=lambda _r: False)
+    # (the user, a nav href) -> whether that user's navigation shows it (default: every entry)
+    nav_visible: Callable[[Any, str], bool] = field(default=lambda _u, _h: True)
 
     def lang(self, request: Request) -> str:
         return pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
@@ -107,7 +109,7 @@ class Site:
             lang=self.lang(request),
             app_title=self.title_key,
             page_title=title,
-            nav=self.nav if user is not None else [],
+            nav=[(h, k) for h, k in self.nav if self.nav_visible(user, h)] if user is not None else [],
             active="/" + request.url.path.strip("/").split("/")[0] if request.url.path != "/" else "/",
             here=here,
             user=user,

@@ -334,6 +334,18 @@ UI: dict[str, Label] = {
         "已导入设备台账：{rows} 行（SHA-256 {sha}）", "Equipment ledger imported: {rows} rows (SHA-256 {sha})"
     ),
     "ledger_errors": Label("设备台账有错误，未导入", "The equipment sheet has errors: nothing was imported"),
+    # the edge's users page (admin)
+    "add_user": Label("添加用户", "Add a user"),
+    "user_added": Label("已添加用户 {name}（{role}）", "User {name} added ({role})"),
+    "user_removed": Label("已删除用户 {name}", "User {name} removed"),
+    "not_yourself": Label(
+        "不能删除自己：请用另一个管理员账号登录", "You cannot remove yourself: log in as another admin"
+    ),
+    "new_token": Label("新建令牌", "New token"),
+    "token_once": Label(
+        "{name} 的新 API 令牌（只显示这一次，请立即保存）", "A new API token for {name} (shown this once: keep it now)"
+    ),
+    "you": Label("当前用户", "you"),
 }
 
 GROUPS: dict[str, dict[str, Label]] = {
