@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from fastapi import FastAPI, Form, Request, Response
@@ -104,7 +104,7 @@ class Site:
     ) -> HTMLResponse:
         cookie = request.cookies.get(SESSION_COOKIE)
         user = getattr(request.state, "user", None)
-        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        here = _here(request)
         html = self.env.get_template(template).render(
             lang=self.lang(request),
             app_title=self.title_key,
@@ -187,6 +187,17 @@ def install(app: FastAPI, site: Site, *, max_body: int) -> None:
     @app.exception_handler(413)
     async def too_large(_request: Request, exc: Exception) -> Response:
         return JSONResponse({"detail": getattr(exc, "detail", "request body too large")}, status_code=413)
+
+
+def _here(request: Request) -> str:
+    """Where the language switch comes back to: this page, or for the answer to a form (a POST, which a GET
+    cannot repeat) the page the form was on (its same-origin Referer), else the start page."""
+    if request.method in ("GET", "HEAD"):
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    ref = urlsplit(request.headers.get("referer", ""))
+    if ref.netloc == request.url.netloc and ref.path:
+        return _local(ref.path + (f"?{ref.query}" if ref.query else ""))
+    return "/"
 
 
 def _local(target: str) -> str:

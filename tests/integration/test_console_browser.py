@@ -19,7 +19,7 @@ from cloud_bridge.cloud.api.app import create_cloud_app
 from edge_config.models import GatewayConfig
 from gateway.agent import Agent
 from gateway.reload import config_text
-from simulators.registry import simulated_devices, start_simulators
+from simulators.registry import simulated_devices, start_opcua_simulator, start_simulators
 from tests.integration.test_cloud_api import add_user, config
 from tests.ports import free_port, free_port_block
 from tests.unit.test_evidence_build import fill_day
@@ -47,6 +47,17 @@ def shot(page: Any, tmp: Path, name: str) -> None:
     if os.environ.get("EDGEGW_SCREENSHOTS"):
         DOCS.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, DOCS / f"{name}.png")
+
+
+def goto_when_up(page: Any, url: str) -> None:
+    """Open `url` once its server answers (it is started in the background)."""
+    for _ in range(100):
+        try:
+            page.goto(url)
+            return
+        except Exception:
+            page.wait_for_timeout(100)
+    page.goto(url)
 
 
 class Background:
@@ -150,12 +161,7 @@ def test_portal(browser: Any, tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
-        for _ in range(100):
-            try:
-                page.goto(base + "/login")
-                break
-            except Exception:
-                page.wait_for_timeout(100)
+        goto_when_up(page, base + "/login")
         page.fill("input[name=username]", "eva")
         page.fill("input[name=password]", "eva-pw")
         page.click("button")
@@ -169,3 +175,111 @@ def test_portal(browser: Any, tmp_path: Path) -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_console_opcua_picker_test_read_sheet_import_users(browser: Any, tmp_path: Path, mosquitto: Any) -> None:
+    """An admin adds a reactor from the OPC UA simulator through the browse picker, test-reads a Modbus address,
+    imports the loom's tags from the Chinese-header template, applies, sees the reactor's live values, makes
+    a user and a token on the users page, and switches to English."""
+    sim_port, opcua_port, api_port = free_port(), free_port(), free_port()
+    bg = Background(tmp_path)
+    sims = bg.run(start_simulators("textiles", 1, "127.0.0.1", sim_port))
+    opcua = bg.run(start_opcua_simulator("chemicals", 1, "127.0.0.1", opcua_port, pki_dir=str(tmp_path / "sim-pki")))
+    cfg = GatewayConfig.model_validate(
+        {
+            "gateway": {"id": "gw-1", "enterprise_id": "ent-1", "data_dir": str(tmp_path / "edge")},
+            "mqtt": {"url": mosquitto.url},
+            "api": {"listen": f"127.0.0.1:{api_port}"},
+            "devices": simulated_devices("textiles", 1, "127.0.0.1", sim_port),
+        }
+    )
+    cfg_file = tmp_path / "gateway.yaml"
+    cfg_file.write_text(config_text(cfg), encoding="utf-8")
+    agent = Agent(cfg, config_path=cfg_file)
+    agent.users.add("adm", "admin", "adm-pw")
+    stop = asyncio.Event()
+    task = asyncio.run_coroutine_threadsafe(agent.run(stop), bg.loop)
+    base = f"http://127.0.0.1:{api_port}"
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        goto_when_up(page, base + "/login")
+        page.fill("input[name=username]", "adm")
+        page.fill("input[name=password]", "adm-pw")
+        page.click("button")
+        page.wait_for_selector("#devices")
+
+        # the Modbus test read of one address of the loom (its speed register)
+        page.goto(base + "/editor")
+        page.fill("input[name=port]", str(sim_port))
+        page.fill("input[name=address]", "hr:0")
+        page.click("#test-read button, form[hx-post='/editor/modbus/test'] button")
+        page.wait_for_selector("#test-read-result.ok", timeout=15_000)
+        assert "=" in page.inner_text("#test-read-result") or page.inner_text("#test-read-result").strip()
+        shot(page, tmp_path, "console-test-read")
+
+        # the template with Chinese headers, filled in and imported as the loom's tags
+        template = page.request.get(base + "/editor/template.csv").body().decode("utf-8-sig")
+        header = template.splitlines()[0]
+        assert "名称" in header and "地址" in header
+        cells = header.split(",")
+        rows = {
+            "名称": ["speed", "run_state", "picks_total"],
+            "地址": ["hr:0", "hr:1", "hr:2"],
+            "数据类型": ["uint16", "uint16", "uint32"],
+            "倍率": ["0.1", "", ""],
+            "单位": ["rpm", "", ""],
+        }
+        sheet = "\n".join([header, *(",".join(rows.get(c, [""] * 3)[i] for c in cells) for i in range(3))]) + "\n"
+        page.set_input_files(
+            "form[action='/editor/devices/loom-01/tags'] input[type=file]",
+            files=[{"name": "点表.csv", "mimeType": "text/csv", "buffer": sheet.encode("utf-8-sig")}],
+        )
+        page.click("form[action='/editor/devices/loom-01/tags'] button")
+        page.wait_for_selector("pre.diff")
+        assert "energy_kwh" in page.inner_text("pre.diff")  # the tags the sheet leaves out go
+        shot(page, tmp_path, "console-editor-sheet-import")
+
+        # the OPC UA browse picker: the reactor's nodes ticked become a new device's tags
+        page.goto(base + "/editor/opcua")
+        page.fill("input[name=endpoint]", f"opc.tcp://127.0.0.1:{opcua_port}")
+        page.fill("input[name=device]", "reactor-01")
+        page.click("#browse-go")
+        page.wait_for_selector("#browse-tree", timeout=30_000)
+        for node in ("Reactor1.Temperature", "Reactor1.Pressure", "Reactor1.AgitatorSpeed"):
+            page.check(f"#browse-tree input[value$='{node}']")
+        shot(page, tmp_path, "console-opcua-browse")
+        page.click("#add-ticked")
+        page.wait_for_url("**/editor/devices/reactor-01")
+        page.goto(base + "/editor")
+        page.click("#apply")
+        page.wait_for_selector(".flash.ok")
+        assert [d.id for d in agent.config.devices] == ["loom-01", "reactor-01"]
+        assert [t.name for t in agent.config.devices[0].tags] == ["speed", "run_state", "picks_total"]
+        page.goto(base + "/devices/reactor-01")
+        page.wait_for_selector("#values tr[data-tag='Plant.Reactor1.Temperature'] .pill.good", timeout=30_000)
+        shot(page, tmp_path, "console-opcua-live-values")
+
+        # the users page: a new engineer and a token for them, shown once
+        page.goto(base + "/users")
+        page.fill("#add-user input[name=name]", "zhang.san")
+        page.select_option("#add-user select[name=role]", "engineer")
+        page.fill("#add-user input[name=password]", "zs-pw-2024")
+        page.click("#add")
+        page.wait_for_selector("tr[data-user='zhang.san']")
+        page.click("tr[data-user='zhang.san'] button.new-token")
+        page.wait_for_selector("#new-token")
+        secret = page.inner_text("#new-token")
+        assert agent.users.by_token(secret) is not None
+        shot(page, tmp_path, "console-users")
+        page.click("a.lang")
+        page.wait_for_selector("text=Add a user")
+        assert secret not in page.content()  # the token is not shown again
+        shot(page, tmp_path, "console-users-en")
+        page.close()
+    finally:
+        bg.loop.call_soon_threadsafe(stop.set)
+        task.result(30)
+        for s in sims:
+            bg.run(s.stop())
+        bg.run(opcua.stop())
+        bg.close()
