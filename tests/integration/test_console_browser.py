@@ -49,6 +49,20 @@ def shot(page: Any, tmp: Path, name: str) -> None:
         shutil.copy(path, DOCS / f"{name}.png")
 
 
+CHINESE_LEDGER = (
+    "设备编号,设备名称,设备类型,产线,关键工序,数字化,网关\n"
+    "press-01,冲压机 1#,冲压机,L1,是,是,gw-1\npress-02,冲压机 2#,冲压机,L1,否,是,\nlathe-01,车床,车床,L2,否,否,\n"
+)
+
+
+def zipfile_manifest_sha(path: Path) -> str:
+    import hashlib
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        return hashlib.sha256(z.read("manifest.json")).hexdigest()
+
+
 def goto_when_up(page: Any, url: str) -> None:
     """Open `url` once its server answers (it is started in the background)."""
     for _ in range(100):
@@ -152,6 +166,7 @@ def test_portal(browser: Any, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/ledger.db"
     fill_day(url)
     add_user(url, "eva", "evaluator", [], password="eva-pw")
+    add_user(url, "op", "operator", ["ent-1"], password="op-pw")
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_cloud_app(config(url)), host="127.0.0.1", port=port, log_level="warning")
@@ -171,6 +186,38 @@ def test_portal(browser: Any, tmp_path: Path) -> None:
         page.click("#enterprises a")
         page.wait_for_selector("#ent-devices")
         shot(page, tmp_path, "portal-enterprise")
+        # the evaluator exports the day's pack, then verifies the zip they received
+        with page.expect_download() as got:
+            page.click("#export-pack")
+        download = got.value
+        pack = tmp_path / download.suggested_filename
+        download.save_as(pack)
+        assert pack.name.startswith("evidence-ent-1-2024-05-01-2024-05-01-") and pack.suffix == ".zip"
+        sha = zipfile_manifest_sha(pack)
+        assert sha[:12] in pack.name
+        page.click("nav a[href='/verify']")
+        page.set_input_files("#verify-form input[name=pack]", str(pack))
+        page.fill("#verify-form input[name=expect]", sha)
+        page.click("#verify")
+        page.wait_for_selector("#verify-result .flash.ok")
+        assert sha in page.inner_text("#verify-result")
+        shot(page, tmp_path, "portal-verify")
+        page.close()
+        # an operator of the enterprise imports its equipment ledger through the form
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(base + "/login?next=/enterprises/ent-1%3Fstart%3D2024-05-01%26end%3D2024-05-01")
+        page.fill("input[name=username]", "op")
+        page.fill("input[name=password]", "op-pw")
+        page.click("button")
+        page.wait_for_selector("#import-ledger")
+        shot(page, tmp_path, "portal-enterprise-operator")
+        ledger = tmp_path / "设备台账.csv"
+        ledger.write_text(CHINESE_LEDGER, encoding="utf-8")
+        page.set_input_files("#import-ledger input[name=sheet]", str(ledger))
+        page.click("#import-ledger button")
+        page.wait_for_selector(".flash.ok")
+        assert "3" in page.inner_text(".flash.ok")
+        shot(page, tmp_path, "portal-ledger-imported")
         page.close()
     finally:
         server.should_exit = True

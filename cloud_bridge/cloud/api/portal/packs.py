@@ -202,8 +202,9 @@ def build_packs(site: Site) -> APIRouter:
             done = import_sheet(store, users, user, ent, data, filename)
         except EquipmentError as e:
             flashes = [("error", site.text(request, "ui.ledger_errors")), *(("error", i) for i in e.issues)]
-            return site.render(request, "imported.html.j2", title=ent, status=422, ent=ent, flashes=flashes)
+            return site.render(request, "imported.html.j2", title=ent, status=422, ent=ent, items=[], flashes=flashes)
         text = site.text(request, "ui.ledger_imported", rows=done.rows, sha=done.sha256)
-        return site.render(request, "imported.html.j2", title=ent, ent=ent, flashes=[("ok", text)])
+        items = store.equipment(ent)
+        return site.render(request, "imported.html.j2", title=ent, ent=ent, items=items, flashes=[("ok", text)])
 
     return router
