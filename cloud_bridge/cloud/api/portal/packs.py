@@ -48,6 +48,8 @@ def _safe_name(name: str) -> PurePosixPath:
     if "\\" in name or "\x00" in name:
         raise PackRefused(f"{name!r}: a backslash or NUL in an entry name")
     path = PurePosixPath(name)
+    if not path.parts or path.parts == (".",):
+        raise PackRefused(f"{name!r}: an entry without a name")
     if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
         raise PackRefused(f"{name!r}: the entry would be written outside the pack (path traversal)")
     return path
