@@ -2,17 +2,23 @@
 on a real `Agent` (built, not started) and the evidence API on a real SQLite ledger holding the test day,
 both as an admin. Every operation gets a bounded number of generated requests (path and query parameters,
 headers, bodies where the document describes one); none may be answered with a 5xx, and every answer
-must match the document (status code declared, body of the declared schema, content type)."""
+must match the document (status code declared, body of the declared schema, content type).
+
+The console's and the portal's pages and forms (left out of the documents) are fuzzed the same way from a
+document made of their routes, for no 5xx; whatever would connect somewhere is pointed at loopback."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -46,7 +52,15 @@ PERIOD = {
     "from": ["2024-05-01", "2024-05-01T08:00", "2024-05-01T08:00+08:00", "1714521600000", "2024-02-30", "0"],
     "to": ["2024-05-01", "2024-05-02T00:00", "1714608000000", "2023-01-01", "99999999999999999999"],
 }
-EDGE_KNOWN = {"device_id": ["loom-01"], "device": ["loom-01"], **PERIOD}
+EDGE_KNOWN = {
+    "device_id": ["loom-01"],
+    "dev_id": ["loom-01", "_new"],
+    "device": ["loom-01"],
+    "ext": ["csv", "xlsx"],
+    "kind": ["modbus", "opcua"],
+    "name": ["admin", "viewer"],
+    **PERIOD,
+}
 CLOUD_KNOWN = {
     "ent": ["ent-1"],
     "device": ["press-01", "press-02", "loom-01"],
@@ -57,8 +71,41 @@ CLOUD_KNOWN = {
 }
 
 
-def fuzz(app: FastAPI, headers: dict[str, str], known: dict[str, list[str]]) -> dict[str, int]:
-    """Every operation of the app's OpenAPI document, EXAMPLES generated requests each; the statuses seen."""
+# Where a page would connect to what a request names (the Modbus test read, the OPC UA browse), always this
+# machine: the fuzz sends no traffic beyond loopback.
+LOOPBACK = {"host": "127.0.0.1", "endpoint": "opc.tcp://127.0.0.1:1"}
+
+
+def _api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
+    for r in routes:
+        if isinstance(r, APIRoute):
+            yield r
+        inner = getattr(r, "original_router", None)  # FastAPI keeps included routers whole
+        if inner is not None:
+            yield from _api_routes(inner.routes)
+
+
+def pages_only(app: FastAPI) -> None:
+    """Make the app's OpenAPI document describe its pages and forms (left out of it) instead of its API: the
+    fuzz then sends them generated paths, queries and form fields."""
+    routes = []
+    for r in _api_routes(app.routes):
+        if not r.include_in_schema:
+            r = copy.copy(r)
+            r.include_in_schema = True
+            routes.append(r)
+    document = get_openapi(title=app.title, version=app.version, routes=routes)
+    app.openapi = lambda: document  # type: ignore[method-assign]
+
+
+def fuzz(
+    app: FastAPI, headers: dict[str, str], known: dict[str, list[str]], *, pages: bool = False, examples: int = EXAMPLES
+) -> dict[str, int]:
+    """Every operation of the app's OpenAPI document, `examples` generated requests each; the statuses seen.
+    With `pages`, the pages and forms instead, checked for no 5xx (HTML and redirects the document cannot
+    describe)."""
+    if pages:
+        pages_only(app)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     seen: dict[str, int] = {}
     for result in schema.get_all_operations():
@@ -66,7 +113,7 @@ def fuzz(app: FastAPI, headers: dict[str, str], known: dict[str, list[str]]) -> 
 
         @given(case=operation.as_strategy(), data=st.data())
         @settings(
-            max_examples=EXAMPLES,
+            max_examples=examples,
             deadline=None,
             derandomize=True,  # the same requests every run: a failure is reproducible
             database=None,
@@ -80,6 +127,8 @@ def fuzz(app: FastAPI, headers: dict[str, str], known: dict[str, list[str]]) -> 
                     pick = data.draw(st.sampled_from([*known.get(name, []), None]))  # None: as generated
                     if pick is not None:
                         params[name] = pick
+            for params in (path, query, case.body if isinstance(case.body, dict) else {}):
+                params.update({k: v for k, v in LOOPBACK.items() if k in params or params is query})
             case.path_parameters, case.query = path, query
             if case.method == "PUT":
                 body = data.draw(
@@ -94,7 +143,8 @@ def fuzz(app: FastAPI, headers: dict[str, str], known: dict[str, list[str]]) -> 
             # the conformance checks: status code documented, body of the documented schema, content type, headers;
             # not whether the data was accepted: a period the schema can only call a string may still be no date,
             # and the values put in above are not what schemathesis generated
-            case.validate_response(response, excluded_checks=[positive_data_acceptance, negative_data_rejection])
+            if not pages:
+                case.validate_response(response, excluded_checks=[positive_data_acceptance, negative_data_rejection])
 
         one()
     return seen
@@ -134,3 +184,14 @@ def test_cloud_api_fuzz(cloud_app: tuple[FastAPI, dict[str, str]]) -> None:
     seen = fuzz(*cloud_app, CLOUD_KNOWN)
     assert "PUT /api/v1/enterprises/{ent}/equipment 200" in seen, seen
     assert "GET /api/v1/enterprises/{ent}/devices/{device}/oee 200" in seen, seen
+
+
+def test_edge_pages_fuzz(edge_app: tuple[FastAPI, dict[str, str]]) -> None:
+    seen = fuzz(*edge_app, EDGE_KNOWN, pages=True, examples=15)
+    assert "GET /devices/{dev_id} 200" in seen and "POST /users/{name}/token 200" in seen, seen
+    assert "GET /editor/template.{ext} 200" in seen and "POST /editor/apply 200" in seen, seen
+
+
+def test_portal_pages_fuzz(cloud_app: tuple[FastAPI, dict[str, str]]) -> None:
+    seen = fuzz(*cloud_app, CLOUD_KNOWN, pages=True, examples=15)
+    assert "GET /enterprises/{ent} 200" in seen and "GET /enterprises/{ent}/pack.zip 200" in seen, seen
