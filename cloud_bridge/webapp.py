@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from fastapi import FastAPI, Form, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
+from cloud_bridge.metrics.labels import label
 from cloud_bridge.web import STATIC_DIR, pick_lang
 from cloud_bridge.webauth import (
     LANG_COOKIE,
@@ -37,6 +39,26 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
+}
+
+
+class Problem(BaseModel):
+    """Every 4xx answer of the JSON APIs: `detail` says why (a text, or for some 422s a list or an object)."""
+
+    detail: Any
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a router or route whose answers may be these 4xx codes (documented in OpenAPI)."""
+    return {code: {"model": Problem, "description": PROBLEMS[code]} for code in codes}
+
+
+PROBLEMS = {
+    401: "no credential, or a wrong one: log in or send a bearer token",
+    403: "the user's role or enterprise does not allow it, or a session request without its CSRF token",
+    404: "no such thing (the reason says what)",
+    413: "the request body is too large",
+    422: "a parameter or body is not acceptable (the reason says which and why)",
 }
 
 
@@ -59,9 +81,16 @@ class Site:
     # (user name, password) -> the user's session epoch, or None when wrong
     check_login: Callable[[str, str], int | None]
     secure_cookies: Callable[[Request], bool] = field(default=lambda _r: False)
+    # (the user, a nav href) -> whether that user's navigation shows it (default: every entry)
+    nav_visible: Callable[[Any, str], bool] = field(default=lambda _u, _h: True)
 
     def lang(self, request: Request) -> str:
         return pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
+
+    def text(self, request: Request, key: str, **values: object) -> str:
+        """The label `key` in the request's language, with `values` filled in."""
+        zh, en = label(key).format(**values) if values else label(key)
+        return en if self.lang(request) == "en" else zh
 
     def render(
         self,
@@ -75,12 +104,12 @@ class Site:
     ) -> HTMLResponse:
         cookie = request.cookies.get(SESSION_COOKIE)
         user = getattr(request.state, "user", None)
-        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        here = _here(request)
         html = self.env.get_template(template).render(
             lang=self.lang(request),
             app_title=self.title_key,
             page_title=title,
-            nav=self.nav if user is not None else [],
+            nav=[(h, k) for h, k in self.nav if self.nav_visible(user, h)] if user is not None else [],
             active="/" + request.url.path.strip("/").split("/")[0] if request.url.path != "/" else "/",
             here=here,
             user=user,
@@ -158,6 +187,17 @@ def install(app: FastAPI, site: Site, *, max_body: int) -> None:
     @app.exception_handler(413)
     async def too_large(_request: Request, exc: Exception) -> Response:
         return JSONResponse({"detail": getattr(exc, "detail", "request body too large")}, status_code=413)
+
+
+def _here(request: Request) -> str:
+    """Where the language switch comes back to: this page, or for the answer to a form (a POST, which a GET
+    cannot repeat) the page the form was on (its same-origin Referer), else the start page."""
+    if request.method in ("GET", "HEAD"):
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    ref = urlsplit(request.headers.get("referer", ""))
+    if ref.netloc == request.url.netloc and ref.path:
+        return _local(ref.path + (f"?{ref.query}" if ref.query else ""))
+    return "/"
 
 
 def _local(target: str) -> str:

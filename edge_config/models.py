@@ -875,6 +875,21 @@ class EvidenceSettings(Frozen):
     areas: AreaCatalogue | None = Field(None, description="the pilot's 数据采集 business areas; null: MIIT 2024")
 
 
+class IngestSection(Frozen):
+    """The ingester's own settings (`edgegw ingest`)."""
+
+    metrics_listen: str | None = Field(
+        "127.0.0.1:8091",
+        description="host:port of the ingester's Prometheus /metrics (no login: keep it on loopback or a "
+        "scrape network); null for none",
+    )
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _check_listen(cls, v: str | None) -> str | None:
+        return None if v is None else ApiSection._check_listen(v)
+
+
 class EnterpriseSettings(Frozen):
     """An enterprise the evidence API reports on: its name and shift calendar (default: the file's)."""
 
@@ -892,6 +907,7 @@ class CloudConfig(Frozen):
     influx: InfluxSection | None = None
     ledger: LedgerSection = LedgerSection()
     api: ApiSection = ApiSection(listen="127.0.0.1:8090")
+    ingest: IngestSection = IngestSection()
     auth: AuthSection = AuthSection()
     timezone: TimeZone = Field("Asia/Shanghai", description="default time zone of enterprises' shift calendars")
     shifts: ShiftCalendar = Field(default_factory=list, description="default shift calendar; none: 24 h a day")

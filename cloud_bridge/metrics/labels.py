@@ -390,7 +390,6 @@ UI: dict[str, Label] = {
     "verify_pack": Label("核验证据包", "Verify a pack"),
     "verify_hint": Label("上传导出的 zip 文件", "upload the exported zip"),
     "import_ledger": Label("导入设备台账", "Import the equipment ledger"),
-    "ledger_imported": Label("设备台账已导入：{rows} 台", "equipment ledger imported: {rows} rows"),
     "areas": Label("数据采集业务范围", "Business areas"),
     "timeline": Label("在线时间线", "Online timeline"),
     "no_data": Label("暂无数据", "no data yet"),
@@ -399,6 +398,51 @@ UI: dict[str, Label] = {
     "tokens": Label("令牌数", "Tokens"),
     "health": Label("运行状况", "Health"),
     "none": Label("无", "none"),
+    # the portal's evidence packs and ledger import
+    "export_pack_note": Label(
+        "下载 zip；请记下其中 manifest.json 的 SHA-256（也在文件名中），核验时使用",
+        "a zip download; note the SHA-256 of its manifest.json (also in the file name) to verify it later",
+    ),
+    "pack_zip": Label("证据包 zip 文件", "Evidence pack (zip)"),
+    "expected_sha": Label(
+        "收到时记录的 manifest.json SHA-256（可选）", "SHA-256 of manifest.json noted on receipt (optional)"
+    ),
+    "verify": Label("核验", "Verify"),
+    "pack_intact": Label(
+        "证据包完整：{files} 个文件与清单一致", "The pack is intact: {files} files match the manifest"
+    ),
+    "pack_proven": Label(
+        "已由本平台签名，且 {files} 个文件与清单一致：完整性已证实",
+        "Signed by this platform and {files} files match the manifest: integrity proven",
+    ),
+    "pack_unproven": Label(
+        "文件与清单一致，但没有本平台的签名（也未给出预期哈希）：完整性未证实",
+        "The files match the manifest, but the pack carries no signature of this platform (and no expected "
+        "hash was given): integrity unproven",
+    ),
+    "pack_broken": Label("证据包与清单不符", "The pack does not match its manifest"),
+    "pack_refused": Label("无法核验此文件", "This file cannot be verified"),
+    "manifest_sha": Label("清单 SHA-256", "manifest.json SHA-256"),
+    "import_ledger_note": Label(
+        "CSV 或 XLSX，中文或英文表头；替换本企业现有台账",
+        "CSV or XLSX, Chinese or English headers; replaces this enterprise's ledger",
+    ),
+    "ledger_imported": Label(
+        "已导入设备台账：{rows} 行（SHA-256 {sha}）", "Equipment ledger imported: {rows} rows (SHA-256 {sha})"
+    ),
+    "ledger_errors": Label("设备台账有错误，未导入", "The equipment sheet has errors: nothing was imported"),
+    # the edge's users page (admin)
+    "add_user": Label("添加用户", "Add a user"),
+    "user_added": Label("已添加用户 {name}（{role}）", "User {name} added ({role})"),
+    "user_removed": Label("已删除用户 {name}", "User {name} removed"),
+    "not_yourself": Label(
+        "不能删除自己：请用另一个管理员账号登录", "You cannot remove yourself: log in as another admin"
+    ),
+    "new_token": Label("新建令牌", "New token"),
+    "token_once": Label(
+        "{name} 的新 API 令牌（只显示这一次，请立即保存）", "A new API token for {name} (shown this once: keep it now)"
+    ),
+    "you": Label("当前用户", "you"),
 }
 
 GROUPS: dict[str, dict[str, Label]] = {

@@ -13,13 +13,15 @@ from edge_config.version import __version__
 from gateway.api.auth import EdgeAuth, get_auth, requires
 from gateway.api.console.editor import build_editor
 from gateway.api.console.pages import build_pages
+from gateway.api.console.users import build_users
 from gateway.api.metrics_routes import build_metrics_router
 from gateway.api.prom import registry_for
 from gateway.api.routes import build_health_router, build_router
 from gateway.api.view import AgentView
+from gateway.users import role_at_least
 
 MAX_BODY = 8 << 20  # the largest request body: a tag sheet (5 MB) and its form around it
-NAV = [("/", "ui.devices"), ("/editor", "ui.editor")]
+NAV = [("/", "ui.devices"), ("/editor", "ui.editor"), ("/users", "ui.users")]
 
 
 def create_app(agent: AgentView) -> FastAPI:
@@ -36,6 +38,7 @@ def create_app(agent: AgentView) -> FastAPI:
         sessions=lambda r: get_auth(r).sessions,
         check_login=check_login,
         secure_cookies=lambda r: get_auth(r).secure_cookies,
+        nav_visible=lambda user, href: href != "/users" or role_at_least(user.role, "admin"),
     )
     app = FastAPI(title="edgegw edge API", version=__version__)
     app.state.auth = auth
@@ -52,4 +55,5 @@ def create_app(agent: AgentView) -> FastAPI:
 
     app.include_router(build_pages(agent, site))
     app.include_router(build_editor(agent, site))
+    app.include_router(build_users(agent, site))
     return app

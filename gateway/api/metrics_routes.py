@@ -7,12 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 
 from cloud_bridge.metrics.period import PeriodError
+from cloud_bridge.webapp import problems
 from gateway.api.view import AgentView
 from gateway.oee.local import NoOee, oee_report
 
 
 def build_metrics_router(agent: AgentView) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
+    router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"], responses=problems(401, 403, 404, 422))
 
     @router.get("/oee")
     def oee(

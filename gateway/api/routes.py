@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from cloud_bridge.webapp import problems
 from edge_config.version import __version__
 from gateway.api.view import AgentView
 
@@ -54,7 +55,7 @@ def build_health_router(agent: AgentView) -> APIRouter:
 
 
 def build_router(agent: AgentView) -> APIRouter:
-    router = APIRouter(prefix="/api/v1", tags=["edge"])
+    router = APIRouter(prefix="/api/v1", tags=["edge"], responses=problems(401, 403, 404, 422))
 
     @router.get("/devices")
     def devices() -> list[dict[str, Any]]:

@@ -16,7 +16,6 @@ files match the manifest but nothing anchors it (no trusted key, no expected has
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,13 +26,10 @@ from edge_config.models import CloudConfig
 from edge_config.timing import now_ms
 
 if TYPE_CHECKING:
-    from cloud_bridge.cloud.evidence.models import AuditRecord
-    from cloud_bridge.cloud.ledger.store import EvidenceStore
-    from cloud_bridge.metrics.period import Period
+    pass
 
 # The audit of a period (#11 item 2: the ledger still holds what the gateways sent). It comes with the trust
 # chain; a build without it exports packs that say they were not audited.
-AUDIT_MODULE = "cloud_bridge.cloud.trust.audit"
 
 
 def _config(args: argparse.Namespace) -> CloudConfig | None:
@@ -56,36 +52,13 @@ def _config(args: argparse.Namespace) -> CloudConfig | None:
     return cfg
 
 
-def run_audit(store: EvidenceStore, ent: str, period: Period) -> AuditRecord:
-    """`audit_period(store, ent, period)` of the trust chain, as the pack records it. Its report's `ok` (or
-    `passed`) is the verdict, `summary` the sentence; the whole report goes into audit.json."""
-    from cloud_bridge.cloud.evidence.models import AuditRecord
-
-    try:
-        module = importlib.import_module(AUDIT_MODULE)
-    except ModuleNotFoundError as e:
-        if e.name and AUDIT_MODULE.startswith(e.name):
-            return AuditRecord(status="not_available", summary=f"{AUDIT_MODULE} is not in this build")
-        raise
-    try:
-        report = module.audit_period(store, ent, period)
-        data = report.model_dump(mode="json")
-    except Exception as e:  # recorded, not raised: the export refuses a pack whose audit did not run
-        return AuditRecord(status="error", summary=f"the audit failed to run: {type(e).__name__}: {e}")
-    verdict = next((v for a in ("ok", "passed") if isinstance(v := getattr(report, a, None), bool)), None)
-    summary = str(getattr(report, "summary", "") or "")
-    if verdict is None:
-        return AuditRecord(status="error", summary="the audit report gives no verdict (ok)", report=data)
-    return AuditRecord(status="passed" if verdict else "failed", summary=summary, report=data)
-
-
 def cmd_export(args: argparse.Namespace) -> int:
-    from cloud_bridge.cloud.evidence.build import enterprise_period, gather_inputs
-    from cloud_bridge.cloud.evidence.export import ExportError, export_pack, parse_formats
-    from cloud_bridge.cloud.evidence.signing import SigningError, load_private_key
+    from cloud_bridge.cloud.evidence.build import enterprise_period
+    from cloud_bridge.cloud.evidence.export import ExportError, parse_formats
+    from cloud_bridge.cloud.evidence.packing import AuditRefused, make_pack
+    from cloud_bridge.cloud.evidence.signing import SigningError
     from cloud_bridge.cloud.ledger.store import EvidenceStore
     from cloud_bridge.metrics.period import PeriodError
-    from edge_config.secrets import redact_url
 
     cfg = _config(args)
     if cfg is None:
@@ -95,13 +68,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ExportError as e:
         print(f"edgegw evidence export: {e}", file=sys.stderr)
         return 2
-    key = None
-    if cfg.evidence.signing_key:
-        try:
-            key = load_private_key(cfg.evidence.signing_key)
-        except SigningError as e:
-            print(f"edgegw evidence export: {e}", file=sys.stderr)
-            return 2
     now = now_ms()
     try:
         period = enterprise_period(cfg, args.enterprise, args.from_, args.to, now)
@@ -117,20 +83,16 @@ def cmd_export(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        audit = run_audit(store, args.enterprise, period)
-        if audit.status in ("failed", "error") and not args.allow_failed_audit:
-            print(
-                f"edgegw evidence export: {TEXTS['audit']}: {TEXTS[f'audit.{audit.status}']}: {audit.summary}",
-                file=sys.stderr,
-            )
+        try:
+            pack, audit = make_pack(
+                store, cfg, args.enterprise, period, args.output, formats,
+                allow_failed_audit=args.allow_failed_audit, now_ms=now,
+            )  # fmt: skip
+        except AuditRefused as e:
+            print(f"edgegw evidence export: {TEXTS['audit']}: {e}", file=sys.stderr)
             print("  no pack written (--allow-failed-audit writes one that says so)", file=sys.stderr)
             return 1
-        inputs = gather_inputs(store, cfg, args.enterprise, period, now_ms=now)
-        try:
-            pack = export_pack(
-                inputs, args.output, formats, signing_key=key, audit=audit, ledger_url=redact_url(store.url)
-            )
-        except ExportError as e:
+        except (ExportError, SigningError) as e:
             print(f"edgegw evidence export: {e}", file=sys.stderr)
             return 2
     finally:

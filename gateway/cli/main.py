@@ -110,18 +110,36 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     cfg = load_cloud_config(args.config)  # a ConfigError is reported by main()
 
-    async def main() -> None:
+    listen = args.metrics_listen or cfg.ingest.metrics_listen
+    host, _, port = (listen or "").rpartition(":")
+    if listen and (not host or not port.isdigit() or not 0 < int(port) < 65536):
+        print(f"edgegw ingest: --metrics-listen {listen!r} is not host:port", file=sys.stderr)
+        return 2
+
+    async def main() -> int:
         stop = await _until_signal()
         ingester = Ingester(cfg)
+        stop_metrics = None
+        if listen:
+            from cloud_bridge.cloud.ingest.metrics import serve_metrics
+
+            try:
+                stop_metrics = serve_metrics(ingester, listen)
+            except OSError as e:  # the address is taken, or not this machine's
+                print(f"edgegw ingest: cannot listen on {listen}: {e.strerror or e}", file=sys.stderr)
+                return 2
+            print(f"采集入库指标 / ingester metrics: http://{listen}/metrics", flush=True)
         # What start-up made (modules, SQLAlchemy's among them) lives as long as the process: out of
         # the way of the full collections the ingest rate brings (each one would walk all of it).
         gc.freeze()
         ingester.start()
         await stop.wait()
         ingester.stop()
+        if stop_metrics is not None:
+            stop_metrics()
+        return 0
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())
 
 
 # ---------------------------------------------------------------- parser
@@ -173,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("ingest", help="run the cloud ingester")
     i.add_argument("-c", "--config", required=True, help="cloud.yaml")
+    i.add_argument("--metrics-listen", default=None, help="HOST:PORT of /metrics (default: ingest.metrics_listen)")
     i.set_defaults(func=cmd_ingest)
 
     for name in COMMAND_MODULES:

@@ -191,6 +191,13 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     assert "data flowed end to end" in out
+    # the banner (what comes before the summary) ends with the console's address and the demo user, who logs in
+    banner = [line for line in out.split("演示摘要 / Demo summary")[0].splitlines() if line.strip()]
+    assert banner[-2].startswith("  控制台 / console") and banner[-2].endswith(f": http://{api}/")
+    assert banner[-1].startswith("  演示用户 / demo user") and banner[-1].endswith(" (admin)")
+    name, password = banner[-1].split(": ", 1)[1].removesuffix(" (admin)").split(" / ")
+    [users_file] = tmp_path.rglob("users.json")
+    assert UserStore(users_file).login(name, password) is not None
     assert "在线设备 / devices online      : 3 / 3" in out
     ingested = int(out.split("已入库数据点 / samples ingested :")[1].split()[0])
     assert ingested > 0

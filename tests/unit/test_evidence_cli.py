@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from cloud_bridge.cloud.evidence.packing import AUDIT_MODULE
 from gateway.cli import main
-from gateway.cli.evidence import AUDIT_MODULE
 from tests.unit.test_evidence_build import LEDGER_CSV, fill_day
 
 

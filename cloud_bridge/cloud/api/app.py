@@ -6,9 +6,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cloud_bridge.cloud.api.auth import caller
+from cloud_bridge.cloud.api.portal.packs import build_packs
 from cloud_bridge.cloud.api.portal.pages import build_portal
+from cloud_bridge.cloud.api.prom import ApiMetrics, RequestMetrics
 from cloud_bridge.cloud.api.routes import MAX_UPLOAD, router
 from cloud_bridge.cloud.ledger.store import EvidenceStore
 from cloud_bridge.cloud.ledger.users import CloudUsers
@@ -59,11 +64,19 @@ def create_cloud_app(
     site = Site(
         env=environment("cloud_bridge.cloud.api.portal"),
         title_key="ui.portal",
-        nav=[("/", "ui.overview")],
+        nav=[("/", "ui.overview"), ("/verify", "ui.verify_pack")],
         sessions=lambda r: r.app.state.sessions,
         check_login=check_login,
         secure_cookies=lambda _r: config.auth.secure_cookies,
     )
     install(app, site, max_body=MAX_BODY)
+    metrics = ApiMetrics()
+    app.add_middleware(RequestMetrics, metrics=metrics)
+
+    @app.get("/metrics", dependencies=[Depends(caller)], include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     app.include_router(build_portal(site))
+    app.include_router(build_packs(site))
     return app

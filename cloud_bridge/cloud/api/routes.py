@@ -18,12 +18,14 @@ from cloud_bridge.cloud.evidence.build import build_evidence, enterprise_period,
 from cloud_bridge.cloud.evidence.models import Device, DeviceOee, Evidence, PeriodBounds, SummaryAnswer
 from cloud_bridge.cloud.ledger.equipment import EquipmentError, equipment_csv
 from cloud_bridge.cloud.ledger.store import EvidenceStore
+from cloud_bridge.cloud.ledger.users import CloudUser, CloudUsers
 from cloud_bridge.metrics.period import Period, PeriodError, iso_local
+from cloud_bridge.webapp import problems
 from edge_config.models import CloudConfig
 from edge_config.secrets import redact_url
 from edge_config.version import __version__
 
-router = APIRouter(prefix="/api/v1", tags=["evidence"])
+router = APIRouter(prefix="/api/v1", tags=["evidence"], responses=problems(401, 403, 404, 422))
 MAX_UPLOAD = 20 << 20
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -179,7 +181,21 @@ def equipment(
     )
 
 
-@router.put("/enterprises/{ent}/equipment")
+SHEET_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "the sheet: CSV (UTF-8 or GB18030) or XLSX, as the request body",
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                "schema": {"type": "string", "format": "binary"}
+            },
+        },
+    }
+}
+
+
+@router.put("/enterprises/{ent}/equipment", openapi_extra=SHEET_BODY, responses=problems(413))
 async def import_equipment(
     request: Request,
     ent: str,
@@ -191,17 +207,29 @@ async def import_equipment(
 ) -> EquipmentImported:
     """Replace the enterprise's equipment ledger with a CSV or XLSX sheet sent as the request body (an
     operator of the enterprise, or an admin)."""
+    may_import(user, ent)
+    data = await request.body()
+    try:
+        return import_sheet(store, users, user, ent, data, filename)
+    except EquipmentError as e:
+        raise HTTPException(422, detail={"reason": "the equipment sheet has errors", "errors": e.issues}) from None
+
+
+def may_import(user: CloudUser, ent: str) -> None:
     if not user.may_import(ent):
         raise HTTPException(403, detail=f"{user.name} ({user.role}) may not import the ledger of {ent!r}")
     if not _SLUG.match(ent):
         raise HTTPException(422, detail=f"{ent!r} is not an enterprise id (ASCII slug)")
-    data = await request.body()
+
+
+def import_sheet(
+    store: EvidenceStore, users: CloudUsers, user: CloudUser, ent: str, data: bytes, filename: str
+) -> EquipmentImported:
+    """Make a sheet the enterprise's equipment ledger and log it (the API's PUT and the portal's form);
+    `EquipmentError` when the sheet has errors. The caller checked `may_import`."""
     if len(data) > MAX_UPLOAD:
         raise HTTPException(413, detail=f"the sheet is larger than {MAX_UPLOAD >> 20} MB")
-    try:
-        sheet, sha = store.import_equipment(ent, data, filename)
-    except EquipmentError as e:
-        raise HTTPException(422, detail={"reason": "the equipment sheet has errors", "errors": e.issues}) from None
+    sheet, sha = store.import_equipment(ent, data, filename)
     users.audit(user.name, "import", ent, f"equipment ledger {filename!r}: {len(sheet.items)} rows, sha256 {sha}")
     return EquipmentImported(
         enterprise=ent, rows=len(sheet.items), sha256=sha, columns=sheet.columns, ignored=sheet.ignored

@@ -52,6 +52,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from cloud_bridge.cloud.ingest.metrics import IngestMetrics
 from cloud_bridge.cloud.ingest.tsdb import TsdbWriter
 from cloud_bridge.cloud.ledger.writer import Ledger
 from cloud_bridge.wire.codec import (
@@ -192,6 +193,7 @@ class Ingester:
         self._abort = threading.Event()  # stop now: abandon retries, ack nothing more
         self._stats = IngestStats()
         self._stats_lock = threading.Lock()
+        self.metrics = IngestMetrics()  # batch sizes, store latency, newest sample (cloud_bridge.cloud.ingest.metrics)
         self._pending = 0  # messages received and not yet handled (queued or in the batch in hand)
         self._idle = threading.Condition()
         self._worker: threading.Thread | None = None
@@ -251,6 +253,10 @@ class Ingester:
         """True once every message received so far has been handled."""
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set()
 
     @property
     def pending(self) -> int:
@@ -558,6 +564,7 @@ class Ingester:
                 self._retry(partial(self.ledger.dead_letter, p.topic, p.payload, p.reason))
                 counts["dead_letters"] += 1
         self._count(**counts)
+        self.metrics.batch([p.record for p in batch])
 
     def _write_tsdb(self, group: list[_Parsed]) -> int:
         """Write the group's points as one request (retried while the TSDB fails); return the points
@@ -569,7 +576,9 @@ class Ingester:
         if not lines:
             return 0
         try:
-            self._retry(lambda: tsdb.write_lines(lines), store="TSDB", refusal=_tsdb_refusal)
+            self._retry(
+                lambda: self.metrics.timed("tsdb", lambda: tsdb.write_lines(lines)), store="TSDB", refusal=_tsdb_refusal
+            )
         except _Rejected as e:
             if len(group) == 1:
                 group[0].reason = str(e)
@@ -586,7 +595,11 @@ class Ingester:
         halve the group to find the messages it refuses: those get a `reason` (dead letters)."""
         pairs = [(p.ent, p.record) for p in group if p.record is not None]
         try:
-            claimed = self._retry(lambda: self.ledger.record_batch(pairs), store="ledger", refusal=_ledger_refusal)
+            claimed = self._retry(
+                lambda: self.metrics.timed("ledger", lambda: self.ledger.record_batch(pairs)),
+                store="ledger",
+                refusal=_ledger_refusal,
+            )
         except _Rejected as e:
             if len(group) == 1:
                 group[0].reason = str(e)

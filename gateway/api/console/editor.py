@@ -61,6 +61,7 @@ def _validate(data: dict[str, Any], name: str) -> GatewayConfig:
 def build_editor(agent: AgentView, site: Site) -> APIRouter:
     router = APIRouter(prefix="/editor", include_in_schema=False)
     draft = Draft()
+    applying = asyncio.Lock()
 
     def file_name() -> str:
         return agent.config_path.name if agent.config_path else "gateway.yaml"
@@ -174,12 +175,15 @@ def build_editor(agent: AgentView, site: Site) -> APIRouter:
         path = agent.config_path
         if path is None:
             raise HTTPException(409, detail="this gateway's config was not loaded from a file: nothing to write")
-        if draft.data is None:
-            return page(request, flashes=[("ok", _fmt(site.lang(request) == "en", "ui.no_draft"))])
-        new = _validate(draft.data, path.name)
-        backup = write_config(path, config_text(new))
-        plan = await agent.reload(new)
-        draft.data = None
+        async with applying:  # one Apply at a time; validating and the fsyncs off the event loop, where scans run
+            data = draft.data
+            if data is None:
+                return page(request, flashes=[("ok", _fmt(site.lang(request) == "en", "ui.no_draft"))])
+            new = await asyncio.to_thread(_validate, data, path.name)
+            backup = await asyncio.to_thread(write_config, path, config_text(new))
+            plan = await agent.reload(new)
+            if draft.data is data:
+                draft.data = None
         lang_en = site.lang(request) == "en"
         msgs = [
             (

@@ -11,8 +11,23 @@ from fastapi.responses import HTMLResponse
 from cloud_bridge.cloud.api.auth import Caller, Users, may_read
 from cloud_bridge.cloud.api.routes import Config, Store, _enterprise, _period
 from cloud_bridge.cloud.evidence.build import build_evidence
+from cloud_bridge.cloud.evidence.models import Evidence
+from cloud_bridge.cloud.ledger.store import EvidenceStore
+from cloud_bridge.cloud.ledger.users import CloudUser
+from cloud_bridge.metrics.period import Period
 from cloud_bridge.metrics.timeline import Segment
 from cloud_bridge.webapp import Site
+from edge_config.models import CloudConfig
+
+
+def enterprise_evidence(
+    request: Request, store: EvidenceStore, config: CloudConfig, user: CloudUser, ent: str, start: str, end: str
+) -> tuple[Period, Evidence]:
+    """The evidence of an enterprise the user may read, for the period of the page's picker (default today)."""
+    may_read(user, ent)
+    _enterprise(store, config, ent, user)
+    period = _period(request, config, ent, start or None, end or None)
+    return period, build_evidence(store, config, ent, period, now_ms=request.app.state.clock())
 
 
 def build_portal(site: Site) -> APIRouter:
@@ -43,10 +58,7 @@ def build_portal(site: Site) -> APIRouter:
         start: str = "",
         end: str = "",
     ) -> HTMLResponse:
-        may_read(user, ent)
-        _enterprise(store, config, ent, user)
-        period = _period(request, config, ent, start or None, end or None)
-        ev = build_evidence(store, config, ent, period, now_ms=request.app.state.clock())
+        period, ev = enterprise_evidence(request, store, config, user, ent, start, end)
         users.audit(user.name, "read", ent, f"portal enterprise {period.start}..{period.end}")
         timelines = {
             d.id: [Segment(a, b, "running") for a, b in d.online_intervals] for d in ev.devices
