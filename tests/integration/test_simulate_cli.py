@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from edge_config import load_gateway_config
+from gateway.users import UserStore, users_path
 from tests.integration.conftest import MosquittoServer
 from tests.ports import free_port, free_port_block
 
@@ -35,8 +36,9 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
     return proc.wait(30)
 
 
-def devices(api: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"http://{api}/api/v1/devices", timeout=5) as r:
+def devices(api: str, token: str) -> list[dict[str, Any]]:
+    request = urllib.request.Request(f"http://{api}/api/v1/devices", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as r:
         result: list[dict[str, Any]] = json.loads(r.read())
         return result
 
@@ -73,10 +75,16 @@ def test_simulate_writes_a_config_that_edgegw_run_reads(
     try:
         wait_for(config.exists, 60, "the config written")
         cfg = load_gateway_config(config)  # as written
+        users = UserStore(users_path(cfg))  # the edge API answers to users only
+        users.add("reader", "viewer", "a-long-password")
+        token = users.add_token("reader")
         gw = edgegw("run", "-c", str(config), log=tmp_path / "gw.log")
         ids = {d.id for d in cfg.devices}
-        wait_for(lambda: {d["id"] for d in devices(api) if d["online"] and d["samples_published"] > 0} == ids, 40,
-                 "every device online and published")  # fmt: skip
+
+        def publishing() -> set[str]:
+            return {d["id"] for d in devices(api, token) if d["online"] and d["samples_published"] > 0}
+
+        wait_for(lambda: publishing() == ids, 40, "every device online and published")
     finally:
         if gw is not None:
             assert stop(gw) == 0, (tmp_path / "gw.log").read_text()
