@@ -30,7 +30,7 @@ def parse_duration(value: Any) -> float:
 def format_duration(seconds: float) -> str:
     if seconds < 1 and seconds * 1000 == int(seconds * 1000):
         return f"{int(seconds * 1000)}ms"
-    return f"{seconds:g}s"
+    return f"{seconds:.15g}s"  # every digit: 2592000s, not 2.592e+06s (which would not parse back)
 
 
 Duration = Annotated[

@@ -732,6 +732,11 @@ class HistorySection(Frozen):
     snapshot_interval: Duration = Field(60.0, description="counter and reading snapshots sent to the cloud")
     local_interval: Duration = Field(10.0, description="counter readings kept in the local history")
     retention: Duration = Field(744 * 3600.0, description="how long the local history is kept (744h = 31 days)")
+    max_future_skew: Duration = Field(
+        300.0,
+        description="a reading stamped further ahead of the gateway's clock is flagged, counted and taken at the "
+        "gateway's time in the OEE history (it never moves 'last seen' or prunes the history)",
+    )
 
     @model_validator(mode="after")
     def _check_positive(self) -> HistorySection:
@@ -900,12 +905,48 @@ class EnterpriseSettings(Frozen):
     networked: NetworkedRuleSettings | None = Field(None, description="this enterprise's rule; null: the pilot's")
 
 
+class TrustSection(Frozen):
+    """What the ingester takes as proven (README "Trust model")."""
+
+    mode: Literal["enforce", "off"] = Field(
+        "enforce",
+        description="enforce: only messages of registered gateways, proven by their signed hash chain, are "
+        "recorded; off: everything is taken as it comes (before every gateway is enrolled)",
+    )
+    proof_timeout: Duration = Field(
+        24 * 3600.0, description="how long a message waits for the signed checkpoint covering it before it is refused"
+    )
+    max_future_skew: Duration = Field(
+        300.0, description="timestamps further ahead of the ingester's clock are flagged and kept out of the evidence"
+    )
+    max_unproven: int = Field(
+        10_000, ge=1, description="messages one gateway may have waiting for their proof; more are refused"
+    )
+
+
+class LimitsSection(Frozen):
+    """Bounds on what one message, one gateway and the dead letters may take (hostile input)."""
+
+    max_payload: Annotated[int, BeforeValidator(_parse_size), Field(ge=1024)] = Field(
+        1 << 20,
+        description="larger MQTT payloads are refused before they are parsed (match the broker's max_packet_size)",
+    )
+    max_samples: int = Field(10_000, ge=1, description="samples in one data message")
+    max_series_per_gateway: int = Field(100_000, ge=1, description="distinct device/tag series one gateway may create")
+    dead_letter_bytes: Annotated[int, BeforeValidator(_parse_size), Field(ge=256)] = Field(
+        64 << 10, description="a dead letter keeps at most this much of the payload"
+    )
+    dead_letter_retention: Duration = Field(30 * 86400.0, description="dead letters older than this are deleted")
+
+
 class CloudConfig(Frozen):
     """The cloud side's config file (`edgegw ingest|serve -c cloud.yaml`)."""
 
     mqtt: IngestMqttSection = IngestMqttSection()
     influx: InfluxSection | None = None
     ledger: LedgerSection = LedgerSection()
+    trust: TrustSection = TrustSection()
+    limits: LimitsSection = LimitsSection()
     api: ApiSection = ApiSection(listen="127.0.0.1:8090")
     ingest: IngestSection = IngestSection()
     auth: AuthSection = AuthSection()

@@ -3,12 +3,19 @@
 CSV may be UTF-8 (with or without BOM) or GB18030 (what Excel on a Chinese Windows saves); the
 delimiter is sniffed (`,`, `;`, tab). XLSX is read with openpyxl, the first sheet unless a
 preferred sheet name exists.
+
+Hostile files are bounded before and while they are read: at most `MAX_ROWS` rows and `MAX_COLUMNS`
+columns; an XLSX is a zip, so before openpyxl opens it its entries are checked (count, unpacked size,
+and how much each one unpacks per byte stored: a "zip bomb" of a few KB that unpacks to gigabytes is
+refused at once), and the sheet's declared dimensions too; rows are then streamed (read-only mode).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +31,50 @@ class SheetError(ValueError):
 
 
 SHEET_SUFFIXES = (".csv", ".xlsx", ".xlsm")
+MAX_ROWS = 100_000
+MAX_COLUMNS = 256
+MAX_UNPACKED = 64 << 20  # an XLSX whose entries unpack to more than this is refused
+MAX_ENTRIES = 1_000
+MAX_RATIO = 100  # unpacked bytes per stored byte, for entries above 1 MB unpacked (sheets reach ≈ 10-20)
+_DIMENSION = re.compile(rb'<(?:\w+:)?dimension ref="[A-Z]*\d*:?([A-Z]+)(\d+)"')
+
+
+def _too_many(row_no: int, columns: int) -> None:
+    if row_no > MAX_ROWS:
+        raise SheetError([f"more than {MAX_ROWS} rows: split the sheet"])
+    if columns > MAX_COLUMNS:
+        raise SheetError([f"row {row_no}: more than {MAX_COLUMNS} columns"])
+
+
+def _column_number(letters: bytes) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ch - 64
+    return n
+
+
+def check_xlsx(data: bytes) -> None:
+    """Refuse an XLSX that would take more than it is worth to open (see the module docstring)."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as e:
+        raise SheetError([f"not a readable XLSX workbook: {e}"]) from None
+    with archive:
+        entries = archive.infolist()
+        if len(entries) > MAX_ENTRIES:
+            raise SheetError([f"not a workbook: {len(entries)} entries in the archive"])
+        unpacked = sum(i.file_size for i in entries)
+        if unpacked > MAX_UNPACKED:
+            raise SheetError([f"the workbook unpacks to {unpacked >> 20} MB (at most {MAX_UNPACKED >> 20} MB)"])
+        for i in entries:
+            if i.file_size > 1 << 20 and i.file_size > MAX_RATIO * max(1, i.compress_size):
+                raise SheetError([f"{i.filename} unpacks {i.file_size // max(1, i.compress_size)}× its size: refused"])
+            if i.filename.startswith("xl/worksheets/") and i.filename.endswith(".xml"):
+                with archive.open(i) as f:
+                    head = f.read(4096)
+                m = _DIMENSION.search(head)
+                if m is not None:
+                    _too_many(int(m.group(2)), _column_number(m.group(1)))
 
 
 def decode_csv(data: bytes) -> str:
@@ -41,7 +92,9 @@ def csv_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
         dialect: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    yield from enumerate(csv.reader(io.StringIO(text), dialect), start=1)
+    for row_no, cells in enumerate(csv.reader(io.StringIO(text), dialect), start=1):
+        _too_many(row_no, len(cells))
+        yield row_no, cells
 
 
 def cell_text(v: Any) -> str:
@@ -55,6 +108,7 @@ def cell_text(v: Any) -> str:
 def xlsx_rows(data: bytes, preferred: Iterable[str] = ()) -> Iterator[tuple[int, list[str]]]:
     import openpyxl
 
+    check_xlsx(data)
     try:
         wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as e:  # zipfile.BadZipFile, KeyError, InvalidFileException, ...
@@ -62,8 +116,11 @@ def xlsx_rows(data: bytes, preferred: Iterable[str] = ()) -> Iterator[tuple[int,
     try:
         names = {n.strip().lower(): n for n in wb.sheetnames}
         sheet = wb[next((names[k] for k in preferred if k in names), wb.sheetnames[0])]
-        for i, row in enumerate(sheet.iter_rows(values_only=True), start=1):
-            yield i, ["" if v is None else cell_text(v) for v in row]
+        # read-only mode pads each row to max_col: the width that counts is up to the last cell with a value
+        for i, row in enumerate(sheet.iter_rows(values_only=True, max_col=MAX_COLUMNS + 1), start=1):
+            width = next((k for k in range(len(row), 0, -1) if row[k - 1] is not None), 0)
+            _too_many(i, width)
+            yield i, ["" if v is None else cell_text(v) for v in row[:width]]
     finally:
         wb.close()
 

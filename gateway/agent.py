@@ -10,7 +10,8 @@ from pathlib import Path
 
 import uvicorn
 
-from cloud_bridge.uplink.buffer import Buffer, Depth
+from cloud_bridge.uplink.buffer import Buffer, Chain, Depth
+from cloud_bridge.uplink.identity import load_or_create_identity
 from cloud_bridge.uplink.publisher import Publisher
 from cloud_bridge.wire.codec import Topics
 from drivers import make_driver
@@ -46,10 +47,16 @@ class Agent:
         gw = config.gateway
         data_dir = Path(gw.data_dir)
         buf = config.buffer
-        self.buffer = Buffer(
-            data_dir / "buffer.db", synchronous=buf.synchronous, max_bytes=buf.max_bytes, compress=buf.compress
-        )
         self.topics = Topics(config.mqtt.topic_prefix, gw.enterprise_id, gw.id)
+        self.identity = load_or_create_identity(data_dir)  # made on first start (README "Trust model")
+        chain = Chain(gw.enterprise_id, gw.id, self.identity.key, self.topics.checkpoint)
+        self.buffer = Buffer(
+            data_dir / "buffer.db",
+            synchronous=buf.synchronous,
+            max_bytes=buf.max_bytes,
+            compress=buf.compress,
+            chain=chain,
+        )
         self.publisher = Publisher(
             config.mqtt, self.topics, self.buffer, version=__version__, status_interval=buf.status_interval
         )

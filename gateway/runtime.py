@@ -63,7 +63,11 @@ class Runtime:
         self._refusal_logged = -60.0
         self._held: list[Outgoing] = []
         self.events_lost = 0  # held events dropped past MAX_HELD (the disk stayed full that long)
-        self.history = OeeHistory(Path(gw.data_dir) / "oee_history.db", retention_s=config.history.retention)
+        self.history = OeeHistory(
+            Path(gw.data_dir) / "oee_history.db",
+            retention_s=config.history.retention,
+            max_future_skew_s=config.history.max_future_skew,
+        )
         self.trackers = {d.id: self._tracker(d) for d in config.devices}
         self.scan_times: dict[str, ScanTimes] = {d.id: ScanTimes() for d in config.devices}
         self._stop: asyncio.Event | None = None
@@ -82,6 +86,7 @@ class Runtime:
             self.history,
             snapshot_interval_s=hist.snapshot_interval,
             local_interval_s=hist.local_interval,
+            max_future_skew_s=hist.max_future_skew,
         )
 
     def _enqueue(self, messages: list[Outgoing]) -> None:

@@ -18,6 +18,15 @@ Corruption: if the file cannot be opened or fails SQLite's quick check, it is mo
 `buffer.db.corrupt-<time>` with an error in the log and a fresh buffer is started, so collection
 goes on. The seq counter then restarts from a high-water mark kept in a separate small file
 (`seq.hwm`, reserved in blocks), so a seq is never used twice even after losing the database.
+
+The hash chain (with a `Chain`, which the agent always gives): in the transaction that assigns a
+message its seq, the buffer also computes its chain hash over the signed part of its payload (ent,
+gw, dev, seq, the previous message's hash, the body; `hist` outside, see `cloud_bridge.wire.signing`)
+and keeps both hashes with the row, so a replay sends the very same bytes. Every `Chain.every`
+messages, or once the oldest unsealed one is `Chain.interval_ms` old, `seal_if_due` writes a signed
+checkpoint listing their hashes; a message is handed to the publisher only once sealed, and the
+publisher sends each checkpoint before the messages it covers. Statuses and metadata (no seq) are
+signed one by one when buffered. Checkpoints are never dropped when the buffer is full.
 """
 
 from __future__ import annotations
@@ -32,12 +41,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from cloud_bridge.uplink.localdb import open_local_db
+from cloud_bridge.wire.signing import (
+    GENESIS,
+    MAX_CHECKPOINT,
+    Checkpoint,
+    chain_hash,
+    chained_prefix,
+    encode_checkpoint,
+    fingerprint,
+    seal,
+)
 from edge_config import timing
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["data", "events", "status"]
+Kind = Literal["data", "events", "status", "checkpoint"]
 SEQ_BLOCK = 100_000  # seqs reserved in the high-water-mark file at a time
 
 _SCHEMA = """
@@ -71,7 +92,28 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped_messages', 0);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped_samples', 0);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('quarantined', 0);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dead_letters_dropped', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('sealed_to', 0);
+CREATE TABLE IF NOT EXISTS unsealed (seq INTEGER PRIMARY KEY, h BLOB NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS chain (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 """
+# columns added with the hash chain (a buffer made before it gets them on open)
+_CHAIN_COLUMNS = {"outbox": ("prev", "h"), "dead_letters": ("prev", "h")}
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """Who the gateway is on the wire, and how often it seals its hash chain."""
+
+    ent: str
+    gw: str
+    key: Ed25519PrivateKey
+    checkpoint_topic: str
+    every: int = 500  # messages per checkpoint at most
+    interval_ms: int = 1000  # the oldest unsealed message waits at most this long for its checkpoint
+    min_batch: int = 50  # sealed at once, without waiting for the interval, when the link has room for them
+
+    def __repr__(self) -> str:  # never the key
+        return f"Chain({self.ent}/{self.gw}, every={self.every}, interval_ms={self.interval_ms})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +141,7 @@ class Pending:
     retain: bool
     samples: int
     created_ms: int
+    prev: bytes | None = None  # chain hash of the previous message (chained messages only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +186,10 @@ class Buffer:
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         max_bytes: int = 1 << 30,
         compress: bool = True,
+        chain: Chain | None = None,
     ) -> None:
         self.path = Path(path)
+        self.chain = chain
         self.max_bytes = max_bytes
         self.synchronous = synchronous
         self.compress = compress
@@ -160,6 +205,24 @@ class Buffer:
             self._db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (self._hwm,))
         if self._meta("next_seq") >= self._hwm:
             self._reserve(self._meta("next_seq"))
+        self._add_chain_columns()
+        self.checkpoint_serial = 0  # checkpoints written by this process (the publisher looks when it grows)
+        self._first_unsealed_id: int | None = None  # outbox id of the oldest unsealed message, once looked up
+        self._head = self._chain_value("head", GENESIS)
+        n, since = self._db.execute("SELECT COUNT(*), MIN(created_ms) FROM unsealed").fetchone()
+        self._unsealed, self._unsealed_since = int(n), int(since or 0)
+
+    def _add_chain_columns(self) -> None:
+        for table, columns in _CHAIN_COLUMNS.items():
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            for col in columns:
+                if col not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {col} BLOB")
+        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_seq ON outbox (seq)")
+
+    def _chain_value(self, key: str, default: bytes) -> bytes:
+        row = self._db.execute("SELECT v FROM chain WHERE k=?", (key,)).fetchone()
+        return bytes(row[0]) if row else default
 
     # ------------------------------------------------------------ seq high-water mark
 
@@ -209,36 +272,147 @@ class Buffer:
         seqs: list[int | None] = []
         rows = []
         added = 0
+        chain = self.chain
+        unsealed: list[tuple[int, bytes, int]] = []
         with self._lock:
+            head = self._head
             try:
                 db = self._begin()
                 next_seq = self._meta("next_seq")
                 for m in messages:
                     seq = None
+                    raw = m.body
+                    prev = h = None
                     if m.kind != "status":
                         seq = next_seq
                         next_seq += 1
+                        if chain is not None:
+                            prev, h = head, chain_hash(chained_prefix(chain.ent, chain.gw, m.dev, seq, head, raw))
+                            head = h
+                            unsealed.append((seq, h, now))
+                    elif chain is not None:
+                        raw = seal(chain.key, m.topic, raw)
                     seqs.append(seq)
-                    body = zlib.compress(m.body, 1) if self.compress else m.body
+                    body = zlib.compress(raw, 1) if self.compress else raw
                     added += len(body)
-                    rows.append((m.kind, m.topic, m.dev, seq, body, len(body), int(m.retain), m.samples, now))
+                    rows.append((m.kind, m.topic, m.dev, seq, body, len(body), int(m.retain), m.samples, now, prev, h))
                 if next_seq >= self._hwm:
                     self._reserve(next_seq)
                 db.executemany(
-                    "INSERT INTO outbox (kind, topic, dev, seq, body, size, retain, samples, created_ms)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO outbox (kind, topic, dev, seq, body, size, retain, samples, created_ms, prev, h)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (next_seq,))
+                if unsealed:
+                    db.executemany("INSERT OR REPLACE INTO unsealed (seq, h, created_ms) VALUES (?, ?, ?)", unsealed)
+                    db.execute("INSERT OR REPLACE INTO chain (k, v) VALUES ('head', ?)", (head,))
                 if self._stored_bytes + added > self.max_bytes:
                     added -= self._drop_oldest(self._stored_bytes + added - self.max_bytes)
+                sealed = False
+                if chain is not None and self._unsealed + len(unsealed) >= chain.every:
+                    added += self._seal(db, now)
+                    sealed = True
                 db.execute("COMMIT")
             except BaseException:
                 self._rollback()
                 self._stored_bytes = self._sum_bytes()
                 raise
             self._stored_bytes += added
+            self._head = head
+            if sealed:
+                self._unsealed = 0
+                self._first_unsealed_id = None
+            elif unsealed:
+                if not self._unsealed:
+                    self._unsealed_since = now
+                self._unsealed += len(unsealed)
         return seqs
+
+    # ------------------------------------------------------------ the hash chain's checkpoints
+
+    def seal_if_due(self, now_ms: int | None = None, *, force: bool = False, room: bool = False) -> bool:
+        """Write a signed checkpoint for the unsealed messages when `Chain.every` of them wait, or the
+        oldest has waited `Chain.interval_ms`, or (`room`: the link could take them now) at least
+        `Chain.min_batch` wait; at once with `force`. True if one was written."""
+        chain = self.chain
+        if chain is None or not self._unsealed:
+            return False
+        now = now_ms if now_ms is not None else timing.now_ms()
+        due = (
+            force
+            or self._unsealed >= chain.every
+            or (room and self._unsealed >= chain.min_batch)
+            or now - self._unsealed_since >= chain.interval_ms
+        )
+        if not due:
+            return False
+        with self._lock:
+            try:
+                db = self._begin()
+                added = self._seal(db, now)
+                db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            self._stored_bytes += added
+            self._unsealed = 0
+            self._first_unsealed_id = None
+        return True
+
+    def _seal(self, db: sqlite3.Connection, now: int) -> int:
+        """Inside the open transaction: checkpoints over every unsealed message (contiguous runs of at
+        most MAX_CHECKPOINT); returns the bytes added."""
+        chain = self.chain
+        assert chain is not None
+        rows = db.execute("SELECT seq, h FROM unsealed ORDER BY seq").fetchall()
+        if not rows:
+            return 0
+        prev = self._chain_value("sealed_head", GENESIS)
+        fp = fingerprint(chain.key)
+        added = 0
+        runs: list[list[tuple[int, bytes]]] = [[]]
+        for seq, h in rows:
+            run = runs[-1]
+            if run and (seq != run[-1][0] + 1 or len(run) >= MAX_CHECKPOINT):
+                runs.append(run := [])
+            run.append((int(seq), bytes(h)))
+        for run in runs:
+            c = Checkpoint(chain.ent, chain.gw, now, run[0][0], run[-1][0], prev, tuple(h for _, h in run), fp)
+            payload = seal(chain.key, chain.checkpoint_topic, encode_checkpoint(c))
+            body = zlib.compress(payload, 1) if self.compress else payload
+            db.execute(
+                "INSERT INTO outbox (kind, topic, dev, seq, body, size, retain, samples, created_ms)"
+                " VALUES ('checkpoint', ?, '', NULL, ?, ?, 0, 0, ?)",
+                (chain.checkpoint_topic, body, len(body), now),
+            )
+            added += len(body)
+            prev = c.head
+            self.checkpoint_serial += 1
+        last = runs[-1][-1][0]
+        db.execute("DELETE FROM unsealed WHERE seq <= ?", (last,))
+        db.execute("UPDATE meta SET value=? WHERE key='sealed_to'", (last,))
+        db.execute("INSERT OR REPLACE INTO chain (k, v) VALUES ('sealed_head', ?)", (prev,))
+        return added
+
+    @property
+    def unsealed(self) -> int:
+        """Chained messages waiting for their checkpoint."""
+        return self._unsealed
+
+    def checkpoints(self) -> list[Pending]:
+        """Checkpoints waiting for their PUBACK, oldest first (the publisher sends them before the
+        messages they cover)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, kind, topic, dev, seq, body, retain, samples, created_ms FROM outbox"
+                " WHERE kind='checkpoint' ORDER BY id"
+            ).fetchall()
+        out = []
+        for r in rows:
+            body = zlib.decompress(r[5]) if self.compress else bytes(r[5])
+            out.append(Pending(r[0], r[1], r[2], r[3], r[4], body, bool(r[6]), r[7], r[8]))
+        return out
 
     def _drop_oldest(self, excess: int) -> int:
         """Free `excess` bytes inside the open transaction: the oldest dead letters first (they wait for a
@@ -258,7 +432,9 @@ class Buffer:
         msgs = samples = 0
         ids = []
         queued = 0
-        for row_id, size, n in self._db.execute("SELECT id, size, samples FROM outbox ORDER BY id"):
+        for row_id, size, n in self._db.execute(
+            "SELECT id, size, samples FROM outbox WHERE kind != 'checkpoint' ORDER BY id"
+        ):
             if queued >= excess:
                 break
             queued += size
@@ -281,10 +457,19 @@ class Buffer:
     def peek(self, limit: int, after_id: int = 0) -> list[Pending]:
         """The oldest `limit` messages with id above `after_id`, in order, bodies decompressed."""
         with self._lock:
+            below = 1 << 62
+            if self.chain is not None and self._unsealed:  # nothing from the first unsealed message on
+                if self._first_unsealed_id is None:  # rows added later have higher ids: kept until sealed
+                    (first,) = self._db.execute(
+                        "SELECT MIN(id) FROM outbox WHERE seq > (SELECT value FROM meta WHERE key='sealed_to')"
+                    ).fetchone()
+                    self._first_unsealed_id = int(first) if first is not None else None
+                if self._first_unsealed_id is not None:
+                    below = self._first_unsealed_id
             rows = self._db.execute(
-                "SELECT id, kind, topic, dev, seq, body, retain, samples, created_ms FROM outbox"
-                " WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
+                "SELECT id, kind, topic, dev, seq, body, retain, samples, created_ms, prev FROM outbox"
+                " WHERE id > ? AND id < ? AND kind != 'checkpoint' ORDER BY id LIMIT ?",
+                (after_id, below, limit),
             ).fetchall()
         out = []
         damaged: list[tuple[int, str]] = []
@@ -294,7 +479,8 @@ class Buffer:
             except (zlib.error, TypeError) as e:
                 damaged.append((r[0], f"damaged: the stored body cannot be read ({e})"))
                 continue
-            out.append(Pending(r[0], r[1], r[2], r[3], r[4], body, bool(r[6]), r[7], r[8]))
+            prev = bytes(r[9]) if r[9] is not None else None
+            out.append(Pending(r[0], r[1], r[2], r[3], r[4], body, bool(r[6]), r[7], r[8], prev))
         for row_id, reason in damaged:  # quarantined with the reason, counted; the drain goes on
             log.error("buffer row %d is %s: quarantined", row_id, reason)
             self.dead_letter([row_id], reason, quarantine=True)
@@ -341,15 +527,17 @@ class Buffer:
                 db = self._begin()
                 for i in ids:
                     row = db.execute(
-                        "SELECT id, kind, topic, dev, seq, body, samples, created_ms, size FROM outbox WHERE id=?", (i,)
+                        "SELECT id, kind, topic, dev, seq, body, samples, created_ms, size, prev, h FROM outbox"
+                        " WHERE id=?",
+                        (i,),
                     ).fetchone()
                     if row is None:
                         continue
                     db.execute(
                         "INSERT OR REPLACE INTO dead_letters"
-                        " (id, kind, topic, dev, seq, body, samples, created_ms, failed_ms, reason)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (*row[:8], now, reason),
+                        " (id, kind, topic, dev, seq, body, samples, created_ms, failed_ms, reason, prev, h)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (*row[:8], now, reason, row[9], row[10]),
                     )
                     db.execute("DELETE FROM outbox WHERE id=?", (i,))
                     freed += int(row[8]) - len(row[5])
@@ -384,16 +572,16 @@ class Buffer:
                 db = self._begin()
                 where, params = ("", ()) if ids is None else (f" WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))
                 rows = db.execute(
-                    "SELECT id, kind, topic, dev, seq, body, samples, created_ms FROM dead_letters"
+                    "SELECT id, kind, topic, dev, seq, body, samples, created_ms, prev, h FROM dead_letters"
                     + where
                     + " ORDER BY id",
                     params,
                 ).fetchall()
                 for r in rows:
                     db.execute(
-                        "INSERT INTO outbox (kind, topic, dev, seq, body, size, retain, samples, created_ms)"
-                        " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                        (r[1], r[2], r[3], r[4], r[5], len(r[5]), r[6], r[7]),
+                        "INSERT INTO outbox (kind, topic, dev, seq, body, size, retain, samples, created_ms, prev, h)"
+                        " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+                        (r[1], r[2], r[3], r[4], r[5], len(r[5]), r[6], r[7], r[8], r[9]),
                     )
                     db.execute("DELETE FROM dead_letters WHERE id=?", (r[0],))
                 db.execute("COMMIT")

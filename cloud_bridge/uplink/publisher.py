@@ -34,6 +34,7 @@ import paho.mqtt.client as mqtt
 from cloud_bridge.uplink.buffer import Buffer, Pending
 from cloud_bridge.wire.codec import Status, Topics, encode_status, envelope
 from cloud_bridge.wire.mqtt import host_port, make_client
+from cloud_bridge.wire.signing import chained_payload, chained_prefix, seal
 from edge_config.models import MqttSection
 from edge_config.timing import backoff_delay, now_ms
 
@@ -100,6 +101,8 @@ class Publisher:
         self._nacks = 0
         self._outage = False  # the broker could not be reached (or failed) since the last connection
         self._hist_before = 0  # rows made before this (epoch ms) waited through an outage or a restart
+        self._checkpoints_sent: set[int] = set()  # checkpoint rows published on this connection
+        self._checkpoints_seen = -1  # the buffer's checkpoint_serial when its checkpoints were last read
         self._acked_ids: list[int] = []
         self._rejected: list[tuple[int, str]] = []
         self._write_error_logged = -60.0
@@ -196,7 +199,11 @@ class Publisher:
         self._nacks += 1
         delay = backoff_delay(self._nacks, base=1.0, cap=60.0, jitter=0.2)
         self._hold_until = time.monotonic() + delay
-        self._last_id = min(self._last_id, row.id - 1)
+        if row.kind == "checkpoint":
+            self._checkpoints_sent.discard(row.id)
+            self._checkpoints_seen = -1  # read again: it goes out before its messages
+        else:
+            self._last_id = min(self._last_id, row.id - 1)
         self.stats.last_error = f"{row.topic} seq={row.seq}: refused for now ({reason}); again in {delay:.0f} s"
         log.warning("broker refused seq=%s for now (%s): sending it again in %.1f s", row.seq, reason, delay)
 
@@ -250,7 +257,14 @@ class Publisher:
         """The retained gateway status (birth), with the store-and-forward backlog."""
         self._next_status = time.monotonic() + self.status_interval
         status = Status(True, now_ms(), version=self.version, backlog=self.backlog())
-        self._client.publish(self.topics.status, encode_status(status), qos=1, retain=True)
+        self._client.publish(self.topics.status, self._status_payload(status), qos=1, retain=True)
+
+    def _status_payload(self, status: Status) -> bytes:
+        """The gateway status, signed with the gateway's key when it has one (the cloud ignores a
+        gateway status its registered key did not sign)."""
+        payload = encode_status(status)
+        chain = self.buffer.chain
+        return seal(chain.key, self.topics.status, payload) if chain is not None else payload
 
     def wake(self) -> None:
         """Tell the drain loop that new messages wait in the buffer."""
@@ -262,10 +276,15 @@ class Publisher:
         hist = row.created_ms < self._hist_before
         if hist:
             self.stats.replayed += 1
+        chain = self.buffer.chain
+        if row.prev is not None and chain is not None:  # the bytes hashed when the row was buffered
+            return chained_payload(chained_prefix(chain.ent, chain.gw, row.dev, row.seq, row.prev, row.body), hist)
         return envelope(self.topics.gateway_id, row.dev, row.seq, hist, row.body)
 
     def _drain_once(self) -> int:
         self._flush_acks()
+        with contextlib.suppress(Exception):  # a full disk: sealing is tried again on the next pass
+            self.buffer.seal_if_due()
         if not self.stats.connected:
             return 0
         now = time.monotonic()
@@ -275,11 +294,20 @@ class Publisher:
         if room <= 0 or now < self._hold_until:
             return 0
         rows = self.buffer.peek(room, after_id=self._last_id)
+        if len(rows) < room and self.buffer.seal_if_due(room=True):  # the link has room: seal what waits
+            rows = self.buffer.peek(room, after_id=self._last_id)
         if rows and not self._inflight:
             self._progress = now  # the ack clock starts with the first message in flight
+        if self.buffer.chain is not None and self._checkpoints_seen != self.buffer.checkpoint_serial:
+            # every checkpoint goes out before the messages it covers
+            pending = [c for c in self.buffer.checkpoints() if c.id not in self._checkpoints_sent]
+            if not pending:
+                self._checkpoints_seen = self.buffer.checkpoint_serial
+            rows = pending + rows
         sent = 0
         for row in rows:
-            self._last_id = row.id
+            if row.kind != "checkpoint":
+                self._last_id = row.id
             if row.id in self._inflight_ids:
                 continue  # re-read after a transient refusal of an older one: still in flight
             try:
@@ -292,6 +320,8 @@ class Publisher:
                 continue
             self._inflight[info.mid] = (row, now)  # NO_CONN: paho keeps it and sends it after the reconnect
             self._inflight_ids.add(row.id)
+            if row.kind == "checkpoint":
+                self._checkpoints_sent.add(row.id)
             self.stats.published += 1
             sent += 1
         return sent
@@ -327,7 +357,7 @@ class Publisher:
         )
         client.max_inflight_messages_set(self.settings.inflight)
         client.max_queued_messages_set(0)
-        will = encode_status(Status(False, now_ms(), version=self.version))
+        will = self._status_payload(Status(False, now_ms(), version=self.version))
         client.will_set(self.topics.status, will, qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -363,6 +393,8 @@ class Publisher:
         self._outage = True
         self._inflight.clear()
         self._inflight_ids.clear()
+        self._checkpoints_sent.clear()
+        self._checkpoints_seen = -1
         self._last_id = 0
         await asyncio.to_thread(self._close_client, old)
         self._new_client()
@@ -372,6 +404,8 @@ class Publisher:
         self._loop = asyncio.get_running_loop()
         self._inflight.clear()
         self._inflight_ids.clear()
+        self._checkpoints_sent.clear()
+        self._checkpoints_seen = -1
         self._last_id = 0
         self._new_client()
         stopper = asyncio.ensure_future(stop.wait())
@@ -382,7 +416,10 @@ class Publisher:
                 if self._drain_once() == 0:
                     self._wake.clear()
                     waker = asyncio.ensure_future(self._wake.wait())
-                    await asyncio.wait({waker, stopper}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                    # a short wait while messages wait for their checkpoint (sealed within Chain.interval_ms)
+                    chain = self.buffer.chain
+                    wait = min(1.0, chain.interval_ms / 4000) if chain is not None and self.buffer.unsealed else 1.0
+                    await asyncio.wait({waker, stopper}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                     waker.cancel()
                 else:
                     await asyncio.sleep(0)
@@ -395,6 +432,8 @@ class Publisher:
     async def _finish(self, grace: float = 3.0) -> None:
         """Drain what is already buffered for a short grace period, then publish offline and disconnect."""
         deadline = time.monotonic() + grace
+        with contextlib.suppress(Exception):
+            self.buffer.seal_if_due(force=True)  # what is buffered goes out with its checkpoint
         while self.stats.connected and time.monotonic() < deadline:
             sent = self._drain_once()
             if sent == 0 and not self._inflight:
@@ -402,7 +441,7 @@ class Publisher:
             await asyncio.sleep(0.05)
         self._flush_acks()
         if self.stats.connected:
-            bye = encode_status(Status(False, now_ms(), version=self.version))
+            bye = self._status_payload(Status(False, now_ms(), version=self.version))
             info = self._client.publish(self.topics.status, bye, qos=1, retain=True)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(info.wait_for_publish, 1.0)

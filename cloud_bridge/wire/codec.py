@@ -21,6 +21,8 @@ QUALITIES: frozenset[str] = frozenset(("good", "uncertain", "bad"))
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MAX_SAMPLES = 100_000
 _MAX_STR = 4096
+_MAX_UNITS = 10_000
+_MAX_EVENTS = 10_000
 
 
 class WireError(ValueError):
@@ -70,6 +72,8 @@ class DataMessage:
     hist: bool
     samples: tuple[Sample, ...]
     units: dict[str, str] = field(default_factory=dict)
+    ent: str | None = None  # in the envelope since the chain (absent in older gateways' messages)
+    prev: bytes | None = None  # chain hash of the gateway's previous message (see wire/signing.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,8 @@ class EventMessage:
     seq: int
     hist: bool
     events: tuple[Event, ...]
+    ent: str | None = None
+    prev: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +127,18 @@ class Topics:
     def meta(self, device_id: str) -> str:
         return f"{self.root}/{device_id}/meta"
 
+    @property
+    def checkpoint(self) -> str:
+        """Signed checkpoints of the gateway's hash chain (see wire/signing.py)."""
+        return f"{self.root}/checkpoint"
+
 
 @dataclass(frozen=True, slots=True)
 class TopicInfo:
     enterprise_id: str
     gateway_id: str
     device_id: str | None
-    kind: Literal["status", "data", "events", "meta"]
+    kind: Literal["status", "data", "events", "meta", "checkpoint"]
 
 
 def parse_topic(topic: str, prefix: str) -> TopicInfo:
@@ -135,7 +146,7 @@ def parse_topic(topic: str, prefix: str) -> TopicInfo:
     if not topic.startswith(prefix + "/"):
         raise WireError(f"topic {topic!r} is not under {prefix!r}")
     parts = topic[len(prefix) + 1 :].split("/")
-    if len(parts) == 3 and parts[2] == "status":
+    if len(parts) == 3 and parts[2] in ("status", "checkpoint"):
         ent, gw, kind = parts
         dev = None
     elif len(parts) == 4 and parts[3] in ("status", "data", "events", "meta"):
@@ -285,6 +296,19 @@ def _envelope_fields(obj: dict[str, Any]) -> tuple[str, str, int, bool]:
     return _str(obj, "gw", slug=True), _str(obj, "dev", slug=True), _int(obj, "seq"), hist
 
 
+_HEX64_PREV = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _chain_fields(obj: dict[str, Any]) -> tuple[str | None, bytes | None]:
+    """`ent` and `prev` of a chained envelope (both absent in a message of an older gateway)."""
+    ent = _str(obj, "ent", slug=True) if "ent" in obj else None
+    prev = obj.get("prev")
+    if prev is None:
+        return ent, None
+    _require(isinstance(prev, str) and bool(_HEX64_PREV.match(prev)), "'prev' must be 64 lowercase hex digits")
+    return ent, bytes.fromhex(prev)
+
+
 def _sample(raw: Any) -> Sample:
     # Fast path for the common, well-formed sample (exact types); anything else takes the careful
     # path below, which gives the precise reason.
@@ -330,15 +354,16 @@ def decode_data(payload: bytes) -> DataMessage:
         isinstance(units, dict) and all(isinstance(k, str) and isinstance(u, str) for k, u in units.items()),
         "'units' must map tag names to strings",
     )
-    return DataMessage(gw, dev, seq, hist, tuple(_sample(s) for s in raw), units)
+    _require(len(units) <= _MAX_UNITS, f"'units' holds more than {_MAX_UNITS} entries")
+    return DataMessage(gw, dev, seq, hist, tuple(_sample(s) for s in raw), units, *_chain_fields(obj))
 
 
 def decode_events(payload: bytes) -> EventMessage:
     obj = _load(payload)
     gw, dev, seq, hist = _envelope_fields(obj)
     raw = obj.get("events")
-    if not isinstance(raw, list) or not raw:
-        raise WireError("'events' must be a non-empty list")
+    if not isinstance(raw, list) or not 0 < len(raw) <= _MAX_EVENTS:
+        raise WireError(f"'events' must be a list of 1..{_MAX_EVENTS} events")
     events = []
     for e in raw:
         _require(isinstance(e, dict), "an event must be an object")
@@ -351,7 +376,7 @@ def decode_events(payload: bytes) -> EventMessage:
         counts = _counts(e.get("counts"))
         _require(kind != "snapshot" or counts is not None, "a snapshot event needs 'counts'")
         events.append(Event(kind, _int(e, "ts"), _str(e, "reason", default=""), state, counts))
-    return EventMessage(gw, dev, seq, hist, tuple(events))
+    return EventMessage(gw, dev, seq, hist, tuple(events), *_chain_fields(obj))
 
 
 def _number(v: Any) -> bool:

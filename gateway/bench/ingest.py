@@ -4,7 +4,9 @@ One run on this machine, with its own Mosquitto and VictoriaMetrics on free loop
 1. floor: influxdb-client writes the same points (line protocol built beforehand) straight to
    VictoriaMetrics in requests of 50,000: no MQTT, no decoding, no ledger;
 2. core: the ingester's handling in-process (decode, dedupe, one TSDB request and one ledger
-   transaction per batch of 500), messages handed over directly: no MQTT;
+   transaction per batch of 500), messages handed over directly: no MQTT; as deployed (chained
+   messages and their signed checkpoints, every one proven: `trust.mode: enforce`), and for
+   comparison the same messages unchained with `trust.mode: off`: the CPU the proof costs;
 3. one ingester: `--messages` × `--samples` are preloaded into the broker for a persistent session
    (offline), then an ingester process connects and drains them into VictoriaMetrics + a SQLite
    ledger; samples/s from its start to its last commit, and its CPU;
@@ -41,9 +43,13 @@ from paho.mqtt.properties import Properties
 
 from cloud_bridge.cloud.ingest.ingester import SESSION_EXPIRY_S, Ingester
 from cloud_bridge.cloud.ingest.tsdb import TsdbWriter, to_lines
+from cloud_bridge.uplink.buffer import Buffer, Chain, Outgoing
+from cloud_bridge.uplink.identity import load_or_create_identity
+from cloud_bridge.uplink.publisher import Publisher
 from cloud_bridge.wire.codec import Sample, Topics, encode_data_body, envelope
 from cloud_bridge.wire.mqtt import host_port, make_client
-from edge_config.models import CloudConfig, InfluxSection
+from cloud_bridge.wire.signing import decode_checkpoint
+from edge_config.models import CloudConfig, InfluxSection, MqttSection
 from gateway.bench.servers import MosquittoServer, VictoriaMetrics, proc_cpu_seconds, start_with_retry
 
 GOAL = 100_000  # samples/s for one ingester
@@ -63,17 +69,61 @@ def cmd_ingest_bench(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- workload
 
 
-def payloads(ent_run: str, messages: int, samples: int, t0: int) -> list[tuple[str, bytes]]:
-    """`messages` data messages of `samples` floats (one per tag), devices in turn, seq from 1."""
-    topics = Topics("sf/v1", ent_run, GW)
+def _bodies(messages: int, samples: int, t0: int) -> list[tuple[str, bytes]]:
+    """(device, body) of `messages` data messages of `samples` floats (one per tag), devices in turn."""
     tags = [f"tag_{j:03d}" for j in range(samples)]
     units = {tags[0]: "kW", tags[1]: "rpm"} if samples > 1 else {}
-    out = []
-    for seq in range(1, messages + 1):
-        dev = f"dev-{seq % DEVICES:02d}"
-        body = encode_data_body([Sample(tag, round(seq * 0.1 + j, 1), t0 + seq) for j, tag in enumerate(tags)], units)
-        out.append((topics.data(dev), envelope(GW, dev, seq, False, body)))
-    return out
+    return [
+        (
+            f"dev-{seq % DEVICES:02d}",
+            encode_data_body([Sample(tag, round(seq * 0.1 + j, 1), t0 + seq) for j, tag in enumerate(tags)], units),
+        )
+        for seq in range(1, messages + 1)
+    ]
+
+
+def plain_payloads(ent_run: str, messages: int, samples: int, t0: int) -> list[tuple[str, bytes]]:
+    """The messages as a gateway without the hash chain sent them (wire v1 as first released), seq from 1."""
+    topics = Topics("sf/v1", ent_run, GW)
+    return [
+        (topics.data(dev), envelope(GW, dev, seq, False, body))
+        for seq, (dev, body) in enumerate(_bodies(messages, samples, t0), start=1)
+    ]
+
+
+def payloads(ent_run: str, messages: int, samples: int, t0: int, work: Path) -> list[tuple[str, bytes]]:
+    """The messages as the gateway sends them: chained in a real buffer, each signed checkpoint (every
+    500 messages) before the messages it covers. The gateway's key is made in `work/{ent_run}`."""
+    topics = Topics("sf/v1", ent_run, GW)
+    key = load_or_create_identity(work / ent_run).key
+    buf = Buffer(work / ent_run / "buffer.db", synchronous="NORMAL", chain=Chain(ent_run, GW, key, topics.checkpoint))
+    try:
+        bodies = _bodies(messages, samples, t0)
+        for i in range(0, len(bodies), 100):
+            buf.enqueue([Outgoing("data", topics.data(dev), dev, body) for dev, body in bodies[i : i + 100]])
+        buf.seal_if_due(force=True)
+        pub = Publisher(MqttSection(), topics, buf, version="bench")
+        rows = buf.peek(messages + 1)
+        out = []
+        for cp in buf.checkpoints():
+            c = decode_checkpoint(cp.body)
+            out.append((cp.topic, cp.body))
+            out += [(r.topic, pub._payload(r)) for r in rows if r.seq is not None and c.first <= r.seq <= c.last]
+        return out
+    finally:
+        buf.close()
+
+
+def enrol(ledger_url: str, ent_run: str, work: Path) -> None:
+    """Register the run's gateway (its key made by `payloads`) in the ledger, as `edgegw cloud gateway add`."""
+    from cloud_bridge.cloud.ledger.sqldb import Database
+    from cloud_bridge.cloud.trust.registry import Registry
+
+    db = Database(ledger_url)
+    try:
+        Registry(db).add(ent_run, GW, load_or_create_identity(work / ent_run).public_key)
+    finally:
+        db.close()
 
 
 def cloud_config(
@@ -184,13 +234,22 @@ def floor_run(vm: VictoriaMetrics, ent: str, messages: list[tuple[str, bytes]]) 
 
 
 def core_run(
-    vm: VictoriaMetrics, work: Path, ent: str, messages: list[tuple[str, bytes]], ledger_url: str | None
+    vm: VictoriaMetrics,
+    work: Path,
+    ent: str,
+    messages: list[tuple[str, bytes]],
+    ledger_url: str | None,
+    trust: str = "enforce",
 ) -> dict[str, Any]:
+    url = ledger_url or f"sqlite:///{work / f'core-ledger-{trust}.db'}"
+    if trust == "enforce":
+        enrol(url, ent, work)
     config = CloudConfig.model_validate(
         {
             "mqtt": {"url": "mqtt://127.0.0.1:1", "inflight": INFLIGHT},  # never connected
             "influx": {"url": vm.url},
-            "ledger": {"url": ledger_url or f"sqlite:///{work / 'core-ledger.db'}"},
+            "ledger": {"url": url},
+            "trust": {"mode": trust},
         }
     )
     ing = Ingester(config)
@@ -218,6 +277,29 @@ def core_run(
     }
 
 
+def trust_rounds(
+    vm: VictoriaMetrics, work: Path, messages: int, samples: int, t0: int, ledger_url: str | None, rounds: int = 3
+) -> dict[str, Any]:
+    """The core run as deployed (chained, proven) against the same messages unchained (`trust.mode: off`),
+    in alternating rounds (the machine's load drifts); the median round's figures."""
+    pairs = []
+    for k in range(rounds):
+        plain_ent, ent = f"ent-core-plain-{k}", f"ent-core-{k}"
+        plain = core_run(vm, work, plain_ent, plain_payloads(plain_ent, messages, samples, t0), ledger_url, "off")
+        chained = core_run(vm, work, ent, payloads(ent, messages, samples, t0, work), ledger_url)
+        per_sample = [r["cpu_cores"] * r["seconds"] / r["samples"] * 1e6 for r in (plain, chained)]
+        pairs.append((per_sample[1] / per_sample[0] - 1, per_sample, chained))
+    pairs.sort(key=lambda p: p[0])
+    overhead, (unchained_us, chained_us), median = pairs[len(pairs) // 2]
+    return {
+        **median,
+        "cpu_us_per_sample": chained_us,
+        "unchained_cpu_us_per_sample": unchained_us,
+        "trust_overhead": overhead,
+        "trust_overhead_rounds": [p[0] for p in pairs],
+    }
+
+
 def ingesters_run(
     broker: MosquittoServer,
     vm: VictoriaMetrics,
@@ -230,6 +312,7 @@ def ingesters_run(
 ) -> dict[str, Any]:
     """`count` ingester processes drain `messages`, preloaded for their persistent sessions."""
     ledger = ledger_url or f"sqlite:///{work / f'ledger-{count}.db'}"
+    enrol(ledger, ent, work)
     group = f"bench-{count}"  # a group of its own: no other session shares these messages
     client_ids = [f"bench-ingest-{count}-{i}" for i in range(count)]
     preload_s = preload(broker, group, client_ids, messages)
@@ -251,7 +334,8 @@ def ingesters_run(
             )
         )
     done, progress_at = 0, time.monotonic()
-    while done < len(messages):
+    target = sum(1 for topic, _ in messages if topic.endswith("/data"))  # checkpoints are not `received`
+    while done < target:
         time.sleep(0.1)
         n = received(ledger, ent)
         if n != done:
@@ -315,13 +399,13 @@ def run_ingest_bench(
     vm = start_with_retry(lambda port: VictoriaMetrics(port, work / "vm"))
     t0 = int(time.time() * 1000) - 86_400_000
     try:
-        floor = floor_run(vm, "ent-floor", payloads("ent-floor", messages, samples, t0))
-        core = core_run(vm, work, "ent-core", payloads("ent-core", messages, samples, t0), ledger_url)
+        floor = floor_run(vm, "ent-floor", plain_payloads("ent-floor", messages, samples, t0))
+        core = trust_rounds(vm, work, messages, samples, t0, ledger_url)
         one = ingesters_run(
-            broker, vm, work, "ent-one", payloads("ent-one", messages, samples, t0), samples, 1, ledger_url
+            broker, vm, work, "ent-one", payloads("ent-one", messages, samples, t0, work), samples, 1, ledger_url
         )
         two = ingesters_run(
-            broker, vm, work, "ent-two", payloads("ent-two", messages, samples, t0), samples, 2, ledger_url
+            broker, vm, work, "ent-two", payloads("ent-two", messages, samples, t0, work), samples, 2, ledger_url
         )
         expected = messages * samples
         checks = {}
@@ -366,6 +450,9 @@ def report(r: dict[str, Any]) -> str:
         ("机器 / machine", f"{r['machine']['cpus']} CPUs, load average {load}"),
         ("裸写下限 / floor: influxdb-client → VM", f"{_n(r['floor']['samples_s'])} samples/s"),
         ("入库核心 / ingester core, no MQTT", f"{_n(r['core']['samples_s'])} samples/s"),
+        ("证明开销 / proof overhead (core CPU)", f"{r['core']['trust_overhead'] * 100:+.1f} % median "
+         f"({r['core']['cpu_us_per_sample']:.2f} against {r['core']['unchained_cpu_us_per_sample']:.2f} µs "
+         "per sample unchained; goal ≤ 10 %)"),
         ("单入库进程 / one ingester", f"{_n(one['samples_s'])} samples/s"),
         ("双入库进程 / two ingesters (shared)", f"{_n(two['samples_s'])} samples/s (×{r['gain_two_over_one']:.2f})"),
         ("分担 / split between the two", " / ".join(f"{s:,}" for s in two["shares"])),

@@ -62,7 +62,9 @@ def _pipeline(bsub: Any) -> None:
     p: argparse.ArgumentParser = bsub.add_parser("pipeline", help="store-and-forward → MQTT → ingester → stores")
     p.add_argument("--devices", type=int, default=20, help="devices in the synthetic workshop (default 20)")
     p.add_argument("--tags", type=int, default=100, help="tags per device, one scan per second (default 100)")
-    p.add_argument("--live-seconds", type=float, default=15.0)
+    p.add_argument(
+        "--live-seconds", type=float, default=30.0, help="live phase, in 3 rounds with and without the chain"
+    )
     p.add_argument("--sustained-seconds", type=float, default=15.0)
     p.add_argument("--outage", type=float, default=600.0, help="outage to simulate, seconds (default 600)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")

@@ -125,6 +125,7 @@ def summary_lines(agent: Agent, ingester: Ingester, elapsed: float) -> list[str]
         f"  已发布数据点 / samples published: {published}",
         f"  已入库数据点 / samples ingested : {ingested}",
         f"  死信 / dead letters            : {ingester.stats.dead_letters}",
+        f"  拒收 / refused (unproven)      : {ingester.stats.refused}",
         f"  缓存积压 / buffer backlog      : {backlog.messages} messages",
     ]
     for d in devs:
@@ -171,6 +172,20 @@ def oee_lines(agent: Agent, now_ms: int | None = None) -> list[str]:
     finally:
         history.close()
     return lines
+
+
+def enrol(agent: Agent, ingester: Ingester) -> str:
+    """Register the demo gateway's key in the cloud's registry (what `edgegw cloud gateway add` does), so
+    its messages are proven and accepted. Returns the key's fingerprint."""
+    from cloud_bridge.cloud.trust.registry import Registry
+
+    registry = ingester.trust.registry if ingester.trust is not None else Registry(ingester.ledger.db)
+    gw = agent.config.gateway
+    rec = registry.active(gw.enterprise_id, gw.id)
+    if rec is None or rec.fingerprint != agent.identity.fingerprint:
+        registry.add(gw.enterprise_id, gw.id, agent.identity.public_key)
+    registry.invalidate()
+    return agent.identity.fingerprint
 
 
 def write_demo_config(cfg: GatewayConfig) -> Path:
@@ -221,6 +236,7 @@ async def run_demo(s: DemoSettings) -> int:
     config_file = write_demo_config(gateway_cfg)
     password = demo_user(gateway_cfg)
     agent = Agent(gateway_cfg, config_path=config_file)
+    fingerprint = enrol(agent, ingester)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -230,6 +246,7 @@ async def run_demo(s: DemoSettings) -> int:
     for line in summary(workshop):
         print(f"  {line}")
     print(f"  网关 / gateway                  : {GATEWAY_ID} ({s.enterprise_name})")
+    print(f"  网关身份 / gateway identity      : SHA256:{fingerprint[:32]} (registered with the ingester)")
     print(f"  边缘 API / edge API             : http://{s.api}/api/v1/devices")
     print(f"  证据台账 / evidence ledger       : {redact_url(cloud_cfg.ledger.url)}")
     if s.influx_url:

@@ -155,6 +155,7 @@ COMMAND_MODULES: list[str] = [
     "gateway.cli.users",
     "gateway.cli.cloud_users",
     "gateway.cli.simulate",
+    "gateway.cli.trust",  # after evidence and cloud_users: it adds to their groups
 ]
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cloud_bridge.metrics import CountPoint
 from cloud_bridge.uplink.localdb import open_local_db
-from edge_config.timing import now_ms
+from edge_config.timing import is_future, now_ms
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS states (dev TEXT NOT NULL, ts INTEGER NOT NULL, state TEXT NOT NULL);
@@ -49,9 +49,12 @@ class Window:
 
 
 class OeeHistory:
-    def __init__(self, path: str | Path, *, retention_s: float = 744 * 3600.0) -> None:
+    def __init__(
+        self, path: str | Path, *, retention_s: float = 744 * 3600.0, max_future_skew_s: float = 300.0
+    ) -> None:
         self.path = Path(path)
         self.retention_ms = int(retention_s * 1000)
+        self.max_future_skew_ms = int(max_future_skew_s * 1000)
         self._lock = threading.Lock()
         # synchronous=NORMAL: history, not the commit point of anything. A damaged file is moved aside and
         # the history starts afresh (the evidence is in the cloud; only the edge's own OEE view loses it)
@@ -93,8 +96,11 @@ class OeeHistory:
         )
 
     def touch(self, ts: int | None = None, *, force: bool = False) -> None:
-        """Note that the gateway is alive (written at most every few seconds unless forced)."""
-        now = ts if ts is not None else now_ms()
+        """Note that the gateway is alive (written at most every few seconds unless forced). A time from the
+        future (beyond the allowed skew) is taken as the gateway's own clock: it never marks the gateway
+        alive ahead of time nor prunes the history."""
+        clock = now_ms()
+        now = ts if ts is not None and not is_future(ts, clock, self.max_future_skew_ms) else clock
         if not force and now - self._alive_written < ALIVE_EVERY_MS:
             return
         self._alive_written = now

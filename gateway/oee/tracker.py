@@ -27,7 +27,9 @@ from cloud_bridge.metrics import CountPoint, default_counter_max
 from cloud_bridge.uplink.buffer import Outgoing
 from cloud_bridge.wire.codec import DeviceMeta, Event, OeeMeta, TagMeta, Topics, encode_event_body, encode_meta
 from drivers.base import Reading
+from edge_config import timing
 from edge_config.models import GatewayConfig
+from edge_config.timing import is_future
 from gateway.normalize import TagSpec, scale_value
 from gateway.oee.history import OeeHistory
 
@@ -151,6 +153,7 @@ class DeviceTracker:
         *,
         snapshot_interval_s: float = 60.0,
         local_interval_s: float = 10.0,
+        max_future_skew_s: float = 300.0,
     ) -> None:
         self.dev = device.id
         self.topics = topics
@@ -158,6 +161,9 @@ class DeviceTracker:
         self.history = history
         self.snapshot_ms = max(1, round(snapshot_interval_s * 1000))
         self.local_ms = max(1, round(local_interval_s * 1000))
+        self.max_future_skew_ms = round(max_future_skew_s * 1000)
+        self.future_scans = 0  # scans stamped beyond the allowed skew (taken at the gateway's time)
+        self._future_logged = -1
         specs = {t.name: TagSpec(t.name, t.type, t.scale, t.offset, t.unit, t.deadband) for t in device.tags}
         oee = device.oee
         self.state_tag: str | None = oee.state_tag if oee else None
@@ -267,6 +273,19 @@ class DeviceTracker:
             log.exception("device %s: OEE tracking failed on a scan", self.dev)
 
     def _on_scan(self, readings: Sequence[Reading], ts: int, read: int, good: int) -> None:
+        now = timing.now_ms()
+        if is_future(ts, now, self.max_future_skew_ms):  # e.g. an OPC UA source clock 40 days ahead
+            self.future_scans += 1
+            if self._future_logged < 0 or now - self._future_logged >= 60_000:
+                self._future_logged = now
+                log.warning(
+                    "device %s: a reading stamped %.0f s ahead of this gateway's clock: flagged (%d so far), "
+                    "taken at the gateway's time",
+                    self.dev,
+                    (ts - now) / 1000,
+                    self.future_scans,
+                )
+            ts = now
         # never before the online report, never back in time (pushed values may carry old source stamps)
         ts = max(ts, self.online_since, self.last_scan_ts)
         self.last_scan_ts = ts

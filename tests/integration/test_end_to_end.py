@@ -27,6 +27,7 @@ from gateway.users import UserStore, users_path
 from simulators.workshop import Workshop, WorkshopSpec
 from tests.ports import free_port
 from tests.servers import MosquittoServer, VictoriaMetrics, wait_for_samples
+from tests.trust import enrol
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +83,7 @@ async def test_loom_to_victoriametrics_and_ledger(
         }
     )
     spy = WireSpy(mosquitto.port)
+    enrol(cloud_cfg.ledger.url, gw_cfg)
     ingester = Ingester(cloud_cfg)
     ingester.start()
     assert ingester.wait_subscribed(10)

@@ -28,6 +28,7 @@ from simulators.modbus_server import ModbusTcpSimulator
 from simulators.scripted import ScriptedMachine, Segment, scripted_device_config
 from tests.ports import free_port
 from tests.servers import MosquittoServer
+from tests.trust import enrol
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +86,7 @@ async def test_scripted_timeline_to_evidence_pack(tmp_path: Path, mosquitto: Mos
     cloud_cfg = CloudConfig.model_validate(
         {"mqtt": {"url": mosquitto.url, "shared_group": "ev"}, "ledger": {"url": ledger_url}}
     )
+    enrol(ledger_url, gw_cfg)
     ingester = Ingester(cloud_cfg)
     ingester.start()
     assert ingester.wait_subscribed(10)

@@ -23,7 +23,7 @@ from cloud_bridge.wire.codec import (
     envelope,
 )
 from cloud_bridge.wire.mqtt import host_port, make_client
-from edge_config.models import CloudConfig, InfluxSection, IngestMqttSection, LedgerSection
+from edge_config.models import CloudConfig, InfluxSection, IngestMqttSection, LedgerSection, TrustSection
 from tests.servers import MosquittoServer, VictoriaMetrics, wait_for_samples
 
 pytestmark = pytest.mark.integration
@@ -48,6 +48,7 @@ def cloud_config(
         ),
         influx=InfluxSection(url=victoria.url) if victoria else None,
         ledger=LedgerSection(url=f"sqlite:///{tmp_path}/cloud/ledger.db"),
+        trust=TrustSection(mode="off"),  # hand-made messages (the trust checks: test_trust_attacks.py)
     )
 
 

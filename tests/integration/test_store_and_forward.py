@@ -31,6 +31,7 @@ from gateway.agent import Agent
 from simulators.workshop import Workshop, WorkshopSpec
 from tests.ports import free_port, free_port_block
 from tests.servers import MosquittoServer, VictoriaMetrics
+from tests.trust import enrol
 
 pytestmark = pytest.mark.integration
 
@@ -111,6 +112,7 @@ async def test_broker_outage_of_30s_loses_and_doubles_nothing(tmp_path: Path, vi
     sims = looms(sim_base)
     await sims.start()
     ledger_path = tmp_path / "ledger.db"
+    enrol(f"sqlite:///{ledger_path}", gateway_dict(tmp_path, broker.url, sim_base))
     ingester = Ingester(cloud_config(broker.url, victoria.url, ledger_path))
     ingester.start()
     assert ingester.wait_subscribed(10)
@@ -171,6 +173,7 @@ async def test_gateway_sigkill_and_restart_loses_and_doubles_nothing(
     sims = looms(sim_base)
     await sims.start()
     ledger_path = tmp_path / "ledger.db"
+    enrol(f"sqlite:///{ledger_path}", gateway_dict(tmp_path, mosquitto.url, sim_base))
     ingester = Ingester(cloud_config(mosquitto.url, victoria.url, ledger_path))
     ingester.start()
     assert ingester.wait_subscribed(10)

@@ -5,15 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
-from cloud_bridge.cloud.evidence.packing import AUDIT_MODULE
+from cloud_bridge.cloud.trust.audit import AuditFinding, AuditReport
 from gateway.cli import main
 from tests.unit.test_evidence_build import LEDGER_CSV, fill_day
 
@@ -25,6 +22,7 @@ def cloud(tmp_path: Path) -> Path:
     cfg = tmp_path / "cloud.yaml"
     cfg.write_text(
         f'ledger: {{url: "{url}"}}\n'
+        "trust: {mode: 'off'}\n"  # a ledger filled by the test, not by proven messages: nothing to audit
         "enterprises:\n"
         '  - {id: ent-1, name: 某纺织有限公司, shifts: [{name: A, start: "08:00", end: "17:00",'
         ' breaks: [{start: "12:00", end: "13:00"}]}]}\n',
@@ -134,17 +132,17 @@ def test_bad_inputs_exit_2(cloud: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert "broken.yaml:1: ledger.url" in capsys.readouterr().err
 
 
-class _Report(BaseModel):
-    ok: bool
-    summary: str
-    missing: list[int]
+def _report(intact: bool, findings: list[AuditFinding] = ()) -> AuditReport:  # type: ignore[assignment]
+    return AuditReport(
+        enterprise="ent-1", from_ms=0, to_ms=1, intact=intact, gateways=[], evidence_rows_checked=412,
+        findings=list(findings), not_covered=[],
+    )  # fmt: skip
 
 
-def _audit_module(monkeypatch: pytest.MonkeyPatch, audit_period: object) -> None:
-    """A stand-in for the trust chain's cloud_bridge.cloud.trust.audit (not on this branch): only its seam."""
-    module = types.ModuleType(AUDIT_MODULE)
-    module.audit_period = audit_period  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, AUDIT_MODULE, module)
+def _audit(monkeypatch: pytest.MonkeyPatch, cloud: Path, audit_period: object) -> None:
+    """The audit as `edgegw evidence export` runs it, answering as given (the chain's own tests cover it)."""
+    monkeypatch.setattr("cloud_bridge.cloud.evidence.packing.audit_period", audit_period)
+    cloud.write_text(cloud.read_text(encoding="utf-8").replace("trust: {mode: 'off'}", "trust: {mode: enforce}"))
 
 
 def test_the_audit_runs_at_export_and_a_failed_one_is_refused(
@@ -154,28 +152,32 @@ def test_the_audit_runs_at_export_and_a_failed_one_is_refused(
     argv += ["-c", str(cloud)]
     asked: list[tuple[str, int]] = []
 
-    def passes(store: object, ent: str, period: Any) -> _Report:
+    def passes(store: object, ent: str, period: Any) -> AuditReport:
         asked.append((ent, period.start))
-        return _Report(ok=True, summary="412 messages, chain intact", missing=[])
+        return _report(True)
 
-    _audit_module(monkeypatch, passes)
+    _audit(monkeypatch, cloud, passes)
     assert main([*argv, "-o", str(tmp_path / "ok")]) == 0
     assert asked and asked[0][0] == "ent-1"
-    assert "ledger audit: 通过 / passed: 412 messages, chain intact" in capsys.readouterr().out
+    assert (
+        "ledger audit: 通过 / passed: 0 gateway(s), 0 signed checkpoints, 412 evidence rows" in capsys.readouterr().out
+    )
     record = json.loads((tmp_path / "ok" / "audit.json").read_text())
-    assert record["status"] == "passed" and record["report"]["summary"] == "412 messages, chain intact"
+    assert record["status"] == "passed" and record["report"]["evidence_rows_checked"] == 412
     assert main(["evidence", "recompute", str(tmp_path / "ok")]) == 0
 
-    _audit_module(monkeypatch, lambda store, ent, period: _Report(ok=False, summary="seq 7 missing", missing=[7]))
+    missing = AuditFinding(kind="missing_message", gw="gw-1", seq=7, detail="seq 7 missing")
+    _audit(monkeypatch, cloud, lambda store, ent, period: _report(False, [missing]))
     assert main([*argv, "-o", str(tmp_path / "bad")]) == 1
-    assert "ledger audit: 未通过 / FAILED: seq 7 missing" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    err = capsys.readouterr().err
+    assert "ledger audit: 未通过 / FAILED:" in err and "seq 7 missing" in err and not (tmp_path / "bad").exists()
     assert main([*argv, "-o", str(tmp_path / "bad"), "--allow-failed-audit"]) == 0
-    assert json.loads((tmp_path / "bad" / "audit.json").read_text())["report"]["missing"] == [7]
+    assert json.loads((tmp_path / "bad" / "audit.json").read_text())["report"]["findings"][0]["seq"] == 7
     assert "FAILED" in (tmp_path / "bad" / "report.html").read_text()
 
-    def breaks(store: object, ent: str, period: object) -> _Report:
+    def breaks(store: object, ent: str, period: object) -> AuditReport:
         raise RuntimeError("no chain table")
 
-    _audit_module(monkeypatch, breaks)
+    _audit(monkeypatch, cloud, breaks)
     assert main([*argv, "-o", str(tmp_path / "broken")]) == 1
     assert "could not run: the audit failed to run: RuntimeError: no chain table" in capsys.readouterr().err

@@ -29,7 +29,7 @@ from cloud_bridge.wire.codec import (
     encode_status,
     envelope,
 )
-from edge_config.models import CloudConfig, InfluxSection, IngestMqttSection, LedgerSection
+from edge_config.models import CloudConfig, InfluxSection, IngestMqttSection, LedgerSection, TrustSection
 
 ENT, GW = "ent-1", "gw-1"
 TOPICS = Topics("sf/v1", ENT, GW)
@@ -183,6 +183,7 @@ def make_ingester(tmp_path: Path, tsdb: TsdbWriter | None) -> Ingester:
         mqtt=IngestMqttSection(url="mqtt://127.0.0.1:1", inflight=1000),
         influx=None,
         ledger=LedgerSection(url=f"sqlite:///{tmp_path}/ledger.db"),
+        trust=TrustSection(mode="off"),  # hand-made messages: the pipeline's mechanics, not its trust
     )
     return Ingester(config, tsdb=tsdb, retry_initial=0.01)
 

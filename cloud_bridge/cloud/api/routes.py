@@ -6,6 +6,7 @@ reason: unknown enterprise 404, bad period 422."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Annotated
 
@@ -210,7 +211,8 @@ async def import_equipment(
     may_import(user, ent)
     data = await request.body()
     try:
-        return import_sheet(store, users, user, ent, data, filename)
+        # parsed off the event loop: a large (or hostile) sheet never holds up the other requests
+        return await asyncio.to_thread(import_sheet, store, users, user, ent, data, filename)
     except EquipmentError as e:
         raise HTTPException(422, detail={"reason": "the equipment sheet has errors", "errors": e.issues}) from None
 

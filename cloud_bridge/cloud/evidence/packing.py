@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,39 +11,42 @@ from cloud_bridge.cloud.evidence.export import FORMATS, Pack, export_pack
 from cloud_bridge.cloud.evidence.models import AuditRecord
 from cloud_bridge.cloud.evidence.signing import load_private_key
 from cloud_bridge.cloud.ledger.store import EvidenceStore
+from cloud_bridge.cloud.trust.audit import AuditReport, audit_period
 from cloud_bridge.metrics.labels import TEXTS
 from cloud_bridge.metrics.period import Period
 from edge_config.models import CloudConfig
 from edge_config.secrets import redact_url
-
-AUDIT_MODULE = "cloud_bridge.cloud.trust.audit"
 
 
 class AuditRefused(Exception):
     """The period's audit failed (or could not run): no pack unless asked for one that says so."""
 
 
-def run_audit(store: EvidenceStore, ent: str, period: Period) -> AuditRecord:
-    """`audit_period(store, ent, period)` of the trust chain, as the pack records it. Its report's `ok` (or
-    `passed`) is the verdict, `summary` the sentence; the whole report goes into audit.json."""
-    from cloud_bridge.cloud.evidence.models import AuditRecord
+def audit_summary(report: AuditReport) -> str:
+    """One sentence for the command line, the report and audit.json."""
+    checkpoints = sum(g.checkpoints for g in report.gateways)
+    rows = report.evidence_rows_checked
+    scope = f"{len(report.gateways)} gateway(s), {checkpoints} signed checkpoints, {rows} evidence rows"
+    if report.intact:
+        return f"{scope}: nothing inserted, deleted or altered"
+    shown = "; ".join(f"{f.gw} {f.kind}: {f.detail}" for f in report.findings[:3])
+    more = f" (+{len(report.findings) - 3} more)" if len(report.findings) > 3 else ""
+    return f"{scope}: {len(report.findings)} finding(s): {shown}{more}"
 
+
+def run_audit(store: EvidenceStore, config: CloudConfig, ent: str, period: Period) -> AuditRecord:
+    """The trust chain's audit of the period (`audit_period`), as the pack records it."""
+    if config.trust.mode == "off":
+        return AuditRecord(
+            status="not_available",
+            summary="trust.mode is off: the ingester keeps no signed proofs, so the ledger cannot be audited",
+        )
     try:
-        module = importlib.import_module(AUDIT_MODULE)
-    except ModuleNotFoundError as e:
-        if e.name and AUDIT_MODULE.startswith(e.name):
-            return AuditRecord(status="not_available", summary=f"{AUDIT_MODULE} is not in this build")
-        raise
-    try:
-        report = module.audit_period(store, ent, period)
-        data = report.model_dump(mode="json")
+        report = audit_period(store, ent, period)
     except Exception as e:  # recorded, not raised: the export refuses a pack whose audit did not run
         return AuditRecord(status="error", summary=f"the audit failed to run: {type(e).__name__}: {e}")
-    verdict = next((v for a in ("ok", "passed") if isinstance(v := getattr(report, a, None), bool)), None)
-    summary = str(getattr(report, "summary", "") or "")
-    if verdict is None:
-        return AuditRecord(status="error", summary="the audit report gives no verdict (ok)", report=data)
-    return AuditRecord(status="passed" if verdict else "failed", summary=summary, report=data)
+    status = "passed" if report.intact else "failed"
+    return AuditRecord(status=status, summary=audit_summary(report), report=report.model_dump(mode="json"))
 
 
 def make_pack(
@@ -61,7 +63,7 @@ def make_pack(
     """The pack of `ent` for `period` in `out_dir`, signed when the config names a key. Raises AuditRefused
     when the audit fails and `allow_failed_audit` is not set, SigningError for an unusable key, ExportError."""
     key = load_private_key(config.evidence.signing_key) if config.evidence.signing_key else None
-    audit = run_audit(store, ent, period)
+    audit = run_audit(store, config, ent, period)
     if audit.status in ("failed", "error") and not allow_failed_audit:
         raise AuditRefused(f"{TEXTS[f'audit.{audit.status}']}: {audit.summary}")
     inputs = gather_inputs(store, config, ent, period, now_ms=now_ms)

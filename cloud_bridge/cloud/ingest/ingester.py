@@ -4,7 +4,12 @@ Threads: paho's network thread receives messages and queues them; one worker thr
 message that is waiting (up to `batch_messages` messages or `batch_samples` samples, lingering up
 to `linger` seconds for more when the queue runs dry) and handles the batch:
 
-1. decode and validate each message (a broken one is set aside for the dead-letter table);
+1. decode and validate each message, bounded before parsing (a broken one is set aside for the
+   dead-letter table);
+1b. trust (`cloud_bridge.cloud.trust.gate`, README "Trust model"): topic, envelope and registry agree,
+   checkpoints and signed statuses verify, each chained message is proven by its gateway's checkpoint,
+   held until it comes (in the ledger's `unproven`, acknowledged), or refused; held messages a
+   checkpoint now proves are taken back by `sweep` after the batch (or once a second when idle);
 2. drop duplicates on (ent, gw, seq): repeats inside the batch, then ONE ledger query for the rest;
 3. write the points of all new data messages to the TSDB in ONE request;
 4. record all new messages in the ledger in ONE transaction (`Ledger.record_batch`), whose
@@ -54,7 +59,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud_bridge.cloud.ingest.metrics import IngestMetrics
 from cloud_bridge.cloud.ingest.tsdb import TsdbWriter
-from cloud_bridge.cloud.ledger.writer import Ledger
+from cloud_bridge.cloud.ledger.writer import NO_HORIZON, Flags, Ledger
+from cloud_bridge.cloud.trust.gate import Held, Refusal, TrustGate
 from cloud_bridge.wire.codec import (
     DataMessage,
     DeviceMeta,
@@ -69,8 +75,9 @@ from cloud_bridge.wire.codec import (
     parse_topic,
 )
 from cloud_bridge.wire.mqtt import host_port, make_client
+from cloud_bridge.wire.signing import chain_hash, signed_part
 from edge_config.models import CloudConfig
-from edge_config.timing import backoff_delay
+from edge_config.timing import backoff_delay, is_future, now_ms
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,6 +102,12 @@ class IngestStats:
     dead_letters: int = 0
     tsdb_skipped_strings: int = 0  # samples not written to the TSDB (strings)
     errors: int = 0  # failed store attempts (each retry counts)
+    refused: int = 0  # not provably from a registered gateway (dead-lettered; see trust_counts per gateway)
+    held: int = 0  # chained messages set aside until their checkpoint arrives
+    released: int = 0  # held messages proven later and recorded
+    checkpoints: int = 0  # signed checkpoints verified and kept
+    future_samples: int = 0  # stamped beyond the allowed skew: flagged, kept out of the evidence
+    future_events: int = 0
 
 
 class _Stopped(Exception):
@@ -127,6 +140,12 @@ class _Parsed:
     lines: list[str] = field(default_factory=list)  # line protocol of a data message
     in_tsdb: bool = False  # its points were written (never write them again, even on a retry one by one)
     claimed: bool = False  # newly recorded in the ledger by this batch
+    h: bytes | None = None  # chain hash of a chained message (SHA-256 of its signed part)
+    signed: memoryview | None = None  # its signed part (kept as the proof)
+    checkpoint: bool = False  # a checkpoint, verified in _process against the registry
+    refused: str | None = None  # what kind of refusal (counted per claimed gateway)
+    hold: bool = False  # proven by no checkpoint yet: set aside in `unproven`
+    held: Held | None = None  # taken back from `unproven`
 
     @property
     def key(self) -> Key:
@@ -159,6 +178,20 @@ class Ingester:
         self.tsdb = tsdb if tsdb is not None else (TsdbWriter(config.influx) if config.influx else None)
         self._own_ledger = ledger is None
         self.ledger = ledger if ledger is not None else Ledger(config.ledger.url)
+        self.trust = (
+            TrustGate(self.ledger.db, proof_timeout_s=config.trust.proof_timeout)
+            if config.trust.mode == "enforce"
+            else None
+        )
+        self.limits = config.limits
+        self.max_future_skew_ms = int(config.trust.max_future_skew * 1000)
+        self.max_unproven = config.trust.max_unproven
+        self._next_sweep = 0.0
+        self._next_prune = 0.0
+        self._series: dict[tuple[str, str], dict[str, set[str]]] = {}  # (ent, gw) → dev → tags created
+        self._series_count: dict[tuple[str, str], int] = {}
+        self._flags: Flags = {}  # future timestamps the ledger flagged in this batch
+        self._held_counts: dict[tuple[str, str], int] | None = None  # waiting for their proof, per gateway
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.batch_messages = max(1, min(batch_messages, m.inflight // 2))
@@ -203,6 +236,7 @@ class Ingester:
             "events": self._decode_events,
             "status": self._decode_status,
             "meta": self._decode_meta,
+            "checkpoint": self._decode_checkpoint,
         }
 
     # ------------------------------------------------------------ lifecycle
@@ -236,6 +270,7 @@ class Ingester:
             props = Properties(PacketTypes.CONNECT)
             props.ReceiveMaximum = m.inflight
             props.SessionExpiryInterval = SESSION_EXPIRY_S if self.persistent else 0
+            props.MaximumPacketSize = self.limits.max_payload + 65_536  # the broker drops larger ones for us
         self._client.connect_async(
             self.host,
             self.port,
@@ -373,6 +408,9 @@ class Ingester:
                 if items and not self._abort.is_set():
                     self._process_safely(parsed)
                     self._ack(items)
+                if not self._abort.is_set():
+                    self.sweep(force=any(p.checkpoint for p in parsed))
+                    self.prune()
             except _Stopped:
                 pass  # not acknowledged: the broker redelivers it (persistent session) or another member does
             finally:
@@ -382,7 +420,14 @@ class Ingester:
     def _collect(self) -> tuple[list[_Item], list[_Parsed], bool]:
         """Wait for a message, then take what else is waiting (and what arrives within `linger`) up
         to the batch bounds, decoding as it goes. True as the third value once stop() was called."""
-        first = self._queue.get()
+        while True:
+            try:
+                first = self._queue.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if self._abort.is_set():
+                    return [], [], True
+                self.sweep()  # held messages whose checkpoint came through another ingester, or expired
         if first is None:
             return [], [], True
         items = [first]
@@ -441,6 +486,10 @@ class Ingester:
             decoder = self._decoders.get(info.kind)
             if decoder is None:
                 raise WireError(f"topic kind {info.kind!r} is not handled")
+            if len(payload) > self.limits.max_payload:  # bounded before anything parses it
+                raise WireError(
+                    f"payload of {len(payload)} bytes: above limits.max_payload ({self.limits.max_payload})"
+                )
             decoder(info, message, p)
         except WireError as e:
             p.reason = str(e)
@@ -450,24 +499,41 @@ class Ingester:
         if p.reason is not None:
             p.record = p.status = p.meta = None
             p.samples = 0
+            p.checkpoint = False
         if "\x00" in topic:  # MQTT forbids it, but keep the dead letter storable anyway
             p.topic = repr(topic)
         return p
 
     def _decode_data(self, info: TopicInfo, message: mqtt.MQTTMessage, p: _Parsed) -> None:
+        if p.payload.count(b'"tag"') > self.limits.max_samples:  # counted before parsing
+            raise WireError(f"more than limits.max_samples ({self.limits.max_samples}) samples in one message")
         data = decode_data(p.payload)
-        _check_ids(info, data.gw, data.dev)
+        _check_ids(info, data.gw, data.dev, data.ent)
         _check_storable(p.payload, lambda: _data_strings(data))
         p.ent, p.record, p.samples = info.enterprise_id, data, len(data.samples)
+        self._chain(p, data.prev)
+
+    def _chain(self, p: _Parsed, prev: bytes | None) -> None:
+        if prev is not None:
+            part = signed_part(p.payload)
+            if part is None:
+                raise WireError("a chained message must end with its 'hist' field")
+            p.signed, p.h = part, chain_hash(part)
+
+    def _decode_checkpoint(self, info: TopicInfo, message: mqtt.MQTTMessage, p: _Parsed) -> None:
+        if len(p.payload) > 256 * 1024:
+            raise WireError("a checkpoint larger than 256 KB")
+        p.ent, p.checkpoint = info.enterprise_id, True
 
     def _decode_events(self, info: TopicInfo, message: mqtt.MQTTMessage, p: _Parsed) -> None:
         events = decode_events(p.payload)
-        _check_ids(info, events.gw, events.dev)
+        _check_ids(info, events.gw, events.dev, events.ent)
         _check_storable(
             p.payload,
             lambda: chain.from_iterable((e.kind, e.reason, e.state or "") for e in events.events),
         )
         p.ent, p.record = info.enterprise_id, events
+        self._chain(p, events.prev)
 
     def _decode_status(self, info: TopicInfo, message: mqtt.MQTTMessage, p: _Parsed) -> None:
         if self._wanted(message):
@@ -508,8 +574,12 @@ class Ingester:
         counts = dict.fromkeys(IngestStats.__dataclass_fields__, 0)
         counts["messages"], counts["batches"] = len(batch), 1
 
+        # Trust: registry, signatures, checkpoints; each chained message proven, held or refused.
+        if self.trust is not None:
+            counts["checkpoints"] += self._retry(partial(self._screen, batch))
+
         # Dedupe: repeats inside the batch, then one ledger query for the rest.
-        candidates = [p for p in batch if p.record is not None]
+        candidates = [p for p in batch if p.record is not None and not p.hold]
         fresh: list[_Parsed] = []
         if candidates:
             known = self._retry(lambda: self.ledger.recorded(p.key for p in candidates))
@@ -521,6 +591,9 @@ class Ingester:
                 else:
                     seen.add(key)
                     fresh.append(p)
+
+        # A bound on the series one gateway may create (the TSDB's index, the ledger's tag statistics).
+        fresh = [p for p in fresh if not self._over_series_cap(p)]
 
         # TSDB: every point of the new data messages in one request.
         data = [(p, p.record) for p in fresh if isinstance(p.record, DataMessage) and not p.in_tsdb]
@@ -547,6 +620,13 @@ class Ingester:
                 else:
                     counts["event_messages"] += 1
 
+        now = now_ms()
+        for p in batch:  # a status or metadata from the future would hold its place for ever: flagged, not kept
+            stamped = p.status.ts if p.status is not None else p.meta.ts if p.meta is not None else None
+            if stamped is not None and p.info is not None and is_future(stamped, now, self.max_future_skew_ms):
+                flag = (p.info.enterprise_id, p.info.gateway_id, "future:statuses")
+                self._flags[flag] = self._flags.get(flag, 0) + 1
+                p.status = p.meta = None
         for p in batch:
             if p.status is not None and p.info is not None:
                 info = p.info
@@ -558,13 +638,168 @@ class Ingester:
             if p.meta is not None:
                 self._retry(partial(self.ledger.record_meta, p.ent, p.meta))
                 counts["status_messages"] += 1
+        held = [_to_hold(p) for p in batch if p.hold and p.held is None]
+        if held and self.trust is not None:
+            self._retry(partial(self.trust.hold, held))
+            counts["held"] += len(held)
+        refusals: dict[tuple[str, str, str], tuple[int, str]] = {}
         for p in batch:
             if p.reason is not None:
                 log.warning("dead letter on %r: %s", p.topic, p.reason)
-                self._retry(partial(self.ledger.dead_letter, p.topic, p.payload, p.reason))
+                payload = p.payload[: self.limits.dead_letter_bytes]
+                self._retry(partial(self.ledger.dead_letter, p.topic, payload, p.reason))
                 counts["dead_letters"] += 1
+                if p.refused is not None and p.info is not None:
+                    what = (p.info.enterprise_id, p.info.gateway_id, f"refused:{p.refused}")
+                    refusals[what] = (refusals.get(what, (0, ""))[0] + 1, p.reason)
+                    counts["refused"] += 1
+        for what, n in self._flags.items():
+            refusals[what] = (refusals.get(what, (0, ""))[0] + n, "timestamps beyond trust.max_future_skew")
+            if what[2] in ("future:samples", "future:events"):
+                counts[what[2].replace(":", "_")] += n
+        self._flags = {}
+        if refusals and self.trust is not None:
+            self._retry(partial(self.trust.count, refusals))
         self._count(**counts)
         self.metrics.batch([p.record for p in batch])
+
+    def _over_series_cap(self, p: _Parsed) -> bool:
+        """True (and a reason set: a dead letter) when a data message would take its gateway past
+        `limits.max_series_per_gateway` distinct device/tag series."""
+        msg = p.record
+        if not isinstance(msg, DataMessage) or p.info is None:
+            return False
+        key = (p.ent, msg.gw)
+        devices = self._series.get(key)
+        if devices is None:
+            devices = {}
+            for dev, tag in self._retry(partial(self.ledger.series, p.ent, msg.gw)):
+                devices.setdefault(dev, set()).add(tag)
+            self._series[key] = devices
+            self._series_count[key] = sum(len(t) for t in devices.values())
+        known = devices.setdefault(msg.dev, set())
+        tags = {s.tag for s in msg.samples}
+        if tags <= known:
+            return False
+        new = tags - known
+        if self._series_count[key] + len(new) > self.limits.max_series_per_gateway:
+            p.reason = (
+                f"{len(new)} new series would take {p.ent}/{msg.gw} past limits.max_series_per_gateway "
+                f"({self.limits.max_series_per_gateway})"
+            )
+            p.record, p.samples = None, 0
+            return True
+        known.update(new)
+        self._series_count[key] += len(new)
+        return False
+
+    def prune(self) -> int:
+        """Dead letters past `limits.dead_letter_retention` deleted, at most once an hour."""
+        now = time.monotonic()
+        if now < self._next_prune:
+            return 0
+        self._next_prune = now + 3600.0
+        try:
+            return self.ledger.prune_dead_letters(now_ms() - int(self.limits.dead_letter_retention * 1000))
+        except Exception as e:
+            log.warning("could not prune the dead letters (%s); in an hour", e)
+            return 0
+
+    def _screen(self, batch: list[_Parsed]) -> int:
+        """Topic, envelope and registry against each other; signatures; each chained message proven
+        (its hash is the one its gateway signed), held (no checkpoint yet) or refused. Returns the
+        checkpoints kept. Idempotent: retried whole if the ledger fails."""
+        gate = self.trust
+        assert gate is not None
+        checkpoints = []
+        gateways: dict[tuple[str, str], Refusal | None] = {}  # one registry look-up per gateway and batch
+        for p in batch:
+            info = p.info
+            if p.reason is not None or info is None:
+                continue
+            ent, gw = info.enterprise_id, info.gateway_id
+            refusal: Refusal | None = None
+            if p.checkpoint:
+                c = gate.check_checkpoint(ent, gw, p.topic, p.payload)
+                if isinstance(c, Refusal):
+                    refusal = c
+                else:
+                    checkpoints.append((c, p.topic, p.payload))
+            elif p.status is not None or p.meta is not None:
+                refusal = gate.check_sealed(ent, gw, p.topic, p.payload)
+            elif p.record is not None:
+                if (ent, gw) not in gateways:
+                    gateways[(ent, gw)] = gate.gateway(ent, gw)
+                refusal = gateways[(ent, gw)]
+                if refusal is None and p.h is None:
+                    refusal = Refusal(
+                        "unchained", "no hash chain ('prev') in the envelope: not provably from the gateway"
+                    )
+            if refusal is not None:
+                _refuse(p, refusal)
+        gate.keep_checkpoints(checkpoints)
+        records = [p for p in batch if p.record is not None]
+        trusted = gate.trusted(p.key for p in records) if records else {}
+        for p in records:
+            signed = trusted.get(p.key)
+            if signed is None:
+                if p.held is not None and p.held.received_ms < now_ms() - gate.proof_timeout_ms:
+                    _refuse(p, Refusal("unproven", "no signed checkpoint covered it within trust.proof_timeout"))
+                elif p.held is None and not self._may_hold(p.key[:2]):
+                    _refuse(p, Refusal("unproven", f"more than trust.max_unproven ({self.max_unproven}) wait"))
+                else:
+                    p.hold = True
+            elif signed != p.h:
+                ent, gw, seq = p.key
+                _refuse(p, Refusal("mismatch", f"seq {seq} is not the message {ent}/{gw} signed (another hash)"))
+            else:
+                p.hold = False
+        return len(checkpoints)
+
+    def _may_hold(self, gateway: tuple[str, str]) -> bool:
+        """Room for one more message of `gateway` waiting for its proof (a flood of forgeries under its
+        name is refused past trust.max_unproven, and never fills the ledger)."""
+        if self._held_counts is None:
+            assert self.trust is not None
+            self._held_counts = self.trust.held_counts()
+        n = self._held_counts.get(gateway, 0)
+        if n >= self.max_unproven:
+            return False
+        self._held_counts[gateway] = n + 1
+        return True
+
+    def sweep(self, *, force: bool = False) -> int:
+        """Take back held messages that a checkpoint now proves (recorded) or that waited past the proof
+        timeout (refused); at most once a second unless forced. Returns how many were settled."""
+        gate = self.trust
+        now = time.monotonic()
+        if gate is None or (not force and now < self._next_sweep):
+            return 0
+        self._next_sweep = now + 1.0
+        try:
+            if not gate.any_held():
+                self._held_counts = None
+                return 0
+            covered, expired = gate.releasable(self.client_id)
+        except Exception as e:
+            log.warning("could not look at the held messages (%s); later", e)
+            return 0
+        items = {(h.ent, h.gw, h.seq, h.h): h for h in covered + expired}
+        if not items:
+            return 0
+        parsed = []
+        for h in items.values():
+            msg = mqtt.MQTTMessage(topic=h.topic.encode())
+            msg.payload = h.payload
+            p = self._parse(msg)
+            p.held = h
+            parsed.append(p)
+        self._process_safely(parsed)
+        settled = [p.held for p in parsed if p.held is not None and not p.hold]
+        self._retry(partial(gate.forget, settled))
+        self._held_counts = None  # counted again from the ledger when next needed
+        self._count(released=sum(1 for p in parsed if p.claimed))
+        return len(settled)
 
     def _write_tsdb(self, group: list[_Parsed]) -> int:
         """Write the group's points as one request (retried while the TSDB fails); return the points
@@ -594,12 +829,18 @@ class Ingester:
         one's `claimed`. If the ledger refuses it for what it holds (a data error, not an outage),
         halve the group to find the messages it refuses: those get a `reason` (dead letters)."""
         pairs = [(p.ent, p.record) for p in group if p.record is not None]
+        proofs = {p.key: (p.h, p.signed) for p in group if p.h is not None and p.signed is not None}
+        horizon = now_ms() + self.max_future_skew_ms if self.max_future_skew_ms else NO_HORIZON
+
+        def record() -> list[bool]:
+            flags: Flags = {}
+            claimed = self.ledger.record_batch(pairs, proofs=proofs, horizon_ms=horizon, flags=flags)
+            for k, n in flags.items():
+                self._flags[k] = self._flags.get(k, 0) + n
+            return claimed
+
         try:
-            claimed = self._retry(
-                lambda: self.metrics.timed("ledger", lambda: self.ledger.record_batch(pairs)),
-                store="ledger",
-                refusal=_ledger_refusal,
-            )
+            claimed = self._retry(lambda: self.metrics.timed("ledger", record), store="ledger", refusal=_ledger_refusal)
         except _Rejected as e:
             if len(group) == 1:
                 group[0].reason = str(e)
@@ -644,11 +885,26 @@ class Ingester:
                 raise _Stopped
 
 
-def _check_ids(info: TopicInfo, gw: str, dev: str) -> None:
+def _refuse(p: _Parsed, refusal: Refusal) -> None:
+    p.reason, p.refused = refusal.reason, refusal.what
+    p.record = p.status = p.meta = None
+    p.samples = 0
+    p.checkpoint = p.hold = False
+
+
+def _to_hold(p: _Parsed) -> Held:
+    ent, gw, seq = p.key
+    assert p.h is not None
+    return Held(ent, gw, seq, p.h, p.topic, p.payload, now_ms())
+
+
+def _check_ids(info: TopicInfo, gw: str, dev: str, ent: str | None = None) -> None:
     if gw != info.gateway_id or dev != info.device_id:
         raise WireError(
             f"payload gw/dev {gw!r}/{dev!r} do not match the topic's {info.gateway_id!r}/{info.device_id!r}"
         )
+    if ent is not None and ent != info.enterprise_id:
+        raise WireError(f"payload ent {ent!r} does not match the topic's {info.enterprise_id!r}")
 
 
 # JSON escapes of U+0000 or of a UTF-16 surrogate: the strings may hold what the stores cannot (a NUL

@@ -40,15 +40,22 @@ def _int(name: str) -> Column[int]:
     return Column(name, BigInteger, nullable=False)
 
 
+def _blob(name: str, *, key: bool = False) -> Column[bytes]:
+    return Column(name, LargeBinary, primary_key=key, nullable=False)
+
+
+def _message_key() -> list[Column[Any]]:
+    """ent, gw, seq: a message's identity, the start of the primary key."""
+    return [_key("ent"), _key("gw"), Column("seq", BigInteger, primary_key=True)]
+
+
 # ---------------------------------------------------------------- what was received (writer.py)
 
 # One row per message: its commit point, (ent, gw, seq) claimed once whoever brings it.
 received = Table(
     "received",
     metadata,
-    _key("ent"),
-    _key("gw"),
-    Column("seq", BigInteger, primary_key=True),
+    *_message_key(),
     _text("dev"),
     _text("kind"),
     _int("received_ms"),
@@ -229,3 +236,78 @@ audit_log = Table(
 auth_settings = Table("auth_settings", metadata, _key("k"), _text("v"))
 
 USER_TABLES = (api_users, api_tokens, audit_log, auth_settings)
+
+
+# ---------------------------------------------------------------- trust (cloud/trust/, README "Trust model")
+
+# The gateway registry: one row per key a gateway was ever given; at most one `active` per gateway.
+gateway_keys = Table(
+    "gateway_keys",
+    metadata,
+    _key("ent"),
+    _key("gw"),
+    _key("fingerprint"),  # SHA-256 of the raw public key, hex
+    _text("public_key"),  # ed25519:<base64>
+    _text("status"),  # active | revoked | replaced
+    _text("mqtt_user"),
+    _text("mqtt_password", nullable=True),  # the broker's own hash ($7$ PBKDF2-SHA512), never the password
+    _int("added_ms"),
+    Column("revoked_ms", BigInteger, nullable=True),
+)
+
+# Signed checkpoints as received: the gateway's own statement of the chain hash of each message.
+chain_checkpoints = Table(
+    "chain_checkpoints",
+    metadata,
+    _key("ent"),
+    _key("gw"),
+    Column("last_seq", BigInteger, primary_key=True),
+    _int("first_seq"),
+    _int("ts"),
+    _blob("prev"),
+    _blob("hashes"),  # 32 bytes per seq, first..last
+    _text("key"),  # fingerprint of the signing key
+    _text("topic"),  # the signature covers it
+    _blob("payload"),  # the sealed payload, re-verifiable by the audit
+    _int("received_ms"),
+    Index("chain_checkpoints_ts", "ent", "ts"),
+)
+
+# The signed part of every recorded chained message (LZ4): what the audit re-derives the evidence from.
+message_bodies = Table(
+    "message_bodies",
+    metadata,
+    *_message_key(),
+    _blob("body"),  # LZ4 block of the signed part: its SHA-256 is the chain hash its checkpoint signs
+    _int("ts_min"),
+    _int("ts_max"),
+    _int("horizon_ms"),  # timestamps past it were flagged as in the future and kept out of the evidence
+    Index("message_bodies_ts", "ent", "ts_min"),
+)
+
+# Chained messages waiting for the checkpoint that proves them (refused after trust.proof_timeout).
+unproven = Table(
+    "unproven",
+    metadata,
+    *_message_key(),
+    _blob("h", key=True),
+    _text("topic"),
+    _blob("payload"),
+    _int("received_ms"),
+    _text("claimed_by", nullable=True),  # the ingester settling it (shared groups: one of them, not all)
+    Column("claimed_ms", BigInteger, nullable=True),
+)
+
+# What the ingester refused or flagged, per claimed gateway and reason.
+trust_counts = Table(
+    "trust_counts",
+    metadata,
+    _key("ent"),
+    _key("gw"),
+    _key("what"),  # refused:<kind> or future:samples / future:events
+    _int("count"),
+    _int("last_ms"),
+    _text("last_reason"),
+)
+
+TRUST_TABLES = (gateway_keys, chain_checkpoints, message_bodies, unproven, trust_counts)

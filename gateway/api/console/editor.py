@@ -233,7 +233,7 @@ def build_editor(agent: AgentView, site: Site) -> APIRouter:
             raise HTTPException(413, detail=f"the sheet is larger than {MAX_SHEET >> 20} MB")
         name = sheet.filename or "tags.csv"
         try:
-            tags, _kind, _ignored = read_tags(data, name)
+            tags, _kind, _ignored = await asyncio.to_thread(read_tags, data, name)  # off the event loop
         except SheetError as e:
             return page(request, flashes=[("error", line) for line in e.issues])
         current = draft.current(agent)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
 import stat
@@ -221,7 +222,7 @@ def build_packs(site: Site) -> APIRouter:
         data = await sheet.read(MAX_UPLOAD + 1)
         filename = sheet.filename or "equipment.csv"
         try:
-            done = import_sheet(store, users, user, ent, data, filename)
+            done = await asyncio.to_thread(import_sheet, store, users, user, ent, data, filename)
         except EquipmentError as e:
             flashes = [("error", site.text(request, "ui.ledger_errors")), *(("error", i) for i in e.issues)]
             return site.render(request, "imported.html.j2", title=ent, status=422, ent=ent, items=[], flashes=flashes)

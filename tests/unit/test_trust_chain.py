@@ -1,0 +1,237 @@
+"""The hash chain and its checkpoints, end to end without a broker: the gateway's key, the buffer chaining
+in its seq transaction, the publisher's bytes and order, and the ingester proving, holding, releasing
+and refusing (a real SQLite ledger; messages handed to `handle_batch` as the MQTT worker would)."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from sqlalchemy import select
+
+from cloud_bridge.cloud.ingest.ingester import Ingester
+from cloud_bridge.cloud.ledger import schema
+from cloud_bridge.cloud.trust.broker import hash_parts, mosquitto_hash
+from cloud_bridge.cloud.trust.registry import Registry, RegistryError
+from cloud_bridge.uplink.buffer import Buffer, Chain, Outgoing, Pending
+from cloud_bridge.uplink.identity import load_identity, load_or_create_identity
+from cloud_bridge.uplink.publisher import Publisher
+from cloud_bridge.wire.codec import Sample, Status, Topics, decode_data, encode_data_body, encode_status
+from cloud_bridge.wire.signing import (
+    GENESIS,
+    SignatureError,
+    chain_hash,
+    decode_checkpoint,
+    parse_public_key,
+    seal,
+    signed_part,
+    verify_sealed,
+)
+from edge_config.models import CloudConfig, IngestMqttSection, LedgerSection, MqttSection, TrustSection
+
+ENT, GW = "ent-1", "gw-1"
+TOPICS = Topics("sf/v1", ENT, GW)
+
+
+def test_the_identity_is_made_once_private_and_kept(tmp_path: Path) -> None:
+    ident = load_or_create_identity(tmp_path)
+    assert stat.S_IMODE(ident.path.stat().st_mode) == 0o600
+    again = load_or_create_identity(tmp_path)
+    assert again.fingerprint == ident.fingerprint and again.public_key == ident.public_key
+    assert "PRIVATE" not in repr(ident) and ident.fingerprint[:32] in repr(ident)
+    ident.path.chmod(0o644)
+    assert load_identity(tmp_path) is not None and stat.S_IMODE(ident.path.stat().st_mode) == 0o600
+    assert parse_public_key(ident.public_key) is not None
+
+
+def test_a_sealed_payload_is_bound_to_its_bytes_and_its_topic(tmp_path: Path) -> None:
+    key = load_or_create_identity(tmp_path).key
+    pub = key.public_key()
+    payload = seal(key, TOPICS.status, encode_status(Status(True, 5, version="1")))
+    verify_sealed(pub, TOPICS.status, payload)
+    assert json.loads(payload)["online"] is True  # still the status every consumer reads
+    with pytest.raises(SignatureError):
+        verify_sealed(pub, TOPICS.status, payload.replace(b"true", b"false"))
+    with pytest.raises(SignatureError):
+        verify_sealed(pub, "sf/v1/ent-1/gw-2/status", payload)  # moved to another gateway's topic
+    with pytest.raises(SignatureError):
+        verify_sealed(pub, TOPICS.status, encode_status(Status(True, 5, version="1")))  # unsigned
+
+
+def chained_buffer(tmp_path: Path, every: int = 4, interval_ms: int = 60_000) -> Buffer:
+    key = load_or_create_identity(tmp_path / "id").key
+    return Buffer(tmp_path / "buffer.db", chain=Chain(ENT, GW, key, TOPICS.checkpoint, every, interval_ms))
+
+
+def data(i: int) -> Outgoing:
+    body = encode_data_body([Sample("t", float(i), 1_000 + i)])
+    return Outgoing("data", TOPICS.data("d1"), "d1", body, samples=1)
+
+
+def test_the_buffer_chains_in_its_seq_transaction_and_seals_before_sending(tmp_path: Path) -> None:
+    buf = chained_buffer(tmp_path)
+    pub = Publisher(MqttSection(), TOPICS, buf, version="t")
+    buf.enqueue([data(i) for i in range(3)])
+    assert buf.peek(10) == [] and buf.unsealed == 3, "nothing goes out before its checkpoint"
+    buf.enqueue([data(3)])  # the 4th: sealed in the same transaction
+    rows = buf.peek(10)
+    assert [r.seq for r in rows] == [1, 2, 3, 4]
+    [cp_row] = buf.checkpoints()
+    cp = decode_checkpoint(cp_row.body)
+    verify_sealed(buf.chain.key.public_key(), TOPICS.checkpoint, cp_row.body)  # type: ignore[union-attr]
+    assert (cp.first, cp.last, cp.prev) == (1, 4, GENESIS)
+    prev = GENESIS
+    for row in rows:  # what the publisher sends hashes to what the checkpoint signs, hist or not
+        for hist in (False, True):
+            payload = pub._payload(Pending(row.id, row.kind, row.topic, row.dev, row.seq, row.body, False, 1,
+                                           row.created_ms if not hist else -1, row.prev))  # fmt: skip
+            part = signed_part(payload)
+            assert part is not None and chain_hash(part) == cp.hash_of(row.seq or 0)
+            msg = decode_data(payload)
+            assert msg.prev == prev and msg.ent == ENT and msg.hist is hist
+        prev = cp.hash_of(row.seq or 0) or b""
+    # after a restart the chain goes on from its head; an idle gateway seals after the interval
+    buf.close()
+    buf = chained_buffer(tmp_path, interval_ms=1)
+    buf.enqueue([data(4)])
+    assert not buf.seal_if_due(now_ms=buf._unsealed_since), "not yet"
+    assert buf.seal_if_due(now_ms=buf._unsealed_since + 1)
+    second = decode_checkpoint(buf.checkpoints()[-1].body)
+    assert (second.first, second.last, second.prev) == (5, 5, cp.head)
+
+
+def test_the_publisher_sends_each_checkpoint_before_the_messages_it_covers(tmp_path: Path) -> None:
+    buf = chained_buffer(tmp_path, every=2)
+    pub = Publisher(MqttSection(), TOPICS, buf, version="t")
+    buf.enqueue([data(0), data(1)])
+    buf.enqueue([data(2), data(3)])
+
+    class Wire:
+        def __init__(self) -> None:
+            self.topics: list[str] = []
+
+        def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> mqtt.MQTTMessageInfo:
+            self.topics.append(topic)
+            info = mqtt.MQTTMessageInfo(len(self.topics))
+            info.rc = mqtt.MQTT_ERR_SUCCESS
+            return info
+
+    wire = Wire()
+    pub._client = wire
+    pub.stats.connected = True
+    pub._next_status = float("inf")
+    assert pub._drain_once() == 6
+    assert wire.topics[:2] == [TOPICS.checkpoint] * 2 and wire.topics[2:] == [TOPICS.data("d1")] * 4
+
+
+# ---------------------------------------------------------------- the ingester's side
+
+
+def ingester(tmp_path: Path, max_unproven: int = 10_000) -> Ingester:
+    config = CloudConfig(
+        mqtt=IngestMqttSection(url="mqtt://127.0.0.1:1", inflight=1000),
+        ledger=LedgerSection(url=f"sqlite:///{tmp_path}/ledger.db"),
+        trust=TrustSection(proof_timeout=600, max_unproven=max_unproven),
+    )
+    return Ingester(config, retry_initial=0.01)
+
+
+def message(topic: str, payload: bytes) -> mqtt.MQTTMessage:
+    m = mqtt.MQTTMessage(topic=topic.encode())
+    m.payload = payload
+    return m
+
+
+def wire_messages(buf: Buffer) -> tuple[list[mqtt.MQTTMessage], list[mqtt.MQTTMessage]]:
+    """(checkpoints, data messages) as the publisher would send them."""
+    pub = Publisher(MqttSection(), TOPICS, buf, version="t")
+    cps = [message(c.topic, c.body) for c in buf.checkpoints()]
+    return cps, [message(r.topic, pub._payload(r)) for r in buf.peek(100)]
+
+
+def recorded(ing: Ingester) -> list[int]:
+    r = schema.received.c
+    return sorted(int(x["seq"]) for x in ing.ledger.db.rows(select(r.seq).where(r.ent == ENT, r.gw == GW)))
+
+
+def test_messages_before_their_checkpoint_are_held_then_recorded(tmp_path: Path) -> None:
+    buf = chained_buffer(tmp_path / "edge")
+    buf.enqueue([data(i) for i in range(4)])
+    cps, msgs = wire_messages(buf)
+    ing = ingester(tmp_path)
+    try:
+        Registry(ing.ledger.db).add(ENT, GW, load_or_create_identity(tmp_path / "edge" / "id").public_key)
+        ing.handle_batch(msgs)  # e.g. the checkpoint went to another ingester of the group
+        assert recorded(ing) == [] and ing.stats.held == 4 and ing.ledger.total_samples() == 0
+        ing.handle_batch(cps)
+        ing.sweep(force=True)
+        assert recorded(ing) == [1, 2, 3, 4] and ing.stats.released == 4
+        assert not ing.ledger.db.rows(select(schema.unproven))
+        ing.handle_batch(cps + msgs)  # redelivered: duplicates, nothing twice
+        assert recorded(ing) == [1, 2, 3, 4] and ing.ledger.total_samples() == 4
+    finally:
+        ing.ledger.close()
+
+
+def test_a_flood_of_unproven_messages_is_bounded(tmp_path: Path) -> None:
+    buf = chained_buffer(tmp_path / "edge", every=100)
+    buf.enqueue([data(i) for i in range(5)])
+    buf.seal_if_due(force=True)
+    _, msgs = wire_messages(buf)  # their checkpoint never comes
+    ing = ingester(tmp_path, max_unproven=3)
+    try:
+        Registry(ing.ledger.db).add(ENT, GW, load_or_create_identity(tmp_path / "edge" / "id").public_key)
+        ing.handle_batch(msgs)
+        assert ing.stats.held == 3 and ing.stats.refused == 2
+        assert len(ing.ledger.db.rows(select(schema.unproven))) == 3
+    finally:
+        ing.ledger.close()
+
+
+def test_unregistered_revoked_unchained_and_unsigned_are_refused_and_counted(tmp_path: Path) -> None:
+    buf = chained_buffer(tmp_path / "edge")
+    buf.enqueue([data(i) for i in range(4)])
+    cps, msgs = wire_messages(buf)
+    ing = ingester(tmp_path)
+    registry = Registry(ing.ledger.db)
+    public = load_or_create_identity(tmp_path / "edge" / "id").public_key
+    try:
+        ing.handle_batch(cps + msgs[:1])  # not registered
+        registry.add(ENT, GW, public)
+        ing.trust.registry.invalidate()  # type: ignore[union-attr]
+        with pytest.raises(RegistryError):
+            registry.add("ent-2", "gw-9", public)  # one key, one gateway
+        unchained = Outgoing("data", "", "d1", encode_data_body([Sample("t", 1.0, 5)]))
+        from cloud_bridge.wire.codec import envelope
+
+        ing.handle_batch([message(TOPICS.data("d1"), envelope(GW, "d1", 99, False, unchained.body))])
+        ing.handle_batch([message(TOPICS.status, encode_status(Status(False, 9, version="x")))])  # unsigned
+        ing.handle_batch(cps + msgs[1:3])
+        assert recorded(ing) == [2, 3]
+        registry.revoke(ENT, GW)
+        ing.trust.registry.invalidate()  # type: ignore[union-attr]
+        ing.handle_batch(msgs[3:])
+        assert recorded(ing) == [2, 3], "nothing from a revoked gateway"
+        counts = {x["what"]: x["count"] for x in ing.trust.counts(ENT)}  # type: ignore[union-attr]
+        assert counts == {
+            "refused:unregistered": 3,  # a checkpoint, a message, and the message after the revocation
+            "refused:unchained": 1,
+            "refused:signature": 1,
+        }
+    finally:
+        ing.ledger.close()
+
+
+def test_the_brokers_password_hash_is_mosquittos() -> None:
+    # the line `mosquitto_passwd -b FILE alice secret` wrote on this machine
+    line = (
+        "$7$101$BdD1jPGmgjV1BWjf$hNLSVc+txPLsDjSOsUFfsYMDWP9XQmzXtvoMidU5zF0BWX11hFxCfXecHL/ZuMD0zxYv+3xc8/"
+        "RQ5IoPq1kzxQ=="
+    )
+    salt, _, _ = hash_parts(line)
+    import base64
+
+    assert mosquitto_hash("secret", salt=base64.b64decode(salt)) == line
