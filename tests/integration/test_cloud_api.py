@@ -250,6 +250,7 @@ def test_a_signed_pack_from_the_same_ledger_recomputes_and_agrees_with_the_api(
     cloud = tmp_path / "cloud.yaml"
     cloud.write_text(
         f'ledger: {{url: "{ledger_url}"}}\nevidence: {{signing_key: "{key}"}}\n'
+        "trust: {mode: 'off'}\n"  # the ledger is filled by the test, not by proven messages
         'enterprises:\n  - {id: ent-1, name: 某纺织有限公司, shifts: [{name: A, start: "08:00", end: "17:00",'
         ' breaks: [{start: "12:00", end: "13:00"}]}]}\n',
         encoding="utf-8",

@@ -90,7 +90,8 @@ def test_ingester_metrics(tmp_path: Path, mosquitto: MosquittoServer, victoria: 
     cloud = tmp_path / "cloud.yaml"
     cloud.write_text(
         f'mqtt: {{url: "{mosquitto.url}"}}\ninflux: {{url: "{victoria.url}"}}\n'
-        f'ledger: {{url: "sqlite:///{tmp_path}/ledger.db"}}\ningest: {{metrics_listen: "127.0.0.1:{port}"}}\n',
+        f'ledger: {{url: "sqlite:///{tmp_path}/ledger.db"}}\ningest: {{metrics_listen: "127.0.0.1:{port}"}}\n'
+        "trust: {mode: 'off'}\n",  # the test publishes hand-made, unchained messages
         encoding="utf-8",
     )
     url = f"http://127.0.0.1:{port}/metrics"

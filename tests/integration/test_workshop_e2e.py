@@ -17,6 +17,7 @@ from simulators.workshop import Workshop, WorkshopSpec
 from tests.integration.conftest import MosquittoServer
 from tests.integration.spy import Spy, gateway, wait_until
 from tests.ports import free_port, free_port_block
+from tests.trust import enrol
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +46,7 @@ async def test_every_industry_runs_end_to_end(protocol: str, tmp_path: Path, mos
                                    api=f"127.0.0.1:{free_port()}")  # fmt: skip
         write_config(path, config, "written by the test as edgegw simulate --write-config writes it")
         cfg = load_gateway_config(path)  # the generated file validates as it is
+        enrol(f"sqlite:///{ledger_path}", cfg)  # as `edgegw cloud gateway add` does
         ids = [d.id for d in cfg.devices]
         assert len(ids) == (22 if protocol == "rtu" else 11)
         async with gateway(cfg) as agent:
