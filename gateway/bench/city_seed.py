@@ -84,9 +84,13 @@ def parse(text: str) -> list[SeedEnterprise]:
         raise ValueError(f"city seed: the columns must be {', '.join(COLUMNS)}")
     return [
         SeedEnterprise(
-            r["enterprise_id"], r["name"], r["industry"], int(r["devices"]), int(r["tags_per_device"]),
+            r["enterprise_id"],
+            r["name"],
+            r["industry"],
+            int(r["devices"]),
+            int(r["tags_per_device"]),
             float(r["rbe_per_min"]),
-        )  # fmt: skip
+        )
         for r in rows
     ]
 

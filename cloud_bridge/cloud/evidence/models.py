@@ -567,3 +567,38 @@ class AuditRecord(Model):
     status: Literal["passed", "failed", "not_available", "error"]
     summary: str
     report: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------- the pilot's overview (overview.py)
+
+
+class OverviewRow(Model):
+    """One enterprise's equipment indicators for the period, as its evidence's summary gives them."""
+
+    enterprise: Enterprise
+    period: PeriodBounds
+    denominator_source: Literal["equipment_ledger", "gateway_metadata"]
+    equipment_total: int
+    networked: Indicator = Field(description="生产设备联网率: networked / all production equipment")
+    online_now: OnlineNow
+    online_time: OnlineTime = Field(description="online time inside planned time, connected devices")
+    oee_devices: int = Field(description="devices with OEE figures (per device in the enterprise's evidence)")
+
+
+class OverviewTotals(Model):
+    enterprises: int
+    equipment_total: int
+    networked: int
+    online_planned_s: float
+    planned_s: float
+    online_rate: float | None
+
+
+class Overview(Model):
+    """Every enterprise's indicators for one period (GET /api/v1/overview, the portal's overview page)."""
+
+    generated_at_ms: EpochMs
+    enterprises: list[OverviewRow]
+    totals: OverviewTotals
+    computed_from_days: int = Field(description="enterprises summed from the per-device-day summaries")
+    computed_in_full: int = Field(description="enterprises computed from their full evidence (see README)")

@@ -311,3 +311,28 @@ trust_counts = Table(
 )
 
 TRUST_TABLES = (gateway_keys, chain_checkpoints, message_bodies, unproven, trust_counts)
+
+
+# ---------------------------------------------------------------- the overview's day summaries (days.py)
+
+# Per device and closed local day: what the online and networked figures of any period made of whole days sum
+# (cloud/evidence/overview.py). A cache: computed from the ledger when first asked for, dropped by the writer
+# when late data arrives for the day or before it, and keyed by the calendar it was computed under.
+device_days = Table(
+    "device_days",
+    metadata,
+    *_device(key=True),
+    Column("day", BigInteger, primary_key=True),  # epoch ms of the local midnight the day starts at
+    _int("day_end"),
+    _text("calendar"),  # fingerprint of the time zone and shifts (overview.calendar_key)
+    _int("online_ms"),
+    _int("online_planned_ms"),
+    _int("planned_ms"),
+    Column("online_end", Boolean, nullable=False),  # online at the day's end
+    _int("samples"),
+    _int("good_samples"),
+    Column("first_ts", BigInteger, nullable=True),
+    Column("last_ts", BigInteger, nullable=True),
+    _int("computed_ms"),
+    Index("device_days_ent_day", "ent", "day"),
+)

@@ -40,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.sql.elements import ColumnElement
 
+from cloud_bridge.cloud.ledger.days import forget_days
 from cloud_bridge.cloud.ledger.schema import (
     dead_letters,
     device_activity,
@@ -247,6 +248,7 @@ class Ledger:
             if horizon_ms != NO_HORIZON:
                 new_data = _within(new_data, horizon_ms, flagged, "future:samples")
                 new_events = _within(new_events, horizon_ms, flagged, "future:events")
+            _forget_days(conn, [*new_data, *new_events], now)
             spans: dict[int, tuple[int, int]] = {}  # id(message) → its earliest and latest timestamp
             if new_data:
                 spans = self._add_data_stats(conn, new_data)  # statistics of all data messages at once
@@ -574,3 +576,8 @@ def _filters(
 ) -> list[ColumnElement[bool]]:
     """`column = value` for each condition given (not None)."""
     return [columns[name] == v for name, v in conditions.items() if v is not None]
+
+
+def _forget_days(conn: Connection, items: Sequence[tuple[str, DataMessage | EventMessage]], now: int) -> None:
+    """Late data changes the overview's day summaries of its device from its day on: drop them (days.py)."""
+    forget_days(conn, ((ent, m.gw, m.dev, message_span(m)[0]) for ent, m in items), now)
