@@ -97,6 +97,19 @@ def test_indicators_devices_and_oee(client: TestClient) -> None:
     assert csv_text.startswith("id,name,type,line,key_process,digitized,gateway,device")
 
 
+def test_the_overview_is_each_enterprises_summary(client: TestClient) -> None:
+    ov = client.get("/api/v1/overview", params=DAY).json()
+    [row] = ov["enterprises"]
+    s = client.get("/api/v1/enterprises/ent-1/summary", params=DAY).json()["summary"]
+    assert row["enterprise"] == {"id": "ent-1", "name": "某纺织有限公司"}
+    for key in ("networked", "digitized", "online_now", "online_time", "oee_devices", "equipment_total"):
+        assert row[key] == s[key], key
+    assert row["networked"]["numerator"] == 1 and ov["totals"]["equipment_total"] == 3
+    assert (ov["computed_from_days"], ov["computed_in_full"]) == (1, 0)
+    r = client.get("/api/v1/overview", params={"from": "2024-05-02", "to": "2024-05-01"})
+    assert r.status_code == 422 and "bad period" in r.text
+
+
 def test_openapi_names_the_models_and_the_real_answers_fit_them(client: TestClient) -> None:
     doc = client.get("/openapi.json").json()
     schemas = doc["components"]["schemas"]
@@ -122,6 +135,7 @@ def test_openapi_names_the_models_and_the_real_answers_fit_them(client: TestClie
         (f"{ent}/devices", DAY),
         (f"{ent}/devices/{{device}}/oee", DAY),
         (f"{ent}/equipment", {}),
+        ("/api/v1/overview", DAY),
     ]
     for path, params in answers:
         r = client.get(path.format(ent="ent-1", device="press-01"), params=params)

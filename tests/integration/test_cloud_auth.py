@@ -51,7 +51,7 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Test
 def test_matrix(setup: tuple[TestClient, dict[str, str], str]) -> None:
     client, tokens, _url = setup
     assert client.get("/api/v1/health").status_code == 200
-    for path, params in READS:
+    for path, params in [*READS, ("/api/v1/overview", DAY)]:
         assert client.get(path.format(ent="ent-1"), params=params).status_code == 401
     for name, (_ents, read1, read2, imp1) in ROLES.items():
         h = {"Authorization": f"Bearer {tokens[name]}"}
@@ -62,6 +62,10 @@ def test_matrix(setup: tuple[TestClient, dict[str, str], str]) -> None:
             assert got2 == (404 if read2 else 403), (name, path, got2)  # ent-2 may be read, and is unknown
         listed = [e["id"] for e in client.get("/api/v1/enterprises", headers=h).json()]
         assert ("ent-1" in listed) == read1, name
+        shown = [
+            r["enterprise"]["id"] for r in client.get("/api/v1/overview", params=DAY, headers=h).json()["enterprises"]
+        ]
+        assert shown == (["ent-1"] if read1 else []), name
         r = client.put(
             "/api/v1/enterprises/ent-1/equipment", params={"filename": "l.csv"}, content=LEDGER_CSV.encode(), headers=h
         )

@@ -16,7 +16,8 @@ from fastapi.responses import PlainTextResponse
 from cloud_bridge.cloud.api.auth import Caller, Users, may_read
 from cloud_bridge.cloud.api.models import EnterpriseListed, EquipmentImported, EquipmentLedger, Health
 from cloud_bridge.cloud.evidence.build import build_evidence, enterprise_period, oee_of
-from cloud_bridge.cloud.evidence.models import Device, DeviceOee, Evidence, PeriodBounds, SummaryAnswer
+from cloud_bridge.cloud.evidence.models import Device, DeviceOee, Evidence, Overview, PeriodBounds, SummaryAnswer
+from cloud_bridge.cloud.evidence.overview import build_overview
 from cloud_bridge.cloud.ledger.equipment import EquipmentError, equipment_csv
 from cloud_bridge.cloud.ledger.store import EvidenceStore
 from cloud_bridge.cloud.ledger.users import CloudUser, CloudUsers
@@ -71,12 +72,42 @@ def health(store: Store) -> Health:
     return Health(status="ok", version=__version__, ledger=redact_url(store.url))
 
 
+def readable(store: EvidenceStore, config: CloudConfig, user: CloudUser) -> list[str]:
+    """The enterprises (configured or in the ledger) this user may read, sorted."""
+    return sorted(i for i in {e.id for e in config.enterprises} | set(store.enterprises()) if user.may_read(i))
+
+
 @router.get("/enterprises")
 def enterprises(store: Store, config: Config, user: Caller) -> list[EnterpriseListed]:
     """The enterprises this user may read."""
     known = {e.id: e for e in config.enterprises}
-    ids = sorted(i for i in set(known) | set(store.enterprises()) if user.may_read(i))
+    ids = readable(store, config, user)
     return [EnterpriseListed(id=i, name=known[i].name if i in known else "", configured=i in known) for i in ids]
+
+
+def pilot_overview(request: Request, store: EvidenceStore, config: CloudConfig, user: CloudUser,
+                   start: str | None, end: str | None) -> Overview:  # fmt: skip
+    """The overview of every enterprise the user may read (the API's and the portal's); 422 on a bad period."""
+    now: int = request.app.state.clock()
+    today = iso_local(now, config.timezone)[:10]
+    try:
+        return build_overview(store, config, readable(store, config, user), start or today, end or today, now_ms=now)
+    except PeriodError as e:
+        raise HTTPException(422, detail=f"bad period: {e}") from None
+
+
+@router.get("/overview")
+def overview(
+    request: Request, store: Store, config: Config, user: Caller, users: Users, start: From = None, end: To = None
+) -> Overview:
+    """The pilot in one call: every enterprise this user may read (evaluators all or those assigned, admins all)
+    with its networked equipment ratio (MIIT 2024 band), digitized ratio, devices online now, online time inside
+    planned time and OEE devices for the period; each row equals the enterprise's evidence summary."""
+    ov = pilot_overview(request, store, config, user, start, end)
+    p = ov.enterprises[0].period if ov.enterprises else None
+    users.audit(user.name, "read", "", f"{request.url.path} {len(ov.enterprises)} enterprises "
+                f"{p.from_ms if p else ''}..{p.to_ms if p else ''}")  # fmt: skip
+    return ov
 
 
 @router.get("/enterprises/{ent}/evidence")

@@ -572,6 +572,13 @@ class AuditRecord(Model):
 # ---------------------------------------------------------------- the pilot's overview (overview.py)
 
 
+class OverviewGateway(Model):
+    gateway: str
+    online: bool | None
+    status_ts: EpochMs | None
+    offline_from_ms: EpochMs | None = Field(description="offline now: its devices count offline from then")
+
+
 class OverviewRow(Model):
     """One enterprise's equipment indicators for the period, as its evidence's summary gives them."""
 
@@ -580,9 +587,11 @@ class OverviewRow(Model):
     denominator_source: Literal["equipment_ledger", "gateway_metadata"]
     equipment_total: int
     networked: Indicator = Field(description="生产设备联网率: networked / all production equipment")
+    digitized: Indicator = Field(description="生产设备数字化率, as the equipment ledger declares it")
     online_now: OnlineNow
     online_time: OnlineTime = Field(description="online time inside planned time, connected devices")
     oee_devices: int = Field(description="devices with OEE figures (per device in the enterprise's evidence)")
+    gateways: list[OverviewGateway]
 
 
 class OverviewTotals(Model):

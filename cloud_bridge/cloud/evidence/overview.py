@@ -51,6 +51,7 @@ from cloud_bridge.cloud.evidence.models import (
     OnlineNow,
     OnlineTime,
     Overview,
+    OverviewGateway,
     OverviewRow,
     OverviewTotals,
     PackPeriod,
@@ -202,6 +203,7 @@ def _row(
     devices: dict[Key, _Device],
     equipment: Sequence[Equipment],
     config: CloudConfig,
+    gateways: list[OverviewGateway],
 ) -> OverviewRow:
     """The enterprise's summary from its devices' figures, put together as `compute_evidence` does."""
     rule = _rule(rule_info(config, ent))
@@ -218,6 +220,7 @@ def _row(
         in_ledger: bool
         production: bool | None
         oee: bool
+        digitized: bool | None = None
 
     per: dict[Key, R] = {}
     for k in seen:
@@ -247,10 +250,10 @@ def _row(
     for e in equipment:
         keys = _matches(e, seen)
         if keys:
-            rows.append(dataclasses.replace(per[keys[0]], in_ledger=True))
+            rows.append(dataclasses.replace(per[keys[0]], in_ledger=True, digitized=e.digitized))
             matched.add(keys[0])
         else:
-            rows.append(R(False, False, False, 0.0, 0.0, True, None, False))
+            rows.append(R(False, False, False, 0.0, 0.0, True, None, False, e.digitized))
     rows.extend(per[k] for k in seen if k not in matched)
     basis = [r for r in rows if r.in_ledger] if equipment else [r for r in rows if r.production is not False]
     connected = [r for r in basis if r.connected]
@@ -263,6 +266,7 @@ def _row(
         denominator_source="equipment_ledger" if equipment else "gateway_metadata",
         equipment_total=total,
         networked=_indicator(sum(1 for r in basis if r.networked), total),
+        digitized=_indicator(sum(1 for r in basis if r.digitized), total),
         online_now=OnlineNow(online=sum(1 for r in basis if r.online_now), of=total, at_ms=period.as_of),
         online_time=OnlineTime(
             devices=len(connected),
@@ -271,6 +275,7 @@ def _row(
             rate=ratio(online_planned, planned),
         ),
         oee_devices=sum(1 for r in rows if r.oee),
+        gateways=gateways,
     )
 
 
@@ -283,10 +288,16 @@ def overview_row(ev: Evidence) -> OverviewRow:
         denominator_source=s.denominator_source,
         equipment_total=s.equipment_total,
         networked=s.networked,
+        digitized=s.digitized,
         online_now=s.online_now,
         online_time=s.online_time,
         oee_devices=s.oee_devices,
+        gateways=[_gateway(g) for g in ev.gateways],
     )
+
+
+def _gateway(g: GatewayInfo) -> OverviewGateway:
+    return OverviewGateway(gateway=g.gateway, online=g.online, status_ts=g.status_ts, offline_from_ms=g.offline_from_ms)
 
 
 def _metas(bodies: Sequence[tuple[str, str, str]]) -> dict[Key, DeviceMeta]:
@@ -299,11 +310,10 @@ def _metas(bodies: Sequence[tuple[str, str, str]]) -> dict[Key, DeviceMeta]:
     return out
 
 
-def _cut(
+def _gateways(
     store: EvidenceStore, ent: str, keys: Sequence[Key], status: dict[str, dict[str, object]], period: Period, now: int
-) -> int:
-    """Up to when the day summaries hold for this enterprise now: its as-of, or the earliest instant from which
-    a gateway offline now has its devices counted offline."""
+) -> list[OverviewGateway]:
+    """The enterprise's gateways as its evidence lists them, with those offline now capped (`gateway_caps`)."""
     seen = store.gateway_last_seen(ent)
     infos = [
         GatewayInfo(
@@ -317,7 +327,7 @@ def _cut(
         for gw in sorted({*status, *seen, *(g for g, _ in keys)})
     ]
     caps = gateway_caps(infos, now, SILENCE_MS, period.as_of)
-    return min([period.as_of, *caps.values()])
+    return [_gateway(g.model_copy(update={"offline_from_ms": caps.get(g.gateway)})) for g in infos]
 
 
 def build_overview(
@@ -340,7 +350,7 @@ def build_overview(
     names = {e.id: e.name for e in config.enterprises}
     rows: dict[str, OverviewRow] = {}
     plans: dict[tuple[str, int, int], list[str]] = defaultdict(list)  # (calendar, start, cut day) → ents
-    state: dict[str, tuple[Period, dict[Key, DeviceMeta], list[Key], list[tuple[int, int]]]] = {}
+    state: dict[str, tuple[Period, dict[Key, DeviceMeta], list[Key], list[tuple[int, int]], list[OverviewGateway]]] = {}
     full = 0
     for ent in ents:
         period = enterprise_period(config, ent, from_text, to_text, now)
@@ -352,14 +362,16 @@ def build_overview(
             continue
         metas = _metas(bodies.get(ent, []))
         keys = sorted(all_devices.get(ent, set()) | set(metas))
-        cut = _cut(store, ent, keys, statuses.get(ent, {}), period, now)
+        gateways = _gateways(store, ent, keys, statuses.get(ent, {}), period, now)
+        # the day summaries hold up to the as-of, or from where a gateway offline now has its devices offline
+        cut = min([period.as_of, *(g.offline_from_ms for g in gateways if g.offline_from_ms is not None)])
         days = [d for d in local_days(period.start, period.as_of, tz) if d[1] <= cut]
-        state[ent] = (period, metas, keys, days)
+        state[ent] = (period, metas, keys, days, gateways)
         plans[(calendar_key(tz, shifts), period.start, days[-1][1] if days else period.start)].append(ent)
     for (cal, start, end), group in plans.items():
         sums = dd.day_sums(db, group, cal, start, end) if end > start else {}
         for ent in group:
-            period, metas, keys, days = state[ent]
+            period, metas, keys, days, gateways = state[ent]
             if days and any((sums.get((ent, *k)) or {}).get("days") != len(days) for k in keys):
                 dd.write_days(db, compute_days(store, config, ent, days, now_ms=now))
                 sums.update(dd.day_sums(db, [ent], cal, start, end))
@@ -374,7 +386,7 @@ def build_overview(
                 for k in keys
             }
             equipment = store.equipment(ent) if ent in with_ledger else []
-            rows[ent] = _row(ent, names.get(ent, ""), period, devices, equipment, config)
+            rows[ent] = _row(ent, names.get(ent, ""), period, devices, equipment, config, gateways)
     ordered = [rows[e] for e in ents]
     planned = sum(r.online_time.planned_s for r in ordered)
     online = sum(r.online_time.online_planned_s for r in ordered)

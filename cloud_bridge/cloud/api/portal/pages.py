@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from cloud_bridge.cloud.api.auth import Caller, Users, may_read
-from cloud_bridge.cloud.api.routes import Config, Store, _enterprise, _period
+from cloud_bridge.cloud.api.routes import Config, Store, _enterprise, _period, pilot_overview
 from cloud_bridge.cloud.evidence.build import build_evidence
 from cloud_bridge.cloud.evidence.models import Evidence
 from cloud_bridge.cloud.ledger.store import EvidenceStore
@@ -37,15 +35,10 @@ def build_portal(site: Site) -> APIRouter:
     def overview(
         request: Request, store: Store, config: Config, user: Caller, users: Users, start: str = "", end: str = ""
     ) -> HTMLResponse:
-        known = {e.id: e.name for e in config.enterprises}
-        ids = sorted(i for i in set(known) | set(store.enterprises()) if user.may_read(i))
-        rows: list[dict[str, Any]] = []
-        for ent in ids:
-            period = _period(request, config, ent, start or None, end or None)
-            ev = build_evidence(store, config, ent, period, now_ms=request.app.state.clock())
-            rows.append({"id": ent, "name": known.get(ent) or ev.enterprise.name, "ev": ev})
-            users.audit(user.name, "read", ent, f"portal overview {period.start}..{period.end}")
-        return site.render(request, "overview.html.j2", title="overview", rows=rows, start=start, end=end)
+        ov = pilot_overview(request, store, config, user, start or None, end or None)
+        for r in ov.enterprises:
+            users.audit(user.name, "read", r.enterprise.id, f"portal overview {r.period.from_ms}..{r.period.to_ms}")
+        return site.render(request, "overview.html.j2", title="overview", rows=ov.enterprises, start=start, end=end)
 
     @router.get("/enterprises/{ent}", response_class=HTMLResponse)
     def enterprise(
