@@ -30,6 +30,26 @@ def _ingest(bsub: Any) -> None:
     p.set_defaults(func=_later("gateway.bench.ingest", "cmd_ingest_bench"))
 
 
+def _city(bsub: Any) -> None:
+    p: argparse.ArgumentParser = bsub.add_parser(
+        "city", help="the pilot city: virtual gateways → Mosquitto → K ingesters → VM + PostgreSQL; the overview API"
+    )
+    p.add_argument("--ingesters", default="1,2,4", help="ingester processes per run, a list (default 1,2,4)")
+    p.add_argument("--enterprises", type=int, default=408, help="enterprises of the seed (default all 408)")
+    p.add_argument("--messages", type=int, default=20_000, help="messages drained per run, 10 samples each (0: none)")
+    p.add_argument("--seconds", type=float, default=20, help="seconds of the city's live traffic per run (0: none)")
+    p.add_argument("--rate", type=float, default=1.0, help="the city's traffic × this in the live runs (default 1)")
+    p.add_argument("--history-days", type=int, default=0, help="fill this many days of history, then time the API")
+    p.add_argument("--history-every", type=int, default=21_600, help="seconds between history samples (default 6 h)")
+    p.add_argument("--calls", type=int, default=5, help="overview calls after the first (default 5)")
+    p.add_argument("--keep", action="store_true", help="keep the PostgreSQL database and the work directory")
+    p.add_argument(
+        "--pg", default="postgresql://postgres@127.0.0.1:5432/postgres", help="PostgreSQL to create the database in"
+    )
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the figures to FILE")
+    p.set_defaults(func=_later("gateway.bench.city", "cmd_city_bench"))
+
+
 def _modbus(bsub: Any) -> None:
     p: argparse.ArgumentParser = bsub.add_parser(
         "modbus", help="Modbus TCP: requests per scan, registers/s, CPU per register against bare pymodbus"
@@ -133,5 +153,5 @@ def _simulators(bsub: Any) -> None:
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("bench", help="benchmarks (speed and memory, with reports)")
     bsub = p.add_subparsers(dest="bench_command", required=True)
-    for add in (_buffer, _edge, _ingest, _modbus, _opcua, _pipeline, _simulators, _soak):
+    for add in (_buffer, _city, _edge, _ingest, _modbus, _opcua, _pipeline, _simulators, _soak):
         add(bsub)

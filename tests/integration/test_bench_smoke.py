@@ -33,3 +33,24 @@ def test_buffer_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert full["scans"] == normal["scans"] == 200 and full["ms_per_scan_p50"] > 0
     assert not list((tmp_path / "d").iterdir()), "the bench cleans up its files"
     assert "fsync" in capsys.readouterr().out
+
+
+def test_city_bench_smoke(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    pg_url: str,  # skipped, with the reason, without PostgreSQL
+) -> None:
+    out = tmp_path / "city.json"
+    argv = ["bench", "city", "--ingesters", "1", "--enterprises", "3", "--messages", "300", "--seconds", "2"]
+    argv += ["--rate", "20", "--history-days", "2", "--history-every", "7200", "--calls", "1", "--json", str(out)]
+    assert main(argv) == 0, capsys.readouterr()
+    r = json.loads(out.read_text())
+    [drain], [live] = r["drain"], r["live"]
+    assert drain["exactly_once"] and drain["in_ledger"] == drain["messages"] == 300 and drain["duplicates"] == 0
+    assert drain["samples"] == 3000 and drain["scaling"] == 1.0
+    assert live["exactly_once"] and live["messages"] > 0 and live["lag_ms_p50"] is not None
+    api = r["api"]
+    assert api["enterprises"] == 3 and api["from_days"] == 3 and api["devices"] == r["seed"]["devices"]
+    assert api["evidence_status"] == 200 and api["pack_status"] == 200
+    assert r["ledger"] is None and r["workdir"] is None  # the database dropped, the files removed
+    assert "exactly once" in capsys.readouterr().out

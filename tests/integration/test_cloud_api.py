@@ -108,6 +108,8 @@ def test_the_overview_is_each_enterprises_summary(client: TestClient) -> None:
     assert (ov["computed_from_days"], ov["computed_in_full"]) == (1, 0)
     r = client.get("/api/v1/overview", params={"from": "2024-05-02", "to": "2024-05-01"})
     assert r.status_code == 422 and "bad period" in r.text
+    page = client.get("/", params={"start": "2024-05-01", "end": "2024-05-01"})  # the portal's page, same rows
+    assert page.status_code == 200 and "某纺织有限公司" in page.text and "(1/3)" in page.text
 
 
 def test_openapi_names_the_models_and_the_real_answers_fit_them(client: TestClient) -> None:
