@@ -525,7 +525,7 @@ def api_phase(ledger_url: str, seed: list[SeedEnterprise], days: int, calls: int
 
     db = Database(ledger_url)
     try:
-        token = CloudUsers(db).add("city-evaluator", "evaluator", []).secret
+        token = CloudUsers(db).add(f"city-evaluator-{os.getpid()}", "evaluator", []).secret
     finally:
         db.close()
     today = local_date(int(time.time() * 1000), TZ)

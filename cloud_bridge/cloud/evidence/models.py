@@ -573,10 +573,11 @@ class AuditRecord(Model):
 
 
 class OverviewGateway(Model):
+    """A gateway's retained status (online or not, since when)."""
+
     gateway: str
     online: bool | None
     status_ts: EpochMs | None
-    offline_from_ms: EpochMs | None = Field(description="offline now: its devices count offline from then")
 
 
 class OverviewRow(Model):

@@ -27,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from cloud_bridge.cloud.evidence.build import (
     SILENCE_MS,
@@ -196,6 +197,21 @@ class _Device:
     oee: bool
 
 
+@dataclass
+class _Shown:
+    """A row of the enterprise's device table as the summary counts it (`compute_evidence`'s `rows`)."""
+
+    networked: bool
+    online_now: bool
+    connected: bool
+    online_planned_s: float
+    planned_s: float
+    in_ledger: bool
+    production: bool | None
+    oee: bool
+    digitized: bool | None = None
+
+
 def _row(
     ent: str,
     name: str,
@@ -210,19 +226,7 @@ def _row(
     window = period.as_of - period.start
     seen = sorted(devices)
 
-    @dataclass
-    class R:
-        networked: bool
-        online_now: bool
-        connected: bool
-        online_planned_s: float
-        planned_s: float
-        in_ledger: bool
-        production: bool | None
-        oee: bool
-        digitized: bool | None = None
-
-    per: dict[Key, R] = {}
+    per: dict[Key, _Shown] = {}
     for k in seen:
         d = devices[k]
         f = d.fig
@@ -235,7 +239,7 @@ def _row(
             window_ms=window,
             completeness=None,
         )
-        per[k] = R(
+        per[k] = _Shown(
             not fails,
             f.online_end,
             True,
@@ -245,7 +249,7 @@ def _row(
             d.production,
             d.oee and period.as_of > period.start,
         )
-    rows: list[R] = []
+    rows: list[_Shown] = []
     matched: set[Key] = set()
     for e in equipment:
         keys = _matches(e, seen)
@@ -253,7 +257,7 @@ def _row(
             rows.append(dataclasses.replace(per[keys[0]], in_ledger=True, digitized=e.digitized))
             matched.add(keys[0])
         else:
-            rows.append(R(False, False, False, 0.0, 0.0, True, None, False, e.digitized))
+            rows.append(_Shown(False, False, False, 0.0, 0.0, True, None, False, e.digitized))
     rows.extend(per[k] for k in seen if k not in matched)
     basis = [r for r in rows if r.in_ledger] if equipment else [r for r in rows if r.production is not False]
     connected = [r for r in basis if r.connected]
@@ -292,12 +296,12 @@ def overview_row(ev: Evidence) -> OverviewRow:
         online_now=s.online_now,
         online_time=s.online_time,
         oee_devices=s.oee_devices,
-        gateways=[_gateway(g) for g in ev.gateways],
+        gateways=[
+            OverviewGateway(gateway=g.gateway, online=g.online, status_ts=g.status_ts)
+            for g in ev.gateways
+            if g.status_ts is not None
+        ],
     )
-
-
-def _gateway(g: GatewayInfo) -> OverviewGateway:
-    return OverviewGateway(gateway=g.gateway, online=g.online, status_ts=g.status_ts, offline_from_ms=g.offline_from_ms)
 
 
 def _metas(bodies: Sequence[tuple[str, str, str]]) -> dict[Key, DeviceMeta]:
@@ -310,10 +314,30 @@ def _metas(bodies: Sequence[tuple[str, str, str]]) -> dict[Key, DeviceMeta]:
     return out
 
 
-def _gateways(
-    store: EvidenceStore, ent: str, keys: Sequence[Key], status: dict[str, dict[str, object]], period: Period, now: int
-) -> list[OverviewGateway]:
-    """The enterprise's gateways as its evidence lists them, with those offline now capped (`gateway_caps`)."""
+def _uncapped(last: int | None, status: dict[str, Any] | None, now: int, as_of: int) -> bool:
+    """Surely not offline now before `as_of` (`gateway_caps`), from a lower bound of its last sign of life."""
+    if last is None:
+        return False
+    if last >= as_of:
+        return True
+    offline = status is not None and status.get("online") is False and status.get("ts") is not None
+    return not offline and now - last <= SILENCE_MS
+
+
+def _cut(
+    store: EvidenceStore,
+    ent: str,
+    keys: Sequence[Key],
+    status: dict[str, dict[str, Any]],
+    stats_last: dict[str, int],
+    period: Period,
+    now: int,
+) -> int:
+    """Up to when the day summaries hold for the enterprise now: its as-of, or the earliest instant from which
+    a gateway offline now has its devices counted offline. The gateways' newest samples (device_stats) prove
+    most of them alive without reading their activity; the others are read as the evidence reads them."""
+    if all(_uncapped(stats_last.get(g), status.get(g), now, period.as_of) for g in {g for g, _ in keys}):
+        return period.as_of
     seen = store.gateway_last_seen(ent)
     infos = [
         GatewayInfo(
@@ -326,8 +350,7 @@ def _gateways(
         )
         for gw in sorted({*status, *seen, *(g for g, _ in keys)})
     ]
-    caps = gateway_caps(infos, now, SILENCE_MS, period.as_of)
-    return [_gateway(g.model_copy(update={"offline_from_ms": caps.get(g.gateway)})) for g in infos]
+    return min([period.as_of, *gateway_caps(infos, now, SILENCE_MS, period.as_of).values()])
 
 
 def build_overview(
@@ -346,6 +369,7 @@ def build_overview(
     all_devices = dd.devices_by_enterprise(db)
     bodies = dd.meta_bodies(db)
     statuses = dd.gateway_statuses(db)
+    stats_last = dd.gateways_last_sample(db)
     with_ledger = dd.equipment_enterprises(db)
     names = {e.id: e.name for e in config.enterprises}
     rows: dict[str, OverviewRow] = {}
@@ -362,9 +386,11 @@ def build_overview(
             continue
         metas = _metas(bodies.get(ent, []))
         keys = sorted(all_devices.get(ent, set()) | set(metas))
-        gateways = _gateways(store, ent, keys, statuses.get(ent, {}), period, now)
-        # the day summaries hold up to the as-of, or from where a gateway offline now has its devices offline
-        cut = min([period.as_of, *(g.offline_from_ms for g in gateways if g.offline_from_ms is not None)])
+        cut = _cut(store, ent, keys, statuses.get(ent, {}), stats_last.get(ent, {}), period, now)
+        gateways = [
+            OverviewGateway(gateway=g, online=st["online"], status_ts=st["ts"])
+            for g, st in sorted(statuses.get(ent, {}).items())
+        ]
         days = [d for d in local_days(period.start, period.as_of, tz) if d[1] <= cut]
         state[ent] = (period, metas, keys, days, gateways)
         plans[(calendar_key(tz, shifts), period.start, days[-1][1] if days else period.start)].append(ent)

@@ -132,6 +132,16 @@ def gateway_statuses(db: Database) -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
+def gateways_last_sample(db: Database) -> dict[str, dict[str, int]]:
+    """Each gateway's newest sample (device_stats): a lower bound of its last sign of life."""
+    st = schema.device_stats.c
+    out: dict[str, dict[str, int]] = {}
+    for r in db.rows(select(st.ent, st.gw, func.max(st.last_seen).label("t")).group_by(st.ent, st.gw)):
+        if r["t"] is not None:
+            out.setdefault(r["ent"], {})[r["gw"]] = int(r["t"])
+    return out
+
+
 def equipment_enterprises(db: Database) -> set[str]:
     """The enterprises with an equipment ledger."""
     return {r["ent"] for r in db.rows(select(schema.equipment.c.ent).distinct())}
