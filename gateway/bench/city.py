@@ -105,27 +105,31 @@ def cmd_city_bench(args: argparse.Namespace) -> int:
 
 @dataclass
 class VirtualGateway:
-    """One enterprise's gateway: its identity, its chained buffer, the publisher's framing."""
+    """One enterprise's gateway: its identity, its chained buffer, the publisher's framing. The buffer is open
+    only between `open` and `close`: 408 of them open at once would push the bench's MQTT sockets past the
+    file numbers paho's select() takes."""
 
     seed: SeedEnterprise
     work: Path
     topics: Topics = field(init=False)
-    buffer: Buffer = field(init=False)
-    publisher: Publisher = field(init=False)
     public_key: str = field(init=False)
+    _buffer: Buffer | None = None
+    _publisher: Publisher | None = None
     _turn: int = 0
 
     def __post_init__(self) -> None:
         self.topics = Topics("sf/v1", self.seed.id, GW)
-        ident = load_or_create_identity(self.work)
-        self.public_key = ident.public_key
-        chain = Chain(self.seed.id, GW, ident.key, self.topics.checkpoint)
-        self.buffer = Buffer(self.work / "buffer.db", synchronous="NORMAL", chain=chain)
-        self.publisher = Publisher(MqttSection(), self.topics, self.buffer, version="bench")
+        self.public_key = load_or_create_identity(self.work).public_key
 
-    @property
-    def devices(self) -> list[str]:
-        return [f"dev-{i:03d}" for i in range(self.seed.devices)]
+    def open(self) -> None:
+        chain = Chain(self.seed.id, GW, load_or_create_identity(self.work).key, self.topics.checkpoint)
+        self._buffer = Buffer(self.work / "buffer.db", synchronous="NORMAL", chain=chain)
+        self._publisher = Publisher(MqttSection(), self.topics, self._buffer, version="bench")
+
+    def close(self) -> None:
+        if self._buffer is not None:
+            self._buffer.close()
+        self._buffer = self._publisher = None
 
     @property
     def msgs_per_s(self) -> float:
@@ -142,18 +146,26 @@ class VirtualGateway:
 
     def chunk(self, count: int, ts: int) -> list[tuple[str, bytes, int | None]]:
         """`count` data messages sealed at once: (topic, payload, seq), the checkpoint (seq None) first."""
+        buf, pub = self._buffer, self._publisher
+        if buf is None or pub is None:
+            raise RuntimeError("open the gateway first")
         bodies = [self._body(ts) for _ in range(count)]
-        self.buffer.enqueue([Outgoing("data", self.topics.data(d), d, b, samples=SAMPLES) for d, b in bodies], ts)
-        self.buffer.seal_if_due(ts, force=True)
-        rows = self.buffer.peek(count + 10)
-        cps = self.buffer.checkpoints()
+        buf.enqueue([Outgoing("data", self.topics.data(d), d, b, samples=SAMPLES) for d, b in bodies], ts)
+        buf.seal_if_due(ts, force=True)
+        rows = buf.peek(count + 10)
+        cps = buf.checkpoints()
         out: list[tuple[str, bytes, int | None]] = [(c.topic, c.body, None) for c in cps]
-        out += [(r.topic, self.publisher._payload(r), r.seq) for r in rows]
-        self.buffer.ack([r.id for r in rows] + [c.id for c in cps])
+        out += [(r.topic, pub._payload(r), r.seq) for r in rows]
+        buf.ack([r.id for r in rows] + [c.id for c in cps])
         return out
 
-    def close(self) -> None:
-        self.buffer.close()
+    def chunks(self, counts: list[int], ts: list[int]) -> list[list[tuple[str, bytes, int | None]]]:
+        """A chunk per count (empty for 0), the buffer open meanwhile."""
+        self.open()
+        try:
+            return [self.chunk(n, t) if n > 0 else [] for n, t in zip(counts, ts, strict=True)]
+        finally:
+            self.close()
 
 
 def make_gateways(seed: list[SeedEnterprise], work: Path, ledger_url: str) -> list[VirtualGateway]:
@@ -289,10 +301,8 @@ def drain_phase(
     ts = int(time.time() * 1000)
     per_gw = []
     for g, n in zip(gws, _shares(gws, total), strict=True):
-        chunks = []
-        for i in range(0, n, 100):
-            chunks.append(g.chunk(min(100, n - i), ts))
-        per_gw.append(chunks)
+        sizes = [min(100, n - i) for i in range(0, n, 100)]
+        per_gw.append(g.chunks(sizes, [ts] * len(sizes)))
     sent = {(g.seed.id, seq) for g, chunks in zip(gws, per_gw, strict=True) for c in chunks for _, _, seq in c if seq}
     messages = []
     for r in range(max((len(c) for c in per_gw), default=0)):  # gateways in turn, chunk by chunk
@@ -344,7 +354,15 @@ def live_phase(
     seconds: float,
     rate: float,
 ) -> dict[str, Any]:
-    """`seconds` of the city's traffic (× `rate`), each gateway sealing once a second; lag to the ledger."""
+    """`seconds` of the city's traffic (× `rate`), each gateway sealing once a second (its messages made and
+    signed beforehand, in its real buffer); the lag from publishing to the ledger's commit."""
+    rounds = int(seconds)
+    t_plan = int(time.time() * 1000)
+    plan = []
+    for g in gws:
+        gr = g.msgs_per_s * rate
+        counts = [int((r + 1) * gr) - int(r * gr) for r in range(rounds)]
+        plan.append((g.seed.id, g.chunks(counts, [t_plan + r * 1000 for r in range(rounds)])))
     group = f"city-live-{k}"
     workers = start_workers(broker, vm, ledger, work, group, k)
     time.sleep(3.0)  # the ingesters connect and subscribe
@@ -356,19 +374,14 @@ def live_phase(
     published: dict[tuple[str, int], int] = {}
     since = int(time.time() * 1000)
     base = received_count(ledger)
-    rates = [g.msgs_per_s * rate for g in gws]
     t0 = time.monotonic()
-    rounds = int(seconds)
     late = 0
     for r in range(rounds):
-        for g, gr in zip(gws, rates, strict=True):
-            n = int((r + 1) * gr) - int(r * gr)
-            if n <= 0:
-                continue
-            for topic, payload, seq in g.chunk(n, int(time.time() * 1000)):
+        for ent, chunks in plan:
+            for topic, payload, seq in chunks[r]:
                 client.publish(topic, payload, qos=1)
                 if seq is not None:
-                    published[(g.seed.id, seq)] = int(time.time() * 1000)
+                    published[(ent, seq)] = int(time.time() * 1000)
         pause = t0 + r + 1 - time.monotonic()
         if pause > 0:
             time.sleep(pause)
@@ -609,8 +622,6 @@ def run_city_bench(
                 api = api_phase(ledger, seed, history_days, calls)
             ledger_url = ledger if keep else None
     finally:
-        for g in gws:
-            g.close()
         broker.stop()
         vm.stop()
     ok = all(r["exactly_once"] for r in [*drains, *lives])
