@@ -44,6 +44,9 @@ def _city(bsub: Any) -> None:
     p.add_argument("--calls", type=int, default=5, help="overview calls after the first (default 5)")
     p.add_argument("--keep", action="store_true", help="keep the PostgreSQL database and the work directory")
     p.add_argument(
+        "--trust", choices=("enforce", "off"), default="enforce", help="the ingesters' trust.mode (default enforce)"
+    )
+    p.add_argument(
         "--pg", default="postgresql://postgres@127.0.0.1:5432/postgres", help="PostgreSQL to create the database in"
     )
     p.add_argument("--json", default=None, metavar="FILE", help="also write the figures to FILE")
