@@ -679,8 +679,8 @@ MODEL = (
     "messages/s ≤ 2 cores / (CPU per message of ingester + VM + PostgreSQL), the bound printed per run. With "
     "trust enforced, Mosquitto's round-robin shared subscription splits a gateway's checkpoint from its messages: "
     "those reaching another ingester wait in `unproven` for a sweep (once a second, 500 at a time), so K ≥ 2 is "
-    "slower and later; a broker that keeps each publisher on one member of the group (EMQX's sticky or "
-    "hash_clientid strategy) avoids it"
+    "slower and later; a broker that keeps each publisher on one member of the group (EMQX's hash_clientid "
+    "strategy) avoids it"
 )
 
 
