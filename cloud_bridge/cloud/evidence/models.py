@@ -587,8 +587,8 @@ class OverviewRow(Model):
     period: PeriodBounds
     denominator_source: Literal["equipment_ledger", "gateway_metadata"]
     equipment_total: int
-    networked: Indicator = Field(description="生产设备联网率: networked / all production equipment")
-    digitized: Indicator = Field(description="生产设备数字化率, as the equipment ledger declares it")
+    networked: Indicator = Field(description="networked ratio: networked / all production equipment")
+    digitized: Indicator = Field(description="digitized ratio, as the equipment ledger declares it")
     online_now: OnlineNow
     online_time: OnlineTime = Field(description="online time inside planned time, connected devices")
     oee_devices: int = Field(description="devices with OEE figures (per device in the enterprise's evidence)")
