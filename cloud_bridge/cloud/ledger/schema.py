@@ -315,19 +315,23 @@ trust_counts = Table(
 )
 
 # Closed gateway-hours of checkpoints and message bodies, moved out of the two tables above (trust/archive.py):
-# one LZMA blob per gateway, hour (of the checkpoints' ts) and part (first seq); the audit reads them as rows.
+# one LZMA blob per gateway, hour (of the checkpoints' ts) and part; the audit reads them as rows.
 chain_archive = Table(
     "chain_archive",
     metadata,
     _key("ent"),
     _key("gw"),
     Column("hour", BigInteger, primary_key=True),
-    Column("first_seq", BigInteger, primary_key=True),
+    Column("part", Integer, primary_key=True),  # 0, then 1, 2, … for bodies that came after the hour was archived
+    _int("first_seq"),  # the seqs its checkpoints sign and its bodies hold
     _int("last_seq"),
     _int("checkpoints"),
     _int("messages"),
-    _blob("data"),
+    _int("ts_min"),  # the bodies' timestamps
+    _int("ts_max"),
+    _blob("data"),  # LZMA (archive.py)
     _int("archived_ms"),
+    Index("chain_archive_ts", "ent", "ts_min"),
 )
 
 TRUST_TABLES = (gateway_keys, chain_checkpoints, message_bodies, unproven, trust_counts, chain_archive)

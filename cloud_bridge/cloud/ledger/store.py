@@ -16,8 +16,8 @@ from sqlalchemy import func, select, union, union_all
 
 from cloud_bridge.cloud.ledger import equipment as eq
 from cloud_bridge.cloud.ledger import schema
-from cloud_bridge.cloud.ledger.sqldb import Database
 from cloud_bridge.cloud.ledger.activity import HOUR_MS, HourRow, within
+from cloud_bridge.cloud.ledger.sqldb import Database
 from cloud_bridge.wire.codec import DeviceMeta, WireError, decode_meta
 
 
