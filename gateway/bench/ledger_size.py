@@ -135,6 +135,30 @@ def gateway_messages(w: Workload, g: int, t0: int, work: Path) -> list[tuple[str
         buf.close()
 
 
+def enrol(url: str, w: Workload, work: Path) -> None:
+    """Register each gateway's key (made by `gateway_messages`) in the ledger, as `edgegw cloud gateway add`."""
+    db = Database(url)
+    try:
+        for g in range(w.gateways):
+            Registry(db).add(ENT, f"gw-{g:03d}", load_or_create_identity(work / f"gw-{g:03d}").public_key)
+    finally:
+        db.close()
+
+
+def handle_all(ing: Ingester, messages: list[tuple[str, bytes]]) -> None:
+    """The messages through the ingester's own handling, in its batches, as they came off the broker."""
+    batch = []
+    for topic, payload in messages:
+        m = mqtt.MQTTMessage(topic=topic.encode())
+        m.payload = payload
+        batch.append(m)
+        if len(batch) == ing.batch_messages:
+            ing.handle_batch(batch)
+            batch = []
+    if batch:
+        ing.handle_batch(batch)
+
+
 # ---------------------------------------------------------------- measuring
 
 
@@ -172,27 +196,15 @@ def run(w: Workload, url: str, work: Path) -> dict[str, Any]:
         if set(inspect(db.engine).get_table_names()) & {t.name for t in metadata.sorted_tables}:
             raise LedgerNotEmpty(f"{db!r} already holds ledger tables: give it an empty database")
         db.create(metadata)
-        t0 = hour_of(now_ms()) - w.hours * HOUR_MS
-        messages: list[tuple[str, bytes]] = []
-        for g in range(w.gateways):
-            gw_messages = gateway_messages(w, g, t0, work)
-            Registry(db).add(ENT, f"gw-{g:03d}", load_or_create_identity(work / f"gw-{g:03d}").public_key)
-            messages += gw_messages
     finally:
         db.close()
+    t0 = hour_of(now_ms()) - w.hours * HOUR_MS
+    messages = [m for g in range(w.gateways) for m in gateway_messages(w, g, t0, work)]
+    enrol(url, w, work)
     config = CloudConfig.model_validate({"mqtt": {"url": "mqtt://127.0.0.1:1"}, "ledger": {"url": url}})
     ing = Ingester(config)
     try:
-        batch = []
-        for topic, payload in messages:
-            m = mqtt.MQTTMessage(topic=topic.encode())
-            m.payload = payload
-            batch.append(m)
-            if len(batch) == ing.batch_messages:
-                ing.handle_batch(batch)
-                batch = []
-        if batch:
-            ing.handle_batch(batch)
+        handle_all(ing, messages)
         recorded = ing.ledger.received_count()
         samples = ing.ledger.total_samples()
         before = table_bytes(url)
