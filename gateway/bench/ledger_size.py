@@ -98,7 +98,7 @@ def gateway_messages(w: Workload, g: int, t0: int, work: Path) -> list[tuple[str
     gw = f"gw-{g:03d}"
     topics = Topics("sf/v1", ENT, gw)
     key = load_or_create_identity(work / gw).key
-    buf = Buffer(work / gw / "buffer.db", synchronous="OFF", chain=Chain(ENT, gw, key, topics.checkpoint))
+    buf = Buffer(work / gw / "buffer.db", synchronous="NORMAL", chain=Chain(ENT, gw, key, topics.checkpoint))
     first = g * w.per_gateway
     devices = [f"dev-{d:04d}" for d in range(first, min(first + w.per_gateway, w.devices))]
     rng = random.Random(g)
