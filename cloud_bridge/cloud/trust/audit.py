@@ -221,7 +221,7 @@ def audit_period(store_or_db: HasDb | Database, ent: str, period: PeriodLike) ->
         )
 
     # 3. evidence rows of the period against what the verified bodies give
-    expected = _derive(verified, *window)
+    expected = _derive(verified, start, end, window)
     actual = _actual(db, ent, start, end, window)
     checked = sum(sum(c.values()) for c in actual.values())
     for table in ("device_events", "device_counts", "device_activity"):
@@ -344,9 +344,13 @@ def _num(v: Any) -> float | None:
 
 
 def _derive(
-    verified: Iterable[tuple[dict[str, Any], DataMessage | EventMessage]], start: int, end: int
+    verified: Iterable[tuple[dict[str, Any], DataMessage | EventMessage]],
+    start: int,
+    end: int,
+    hours_in: tuple[int, int],
 ) -> dict[str, Counter[Row]]:
-    """The rows the ingester writes for these messages, inside the period (its horizon applied)."""
+    """The rows the ingester writes for these messages, inside the period (its horizon applied); the
+    activity rows of the whole hours in `hours_in`."""
     events: Counter[Row] = Counter()
     counts: Counter[Row] = Counter()
     hours: dict[tuple[str, str, int], list[int]] = {}
@@ -365,7 +369,7 @@ def _derive(
                 if s.ts > horizon:
                     continue
                 hour = hour_of(s.ts)
-                if not start <= hour < end:
+                if not hours_in[0] <= hour < hours_in[1]:
                     continue
                 acc = hours.setdefault((msg.gw, msg.dev, hour), [0, 0, s.ts, s.ts, 0])
                 acc[0] += 1
