@@ -161,3 +161,33 @@ def test_the_audit_finds_an_archived_hour_tampered_with(ingested: tuple[Ingester
     assert not report.intact and ("unproven_message", gw, 10_000) in _kinds(report), report.findings
     db.execute(update(chain_archive).where(*where).values(data=original))
     assert audit_period(db, ENT, period).intact
+
+
+def test_messages_after_their_checkpoint_was_archived_are_proven_and_archived_later(url: str, tmp_path: Path) -> None:
+    """A gateway's checkpoint got through, its messages did not (the link broke); they come after the
+    hour was archived: proven by the archived checkpoint, recorded, then archived as a later part."""
+    t0 = hour_of(now_ms()) - W.hours * HOUR_MS
+    messages = [m for g in range(W.gateways) for m in gateway_messages(W, g, t0, tmp_path)]
+    first_cp = next(i for i, (topic, _) in enumerate(messages) if topic.endswith("/checkpoint"))
+    end = next(i for i in range(first_cp + 1, len(messages)) if messages[i][0].endswith("/checkpoint"))
+    withheld = messages[first_cp + 1 : end]
+    enrol(url, W, tmp_path)
+    ing = Ingester(CloudConfig.model_validate({"mqtt": {"url": "mqtt://127.0.0.1:1"}, "ledger": {"url": url}}))
+    try:
+        handle_all(ing, messages[: first_cp + 1] + messages[end:])
+        total = W.devices * W.hours * 60
+        assert ing.ledger.received_count() == total - len(withheld)
+        ing.prune(force=True)
+        assert not ing.ledger.db.rows(select(chain_checkpoints).where(chain_checkpoints.c.last_seq == len(withheld)))
+        handle_all(ing, withheld)
+        assert ing.ledger.received_count() == total, "proven by the archived checkpoint"
+        assert ing.stats.refused == 0 and not ing.ledger.dead_letter_count()
+        period = Period(t0, t0 + W.hours * HOUR_MS, t0 + W.hours * HOUR_MS, "Asia/Shanghai")
+        assert audit_period(ing.ledger.db, ENT, period).intact
+        ing.prune(force=True)
+        parts = ing.ledger.db.rows(select(chain_archive).where(chain_archive.c.part > 0))
+        assert [p["messages"] for p in parts] == [len(withheld)], "the late bodies: a part of their own"
+        report = audit_period(ing.ledger.db, ENT, period)
+        assert report.intact, report.findings
+    finally:
+        ing.ledger.close()

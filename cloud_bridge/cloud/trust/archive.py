@@ -299,3 +299,17 @@ def load(db: Database, ent: str, condition: ColumnElement[bool]) -> Loaded:
         out.checkpoints += cps
         out.bodies += bodies
     return out
+
+
+def checkpoints_covering(db: Database, ent: str, gw: str, lo: int, hi: int) -> list[dict[str, Any]]:
+    """The archived checkpoints of a gateway that sign a seq in [lo, hi], as `chain_checkpoints` rows
+    (for a message that comes after its checkpoint was archived); those that do not read are left out."""
+    ca = chain_archive.c
+    cover = and_(ca.gw == gw, ca.checkpoints > 0, ca.first_seq <= hi, ca.last_seq >= lo)
+    return [
+        r
+        for r in load(db, ent, cover).checkpoints
+        if r["first_seq"] <= hi
+        and r["last_seq"] >= lo
+        and len(r["hashes"]) == 32 * (r["last_seq"] - r["first_seq"] + 1)
+    ]
