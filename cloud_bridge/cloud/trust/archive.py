@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import lzma
 from collections.abc import Sequence
@@ -109,7 +110,7 @@ def encode(topic: str, checkpoints: Sequence[dict[str, Any]], bodies: Sequence[d
             cut = _set_field(body, _PREV, b"")
             if cut is not None and _restore_bodies({seq - 1: raw[seq - 1], seq: cut}, {seq})[seq] == body:
                 stored[seq], elided = cut, elided | {seq}
-    cps = []
+    cps: list[dict[str, Any]] = []
     payloads = []
     for c in checkpoints:
         payload, first, last = bytes(c["payload"]), int(c["first_seq"]), int(c["last_seq"])
@@ -121,17 +122,40 @@ def encode(topic: str, checkpoints: Sequence[dict[str, Any]], bodies: Sequence[d
         cps.append({"first": first, "last": last, "topic": c["topic"], "received_ms": int(c["received_ms"]),
                     "flags": flags, "n": len(payload)})  # fmt: skip
         payloads.append(payload)
-    msgs = [
-        {"seq": int(b["seq"]), "ts_min": int(b["ts_min"]), "ts_max": int(b["ts_max"]),
-         "horizon_ms": int(b["horizon_ms"]), "prev": int(b["seq"]) in elided, "n": len(stored[int(b["seq"])])}
-        for b in sorted(bodies, key=lambda b: int(b["seq"]))
-    ]  # fmt: skip
-    for c in cps:  # the topic once when every checkpoint has the same one
-        if c["topic"] == topic:
-            del c["topic"]
-    header = json.dumps({"v": FORMAT, "topic": topic, "checkpoints": cps, "messages": msgs}, separators=(",", ":"))
-    data = b"".join([header.encode(), b"\n", *payloads, *(stored[m["seq"]] for m in msgs)])
+    msgs = sorted(bodies, key=lambda b: int(b["seq"]))
+    seqs = [int(b["seq"]) for b in msgs]
+    # column by column, numbers as differences from the one before: what LZMA packs best
+    header = {
+        "v": FORMAT,
+        "topic": topic,
+        "checkpoints": {
+            "first": _deltas([c["first"] for c in cps]),
+            "span": [c["last"] - c["first"] for c in cps],
+            "received_ms": _deltas([c["received_ms"] for c in cps]),
+            "flags": [c["flags"] for c in cps],
+            "n": [c["n"] for c in cps],
+            "topics": {str(i): c["topic"] for i, c in enumerate(cps) if c["topic"] != topic},
+        },
+        "messages": {
+            "seq": _deltas(seqs),
+            "ts_min": _deltas([int(b["ts_min"]) for b in msgs]),
+            "ts_span": [int(b["ts_max"]) - int(b["ts_min"]) for b in msgs],
+            "horizon_ms": _deltas([int(b["horizon_ms"]) for b in msgs]),
+            "prev": [int(s in elided) for s in seqs],
+            "n": [len(stored[s]) for s in seqs],
+        },
+    }
+    text = json.dumps(header, separators=(",", ":")).encode()
+    data = b"".join([text, b"\n", *payloads, *(stored[s] for s in seqs)])
     return lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)
+
+
+def _deltas(values: Sequence[int]) -> list[int]:
+    return [v - (values[i - 1] if i else 0) for i, v in enumerate(values)]
+
+
+def _sums(deltas: Sequence[int]) -> list[int]:
+    return list(itertools.accumulate(int(d) for d in deltas))
 
 
 def decode(ent: str, gw: str, blob: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -143,35 +167,40 @@ def decode(ent: str, gw: str, blob: bytes) -> tuple[list[dict[str, Any]], list[d
         header = json.loads(data[:nl])
         if header.get("v") != FORMAT:
             raise ValueError(f"archive format {header.get('v')!r}")
+        hc, hm = header["checkpoints"], header["messages"]
+        firsts, seqs = _sums(hc["first"]), _sums(hm["seq"])
         pos = nl + 1
         payloads = []
-        for c in header["checkpoints"]:
-            payloads.append(data[pos : pos + int(c["n"])])
-            pos += int(c["n"])
+        for n in hc["n"]:
+            payloads.append(data[pos : pos + int(n)])
+            pos += int(n)
         stored: dict[int, bytes] = {}
-        for m in header["messages"]:
-            stored[int(m["seq"])] = data[pos : pos + int(m["n"])]
-            pos += int(m["n"])
+        for seq, n in zip(seqs, hm["n"], strict=True):
+            stored[seq] = data[pos : pos + int(n)]
+            pos += int(n)
         if pos != len(data):
             raise ValueError("the blob's length is not what its header says")
-        bodies = _restore_bodies(stored, {int(m["seq"]) for m in header["messages"] if m["prev"]})
+        bodies = _restore_bodies(stored, {s for s, p in zip(seqs, hm["prev"], strict=True) if p})
+        ts_min, horizon = _sums(hm["ts_min"]), _sums(hm["horizon_ms"])
         body_rows = [
-            {"ent": ent, "gw": gw, "seq": int(m["seq"]), "body": lz4.block.compress(bodies[int(m["seq"])]),
-             "ts_min": int(m["ts_min"]), "ts_max": int(m["ts_max"]), "horizon_ms": int(m["horizon_ms"])}
-            for m in header["messages"]
+            {"ent": ent, "gw": gw, "seq": s, "body": lz4.block.compress(bodies[s]), "ts_min": ts_min[i],
+             "ts_max": ts_min[i] + int(hm["ts_span"][i]), "horizon_ms": horizon[i]}
+            for i, s in enumerate(seqs)
         ]  # fmt: skip
+        received = _sums(hc["received_ms"])
         cp_rows = []
-        for c, payload in zip(header["checkpoints"], payloads, strict=True):
-            first, last = int(c["first"]), int(c["last"])
-            full = _restore_checkpoint(payload, first, last, str(c["flags"]), bodies)
-            cp_rows.append(_checkpoint_row(ent, gw, first, last, c.get("topic", header["topic"]), full, c))
+        for i, payload in enumerate(payloads):
+            first, last = firsts[i], firsts[i] + int(hc["span"][i])
+            full = _restore_checkpoint(payload, first, last, str(hc["flags"][i]), bodies)
+            topic = hc["topics"].get(str(i), header["topic"])
+            cp_rows.append(_checkpoint_row(ent, gw, first, last, topic, full, received[i]))
     except (lzma.LZMAError, ValueError, KeyError, TypeError, IndexError) as e:
         raise ValueError(f"the archive blob does not read ({e})") from None
     return cp_rows, body_rows
 
 
 def _checkpoint_row(
-    ent: str, gw: str, first: int, last: int, topic: str, payload: bytes, c: dict[str, Any]
+    ent: str, gw: str, first: int, last: int, topic: str, payload: bytes, received_ms: int
 ) -> dict[str, Any]:
     try:
         cp = decode_checkpoint(payload)
@@ -179,7 +208,7 @@ def _checkpoint_row(
     except SignatureError:  # the audit's own check of the payload reports it
         ts, prev, hashes, key = 0, b"", b"", ""
     return {"ent": ent, "gw": gw, "first_seq": first, "last_seq": last, "ts": ts, "prev": prev, "hashes": hashes,
-            "key": key, "topic": topic, "payload": payload, "received_ms": int(c["received_ms"])}  # fmt: skip
+            "key": key, "topic": topic, "payload": payload, "received_ms": received_ms}  # fmt: skip
 
 
 # ---------------------------------------------------------------- the database
@@ -210,8 +239,9 @@ def archive_closed(db: Database, now_ms: int, *, grace_ms: int = GRACE_MS) -> Ar
             ]
             if not cps:
                 continue
-            signed = [and_(mb.seq >= int(c["first_seq"]), mb.seq <= int(c["last_seq"])) for c in cps]
-            bodies = _bodies(conn, ent, gw, signed)
+            span = and_(mb.seq >= min(int(c["first_seq"]) for c in cps), mb.seq <= max(int(c["last_seq"]) for c in cps))
+            signed = {s for c in cps for s in range(int(c["first_seq"]), int(c["last_seq"]) + 1)}
+            bodies = [b for b in _bodies(conn, ent, gw, [span]) if int(b["seq"]) in signed]
             _write(conn, ent, gw, hour, cps, bodies, now_ms)
             for c in cps:
                 conn.execute(
