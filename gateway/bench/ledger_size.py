@@ -115,13 +115,18 @@ def gateway_messages(w: Workload, g: int, t0: int, work: Path) -> list[tuple[str
                 body = encode_data_body(stamped)
                 out.append(Outgoing("data", topics.data(dev), dev, body, samples=w.samples))
                 if w.spread:  # each device on its own second of the minute: a checkpoint each
-                    at = minute + MINUTE_MS + i * MINUTE_MS // len(devices)
+                    at = (
+                        minute
+                        + (w.samples - 1) * step
+                        + 1
+                        + i * (MINUTE_MS - (w.samples - 1) * step - 1) // len(devices)
+                    )
                     buf.enqueue(out, now_ms=at)
                     buf.seal_if_due(at, force=True)
                     out = []
-            if out:
-                buf.enqueue(out, now_ms=minute + MINUTE_MS)
-                buf.seal_if_due(minute + MINUTE_MS, force=True)
+            if out:  # sent in the minute's last second (so the hours measured hold every message)
+                buf.enqueue(out, now_ms=minute + MINUTE_MS - 1000)
+                buf.seal_if_due(minute + MINUTE_MS - 1000, force=True)
         pub = Publisher(MqttSection(), topics, buf, version="bench")
         rows = buf.peek(len(devices) * w.hours * 60 + 1)
         by_seq = {r.seq: r for r in rows if r.seq is not None}

@@ -24,6 +24,7 @@ import hashlib
 import itertools
 import json
 import lzma
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,9 +39,11 @@ from cloud_bridge.wire.signing import SignatureError, decode_checkpoint
 
 FORMAT = 1
 GRACE_MS = 2 * HOUR_MS  # a checkpoint is archived once received this long ago (and its hour is over)
+_BASE64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 _ARCHIVE_LOCK = 0x6564676561  # any number, the same in every process
 _PREV = b',"prev":"'
 _HASHES = b',"hashes":"'
+_SIG = b',"sig":"'
 
 
 @dataclass(slots=True)
@@ -100,6 +103,13 @@ def _restore_checkpoint(payload: bytes, first: int, last: int, flags: str, bodie
     return payload
 
 
+def _restore(payload: bytes, sig: bytes, first: int, last: int, flags: str, bodies: dict[int, bytes]) -> bytes:
+    """A stored checkpoint payload made whole: its signature (flag s) and what `_restore_checkpoint` puts back."""
+    if "s" in flags:
+        payload = _set_field(payload, _SIG, base64.b64encode(sig)) or payload
+    return _restore_checkpoint(payload, first, last, flags, bodies)
+
+
 def encode(topic: str, checkpoints: Sequence[dict[str, Any]], bodies: Sequence[dict[str, Any]]) -> bytes:
     """One archive blob of live rows (checkpoints as in `chain_checkpoints`, bodies as in `message_bodies`)."""
     raw = {int(b["seq"]): bytes(lz4.block.decompress(bytes(b["body"]))) for b in bodies}
@@ -112,6 +122,7 @@ def encode(topic: str, checkpoints: Sequence[dict[str, Any]], bodies: Sequence[d
                 stored[seq], elided = cut, elided | {seq}
     cps: list[dict[str, Any]] = []
     payloads = []
+    sigs: list[bytes] = []
     for c in checkpoints:
         payload, first, last = bytes(c["payload"]), int(c["first_seq"]), int(c["last_seq"])
         flags = ""
@@ -119,6 +130,16 @@ def encode(topic: str, checkpoints: Sequence[dict[str, Any]], bodies: Sequence[d
             cut = _set_field(payload, mark, b"")
             if cut is not None and _restore_checkpoint(cut, first, last, flag, raw) == payload:
                 payload, flags = cut, flags + flag
+        sig, sig_raw = _field(payload, _SIG), b""
+        if sig is not None:  # the signature as its 64 bytes rather than base64 text
+            value = payload[sig[0] : sig[1]]
+            sig_raw = base64.b64decode(value, validate=True) if _BASE64.fullmatch(value) else b""
+            if len(sig_raw) == 64 and base64.b64encode(sig_raw) == value:
+                payload, flags = payload[: sig[0]] + payload[sig[1] :], flags + "s"
+        if _restore(payload, sig_raw if "s" in flags else b"", first, last, flags, raw) != bytes(c["payload"]):
+            payload, flags = bytes(c["payload"]), ""  # kept whole: what it elides does not come back the same
+        if "s" in flags:
+            sigs.append(sig_raw)
         cps.append({"first": first, "last": last, "topic": c["topic"], "received_ms": int(c["received_ms"]),
                     "flags": flags, "n": len(payload)})  # fmt: skip
         payloads.append(payload)
@@ -146,7 +167,7 @@ def encode(topic: str, checkpoints: Sequence[dict[str, Any]], bodies: Sequence[d
         },
     }
     text = json.dumps(header, separators=(",", ":")).encode()
-    data = b"".join([text, b"\n", *payloads, *(stored[s] for s in seqs)])
+    data = b"".join([text, b"\n", *sigs, *payloads, *(stored[s] for s in seqs)])
     return lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)
 
 
@@ -170,6 +191,11 @@ def decode(ent: str, gw: str, blob: bytes) -> tuple[list[dict[str, Any]], list[d
         hc, hm = header["checkpoints"], header["messages"]
         firsts, seqs = _sums(hc["first"]), _sums(hm["seq"])
         pos = nl + 1
+        sigs = []
+        for flags in hc["flags"]:
+            if "s" in str(flags):
+                sigs.append(data[pos : pos + 64])
+                pos += 64
         payloads = []
         for n in hc["n"]:
             payloads.append(data[pos : pos + int(n)])
@@ -191,7 +217,8 @@ def decode(ent: str, gw: str, blob: bytes) -> tuple[list[dict[str, Any]], list[d
         cp_rows = []
         for i, payload in enumerate(payloads):
             first, last = firsts[i], firsts[i] + int(hc["span"][i])
-            full = _restore_checkpoint(payload, first, last, str(hc["flags"][i]), bodies)
+            flags = str(hc["flags"][i])
+            full = _restore(payload, sigs.pop(0) if "s" in flags else b"", first, last, flags, bodies)
             topic = hc["topics"].get(str(i), header["topic"])
             cp_rows.append(_checkpoint_row(ent, gw, first, last, topic, full, received[i]))
     except (lzma.LZMAError, ValueError, KeyError, TypeError, IndexError) as e:
