@@ -11,7 +11,9 @@ no broker and no time-series store. Then the ledger's bytes by table, before and
 (`Ingester.prune(force=True)`): PostgreSQL `pg_total_relation_size` after `VACUUM FULL`, SQLite the
 pages of each table and its indexes (`dbstat`) after `VACUUM`.
 
-`--ledger URL` measures a PostgreSQL (or SQLite) ledger of its own: it must hold no ledger tables yet.
+`--ledger URL` measures a PostgreSQL (or SQLite) ledger of its own: it must hold no ledger tables yet, and
+on PostgreSQL it should be a database of its own (VACUUM FULL keeps the deleted rows that an open
+transaction of another session of the same database may still see).
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
+from cloud_bridge.cloud.ledger.schema import message_bodies
+from cloud_bridge.cloud.ledger.sqldb import Database
 from gateway.cli import main
 
 pytestmark = pytest.mark.integration
@@ -47,8 +50,15 @@ def test_ledger_size_smoke(
     assert main(args) == 0, capsys.readouterr()
     r = json.loads(out.read_text())
     assert r["exactly_once"] and r["recorded"] == 6 * 60 and r["ledger"] == backend
-    assert r["before"]["message_bodies"] > r["after"]["message_bodies"], "the archive step moved the bodies"
     assert r["after"]["chain_archive"] > r["before"]["chain_archive"]
+    if backend == "sqlite":
+        assert r["before"]["message_bodies"] > r["after"]["message_bodies"], "the archive step moved the bodies"
+    else:  # a shared database: VACUUM FULL keeps the rows another session's open transaction may still see
+        db = Database(args[-1])
+        try:
+            assert db.scalar(select(func.count()).select_from(message_bodies)) == 0, "the archive step moved them"
+        finally:
+            db.close()
     assert "received" not in r["after"] and r["after"]["received_seqs"] > 0
     text = capsys.readouterr().out
     assert "归档后 / after archive" in text and "bytes per device-hour" in text
