@@ -67,6 +67,7 @@ _Key = tuple[str, str, int]  # (ent, gw, seq): a message's identity
 Proof = tuple[bytes, bytes | memoryview]  # (chain hash, signed part) of a chained message
 Flags = dict[tuple[str, str, str], int]  # (ent, gw, what) → count: what the ledger kept out of the evidence
 NO_HORIZON = 2**63 - 1
+_GATEWAYS_PER_QUERY = 500
 M = TypeVar("M", DataMessage, EventMessage)
 
 
@@ -179,15 +180,30 @@ class Ledger:
         return bool(self.recorded([(ent, gw, seq)]))
 
     def recorded(self, keys: Iterable[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
-        """Those of `keys` (ent, gw, seq) already recorded: one indexed query per gateway."""
+        """Those of `keys` (ent, gw, seq) already recorded: one query for a batch's gateways (per 500)."""
         by_gw: dict[tuple[str, str], set[int]] = {}
         for ent, gw, seq in keys:
             by_gw.setdefault((ent, gw), set()).add(seq)
-        found: set[tuple[str, str, int]] = set()
-        for (ent, gw), seqs in by_gw.items():
-            held = [(int(r["first_seq"]), int(r["last_seq"])) for r in self.db.rows(*self._recorded(ent, gw, seqs))]
-            found.update((ent, gw, s) for s in seqs if rg.contains(held, s))
-        return found
+        if not by_gw:
+            return set()
+        lo = min(min(seqs) for seqs in by_gw.values()) - 1
+        hi = max(max(seqs) for seqs in by_gw.values()) + 1
+        held: dict[tuple[str, str], list[rg.Range]] = {}
+        rs = received_seqs.c
+        gateways = sorted(by_gw)
+        for i in range(0, len(gateways), _GATEWAYS_PER_QUERY):
+            chunk = gateways[i : i + _GATEWAYS_PER_QUERY]
+            query = select(rs.ent, rs.gw, rs.first_seq, rs.last_seq).where(
+                rs.ent.in_({e for e, _ in chunk}),
+                rs.gw.in_({g for _, g in chunk}),
+                rs.first_seq <= hi,
+                rs.last_seq >= lo,
+            )  # a loose bound: ranges of other gateways or seqs are left out below
+            for r in self.db.rows(query.order_by(rs.first_seq)):
+                held.setdefault((r["ent"], r["gw"]), []).append((int(r["first_seq"]), int(r["last_seq"])))
+        return {
+            (ent, gw, s) for (ent, gw), seqs in by_gw.items() for s in seqs if rg.contains(held.get((ent, gw), []), s)
+        }
 
     def record_data(self, ent: str, msg: DataMessage) -> bool:
         """Record a data message and its statistics atomically; False (no change) if already recorded."""
