@@ -96,6 +96,7 @@ def _earlier(new: ColumnElement[Any], old: ColumnElement[Any]) -> ColumnElement[
 class _Writes:
     """The ledger's upserts, built once for the database's dialect."""
 
+    unclaim: Executable
     device_stats: Executable
     tag_stats: Executable
     activity: Executable
@@ -107,7 +108,12 @@ class _Writes:
     @classmethod
     def build(cls, db: Database) -> _Writes:
         ds, ts, act, st, dm = device_stats.c, tag_stats.c, device_hours.c, device_status.c, device_meta.c
+        rs = received_seqs.c
         return cls(
+            # a gateway's range that a claim merged into a larger one
+            unclaim=delete(received_seqs).where(
+                rs.ent == bindparam("e"), rs.gw == bindparam("g"), rs.first_seq == bindparam("f")
+            ),
             device_stats=db.upsert(
                 device_stats,
                 lambda x: {
@@ -170,7 +176,6 @@ class Ledger:
         self.db = Database(url, busy_timeout=busy_timeout)
         self.db.create(metadata)  # the trust tables (TRUST_TABLES) among them
         self._writes = _Writes.build(self.db)
-        self._recorded = _recorded_lookup(self.db.dialect)
         _migrate(self.db, self._writes)
 
     # ------------------------------------------------------------ writing
@@ -184,26 +189,8 @@ class Ledger:
         by_gw: dict[tuple[str, str], set[int]] = {}
         for ent, gw, seq in keys:
             by_gw.setdefault((ent, gw), set()).add(seq)
-        if not by_gw:
-            return set()
-        lo = min(min(seqs) for seqs in by_gw.values()) - 1
-        hi = max(max(seqs) for seqs in by_gw.values()) + 1
-        held: dict[tuple[str, str], list[rg.Range]] = {}
-        rs = received_seqs.c
-        gateways = sorted(by_gw)
-        for i in range(0, len(gateways), _GATEWAYS_PER_QUERY):
-            chunk = gateways[i : i + _GATEWAYS_PER_QUERY]
-            query = select(rs.ent, rs.gw, rs.first_seq, rs.last_seq).where(
-                rs.ent.in_({e for e, _ in chunk}),
-                rs.gw.in_({g for _, g in chunk}),
-                rs.first_seq <= hi,
-                rs.last_seq >= lo,
-            )  # a loose bound: ranges of other gateways or seqs are left out below
-            for r in self.db.rows(query.order_by(rs.first_seq)):
-                held.setdefault((r["ent"], r["gw"]), []).append((int(r["first_seq"]), int(r["last_seq"])))
-        return {
-            (ent, gw, s) for (ent, gw), seqs in by_gw.items() for s in seqs if rg.contains(held.get((ent, gw), []), s)
-        }
+        held = _held(self.db.rows, by_gw)
+        return {(e, g, s) for (e, g), seqs in by_gw.items() for s in seqs if rg.contains(held.get((e, g), []), s)}
 
     def record_data(self, ent: str, msg: DataMessage) -> bool:
         """Record a data message and its statistics atomically; False (no change) if already recorded."""
@@ -284,30 +271,22 @@ class Ledger:
         by_gw: dict[tuple[str, str], set[int]] = {}
         for r in rows:
             by_gw.setdefault((r["ent"], r["gw"]), set()).add(int(r["seq"]))
-        gateways = sorted(by_gw)  # one lock order for all ingesters: no deadlock
         if conn.dialect.name == "postgresql":
-            for ent, gw in gateways:
+            for ent, gw in sorted(by_gw):  # one lock order for all ingesters: no deadlock
                 conn.execute(select(func.pg_advisory_xact_lock(_gateway_lock(ent, gw))))
+        held = _held(lambda q: [dict(r) for r in conn.execute(q).mappings()], by_gw)
         claimed: set[_Key] = set()
-        rs = received_seqs.c
-        for ent, gw in gateways:
-            seqs = by_gw[(ent, gw)]
-            query, params = self._recorded(ent, gw, seqs)
-            held = [(int(r["first_seq"]), int(r["last_seq"])) for r in conn.execute(query, params).mappings()]
-            new, merged = rg.claim(held, seqs)
-            if not new:
-                continue
+        gone: list[dict[str, Any]] = []
+        added: list[dict[str, Any]] = []
+        for (ent, gw), seqs in by_gw.items():
+            before = held.get((ent, gw), [])
+            new, merged = rg.claim(before, seqs)
             claimed.update((ent, gw, s) for s in new)
-            if held:
-                conn.execute(
-                    delete(received_seqs).where(
-                        rs.ent == ent, rs.gw == gw, rs.first_seq.in_([first for first, _ in held])
-                    )
-                )
-            conn.execute(
-                received_seqs.insert(),
-                [{"ent": ent, "gw": gw, "first_seq": f, "last_seq": la} for f, la in merged],
-            )
+            kept = set(before) & set(merged)
+            gone += [{"e": ent, "g": gw, "f": f} for f, la in before if (f, la) not in kept]
+            added += [{"ent": ent, "gw": gw, "first_seq": f, "last_seq": la} for f, la in merged if (f, la) not in kept]
+        execute_many(conn, self._writes.unclaim, gone)
+        execute_many(conn, received_seqs.insert(), added)
         return claimed
 
     def _add_data_stats(self, conn: Connection, items: Sequence[tuple[str, DataMessage]]) -> dict[int, tuple[int, int]]:
@@ -533,23 +512,29 @@ class Ledger:
             conn.execute(self._writes.meta_log, {**key, "version": meta.version})
 
 
-def _recorded_lookup(dialect: str) -> Callable[[str, str, Iterable[int]], tuple[Select[Any], dict[str, Any]]]:
-    """The ranges of a gateway that may hold some of `seqs` (those reaching from below their smallest
-    to above their largest, adjacent ones included: what a claim merges with), as a statement compiled
-    once and its parameters. The same on both databases (`dialect` kept for the callers)."""
+def _held(
+    run: Callable[[Select[Any]], list[dict[str, Any]]], by_gw: Mapping[tuple[str, str], set[int]]
+) -> dict[tuple[str, str], list[rg.Range]]:
+    """The ranges of each gateway that may hold some of its seqs (adjacent ones included: what a claim
+    merges with), sorted: one query per 500 gateways, with a seq bound loose enough for all of them
+    (what it brings of other gateways or seqs is left out here). `run` executes a query."""
+    out: dict[tuple[str, str], list[rg.Range]] = {}
+    if not by_gw:
+        return out
+    lo = min(min(seqs) for seqs in by_gw.values()) - 1
+    hi = max(max(seqs) for seqs in by_gw.values()) + 1
     rs = received_seqs.c
-    query = (
-        select(rs.first_seq, rs.last_seq)
-        .where(rs.ent == bindparam("ent"), rs.gw == bindparam("gw"))
-        .where(rs.first_seq <= bindparam("hi"), rs.last_seq >= bindparam("lo"))
-        .order_by(rs.first_seq)
-    )
-
-    def lookup(ent: str, gw: str, seqs: Iterable[int]) -> tuple[Select[Any], dict[str, Any]]:
-        s = list(seqs)
-        return query, {"ent": ent, "gw": gw, "lo": min(s) - 1, "hi": max(s) + 1}
-
-    return lookup
+    gateways = sorted(by_gw)
+    for i in range(0, len(gateways), _GATEWAYS_PER_QUERY):
+        chunk = gateways[i : i + _GATEWAYS_PER_QUERY]
+        query = select(rs.ent, rs.gw, rs.first_seq, rs.last_seq).where(
+            rs.ent.in_({e for e, _ in chunk}), rs.gw.in_({g for _, g in chunk}), rs.first_seq <= hi, rs.last_seq >= lo
+        )
+        for r in run(query.order_by(rs.first_seq)):
+            key = (r["ent"], r["gw"])
+            if key in by_gw:
+                out.setdefault(key, []).append((int(r["first_seq"]), int(r["last_seq"])))
+    return out
 
 
 def _gateway_lock(ent: str, gw: str) -> int:
