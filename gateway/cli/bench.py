@@ -53,6 +53,20 @@ def _city(bsub: Any) -> None:
     p.set_defaults(func=_later("gateway.bench.city", "cmd_city_bench"))
 
 
+def _ledger_size(bsub: Any) -> None:
+    p: argparse.ArgumentParser = bsub.add_parser(
+        "ledger-size", help="evidence ledger: bytes per device-hour by table, before and after the archive step"
+    )
+    p.add_argument("--devices", type=int, default=200, help="devices (default 200)")
+    p.add_argument("--hours", type=int, default=2, help="whole hours of messages (default 2)")
+    p.add_argument("--per-gateway", type=int, default=20, help="devices per gateway (default 20)")
+    p.add_argument("--samples", type=int, default=10, help="samples per message, one per tag (default 10)")
+    p.add_argument("--spread", action="store_true", help="devices publish spread over the minute (a checkpoint each)")
+    p.add_argument("--ledger", default=None, metavar="URL", help="an empty ledger database (default: SQLite)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the figures to FILE")
+    p.set_defaults(func=_later("gateway.bench.ledger_size", "cmd_ledger_size"))
+
+
 def _modbus(bsub: Any) -> None:
     p: argparse.ArgumentParser = bsub.add_parser(
         "modbus", help="Modbus TCP: requests per scan, registers/s, CPU per register against bare pymodbus"
@@ -156,5 +170,5 @@ def _simulators(bsub: Any) -> None:
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("bench", help="benchmarks (speed and memory, with reports)")
     bsub = p.add_subparsers(dest="bench_command", required=True)
-    for add in (_buffer, _city, _edge, _ingest, _modbus, _opcua, _pipeline, _simulators, _soak):
+    for add in (_buffer, _city, _edge, _ingest, _ledger_size, _modbus, _opcua, _pipeline, _simulators, _soak):
         add(bsub)

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import select
 
+from cloud_bridge.cloud.ledger.schema import received_seqs
 from cloud_bridge.cloud.ledger.sqldb import Database
 from cloud_bridge.cloud.ledger.store import EvidenceStore
 from cloud_bridge.cloud.ledger.writer import Ledger
@@ -69,9 +71,9 @@ def test_values_that_look_like_placeholders_round_trip(url: str) -> None:
 
 # What the first release's hand-written DDL made, table by table: (column, type family, nullable);
 # primary keys and indexes below. The tables of schema.py must come out the same.
+# `received` (a row per message) and `device_activity` (per 10 s slot) are turned into `received_seqs` and
+# `device_hours` at start-up (#14: the ledger's size), see the test of a first-release database below.
 COLUMNS: dict[str, list[tuple[str, str, bool]]] = {
-    "received": [("ent", "text", False), ("gw", "text", False), ("seq", "int", False), ("dev", "text", False),
-                 ("kind", "text", False), ("received_ms", "int", False)],
     "device_events": [("ent", "text", False), ("gw", "text", False), ("dev", "text", False), ("ts", "int", False),
                       ("kind", "text", False), ("reason", "text", False), ("state", "text", True)],
     "device_status": [("ent", "text", False), ("gw", "text", False), ("dev", "text", False),
@@ -85,9 +87,6 @@ COLUMNS: dict[str, list[tuple[str, str, bool]]] = {
                   ("last_value_text", "text", False)],
     "dead_letters": [("id", "int", False), ("received_ms", "int", False), ("topic", "text", False),
                      ("payload", "bytes", False), ("reason", "text", False)],
-    "device_activity": [("ent", "text", False), ("gw", "text", False), ("dev", "text", False),
-                        ("slot", "int", False), ("samples", "int", False), ("good_samples", "int", False),
-                        ("first_ts", "int", False), ("last_ts", "int", False)],
     "device_counts": [("ent", "text", False), ("gw", "text", False), ("dev", "text", False), ("ts", "int", False),
                       ("kind", "text", False), ("state", "text", True), ("total", "float", True),
                       ("good", "float", True), ("reject", "float", True), ("readings", "float", True),
@@ -104,15 +103,21 @@ COLUMNS: dict[str, list[tuple[str, str, bool]]] = {
     # added since: the equipment sheets as imported (an evidence pack holds the one it counted against)
     "equipment_files": [("ent", "text", False), ("sha256", "text", False), ("source", "text", False),
                         ("data", "bytes", False), ("imported_ms", "int", False)],
+    # added since: what was received as seq ranges, activity per device-hour (#14)
+    "received_seqs": [("ent", "text", False), ("gw", "text", False), ("first_seq", "int", False),
+                      ("last_seq", "int", False)],
+    "device_hours": [("ent", "text", False), ("gw", "text", False), ("dev", "text", False), ("hour", "int", False),
+                     ("samples", "int", False), ("good_samples", "int", False), ("first_ts", "int", False),
+                     ("last_ts", "int", False), ("minutes", "int", False)],
 }  # fmt: skip
 PRIMARY_KEYS = {
-    "received": ["ent", "gw", "seq"],
+    "received_seqs": ["ent", "gw", "first_seq"],
+    "device_hours": ["ent", "gw", "dev", "hour"],
     "device_events": [],
     "device_status": ["ent", "gw", "dev"],
     "device_stats": ["ent", "gw", "dev"],
     "tag_stats": ["ent", "gw", "dev", "tag"],
     "dead_letters": ["id"],
-    "device_activity": ["ent", "gw", "dev", "slot"],
     "device_counts": [],
     "device_meta": ["ent", "gw", "dev"],
     "meta_log": ["ent", "gw", "dev", "ts"],
@@ -122,7 +127,7 @@ PRIMARY_KEYS = {
 }
 INDEXES = {
     "device_events": {"device_events_dev_ts": ["ent", "gw", "dev", "ts"]},
-    "device_activity": {"device_activity_ent_slot": ["ent", "slot"]},
+    "device_hours": {"device_hours_ent_hour": ["ent", "hour"]},
     "device_counts": {"device_counts_dev_ts": ["ent", "gw", "dev", "ts"]},
 }
 _FAMILIES = {
@@ -206,6 +211,14 @@ CREATE TABLE equipment (ent TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL,
 CREATE TABLE equipment_imports (id {id}, ent TEXT NOT NULL, imported_ms BIGINT NOT NULL, source TEXT NOT NULL,
     sha256 TEXT NOT NULL, row_count INTEGER NOT NULL);
 INSERT INTO received VALUES ('ent-1', 'gw-1', 1, 'dev-1', 'data', 5);
+INSERT INTO received VALUES ('ent-1', 'gw-1', 5, 'dev-1', 'data', 5);
+INSERT INTO received VALUES ('ent-1', 'gw-1', 6, 'dev-1', 'events', 5);
+INSERT INTO received VALUES ('ent-1', 'gw-1', 7, 'dev-1', 'data', 5);
+INSERT INTO received VALUES ('ent-1', 'gw-2', 3, 'dev-1', 'data', 5);
+INSERT INTO device_activity VALUES ('ent-1', 'gw-1', 'dev-1', 3600000, 2, 1, 3600500, 3609000);
+INSERT INTO device_activity VALUES ('ent-1', 'gw-1', 'dev-1', 3610000, 1, 1, 3611000, 3611000);
+INSERT INTO device_activity VALUES ('ent-1', 'gw-1', 'dev-1', 3720000, 3, 3, 3720000, 3729999);
+INSERT INTO device_activity VALUES ('ent-1', 'gw-1', 'dev-1', 7200000, 1, 0, 7205000, 7205000);
 INSERT INTO device_stats VALUES ('ent-1', 'gw-1', 'dev-1', 1000, 1000, 1, 1);
 INSERT INTO device_status VALUES ('ent-1', 'gw-1', 'dev-1', TRUE, 900, 'responding', NULL);
 INSERT INTO dead_letters (received_ms, topic, payload, reason) VALUES (1, 'old', {x}, 'old');
@@ -222,9 +235,26 @@ def test_a_database_the_first_release_made_keeps_working(url: str) -> None:
                     conn.execute(sa.text(stmt))
     finally:
         db.close()
-    ledger, store = Ledger(url), EvidenceStore(url)
+    store = EvidenceStore(url)  # reading first: the tables the ledger migrates are read the same way
+    before = store.activity_hours("ent-1", 0, 10_800_000)
+    ledger = Ledger(url)
     try:
-        assert ledger.recorded([("ent-1", "gw-1", 1)]) == {("ent-1", "gw-1", 1)}
+        # the messages of the first release: seq ranges now, the old tables gone
+        assert ledger.received_count() == 5
+        keys = [("ent-1", "gw-1", s) for s in range(9)] + [("ent-1", "gw-2", s) for s in range(5)]
+        assert ledger.recorded(keys) == {("ent-1", "gw-1", s) for s in (1, 5, 6, 7)} | {("ent-1", "gw-2", 3)}
+        assert not {"received", "device_activity"} & set(sa.inspect(ledger.db.engine).get_table_names())
+        # its activity: per hour, what the evidence read from the slots
+        hours = store.activity_hours("ent-1", 0, 10_800_000)
+        assert hours == [
+            {"gw": "gw-1", "dev": "dev-1", "hour": 3_600_000, "samples": 6, "good_samples": 5,
+             "first_ts": 3_600_500, "last_ts": 3_729_999},
+            {"gw": "gw-1", "dev": "dev-1", "hour": 7_200_000, "samples": 1, "good_samples": 0,
+             "first_ts": 7_205_000, "last_ts": 7_205_000},
+        ]  # fmt: skip
+        assert before == [], "before the migration the store reads the new table only"
+        Ledger(url).close()  # a second start changes nothing
+        assert ledger.received_count() == 5 and store.activity_hours("ent-1", 0, 10_800_000) == hours
         msg = DataMessage("gw-1", "dev-1", 2, False, (Sample("t", 1.5, 2_000),), {"t": "kW"})
         assert ledger.record_batch([("ent-1", msg), ("ent-1", msg)]) == [True, False]
         [dev] = ledger.devices()
@@ -250,30 +280,35 @@ def _data(seq: int, gw: str = "gw-1") -> DataMessage:
     return DataMessage(gw, "dev-1", seq, False, (Sample("t", float(seq), 1_000 + seq),), {})
 
 
-@pytest.mark.parametrize("returning", [True, False], ids=["insert-returning", "row-by-row"])
-def test_each_message_is_claimed_once(url: str, returning: bool) -> None:
+def test_each_message_is_claimed_once(url: str) -> None:
     ledger = Ledger(url)
     try:
-        # False: the claims SQLite before 3.35 gets (no RETURNING), one INSERT and row count per message
-        ledger.db.engine.dialect.insert_executemany_returning = returning
         assert ledger.record_batch([("e", _data(1)), ("e", _data(1)), ("e", _data(2))]) == [True, False, True]
         assert ledger.record_batch([("e", _data(2)), ("e", _data(3)), ("e2", _data(1))]) == [False, True, True]
         assert ledger.record_data("e", _data(3)) is False and ledger.record_data("e", _data(4)) is True
         assert ledger.received_count() == 5 and ledger.total_samples() == 5
+        assert ledger.record_batch([("e", _data(s)) for s in (10, 8, 9, 8)]) == [True, True, True, False]
+        r = received_seqs.c
+        rows = ledger.db.rows(select(r.first_seq, r.last_seq).where(r.ent == "e").order_by(r.first_seq))
+        assert [(x["first_seq"], x["last_seq"]) for x in rows] == [(1, 4), (8, 10)], "contiguous seqs: one row"
     finally:
         ledger.close()
 
 
 def test_concurrent_ledgers_claim_each_message_once(url: str) -> None:
-    """Two ingesters' ledgers race on overlapping batches, in opposite orders: every message counts once."""
+    """Two ingesters' ledgers race on overlapping batches of two gateways, in opposite orders and with
+    gaps: every message counts once, claimed by exactly one of them."""
     ledgers = [Ledger(url), Ledger(url)]
-    wins = [0, 0]
+    won: list[list[tuple[str, int]]] = [[], []]
+    keys = [(gw, seq) for seq in range(300) for gw in ("gw-1", "gw-2") if seq % 7 != 3 or gw == "gw-1"]
 
     def run(i: int) -> None:
-        seqs = list(range(300)) if i == 0 else list(reversed(range(300)))
-        for start in range(0, 300, 50):
-            batch = [("e", _data(seq)) for seq in seqs[start : start + 50]]
-            wins[i] += sum(ledgers[i].record_batch(batch))
+        order = keys if i == 0 else list(reversed(keys))
+        for start in range(0, len(order), 50):
+            batch = [("e", _data(seq, gw)) for gw, seq in order[start : start + 50]]
+            won[i] += [
+                k for k, new in zip(order[start : start + 50], ledgers[i].record_batch(batch), strict=True) if new
+            ]
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
     try:
@@ -281,8 +316,9 @@ def test_concurrent_ledgers_claim_each_message_once(url: str) -> None:
             t.start()
         for t in threads:
             t.join(60)
-        assert sum(wins) == 300
-        assert ledgers[0].received_count() == 300 and ledgers[1].total_samples() == 300
+        assert sorted(won[0] + won[1]) == sorted(keys), "each message once, by one of the two"
+        assert ledgers[0].received_count() == len(keys) and ledgers[1].total_samples() == len(keys)
+        assert ledgers[1].recorded(("e", gw, seq) for gw, seq in keys) == {("e", gw, seq) for gw, seq in keys}
     finally:
         for led in ledgers:
             led.close()

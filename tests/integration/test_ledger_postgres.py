@@ -5,6 +5,7 @@ Skipped, with the reason shown, where no PostgreSQL answers.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import psycopg
@@ -66,12 +67,35 @@ def test_ledger_reconnects_after_the_server_drops_an_idle_connection(pg_ledger: 
 
 
 def test_a_connection_dropped_during_a_write_fails_it_whole_and_the_retry_reconnects(pg_ledger: Ledger) -> None:
-    claim = pg_ledger._writes.claim
     with pytest.raises(sa.exc.OperationalError), pg_ledger.db.transaction() as conn:
-        row = {"ent": "ent-1", "gw": "gw-1", "seq": 7, "dev": "dev-1", "kind": "data", "received_ms": 0}
-        assert conn.execute(claim, row).rowcount == 1
+        assert pg_ledger._claim(conn, [{"ent": "ent-1", "gw": "gw-1", "seq": 7}]) == {("ent-1", "gw-1", 7)}
         _terminate(conn.execute(select(func.pg_backend_pid())).scalar_one())
         conn.execute(select(func.pg_backend_pid()))  # the ingester's retry starts here
     assert pg_ledger.received_count() == 0  # nothing of the broken transaction was kept
     assert pg_ledger.record_data("ent-1", msg(7)) is True
     assert pg_ledger.received_count() == 1
+
+
+def test_a_claim_waits_for_a_concurrent_claim_of_the_same_gateway(pg_url: str) -> None:
+    """Two ingesters on a shared subscription: the second claim of a gateway's seqs waits on the
+    gateway's advisory lock until the first commits, then finds the seqs it took (exactly once)."""
+    first, second = Ledger(pg_url), Ledger(pg_url)
+    result: dict[str, list[bool]] = {}
+    try:
+        with first.db.transaction() as conn:
+            claimed = first._claim(conn, [{"ent": "e", "gw": "gw-1", "seq": s} for s in (1, 2, 3)])
+            assert claimed == {("e", "gw-1", s) for s in (1, 2, 3)}
+            other = threading.Thread(
+                target=lambda: result.update(r=second.record_batch([("e", msg(s)) for s in (2, 3, 4)]))
+            )
+            other.start()
+            other.join(1.0)
+            assert other.is_alive(), "the other claim of gw-1 waits for this transaction"
+            assert second.record_batch([("e", msg(2, gw="gw-2"))]) == [True], "another gateway does not wait"
+        other.join(30)
+        assert result["r"] == [False, False, True], "2 and 3 were taken by the first; 4 is new"
+        assert first.received_count() == 5 and first.total_samples() == 3 * 2
+        assert first.recorded([("e", "gw-1", s) for s in range(6)]) == {("e", "gw-1", s) for s in (1, 2, 3, 4)}
+    finally:
+        first.close()
+        second.close()

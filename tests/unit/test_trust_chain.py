@@ -153,8 +153,9 @@ def wire_messages(buf: Buffer) -> tuple[list[mqtt.MQTTMessage], list[mqtt.MQTTMe
 
 
 def recorded(ing: Ingester) -> list[int]:
-    r = schema.received.c
-    return sorted(int(x["seq"]) for x in ing.ledger.db.rows(select(r.seq).where(r.ent == ENT, r.gw == GW)))
+    r = schema.received_seqs.c
+    rows = ing.ledger.db.rows(select(r.first_seq, r.last_seq).where(r.ent == ENT, r.gw == GW))
+    return sorted(s for x in rows for s in range(int(x["first_seq"]), int(x["last_seq"]) + 1))
 
 
 def test_messages_before_their_checkpoint_are_held_then_recorded(tmp_path: Path) -> None:

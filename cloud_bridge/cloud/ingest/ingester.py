@@ -60,6 +60,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from cloud_bridge.cloud.ingest.metrics import IngestMetrics
 from cloud_bridge.cloud.ingest.tsdb import TsdbWriter
 from cloud_bridge.cloud.ledger.writer import NO_HORIZON, Flags, Ledger
+from cloud_bridge.cloud.trust.archive import GRACE_MS, archive_closed
 from cloud_bridge.cloud.trust.gate import Held, Refusal, TrustGate
 from cloud_bridge.wire.codec import (
     DataMessage,
@@ -693,12 +694,19 @@ class Ingester:
         self._series_count[key] += len(new)
         return False
 
-    def prune(self) -> int:
-        """Dead letters past `limits.dead_letter_retention` deleted, at most once an hour."""
+    def prune(self, *, force: bool = False) -> int:
+        """Dead letters past `limits.dead_letter_retention` deleted, and the closed gateway-hours of
+        checkpoints and message bodies moved into the chain archive (trust/archive.py), at most once an
+        hour; `force`: now, and every hour before the current one counts as closed. Returns the dead
+        letters deleted."""
         now = time.monotonic()
-        if now < self._next_prune:
+        if now < self._next_prune and not force:
             return 0
         self._next_prune = now + 3600.0
+        try:
+            archive_closed(self.ledger.db, now_ms(), grace_ms=0 if force else GRACE_MS)
+        except Exception as e:
+            log.warning("could not archive the closed hours of the chain (%s); in an hour", e)
         try:
             return self.ledger.prune_dead_letters(now_ms() - int(self.limits.dead_letter_retention * 1000))
         except Exception as e:

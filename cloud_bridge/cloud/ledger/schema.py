@@ -51,14 +51,16 @@ def _message_key() -> list[Column[Any]]:
 
 # ---------------------------------------------------------------- what was received (writer.py)
 
-# One row per message: its commit point, (ent, gw, seq) claimed once whoever brings it.
-received = Table(
-    "received",
+# What was received, as contiguous seq ranges per gateway: the claim of each message (its commit point)
+# merges its seq in, so a gateway's steady stream is one row. The first release kept a row per message
+# (`received`, in `legacy` below): `Ledger` turns those into ranges at start-up.
+received_seqs = Table(
+    "received_seqs",
     metadata,
-    *_message_key(),
-    _text("dev"),
-    _text("kind"),
-    _int("received_ms"),
+    _key("ent"),
+    _key("gw"),
+    Column("first_seq", BigInteger, primary_key=True),
+    _int("last_seq"),
 )
 
 device_events = Table(
@@ -114,17 +116,19 @@ dead_letters = Table(
 
 # ---------------------------------------------------------------- evidence (README "OEE and evidence")
 
-# Samples per device and 10 s slot (slot = epoch ms of its start), written with the data statistics.
-device_activity = Table(
-    "device_activity",
+# Samples per device and hour (hour = epoch ms of its start), written with the data statistics;
+# `minutes`: bit m set when the hour's minute m had samples (what a period edge inside the hour reads).
+device_hours = Table(
+    "device_hours",
     metadata,
     *_device(key=True),
-    Column("slot", BigInteger, primary_key=True),
+    Column("hour", BigInteger, primary_key=True),
     _int("samples"),
     _int("good_samples"),
     _int("first_ts"),
     _int("last_ts"),
-    Index("device_activity_ent_slot", "ent", "slot"),
+    _int("minutes"),
+    Index("device_hours_ent_hour", "ent", "hour"),
 )
 
 # OEE state changes and counter snapshots, with the counter values they carry.
@@ -310,8 +314,27 @@ trust_counts = Table(
     _text("last_reason"),
 )
 
-TRUST_TABLES = (gateway_keys, chain_checkpoints, message_bodies, unproven, trust_counts)
+# Closed gateway-hours of checkpoints and message bodies, moved out of the two tables above (trust/archive.py):
+# one LZMA blob per gateway, hour (of the checkpoints' ts) and part; the audit reads them as rows.
+chain_archive = Table(
+    "chain_archive",
+    metadata,
+    _key("ent"),
+    _key("gw"),
+    Column("hour", BigInteger, primary_key=True),
+    Column("part", Integer, primary_key=True),  # 0, then 1, 2, … for bodies that came after the hour was archived
+    _int("first_seq"),  # the seqs its checkpoints sign and its bodies hold
+    _int("last_seq"),
+    _int("checkpoints"),
+    _int("messages"),
+    _int("ts_min"),  # the bodies' timestamps
+    _int("ts_max"),
+    _blob("data"),  # LZMA (archive.py)
+    _int("archived_ms"),
+    Index("chain_archive_ts", "ent", "ts_min"),
+)
 
+TRUST_TABLES = (gateway_keys, chain_checkpoints, message_bodies, unproven, trust_counts, chain_archive)
 
 # ---------------------------------------------------------------- the overview's day summaries (days.py)
 
@@ -335,4 +358,23 @@ device_days = Table(
     Column("last_ts", BigInteger, nullable=True),
     _int("computed_ms"),
     Index("device_days_ent_day", "ent", "day"),
+)
+
+# ---------------------------------------------------------------- tables of earlier releases (read to migrate)
+
+legacy = MetaData()
+
+# one row per message (ent, gw, seq): turned into `received_seqs`
+received = Table("received", legacy, *_message_key(), _text("dev"), _text("kind"), _int("received_ms"))
+
+# samples per device and 10 s slot: turned into `device_hours`
+device_activity = Table(
+    "device_activity",
+    legacy,
+    *_device(key=True),
+    Column("slot", BigInteger, primary_key=True),
+    _int("samples"),
+    _int("good_samples"),
+    _int("first_ts"),
+    _int("last_ts"),
 )

@@ -16,15 +16,15 @@ from sqlalchemy import func, select, union, union_all
 
 from cloud_bridge.cloud.ledger import equipment as eq
 from cloud_bridge.cloud.ledger import schema
+from cloud_bridge.cloud.ledger.activity import HOUR_MS, HourRow, within
 from cloud_bridge.cloud.ledger.sqldb import Database
-from cloud_bridge.cloud.ledger.writer import ACTIVITY_SLOT_MS
 from cloud_bridge.wire.codec import DeviceMeta, WireError, decode_meta
 
 
 @dataclass(frozen=True, slots=True)
 class Activity:
-    """Data received from one device in a period (in 10 s slots: a slot that straddles an edge of the
-    period counts whole when it has samples inside)."""
+    """Data received from one device in a period (from its hours: see `cloud_bridge.cloud.ledger.activity`
+    for an edge of the period inside an hour)."""
 
     gw: str
     dev: str
@@ -116,7 +116,7 @@ class EvidenceStore:
 
     def gateway_last_seen(self, ent: str) -> dict[str, int]:
         """The newest timestamp each gateway sent (samples, events): its last sign of life."""
-        a, e = schema.device_activity.c, schema.device_events.c
+        a, e = schema.device_hours.c, schema.device_events.c
         rows = self.db.rows(
             union_all(
                 select(a.gw, func.max(a.last_ts).label("t")).where(a.ent == ent).group_by(a.gw),
@@ -132,19 +132,31 @@ class EvidenceStore:
     # ------------------------------------------------------------ per period
 
     def _slots(self, ent: str, start: int, end: int) -> list[dict[str, Any]]:
-        """Activity slots with samples inside [start, end), by device and time."""
-        a = schema.device_activity.c
-        return self.db.rows(
-            select(a.gw, a.dev, a.slot, a.samples, a.good_samples, a.first_ts, a.last_ts)
-            .where(
-                a.ent == ent,
-                a.slot > start - ACTIVITY_SLOT_MS,
-                a.slot < end,
-                a.last_ts >= start,
-                a.first_ts < end,
-            )
-            .order_by(a.gw, a.dev, a.slot)
+        """Activity hours with samples inside [start, end), by device and time, as the period reads them."""
+        a = schema.device_hours.c
+        rows = self.db.rows(
+            select(a.gw, a.dev, a.hour, a.samples, a.good_samples, a.first_ts, a.last_ts, a.minutes)
+            .where(a.ent == ent, a.hour > start - HOUR_MS, a.hour < end)
+            .order_by(a.gw, a.dev, a.hour)
         )
+        out = []
+        for r in rows:
+            h = within(
+                HourRow(
+                    int(r["hour"]),
+                    int(r["samples"]),
+                    int(r["good_samples"]),
+                    int(r["first_ts"]),
+                    int(r["last_ts"]),
+                    int(r["minutes"]),
+                ),
+                start,
+                end,
+            )
+            if h is not None:
+                out.append({"gw": r["gw"], "dev": r["dev"], "slot": h.hour, "samples": h.samples,
+                            "good_samples": h.good_samples, "first_ts": h.first_ts, "last_ts": h.last_ts})  # fmt: skip
+        return out
 
     def activity(self, ent: str, start: int, end: int) -> dict[tuple[str, str], Activity]:
         """Samples received per device in [start, end); first and last seen inside it."""

@@ -4,16 +4,18 @@ SQLite (WAL) by default, PostgreSQL by URL; tables in schema.py, statements as S
 constructs compiled by each database's dialect (see sqldb.py). The upserts keep to what both
 databases do alike (CASE rather than scalar MIN/MAX or GREATEST).
 
-The row in `received` is the commit point of a message: `record_batch` (and `record_data` /
-`record_events`) insert it together with the statistics in one transaction, skipping a (ent, gw, seq)
-already there, and count only the messages whose row the insert reports as new (INSERT … ON CONFLICT
-DO NOTHING RETURNING, or its row count per message), so redeliveries and concurrent ingesters never
-count a message twice.
+The claim of a message's (ent, gw, seq) in `received_seqs` is its commit point: `record_batch` (and
+`record_data` / `record_events`) merges the seqs of a batch into their gateways' seq ranges together
+with the statistics in one transaction, and counts only the messages whose seq no range held yet, so
+redeliveries and concurrent ingesters never count a message twice: the ranges of a gateway are read and
+rewritten under a lock (PostgreSQL: a transaction-scoped advisory lock per gateway, taken in sorted
+order; SQLite: the write lock every transaction takes at BEGIN). Tables of earlier releases (`received`
+per message, `device_activity` per 10 s slot) are turned into ranges and hours at start-up.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -21,18 +23,16 @@ from typing import Any, TypeVar
 
 import lz4.block
 from sqlalchemy import (
-    ARRAY,
-    BigInteger,
     Column,
     Connection,
     Executable,
     Select,
-    Text,
     and_,
     bindparam,
     case,
     delete,
     func,
+    inspect,
     not_,
     or_,
     select,
@@ -40,12 +40,15 @@ from sqlalchemy import (
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.sql.elements import ColumnElement
 
+from cloud_bridge.cloud.ledger import ranges as rg
+from cloud_bridge.cloud.ledger.activity import HOUR_MS, hour_of, minute_bit
 from cloud_bridge.cloud.ledger.days import forget_days
 from cloud_bridge.cloud.ledger.schema import (
     dead_letters,
     device_activity,
     device_counts,
     device_events,
+    device_hours,
     device_meta,
     device_stats,
     device_status,
@@ -53,18 +56,19 @@ from cloud_bridge.cloud.ledger.schema import (
     meta_log,
     metadata,
     received,
+    received_seqs,
     tag_stats,
 )
 from cloud_bridge.cloud.ledger.sqldb import Database, execute_many
 from cloud_bridge.wire.codec import DataMessage, DeviceMeta, EventMessage, Status, encode_meta
 
-ACTIVITY_SLOT_MS = 10_000
+ACTIVITY_SLOT_MS = HOUR_MS  # the rows of `device_hours`
 _COUNT_COLUMNS = ("total", "good", "reject", "readings", "good_readings")
-_RECORDED_CHUNK = 500  # keys looked up by one query
 _Key = tuple[str, str, int]  # (ent, gw, seq): a message's identity
 Proof = tuple[bytes, bytes | memoryview]  # (chain hash, signed part) of a chained message
 Flags = dict[tuple[str, str, str], int]  # (ent, gw, what) → count: what the ledger kept out of the evidence
 NO_HORIZON = 2**63 - 1
+_GATEWAYS_PER_QUERY = 500
 M = TypeVar("M", DataMessage, EventMessage)
 
 
@@ -93,8 +97,7 @@ def _earlier(new: ColumnElement[Any], old: ColumnElement[Any]) -> ColumnElement[
 class _Writes:
     """The ledger's upserts, built once for the database's dialect."""
 
-    claim: Executable
-    claim_many: Executable
+    unclaim: Executable
     device_stats: Executable
     tag_stats: Executable
     activity: Executable
@@ -105,12 +108,13 @@ class _Writes:
 
     @classmethod
     def build(cls, db: Database) -> _Writes:
-        ds, ts, act, st, dm = device_stats.c, tag_stats.c, device_activity.c, device_status.c, device_meta.c
+        ds, ts, act, st, dm = device_stats.c, tag_stats.c, device_hours.c, device_status.c, device_meta.c
+        rs = received_seqs.c
         return cls(
-            # its row count tells a new message (1) from one recorded before (0): kept for every driver
-            claim=db.upsert(received).execution_options(preserve_rowcount=True),
-            # the same for many rows at once, returning those it inserted (SQLAlchemy's "insertmanyvalues")
-            claim_many=db.upsert(received).returning(received.c.ent, received.c.gw, received.c.seq),
+            # a gateway's range that a claim merged into a larger one
+            unclaim=delete(received_seqs).where(
+                rs.ent == bindparam("e"), rs.gw == bindparam("g"), rs.first_seq == bindparam("f")
+            ),
             device_stats=db.upsert(
                 device_stats,
                 lambda x: {
@@ -130,12 +134,13 @@ class _Writes:
                 },
             ),
             activity=db.upsert(
-                device_activity,
+                device_hours,
                 lambda x: {
                     "samples": act.samples + x.samples,
                     "good_samples": act.good_samples + x.good_samples,
                     "first_ts": _earlier(x.first_ts, act.first_ts),
                     "last_ts": _later(x.last_ts, act.last_ts),
+                    "minutes": act.minutes.op("|")(x.minutes),
                 },
             ),
             # The newest status wins, with one exception: a gateway's last will. The broker publishes
@@ -172,23 +177,21 @@ class Ledger:
         self.db = Database(url, busy_timeout=busy_timeout)
         self.db.create(metadata)  # the trust tables (TRUST_TABLES) among them
         self._writes = _Writes.build(self.db)
-        self._recorded = _recorded_lookup(self.db.dialect)
+        _migrate(self.db, self._writes)
 
     # ------------------------------------------------------------ writing
 
     def is_duplicate(self, ent: str, gw: str, seq: int) -> bool:
-        r = received.c
-        return bool(self.db.rows(select(r.seq).where(r.ent == ent, r.gw == gw, r.seq == seq)))
+        """Whether (ent, gw, seq) was recorded."""
+        return bool(self.recorded([(ent, gw, seq)]))
 
     def recorded(self, keys: Iterable[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
-        """Those of `keys` (ent, gw, seq) already recorded: one indexed query per 500 keys."""
-        unique = list(dict.fromkeys(keys))
-        found: set[tuple[str, str, int]] = set()
-        query, params = self._recorded
-        for i in range(0, len(unique), _RECORDED_CHUNK):
-            rows = self.db.rows(query, params(unique[i : i + _RECORDED_CHUNK]))
-            found.update((r["ent"], r["gw"], int(r["seq"])) for r in rows)
-        return found
+        """Those of `keys` (ent, gw, seq) already recorded: one query for a batch's gateways (per 500)."""
+        by_gw: dict[tuple[str, str], set[int]] = {}
+        for ent, gw, seq in keys:
+            by_gw.setdefault((ent, gw), set()).add(seq)
+        held = _held(self.db.rows, by_gw)
+        return {(e, g, s) for (e, g), seqs in by_gw.items() for s in seqs if rg.contains(held.get((e, g), []), s)}
 
     def record_data(self, ent: str, msg: DataMessage) -> bool:
         """Record a data message and its statistics atomically; False (no change) if already recorded."""
@@ -230,7 +233,7 @@ class Ledger:
             row = {"ent": ent, "gw": msg.gw, "seq": msg.seq, "dev": msg.dev, "kind": kind, "received_ms": now}
             rows.setdefault((ent, msg.gw, msg.seq), row)
         with self.db.transaction() as conn:
-            claimed = self._claim(conn, [rows[k] for k in sorted(rows)])  # sorted: one lock order for all
+            claimed = self._claim(conn, [rows[k] for k in sorted(rows)])
             results: list[bool] = []
             new_data: list[tuple[str, DataMessage]] = []
             new_events: list[tuple[str, EventMessage]] = []
@@ -264,16 +267,29 @@ class Ledger:
             return results
 
     def _claim(self, conn: Connection, rows: list[dict[str, Any]]) -> set[_Key]:
-        """Insert the `received` rows of distinct keys, skipping those already there (whoever put them
-        there, committed or not yet: the database makes a concurrent claim wait for the other's
-        outcome); return the keys inserted. The commit point of each message."""
-        if not rows:
-            return set()
-        if conn.dialect.insert_executemany_returning:  # one INSERT ... RETURNING for the lot
-            return {(ent, gw, int(seq)) for ent, gw, seq in conn.execute(self._writes.claim_many, rows)}
-        # SQLite before 3.35 has no RETURNING: one INSERT per key, its row count says whether it was new
-        claim = self._writes.claim
-        return {(r["ent"], r["gw"], r["seq"]) for r in rows if conn.execute(claim, r).rowcount == 1}
+        """Merge the seqs of `rows` (distinct keys) into their gateways' ranges, skipping those a range
+        holds already (whoever put them there: a concurrent claim waits for the other's outcome on the
+        gateway's lock); return the keys that were new. The commit point of each message."""
+        by_gw: dict[tuple[str, str], set[int]] = {}
+        for r in rows:
+            by_gw.setdefault((r["ent"], r["gw"]), set()).add(int(r["seq"]))
+        if conn.dialect.name == "postgresql":
+            for ent, gw in sorted(by_gw):  # one lock order for all ingesters: no deadlock
+                conn.execute(select(func.pg_advisory_xact_lock(_gateway_lock(ent, gw))))
+        held = _held(lambda q: [dict(r) for r in conn.execute(q).mappings()], by_gw)
+        claimed: set[_Key] = set()
+        gone: list[dict[str, Any]] = []
+        added: list[dict[str, Any]] = []
+        for (ent, gw), seqs in by_gw.items():
+            before = held.get((ent, gw), [])
+            new, merged = rg.claim(before, seqs)
+            claimed.update((ent, gw, s) for s in new)
+            kept = set(before) & set(merged)
+            gone += [{"e": ent, "g": gw, "f": f} for f, la in before if (f, la) not in kept]
+            added += [{"ent": ent, "gw": gw, "first_seq": f, "last_seq": la} for f, la in merged if (f, la) not in kept]
+        execute_many(conn, self._writes.unclaim, gone)
+        execute_many(conn, received_seqs.insert(), added)
+        return claimed
 
     def _add_data_stats(self, conn: Connection, items: Sequence[tuple[str, DataMessage]]) -> dict[int, tuple[int, int]]:
         """Add the statistics of newly claimed data messages: aggregated in Python first, so one
@@ -347,20 +363,25 @@ class Ledger:
         return spans
 
     def _add_activity(self, conn: Connection, items: Sequence[tuple[str, DataMessage]]) -> None:
-        """Samples per device and 10 s slot of newly claimed data messages (inside the claiming transaction)."""
-        buckets: dict[tuple[str, str, str, int], list[int]] = {}  # → [samples, good, first_ts, last_ts]
+        """Samples per device and hour of newly claimed data messages, and the minutes that had samples
+        (inside the claiming transaction)."""
+        buckets: dict[tuple[str, str, str, int], list[int]] = {}  # → [samples, good, first_ts, last_ts, minutes]
         for ent, msg in items:
             for s in msg.samples:
-                key = (ent, msg.gw, msg.dev, s.ts - s.ts % ACTIVITY_SLOT_MS)
+                ts = s.ts
+                key = (ent, msg.gw, msg.dev, hour_of(ts))
                 b = buckets.get(key)
                 good = 1 if s.q == "good" else 0
                 if b is None:
-                    buckets[key] = [1, good, s.ts, s.ts]
+                    buckets[key] = [1, good, ts, ts, minute_bit(ts)]
                 else:
                     b[0] += 1
                     b[1] += good
-                    b[2] = min(b[2], s.ts)
-                    b[3] = max(b[3], s.ts)
+                    if ts < b[2]:
+                        b[2] = ts
+                    if ts > b[3]:
+                        b[3] = ts
+                    b[4] |= minute_bit(ts)
         execute_many(
             conn,
             self._writes.activity,
@@ -369,13 +390,14 @@ class Ledger:
                     "ent": e,
                     "gw": g,
                     "dev": v,
-                    "slot": slot,
+                    "hour": hour,
                     "samples": n,
                     "good_samples": good,
                     "first_ts": f,
                     "last_ts": la,
+                    "minutes": minutes,
                 }
-                for (e, g, v, slot), (n, good, f, la) in buckets.items()
+                for (e, g, v, hour), (n, good, f, la, minutes) in buckets.items()
             ],
         )
 
@@ -447,7 +469,9 @@ class Ledger:
         return int(self.db.scalar(select(func.coalesce(func.sum(device_stats.c.samples), 0))) or 0)
 
     def received_count(self) -> int:
-        return int(self.db.scalar(select(func.count()).select_from(received)) or 0)
+        """Messages recorded (data and events), all gateways."""
+        rs = received_seqs.c
+        return int(self.db.scalar(select(func.coalesce(func.sum(rs.last_seq - rs.first_seq + 1), 0))) or 0)
 
     def dead_letter_count(self) -> int:
         return int(self.db.scalar(select(func.count()).select_from(dead_letters)) or 0)
@@ -490,30 +514,106 @@ class Ledger:
             conn.execute(self._writes.meta_log, {**key, "version": meta.version})
 
 
-def _recorded_lookup(dialect: str) -> tuple[Select[Any], Callable[[Sequence[_Key]], dict[str, Any]]]:
-    """The rows of `received` among a list of keys: one statement whatever the number of keys (so it
-    is compiled once), and a function giving its parameters for a list of keys. The keys are joined
-    to the primary key, so both databases look each one up in the index (SQLite scans the whole
-    table for the row-value form `(ent, gw, seq) IN (VALUES ...)`, the form SQLAlchemy renders for a
-    tuple IN): PostgreSQL unnests three arrays, SQLite walks a JSON array of the keys."""
-    r = received.c
-    if dialect == "postgresql":
-        arrays = (bindparam(name, type_=ARRAY(t)) for name, t in (("ents", Text), ("gws", Text), ("seqs", BigInteger)))
-        k = func.unnest(*arrays).table_valued("ent", "gw", "seq").render_derived(name="k")
-        on = and_(r.ent == k.c.ent, r.gw == k.c.gw, r.seq == k.c.seq)
+def _held(
+    run: Callable[[Select[Any]], list[dict[str, Any]]], by_gw: Mapping[tuple[str, str], set[int]]
+) -> dict[tuple[str, str], list[rg.Range]]:
+    """The ranges of each gateway that may hold some of its seqs (adjacent ones included: what a claim
+    merges with), sorted: one query per 500 gateways, with a seq bound loose enough for all of them
+    (what it brings of other gateways or seqs is left out here). `run` executes a query."""
+    out: dict[tuple[str, str], list[rg.Range]] = {}
+    if not by_gw:
+        return out
+    lo = min(min(seqs) for seqs in by_gw.values()) - 1
+    hi = max(max(seqs) for seqs in by_gw.values()) + 1
+    rs = received_seqs.c
+    gateways = sorted(by_gw)
+    for i in range(0, len(gateways), _GATEWAYS_PER_QUERY):
+        chunk = gateways[i : i + _GATEWAYS_PER_QUERY]
+        query = select(rs.ent, rs.gw, rs.first_seq, rs.last_seq).where(
+            rs.ent.in_({e for e, _ in chunk}), rs.gw.in_({g for _, g in chunk}), rs.first_seq <= hi, rs.last_seq >= lo
+        )
+        for r in run(query.order_by(rs.first_seq)):
+            key = (r["ent"], r["gw"])
+            if key in by_gw:
+                out.setdefault(key, []).append((int(r["first_seq"]), int(r["last_seq"])))
+    return out
 
-        def params(keys: Sequence[_Key]) -> dict[str, Any]:
-            return {"ents": [e for e, _, _ in keys], "gws": [g for _, g, _ in keys], "seqs": [s for _, _, s in keys]}
 
-    else:
-        k = func.json_each(bindparam("keys")).table_valued("value", name="k")
-        ent, gw, seq = (func.json_extract(k.c.value, f"$[{i}]") for i in range(3))
-        on = and_(r.ent == ent, r.gw == gw, r.seq == seq)
+def _gateway_lock(ent: str, gw: str) -> int:
+    """The key of a gateway's advisory lock (PostgreSQL): 64 bits of a hash of (ent, gw), signed."""
+    digest = hashlib.blake2b(f"received_seqs\0{ent}\0{gw}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
-        def params(keys: Sequence[_Key]) -> dict[str, Any]:
-            return {"keys": json.dumps(keys, ensure_ascii=False)}
 
-    return select(r.ent, r.gw, r.seq).join_from(k, received, on), params
+def _migrate(db: Database, writes: _Writes) -> None:
+    """Turn the tables of earlier releases into today's, once, in one transaction: `received` (one row
+    per message) into seq ranges, `device_activity` (10 s slots) into hours; then drop them."""
+    names = set(inspect(db.engine).get_table_names())
+    if not names & {received.name, device_activity.name}:
+        return
+    with db.transaction() as conn:
+        if db.dialect == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+        names = set(inspect(conn).get_table_names())
+        if received.name in names:
+            _migrate_received(conn)
+            received.drop(conn)
+        if device_activity.name in names:
+            _migrate_activity(conn, writes)
+            device_activity.drop(conn)
+
+
+_MIGRATION_LOCK = 0x6564676578
+
+
+def _migrate_received(conn: Connection) -> None:
+    r, rs = received.c, received_seqs.c
+    # gaps and islands: within a gateway, seq minus its rank is constant along a run of consecutive seqs
+    island = (r.seq - func.row_number().over(partition_by=(r.ent, r.gw), order_by=r.seq)).label("island")
+    runs = select(r.ent, r.gw, r.seq, island).subquery()
+    found: dict[tuple[str, str], list[rg.Range]] = {}
+    for row in conn.execute(
+        select(runs.c.ent, runs.c.gw, func.min(runs.c.seq), func.max(runs.c.seq)).group_by(
+            runs.c.ent, runs.c.gw, runs.c.island
+        )
+    ):
+        found.setdefault((row[0], row[1]), []).append((int(row[2]), int(row[3])))
+    for (ent, gw), runs_of_gw in found.items():
+        held = [
+            (int(f), int(la))
+            for f, la in conn.execute(select(rs.first_seq, rs.last_seq).where(rs.ent == ent, rs.gw == gw))
+        ]
+        conn.execute(delete(received_seqs).where(rs.ent == ent, rs.gw == gw))
+        conn.execute(
+            received_seqs.insert(),
+            [{"ent": ent, "gw": gw, "first_seq": f, "last_seq": la} for f, la in rg.merge([*held, *runs_of_gw])],
+        )
+
+
+def _migrate_activity(conn: Connection, writes: _Writes) -> None:
+    hours: dict[tuple[str, str, str, int], list[int]] = {}
+    for r in conn.execute(select(device_activity)).mappings():
+        key = (r["ent"], r["gw"], r["dev"], hour_of(int(r["slot"])))
+        first, last = int(r["first_ts"]), int(r["last_ts"])
+        minutes = 0
+        for m in range(first - first % 60_000, last + 1, 60_000):  # a slot lies in at most one or two minutes
+            minutes |= minute_bit(m)
+        h = hours.get(key)
+        if h is None:
+            hours[key] = [int(r["samples"]), int(r["good_samples"]), first, last, minutes]
+        else:
+            h[0] += int(r["samples"])
+            h[1] += int(r["good_samples"])
+            h[2], h[3], h[4] = min(h[2], first), max(h[3], last), h[4] | minutes
+    execute_many(
+        conn,
+        writes.activity,
+        [
+            {"ent": e, "gw": g, "dev": d, "hour": hour, "samples": n, "good_samples": gd, "first_ts": f,
+             "last_ts": la, "minutes": m}
+            for (e, g, d, hour), (n, gd, f, la, m) in hours.items()
+        ],
+    )  # fmt: skip
 
 
 def _within(items: list[tuple[str, M]], horizon: int, flags: Flags, what: str) -> list[tuple[str, M]]:

@@ -11,8 +11,13 @@ audit, with no trust in the database beyond the registry's public keys:
    received) and hashes to the signed hash (else *altered*); a body no checkpoint signs is *unproven*
    (inserted);
 3. re-derives from the verified bodies the evidence rows of the period (device events, OEE state
-   changes and counter snapshots, data activity per 10 s slot) as the ingester wrote them, and compares
-   them with the tables: a row added, removed or changed is found.
+   changes and counter snapshots, data activity per device and hour, over the whole hours the period
+   touches) as the ingester wrote them, and compares them with the tables: a row added, removed or
+   changed is found.
+
+Closed gateway-hours moved into `chain_archive` (trust/archive.py) are read back as the rows they were:
+the audit sees no difference between an archived hour and a live one, and an archive blob that does not
+read is a finding of its own.
 
 What it does not cover (listed in every report): the latest device metadata and statuses (retained
 messages, signed on the wire but not kept as signed payloads), and the newest checkpoints of a gateway
@@ -34,22 +39,24 @@ import lz4.block
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, or_, select
 
+from cloud_bridge.cloud.ledger.activity import HOUR_MS, hour_of, minute_bit
 from cloud_bridge.cloud.ledger.schema import (
     TRUST_TABLES,
+    chain_archive,
     chain_checkpoints,
-    device_activity,
     device_counts,
     device_events,
+    device_hours,
     message_bodies,
     metadata,
 )
 from cloud_bridge.cloud.ledger.sqldb import Database
+from cloud_bridge.cloud.trust import archive
 from cloud_bridge.cloud.trust.registry import Registry
 from cloud_bridge.wire.codec import DataMessage, EventMessage, WireError, decode_data, decode_events
 from cloud_bridge.wire.signing import GENESIS, Checkpoint, SignatureError, decode_checkpoint, verify_sealed
 
 MARGIN_MS = 3_600_000  # checkpoints sealed up to an hour outside the period are read too
-SLOT_MS = 10_000  # as the ledger's activity slots (writer.ACTIVITY_SLOT_MS)
 _COUNT_COLUMNS = ("total", "good", "reject", "readings", "good_readings")
 
 FindingKind = Literal[
@@ -63,6 +70,7 @@ FindingKind = Literal[
     "evidence_inserted",
     "evidence_deleted",
     "evidence_altered",
+    "archive_damaged",
 ]
 # kinds that do not by themselves mean the ledger was tampered with
 INFORMATIONAL: frozenset[str] = frozenset({"chain_restarted"})
@@ -114,7 +122,7 @@ NOT_COVERED = [
     "device metadata and statuses (retained messages: signed on the wire, not kept as signed payloads)",
     "a gateway's newest checkpoints removed together with their messages (compare the chain heads with an "
     "earlier report)",
-    "device_stats and tag_stats (running totals; the period's evidence reads the activity slots)",
+    "device_stats and tag_stats (running totals; the period's evidence reads the activity hours)",
 ]
 
 
@@ -127,12 +135,13 @@ def audit_period(store_or_db: HasDb | Database, ent: str, period: PeriodLike) ->
     start, end = period.start, period.end
 
     # 1. checkpoints
-    cc = chain_checkpoints.c
-    rows = db.rows(
-        select(chain_checkpoints)
-        .where(cc.ent == ent, cc.ts >= start - MARGIN_MS, cc.ts < end + MARGIN_MS)
-        .order_by(cc.gw, cc.last_seq)
-    )
+    cc, ca = chain_checkpoints.c, chain_archive.c
+    lo, hi = start - MARGIN_MS, end + MARGIN_MS
+    rows = db.rows(select(chain_checkpoints).where(cc.ent == ent, cc.ts >= lo, cc.ts < hi))
+    archived = archive.load(db, ent, and_(ca.hour >= hour_of(lo), ca.hour < hi))
+    rows += [r for r in archived.checkpoints if lo <= r["ts"] < hi]
+    rows.sort(key=lambda r: (r["gw"], int(r["last_seq"])))
+    findings += _damaged(archived)
     per_gw: dict[str, list[Checkpoint]] = {}
     gateways: dict[str, GatewayAudit] = {}
     for r in rows:
@@ -169,7 +178,8 @@ def audit_period(store_or_db: HasDb | Database, ent: str, period: PeriodLike) ->
                 )
 
     # 2. messages: signed ones and those of the period
-    bodies = _bodies(db, ent, start, end, per_gw)
+    window = (hour_of(start), -(-end // HOUR_MS) * HOUR_MS)  # the activity rows are whole hours
+    bodies = _bodies(db, ent, window, per_gw, findings)
     signed: dict[tuple[str, int], bytes] = {}
     for gw, cps in per_gw.items():
         for c in cps:
@@ -211,8 +221,8 @@ def audit_period(store_or_db: HasDb | Database, ent: str, period: PeriodLike) ->
         )
 
     # 3. evidence rows of the period against what the verified bodies give
-    expected = _derive(verified, start, end)
-    actual = _actual(db, ent, start, end)
+    expected = _derive(verified, start, end, window)
+    actual = _actual(db, ent, start, end, window)
     checked = sum(sum(c.values()) for c in actual.values())
     for table in ("device_events", "device_counts", "device_activity"):
         findings += _compare(table, expected[table], actual[table])
@@ -261,8 +271,10 @@ def _verified_checkpoint(registry: Registry, r: dict[str, Any], findings: list[A
 
 def _signed_elsewhere(db: Database, ent: str, gw: str, seq: int) -> bytes | None:
     """The signed hash of a message whose checkpoint lies outside the period's window (verified)."""
-    cc = chain_checkpoints.c
+    cc, ca = chain_checkpoints.c, chain_archive.c
     rows = db.rows(select(chain_checkpoints).where(cc.ent == ent, cc.gw == gw, cc.first_seq <= seq, cc.last_seq >= seq))
+    cover = and_(ca.gw == gw, ca.first_seq <= seq, ca.last_seq >= seq, ca.checkpoints > 0)
+    rows += [r for r in archive.load(db, ent, cover).checkpoints if r["first_seq"] <= seq <= r["last_seq"]]
     for r in rows:
         c = _verified_checkpoint(Registry(db), r, [])
         if c is not None:
@@ -274,14 +286,36 @@ def _signed_elsewhere(db: Database, ent: str, gw: str, seq: int) -> bytes | None
 
 
 def _bodies(
-    db: Database, ent: str, start: int, end: int, per_gw: dict[str, list[Checkpoint]]
+    db: Database,
+    ent: str,
+    window: tuple[int, int],
+    per_gw: dict[str, list[Checkpoint]],
+    findings: list[AuditFinding],
 ) -> dict[tuple[str, int], dict[str, Any]]:
-    mb = message_bodies.c
+    """The bodies, live or archived, with data in `window` or signed by the checkpoints read."""
+    start, end = window
+    spans = {gw: (cps[0].first, cps[-1].last) for gw, cps in per_gw.items()}
+    mb, ca = message_bodies.c, chain_archive.c
     conditions = [and_(mb.ts_max >= start, mb.ts_min < end)]
-    for gw, cps in per_gw.items():
-        conditions.append(and_(mb.gw == gw, mb.seq >= cps[0].first, mb.seq <= cps[-1].last))
+    in_archive = [and_(ca.ts_max >= start, ca.ts_min < end)]
+    for gw, (first, last) in spans.items():
+        conditions.append(and_(mb.gw == gw, mb.seq >= first, mb.seq <= last))
+        in_archive.append(and_(ca.gw == gw, ca.last_seq >= first, ca.first_seq <= last))
     rows = db.rows(select(message_bodies).where(mb.ent == ent, or_(*conditions)))
+    archived = archive.load(db, ent, or_(*in_archive))
+    findings += _damaged(archived)
+    for r in archived.bodies:
+        span = spans.get(r["gw"])
+        if (r["ts_max"] >= start and r["ts_min"] < end) or (span is not None and span[0] <= r["seq"] <= span[1]):
+            rows.append(r)
     return {(r["gw"], int(r["seq"])): r for r in rows}
+
+
+def _damaged(loaded: archive.Loaded) -> list[AuditFinding]:
+    return [
+        AuditFinding(kind="archive_damaged", gw=gw, seq=seq, detail=f"archived part from seq {seq}: {why}")
+        for gw, seq, why in loaded.damaged
+    ]
 
 
 def _inflate(stored: bytes) -> bytes | None:
@@ -310,12 +344,16 @@ def _num(v: Any) -> float | None:
 
 
 def _derive(
-    verified: Iterable[tuple[dict[str, Any], DataMessage | EventMessage]], start: int, end: int
+    verified: Iterable[tuple[dict[str, Any], DataMessage | EventMessage]],
+    start: int,
+    end: int,
+    hours_in: tuple[int, int],
 ) -> dict[str, Counter[Row]]:
-    """The rows the ingester writes for these messages, inside the period (its horizon applied)."""
+    """The rows the ingester writes for these messages, inside the period (its horizon applied); the
+    activity rows of the whole hours in `hours_in`."""
     events: Counter[Row] = Counter()
     counts: Counter[Row] = Counter()
-    slots: dict[tuple[str, str, int], list[int]] = {}
+    hours: dict[tuple[str, str, int], list[int]] = {}
     for b, msg in verified:
         horizon = int(b["horizon_ms"])
         if isinstance(msg, EventMessage):
@@ -330,20 +368,21 @@ def _derive(
             for s in msg.samples:
                 if s.ts > horizon:
                     continue
-                slot = s.ts - s.ts % SLOT_MS
-                if not start - SLOT_MS < slot < end:
+                hour = hour_of(s.ts)
+                if not hours_in[0] <= hour < hours_in[1]:
                     continue
-                acc = slots.setdefault((msg.gw, msg.dev, slot), [0, 0, s.ts, s.ts])
+                acc = hours.setdefault((msg.gw, msg.dev, hour), [0, 0, s.ts, s.ts, 0])
                 acc[0] += 1
                 acc[1] += 1 if s.q == "good" else 0
                 acc[2] = min(acc[2], s.ts)
                 acc[3] = max(acc[3], s.ts)
-    activity: Counter[Row] = Counter((gw, dev, slot, *v) for (gw, dev, slot), v in slots.items())
+                acc[4] |= minute_bit(s.ts)
+    activity: Counter[Row] = Counter((gw, dev, hour, *v) for (gw, dev, hour), v in hours.items())
     return {"device_events": events, "device_counts": counts, "device_activity": activity}
 
 
-def _actual(db: Database, ent: str, start: int, end: int) -> dict[str, Counter[Row]]:
-    e, c, a = device_events.c, device_counts.c, device_activity.c
+def _actual(db: Database, ent: str, start: int, end: int, window: tuple[int, int]) -> dict[str, Counter[Row]]:
+    e, c, a = device_events.c, device_counts.c, device_hours.c
     events = Counter(
         (r["gw"], r["dev"], int(r["ts"]), r["kind"], r["reason"], r["state"])
         for r in db.rows(select(device_events).where(e.ent == ent, e.ts >= start, e.ts < end))
@@ -356,22 +395,23 @@ def _actual(db: Database, ent: str, start: int, end: int) -> dict[str, Counter[R
         (
             r["gw"],
             r["dev"],
-            int(r["slot"]),
+            int(r["hour"]),
             int(r["samples"]),
             int(r["good_samples"]),
             int(r["first_ts"]),
             int(r["last_ts"]),
+            int(r["minutes"]),
         )
-        for r in db.rows(select(device_activity).where(a.ent == ent, a.slot > start - SLOT_MS, a.slot < end))
+        for r in db.rows(select(device_hours).where(a.ent == ent, a.hour >= window[0], a.hour < window[1]))
     )
     return {"device_events": events, "device_counts": counts, "device_activity": activity}
 
 
 def _compare(table: str, expected: Counter[Row], actual: Counter[Row]) -> list[AuditFinding]:
     """Rows added, removed or changed; a changed row is one whose identity (gateway, device, time or
-    slot) is on both sides with different values."""
+    hour) is on both sides with different values."""
     extra, missing = actual - expected, expected - actual
-    ident = 3  # gw, dev, ts | gw, dev, slot
+    ident = 3  # gw, dev, ts | gw, dev, hour
     missing_ids = Counter(r[:ident] for r in missing.elements())
     out: list[AuditFinding] = []
     for row in sorted(extra.elements(), key=repr):

@@ -29,6 +29,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 
 from cloud_bridge.cloud.ledger.schema import TRUST_TABLES, chain_checkpoints, metadata, trust_counts, unproven
 from cloud_bridge.cloud.ledger.sqldb import Database
+from cloud_bridge.cloud.trust import archive
 from cloud_bridge.cloud.trust.registry import Registry
 from cloud_bridge.wire.signing import Checkpoint, SignatureError, decode_checkpoint, verify_sealed
 from edge_config.timing import now_ms
@@ -175,14 +176,20 @@ class TrustGate:
                     cc.ent == ent, cc.gw == gw, cc.last_seq >= min(seqs), cc.first_seq <= max(seqs)
                 )
             )
-            for r in rows:
-                c = _checkpoint(r)
-                self._remember(c)
-                for seq in seqs:
-                    h = c.hash_of(seq)
-                    if h is not None:
-                        found[(ent, gw, seq)] = h
+            self._take(rows, ent, gw, seqs, found)
+            late = [s for s in seqs if (ent, gw, s) not in found]
+            if late:  # checkpoints already moved into the chain archive (a message long after its checkpoint)
+                self._take(archive.checkpoints_covering(self.db, ent, gw, min(late), max(late)), ent, gw, late, found)
         return found
+
+    def _take(self, rows: list[dict[str, Any]], ent: str, gw: str, seqs: list[int], found: dict[Key, bytes]) -> None:
+        for r in rows:
+            c = _checkpoint(r)
+            self._remember(c)
+            for seq in seqs:
+                h = c.hash_of(seq)
+                if h is not None:
+                    found[(ent, gw, seq)] = h
 
     # ------------------------------------------------------------ messages waiting for their proof
 
