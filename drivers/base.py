@@ -6,9 +6,9 @@ failures as quality and status, never by raising through the pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 Quality = Literal["good", "uncertain", "bad"]
 RawValue = bool | int | float | str | None
@@ -113,3 +113,10 @@ class SubscribingDriver(Protocol):
     async def start(self, emit: Emit, status: StatusSink | None = None) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+def without_tags(device: Any, keep: Collection[str] = ()) -> Any:
+    """A validated device model (edge_config.models.*Device) without its tag list, but the tags named in
+    `keep`: what a driver or the runtime keeps once the per-tag state is built. A tag model weighs about
+    1 KB; 100,000 of them kept for the life of the process would be most of the agent's memory."""
+    return device.model_copy(update={"tags": [t for t in device.tags if t.name in keep]})

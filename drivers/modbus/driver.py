@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from drivers.base import Changes, DriverError, Reading
+from drivers.base import Changes, DriverError, Reading, without_tags
 from drivers.bus import Bus, BusClient, BusPool, LineSettings, Link, SerialLink
 from drivers.modbus.blocks import AllReadings, BlockState, ChangedReadings, Limits, Piece, Sink, TagRef
 from drivers.modbus.plan import Block, plan_blocks
@@ -58,7 +58,7 @@ class ModbusDriver:
         pool: BusPool | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.device = device
+        self.device = without_tags(device)  # the tags live on as compact per-tag state below
         self.device_id: str = device.id
         conn = device.connection
         self.unit = conn.unit_id

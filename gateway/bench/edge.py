@@ -364,7 +364,7 @@ def run_memory_bench(
                 stop_process(gw)
                 sims.close()
                 for f in (work / "data").glob("*"):
-                    if f.name != "users.json":
+                    if f.is_file() and f.name != "users.json":  # the identity directory stays, as on a real gateway
                         f.unlink()
     finally:
         arrivals.close()

@@ -54,6 +54,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from cloud_bridge.webauth import is_loopback
     from gateway.agent import Agent
+    from gateway.heap import trim_heap
     from gateway.users import UserError, UserStore, users_path
 
     cfg = load_gateway_config(args.config)  # a ConfigError is reported by main()
@@ -76,9 +77,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return 2
 
+    loaded = [cfg]
+    del cfg  # the agent keeps the config compact (gateway.compact): no reference to the full models here
+
     async def main() -> None:
         stop = await _until_signal()
-        await Agent(cfg, config_path=args.config).run(stop)
+        agent = Agent(loaded.pop(), config_path=args.config)
+        trim_heap()  # what loading and validating the config left behind goes back to the system
+        await agent.run(stop)
 
     asyncio.run(main())
     return 0
