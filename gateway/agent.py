@@ -19,6 +19,7 @@ from edge_config.models import GatewayConfig
 from edge_config.timing import backoff_delay, now_ms
 from edge_config.version import __version__
 from gateway import notify
+from gateway.compact import CompactConfig
 from gateway.heap import settle_heap, trim_heap
 from gateway.poller import sleep_or_stop
 from gateway.reload import ReloadPlan
@@ -39,7 +40,9 @@ class _QuietServer(uvicorn.Server):
 class Agent:
     """One gateway process: everything `edgegw run` starts."""
 
-    def __init__(self, config: GatewayConfig, config_path: str | Path | None = None) -> None:
+    def __init__(self, config: GatewayConfig | CompactConfig, config_path: str | Path | None = None) -> None:
+        compact = config if isinstance(config, CompactConfig) else CompactConfig(config)
+        config = compact.light  # the config's models without the tag lists (gateway.compact)
         self.config_path = Path(config_path) if config_path is not None else None
         self.users = UserStore(users_path(config))
         self.started_ms = now_ms()
@@ -60,7 +63,7 @@ class Agent:
             config.mqtt, self.topics, self.buffer, version=__version__, status_interval=buf.status_interval
         )
         self.backlog_at_stop: Depth | None = None
-        self.runtime = Runtime(config, self.buffer, self.publisher, make_driver)
+        self.runtime = Runtime(compact, self.buffer, self.publisher, make_driver)
 
     @property
     def config(self) -> GatewayConfig:

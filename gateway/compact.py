@@ -9,17 +9,25 @@ tag-map editor, a reload).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import subprocess
+import sys
 import zlib
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
 from drivers.base import without_tags
+from edge_config import load_gateway_config
+from edge_config.loader import PARSE_ELSEWHERE_BYTES, load_text
 from edge_config.models import GatewayConfig
+from edge_config.secrets import with_env_secrets
+from gateway.oee.tracker import config_hash
 
 
 def canonical_json(data: Any) -> bytes:
@@ -32,13 +40,18 @@ def device_digest(device: Any) -> str:
     return hashlib.sha256(canonical_json(device.model_dump(mode="json"))).hexdigest()
 
 
-def oee_tag_names(device: Any) -> tuple[str, ...]:
-    """The tags a device's OEE settings name (the runtime keeps these as models: the trackers read them)."""
+def kept_tag_names(device: Any) -> tuple[str, ...]:
+    """The tags the light config keeps as models: those the device's OEE settings name (the trackers read
+    them), else its first tag (a device has at least one: the light config validates as it is)."""
     oee = device.oee
-    if oee is None:
-        return ()
-    names = (oee.state_tag, oee.total_count_tag, oee.good_count_tag, oee.reject_count_tag)
-    return tuple(n for n in names if n)
+    names = (oee.state_tag, oee.total_count_tag, oee.good_count_tag, oee.reject_count_tag) if oee else ()
+    kept = tuple(n for n in names if n)
+    return kept or (device.tags[0].name,)
+
+
+def light_config(config: GatewayConfig) -> GatewayConfig:
+    """`config` with each device's tag list cut to `kept_tag_names`."""
+    return config.model_copy(update={"devices": [without_tags(d, keep=kept_tag_names(d)) for d in config.devices]})
 
 
 @cache
@@ -47,17 +60,27 @@ def _tags_adapter(device_class: type[BaseModel]) -> TypeAdapter[list[Any]]:
     return TypeAdapter(annotation)
 
 
+def _tags_json(device: Any) -> bytes:
+    return canonical_json([t.model_dump(mode="json") for t in device.tags])
+
+
 class CompactConfig:
     """A validated `GatewayConfig` with its tag lists packed (see the module's doc)."""
 
-    def __init__(self, config: GatewayConfig) -> None:
-        self.light = config.model_copy(
-            update={"devices": [without_tags(d, keep=oee_tag_names(d)) for d in config.devices]}
-        )
+    def __init__(self, config: GatewayConfig, parts: _Parts | None = None) -> None:
+        """From the full `config`, or (`parts`) from its light form and what the child process packed."""
+        self.light = config if parts is not None else light_config(config)
         self._tags: dict[str, bytes] = {}
         self.digests: dict[str, str] = {}  # device id -> device_digest of the full device
+        if parts is not None:
+            self.sha = parts.sha
+            for d in config.devices:
+                self._tags[d.id] = zlib.compress(parts.tags[d.id].encode(), 6)
+                self.digests[d.id] = parts.digests[d.id]
+            return
+        self.sha = config_hash(config)  # of the whole config (the devices' metadata carry it)
         for d in config.devices:
-            self._tags[d.id] = zlib.compress(canonical_json([t.model_dump(mode="json") for t in d.tags]), 6)
+            self._tags[d.id] = zlib.compress(_tags_json(d), 6)
             self.digests[d.id] = device_digest(d)
 
     def tag_count(self, dev_id: str) -> int:
@@ -75,3 +98,63 @@ class CompactConfig:
     def full(self) -> GatewayConfig:
         """The whole config in force as validated models (equal to the one this was made from)."""
         return self.light.model_copy(update={"devices": list(self.devices())})
+
+
+# ---------------------------------------------------------------- loading a large file in a child process
+
+
+class _Parts:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.light: dict[str, Any] = data["light"]
+        self.tags: dict[str, str] = data["tags"]
+        self.digests: dict[str, str] = data["digests"]
+        self.sha: str = data["sha"]
+
+
+def _without_read_secrets(obj: Any) -> Any:
+    """`obj` without a secret that a `{name}_file` beside it gave (validation reads the file again), so the
+    light config validates as the file did and nothing of a secret file travels through a pipe."""
+    if isinstance(obj, dict):
+        read = {k[: -len("_file")] for k, v in obj.items() if k.endswith("_file") and v is not None}
+        return {k: _without_read_secrets(v) for k, v in obj.items() if k not in read}
+    if isinstance(obj, list):
+        return [_without_read_secrets(v) for v in obj]
+    return obj
+
+
+def compact_parts(config: GatewayConfig) -> dict[str, Any]:
+    """What the child hands back: the config without tag lists (but the OEE tags), as JSON data; each
+    device's tags as canonical JSON; the per-device digests and the config hash."""
+    return {
+        "light": _without_read_secrets(light_config(config).model_dump(mode="json")),
+        "tags": {d.id: _tags_json(d).decode() for d in config.devices},
+        "digests": {d.id: device_digest(d) for d in config.devices},
+        "sha": config_hash(config),
+    }
+
+
+def load_compact(path: str | Path) -> CompactConfig:
+    """The gateway config at `path`, compact. A large file is loaded by a child process (see the module's
+    doc); a small one, or any failure of the child, loads here (a ConfigError says what is wrong)."""
+    p = Path(path)
+    with contextlib.suppress(OSError):
+        if p.stat().st_size > PARSE_ELSEWHERE_BYTES:
+            out = subprocess.run(
+                [sys.executable, "-m", "gateway.compact", str(p)], capture_output=True, timeout=600, check=False
+            )
+            if out.returncode == 0:
+                parts = _Parts(json.loads(out.stdout))
+                light = load_text(json.dumps(parts.light), GatewayConfig, str(path))
+                return CompactConfig(with_env_secrets(light), parts)
+    return CompactConfig(load_gateway_config(p))
+
+
+def _child_main(path: str) -> int:
+    p = Path(path)
+    config = load_text(p.read_text(encoding="utf-8"), GatewayConfig, str(p))  # the parent adds env secrets
+    sys.stdout.write(json.dumps(compact_parts(config), ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1]))

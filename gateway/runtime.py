@@ -28,7 +28,7 @@ from gateway.heap import trim_heap
 from gateway.live import LiveValues
 from gateway.normalize import Normalizer, TagSpec
 from gateway.oee.history import OeeHistory
-from gateway.oee.tracker import DeviceTracker, config_hash, meta_message
+from gateway.oee.tracker import DeviceTracker, meta_message
 from gateway.poller import poll_loop, sleep_or_stop
 from gateway.reload import ReloadPlan, plan_reload
 from gateway.subscriber import subscribe_loop
@@ -46,12 +46,13 @@ class Runtime:
 
     def __init__(
         self,
-        config: GatewayConfig,
+        config: GatewayConfig | CompactConfig,
         buffer: Buffer,
         publisher: Publisher,
         driver_factory: DriverFactory,
     ) -> None:
         self._set_config(config)
+        config = self.config
         self.buffer = buffer
         self.publisher = publisher
         self.driver_factory = driver_factory
@@ -79,10 +80,10 @@ class Runtime:
         self._reload_lock = asyncio.Lock()
         self.live: dict[str, LiveValues] = {}  # per device: the last readings (the console's live values)
 
-    def _set_config(self, config: GatewayConfig) -> None:
+    def _set_config(self, config: GatewayConfig | CompactConfig) -> None:
         """Keep `config` compact (`gateway.compact`): `self.config` is its models without the tag lists."""
-        self.config_sha = config_hash(config)
-        self._compact = CompactConfig(config)
+        self._compact = config if isinstance(config, CompactConfig) else CompactConfig(config)
+        self.config_sha = self._compact.sha
         self.config = self._compact.light
 
     def full_config(self) -> GatewayConfig:
