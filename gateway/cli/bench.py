@@ -111,8 +111,12 @@ def _edge(bsub: Any) -> None:
     p.add_argument("--settle", type=float, default=10.0, help="with --memory: seconds scanning before RSS is read")
     p.add_argument("--memory-change", type=float, default=0.1, help="with --memory: share changing per second")
     p.add_argument("--memory-seconds", type=float, default=5.0, help="with --memory: seconds measured per point")
-    p.add_argument("--protocol", choices=["modbus", "opcua"], default="modbus",
-                   help="with --memory: Modbus devices (default) or one OPC UA device of N subscribed nodes")  # fmt: skip
+    p.add_argument(
+        "--protocol",
+        choices=["modbus", "opcua"],
+        default="modbus",
+        help="with --memory: Modbus devices (default) or one OPC UA device of N subscribed nodes",
+    )
     p.add_argument("--plot", default=None, metavar="FILE.png", help="with --memory: draw the scale curve (matplotlib)")
     p.add_argument("--json", default=None, metavar="FILE")
     p.set_defaults(func=later("gateway.bench.edge", "cmd_edge"))

@@ -21,7 +21,8 @@ from tests.servers import MosquittoServer
 pytestmark = pytest.mark.integration
 
 NOT_AT_START = ("jinja2", "argon2", "prometheus_client", "simulators", "openpyxl", "asyncua", "influxdb_client",
-                "psycopg", "sqlalchemy", "websockets", "httptools", "matplotlib", "cloud_bridge.cloud", "gateway.bench")  # fmt: skip
+                "psycopg", "sqlalchemy", "websockets", "httptools", "matplotlib", "cloud_bridge.cloud",
+                "gateway.bench")  # fmt: skip
 
 PROBE = r"""
 import json, os, signal, sys, threading, time, urllib.request
