@@ -18,7 +18,7 @@ from typing import Any
 from cloud_bridge.uplink.buffer import Buffer, Outgoing
 from cloud_bridge.uplink.publisher import Publisher
 from cloud_bridge.wire.codec import Topics
-from drivers.base import Driver, SubscribingDriver
+from drivers.base import Driver, SubscribingDriver, shared
 from edge_config.models import GatewayConfig
 from edge_config.timing import now_ms
 from edge_config.version import __version__
@@ -172,12 +172,12 @@ class Runtime:
         return len(self._held)
 
     def channel(self, device: Any) -> DeviceChannel:
-        specs = [
-            TagSpec(t.name, t.type, t.scale, t.offset, t.unit, t.deadband, t.deadband_percent, t.heartbeat)
-            for t in device.tags
-        ]
-        live = self.live[device.id] = LiveValues(self.trackers[device.id], specs)
-        return DeviceChannel(self.devices[device.id], self.topics, Normalizer(specs), self._enqueue, observer=live)
+        fields = ("name", "type", "scale", "offset", "unit", "deadband", "deadband_percent", "heartbeat")
+        specs = [TagSpec(*(shared(getattr(t, f)) for f in fields)) for t in device.tags]
+        normalizer = Normalizer(specs)
+        self.live[device.id] = LiveValues(normalizer)
+        tracker = self.trackers[device.id]
+        return DeviceChannel(self.devices[device.id], self.topics, normalizer, self._enqueue, observer=tracker)
 
     def _driver(self, dev_id: str) -> Driver:
         """A driver for the device, made from its full model, which is dropped again (the driver keeps what
