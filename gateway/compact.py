@@ -27,7 +27,7 @@ from edge_config import load_gateway_config
 from edge_config.loader import PARSE_ELSEWHERE_BYTES, load_text
 from edge_config.models import GatewayConfig
 from edge_config.secrets import with_env_secrets
-from gateway.oee.tracker import config_hash
+from gateway.oee.tracker import canonical_dump, config_hash
 
 
 def canonical_json(data: Any) -> bytes:
@@ -124,12 +124,14 @@ def _without_read_secrets(obj: Any) -> Any:
 
 def compact_parts(config: GatewayConfig) -> dict[str, Any]:
     """What the child hands back: the config without tag lists (but the OEE tags), as JSON data; each
-    device's tags as canonical JSON; the per-device digests and the config hash."""
+    device's tags as canonical JSON; the per-device digests and the config hash (each device dumped once)."""
+    whole = config.model_dump(mode="json", exclude={"devices"})
+    whole["devices"] = dumps = [d.model_dump(mode="json") for d in config.devices]
     return {
         "light": _without_read_secrets(light_config(config).model_dump(mode="json")),
-        "tags": {d.id: _tags_json(d).decode() for d in config.devices},
-        "digests": {d.id: device_digest(d) for d in config.devices},
-        "sha": config_hash(config),
+        "tags": {d["id"]: canonical_json(d["tags"]).decode() for d in dumps},
+        "digests": {d["id"]: hashlib.sha256(canonical_json(d)).hexdigest() for d in dumps},
+        "sha": hashlib.sha256(canonical_dump(whole)).hexdigest(),
     }
 
 
@@ -150,8 +152,16 @@ def load_compact(path: str | Path) -> CompactConfig:
 
 
 def _child_main(path: str) -> int:
-    p = Path(path)
-    config = load_text(p.read_text(encoding="utf-8"), GatewayConfig, str(p))  # the parent adds env secrets
+    """Parse and validate here (a throwaway process: no need to parse in yet another one), any mistake ends
+    it (the parent then loads the file itself and says where); the parent adds the environment's secrets."""
+    import gc
+
+    import yaml
+
+    gc.disable()
+    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    config = GatewayConfig.model_validate(data)
+    del data
     sys.stdout.write(json.dumps(compact_parts(config), ensure_ascii=False))
     return 0
 

@@ -179,16 +179,17 @@ class Runtime:
         tracker = self.trackers[device.id]
         return DeviceChannel(self.devices[device.id], self.topics, normalizer, self._enqueue, observer=tracker)
 
-    def _driver(self, dev_id: str) -> Driver:
-        """A driver for the device, made from its full model, which is dropped again (the driver keeps what
-        it needs as compact per-tag state)."""
-        device = self._compact.device(dev_id)
+    def _driver(self, dev_id: str, full: Any = None) -> Driver:
+        """A driver for the device, made from its full model (`full`, or validated again from the compact
+        config), which is dropped again: the driver keeps what it needs as compact per-tag state."""
+        device = full if full is not None else self._compact.device(dev_id)
         if device.driver == "opcua":  # subscribing (and polling) device: it needs data_dir for certificates
             return self.driver_factory(device, data_dir=self.config.gateway.data_dir)
         return self.driver_factory(device)
 
-    async def _run_device(self, device: Any, channel: DeviceChannel, stop: asyncio.Event) -> None:
-        driver = self._driver(device.id)
+    async def _run_device(self, device: Any, channel: DeviceChannel, stop: asyncio.Event, full: Any = None) -> None:
+        driver = self._driver(device.id, full)
+        del full  # not kept in this frame for the life of the device
         if device.driver == "opcua" and isinstance(driver, SubscribingDriver):
             cap = device.connection.reconnect_max_delay
             await subscribe_loop(channel, driver, stop, backoff_cap=cap)
@@ -200,10 +201,13 @@ class Runtime:
         offline, log it, and start the loop again after `restart_delay`: the other devices go on.
 
         `device` is the light model (no tag list); the channel is built from the full one."""
-        channel = self._channels[device.id] = self.channel(self._compact.device(device.id))
+        full = self._compact.device(device.id)
+        channel = self._channels[device.id] = self.channel(full)
+        first = [full]  # the first driver is made from the same model; a restart validates the tags again
+        del full
         while not stop.is_set():
             try:
-                await self._run_device(device, channel, stop)
+                await self._run_device(device, channel, stop, first.pop() if first else None)
                 return
             except Exception as exc:
                 log.exception("device %s: its loop failed; starting it again in %gs", device.id, self.restart_delay)

@@ -55,8 +55,12 @@ def _redact(obj: Any) -> Any:
 
 def canonical_config(config: GatewayConfig) -> bytes:
     """The validated config as canonical JSON (defaults filled in, keys sorted, secrets left out)."""
-    data = _redact(config.model_dump(mode="json"))
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_dump(config.model_dump(mode="json"))
+
+
+def canonical_dump(data: dict[str, Any]) -> bytes:
+    """`canonical_config` of a config's `model_dump(mode="json")`."""
+    return json.dumps(_redact(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def config_hash(config: GatewayConfig) -> str:

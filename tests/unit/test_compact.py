@@ -134,3 +134,35 @@ def test_the_simulate_command_offers_the_simulators_choices() -> None:
     from simulators.workshop import PROTOCOLS
 
     assert simulate.INDUSTRIES == INDUSTRIES and simulate.PROTOCOLS == PROTOCOLS
+
+
+async def test_a_running_runtime_holds_no_tag_models_but_the_kept_ones(tmp_path: Path) -> None:
+    import asyncio
+    import gc
+
+    from edge_config.models import ModbusTag, OpcUaTag
+
+    raw = raw_config(tags=40)
+    raw["devices"] = raw["devices"][:1]  # the loom: Modbus, to a port nobody listens on
+    raw["devices"][0]["connection"]["port"] = 1
+    cfg = GatewayConfig.model_validate(raw)
+    buf = Buffer(tmp_path / "buffer.db")
+    topics = Topics("sf/v1", "ent", "gw")
+    rt = Runtime(cfg, buf, Publisher(cfg.mqtt, topics, buf, version="t"), make_driver)
+    del cfg, raw
+    stop = asyncio.Event()
+    task = asyncio.create_task(rt.run(stop))
+    try:
+        for _ in range(100):  # until the device task has built its channel and driver
+            await asyncio.sleep(0.02)
+            if "loom-01" in rt.live:
+                break
+        gc.collect()
+        tags = [o for o in gc.get_objects() if isinstance(o, ModbusTag | OpcUaTag)]
+        assert len(rt.live["loom-01"].values()) == 42  # every tag has its live row
+        assert sorted(t.name for t in tags) == ["picks", "state"]  # the OEE tags of the light config only
+    finally:
+        stop.set()
+        await task
+        buf.close()
+        rt.history.close()
