@@ -26,13 +26,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import jinja2
 from markupsafe import Markup
 
 from cloud_bridge.metrics.labels import label
+
+if TYPE_CHECKING:  # Jinja2 is imported when the first environment is made (the edge agent: first page)
+    import jinja2
 
 AUTOESCAPE = ("html", "htm", "xml", "svg", "j2")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -65,7 +67,6 @@ def bilingual(key: str | tuple[str, str], *, strict: bool = True) -> Markup:
     return Markup('{} <span class="en">/ {}</span>').format(zh, en)
 
 
-@jinja2.pass_context
 def translate(context: Any, key: str, **values: object) -> str:
     """The label of `key` in the page's language (`lang`: zh, the default, or en)."""
     zh, en = label(key).format(**values) if values else label(key)
@@ -83,6 +84,8 @@ def pick_lang(query: str | None, cookie: str | None) -> str:
 def environment(package: str, folder: str = "templates") -> jinja2.Environment:
     """A Jinja2 environment for the templates in `package`/`folder` (shipped as package data), which also
     finds the shared layout."""
+    import jinja2
+
     loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader(package, folder)]
     if package != "cloud_bridge":
         loaders.append(jinja2.PackageLoader("cloud_bridge", "templates"))
@@ -94,5 +97,6 @@ def environment(package: str, folder: str = "templates") -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(percent=percent, hours=hours, local_time=local_time, label=label, bi=bilingual, tr=translate)
+    env.filters.update(percent=percent, hours=hours, local_time=local_time, label=label, bi=bilingual,
+                       tr=jinja2.pass_context(translate))  # fmt: skip
     return env

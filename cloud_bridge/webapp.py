@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 from urllib.parse import quote, urlsplit
 
-import jinja2
 from fastapi import FastAPI, Form, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -21,7 +20,11 @@ from pydantic import BaseModel
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from cloud_bridge.metrics.labels import label
-from cloud_bridge.web import STATIC_DIR, pick_lang
+from cloud_bridge.web import STATIC_DIR, environment, pick_lang
+
+if TYPE_CHECKING:
+    import jinja2
+
 from cloud_bridge.webauth import (
     LANG_COOKIE,
     SESSION_COOKIE,
@@ -72,9 +75,10 @@ class Principal(Protocol):
 
 @dataclass
 class Site:
-    """One application's pages."""
+    """One application's pages. `templates` names the package whose `templates/` folder holds them; the
+    Jinja2 environment is made at the first page rendered (the edge agent does not load Jinja2 before)."""
 
-    env: jinja2.Environment
+    templates: str
     title_key: str  # e.g. "ui.console"
     nav: Sequence[tuple[str, str]]  # (href, label key)
     sessions: Callable[[Request], Sessions]
@@ -83,6 +87,13 @@ class Site:
     secure_cookies: Callable[[Request], bool] = field(default=lambda _r: False)
     # (the user, a nav href) -> whether that user's navigation shows it (default: every entry)
     nav_visible: Callable[[Any, str], bool] = field(default=lambda _u, _h: True)
+
+    _env: jinja2.Environment | None = field(default=None, init=False, repr=False)
+
+    def env(self) -> jinja2.Environment:
+        if self._env is None:
+            self._env = environment(self.templates)
+        return self._env
 
     def lang(self, request: Request) -> str:
         return pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
@@ -105,17 +116,21 @@ class Site:
         cookie = request.cookies.get(SESSION_COOKIE)
         user = getattr(request.state, "user", None)
         here = _here(request)
-        html = self.env.get_template(template).render(
-            lang=self.lang(request),
-            app_title=self.title_key,
-            page_title=title,
-            nav=[(h, k) for h, k in self.nav if self.nav_visible(user, h)] if user is not None else [],
-            active="/" + request.url.path.strip("/").split("/")[0] if request.url.path != "/" else "/",
-            here=here,
-            user=user,
-            csrf=self.sessions(request).csrf(cookie) if cookie and user is not None else "",
-            flashes=list(flashes),
-            **context,
+        html = (
+            self.env()
+            .get_template(template)
+            .render(
+                lang=self.lang(request),
+                app_title=self.title_key,
+                page_title=title,
+                nav=[(h, k) for h, k in self.nav if self.nav_visible(user, h)] if user is not None else [],
+                active="/" + request.url.path.strip("/").split("/")[0] if request.url.path != "/" else "/",
+                here=here,
+                user=user,
+                csrf=self.sessions(request).csrf(cookie) if cookie and user is not None else "",
+                flashes=list(flashes),
+                **context,
+            )
         )
         return HTMLResponse(html, status_code=status)
 

@@ -23,9 +23,9 @@ import hmac
 import ipaddress
 import secrets
 from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import HTTPException, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,23 +38,36 @@ TOKEN_PREFIX = "egw_"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_PASSWORD = 1024  # characters: bound the work a login can cause
 
-_hasher = PasswordHasher()  # argon2id, the library's current defaults (RFC 9106 low-memory profile)
-# a real hash to verify against when the user does not exist, so a login takes as long either way
-_DUMMY_HASH = _hasher.hash("no such user")
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
+
+@cache
+def _argon2() -> tuple[PasswordHasher, str]:
+    """argon2id with the library's current defaults (RFC 9106 low-memory profile), and a real hash to verify
+    against when the user does not exist, so a login takes as long either way. Made at the first password
+    hashed or checked: the edge agent does not load argon2 before its first login."""
+    from argon2 import PasswordHasher
+
+    hasher = PasswordHasher()
+    return hasher, hasher.hash("no such user")
 
 
 def hash_password(password: str) -> str:
     if not password or len(password) > MAX_PASSWORD:
         raise ValueError(f"a password has 1 to {MAX_PASSWORD} characters")
-    return _hasher.hash(password)
+    return _argon2()[0].hash(password)
 
 
 def check_password(stored: str | None, password: str) -> bool:
     """True when `password` matches the stored argon2 hash; as slow for an unknown user (stored None)."""
     if len(password) > MAX_PASSWORD:
         return False
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    hasher, dummy = _argon2()
     try:
-        return _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+        return hasher.verify(stored or dummy, password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 

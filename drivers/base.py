@@ -6,10 +6,12 @@ failures as quality and status, never by raising through the pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
 
+T = TypeVar("T")
 Quality = Literal["good", "uncertain", "bad"]
 RawValue = bool | int | float | str | None
 
@@ -113,3 +115,24 @@ class SubscribingDriver(Protocol):
     async def start(self, emit: Emit, status: StatusSink | None = None) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+_SHARED: dict[tuple[type, object], object] = {}
+
+
+def shared(value: T) -> T:
+    """One object for equal scalars of one type (a tag's type name, unit, scale, heartbeat...), and the
+    interned string for a name: per-tag state of 100,000 tags would otherwise hold 100,000 equal copies
+    (each tag's model parsed its own). Not for values read from devices: those come and go."""
+    if isinstance(value, str) and value.__class__ is str:
+        return sys.intern(value)  # type: ignore[return-value]
+    if value is None or value.__class__ is bool:
+        return value
+    return _SHARED.setdefault((value.__class__, value), value)  # type: ignore[return-value]
+
+
+def without_tags(device: Any, keep: Collection[str] = ()) -> Any:
+    """A validated device model (edge_config.models.*Device) without its tag list, but the tags named in
+    `keep`: what a driver or the runtime keeps once the per-tag state is built. A tag model weighs about
+    1 KB; 100,000 of them kept for the life of the process would be most of the agent's memory."""
+    return device.model_copy(update={"tags": [t for t in device.tags if t.name in keep]})

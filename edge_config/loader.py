@@ -143,8 +143,8 @@ _CHILD = (
 )
 
 
-def _parse_elsewhere(text: str) -> Any:
-    """The YAML document parsed in a child process, or None when that cannot be done faithfully."""
+def _parse_elsewhere(text: str) -> bytes | None:
+    """The YAML document parsed in a child process, as JSON, or None when that cannot be done faithfully."""
     try:
         out = subprocess.run(
             [sys.executable, "-c", _CHILD], input=text.encode(), capture_output=True, timeout=300, check=False
@@ -153,18 +153,18 @@ def _parse_elsewhere(text: str) -> Any:
         return None
     if out.returncode != 0:
         return None  # a syntax error, or data JSON cannot hold (dates, NaN): the usual path says what
-    with _collector_paused():
-        return json.loads(out.stdout)
+    return out.stdout
 
 
 def load_text(text: str, model: type[M], file: str = "<config>") -> M:
     """Parse and validate; on a mistake, every error at once with its `file:line: path`. The line map is
     built only then: a large valid tag map is parsed once, with no per-key bookkeeping."""
     try:
-        data = _parse_elsewhere(text) if len(text) > PARSE_ELSEWHERE_BYTES else None
-        if data is None:
-            with _collector_paused():
-                data = yaml.load(text, Loader=_Loader)
+        parsed = _parse_elsewhere(text) if len(text) > PARSE_ELSEWHERE_BYTES else None
+        if parsed is not None and parsed.lstrip()[:1] == b"{":
+            return _validate(text, parsed, model, file)
+        with _collector_paused():
+            data = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         raise _syntax_error(file, e) from None
     except yaml.YAMLError as e:
@@ -173,9 +173,15 @@ def load_text(text: str, model: type[M], file: str = "<config>") -> M:
         raise ConfigError([ConfigIssue(file, 1, "", "the file is empty")])
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(file, 1, "", "the top level must be a mapping (key: value)")])
+    return _validate(text, data, model, file)
+
+
+def _validate(text: str, data: dict[str, Any] | bytes, model: type[M], file: str) -> M:
+    """`data` validated as `model`: a mapping, or the document as JSON (validated straight from the JSON:
+    no Python objects for the raw data of a large tag map next to its models, half the peak memory)."""
     try:
         with _collector_paused():
-            return model.model_validate(data)
+            return model.model_validate_json(data) if isinstance(data, bytes) else model.model_validate(data)
     except ValidationError as exc:
         lines: dict[PathKey, int] = {}
         root = yaml.compose(text, Loader=_Loader)

@@ -19,7 +19,8 @@ from edge_config.models import GatewayConfig
 from edge_config.timing import backoff_delay, now_ms
 from edge_config.version import __version__
 from gateway import notify
-from gateway.heap import settle_heap
+from gateway.compact import CompactConfig
+from gateway.heap import settle_heap, trim_heap
 from gateway.poller import sleep_or_stop
 from gateway.reload import ReloadPlan
 from gateway.runtime import Runtime
@@ -39,8 +40,9 @@ class _QuietServer(uvicorn.Server):
 class Agent:
     """One gateway process: everything `edgegw run` starts."""
 
-    def __init__(self, config: GatewayConfig, config_path: str | Path | None = None) -> None:
-        self._config = config
+    def __init__(self, config: GatewayConfig | CompactConfig, config_path: str | Path | None = None) -> None:
+        compact = config if isinstance(config, CompactConfig) else CompactConfig(config)
+        config = compact.light  # the config's models without the tag lists (gateway.compact)
         self.config_path = Path(config_path) if config_path is not None else None
         self.users = UserStore(users_path(config))
         self.started_ms = now_ms()
@@ -61,12 +63,17 @@ class Agent:
             config.mqtt, self.topics, self.buffer, version=__version__, status_interval=buf.status_interval
         )
         self.backlog_at_stop: Depth | None = None
-        self.runtime = Runtime(config, self.buffer, self.publisher, make_driver)
+        self.runtime = Runtime(compact, self.buffer, self.publisher, make_driver)
 
     @property
     def config(self) -> GatewayConfig:
-        """The config in force: the file's, with the devices, time zone and shifts of the last reload."""
-        return self.runtime.config if hasattr(self, "runtime") else self._config
+        """The config in force (the file's, with the devices, time zone and shifts of the last reload), its
+        devices without their tag lists: `full_config()` has them (see `gateway.compact`)."""
+        return self.runtime.config
+
+    def full_config(self) -> GatewayConfig:
+        """The config in force with every tag (validated again from its compact form: for the editor)."""
+        return self.runtime.full_config()
 
     async def reload(self, new: GatewayConfig) -> ReloadPlan:
         """Hot reload (see `gateway.reload`): devices restart as needed, the buffer and seq are untouched."""
@@ -122,6 +129,7 @@ class Agent:
             await asyncio.wait_for(stop.wait(), timeout=after)
         if not stop.is_set():
             settle_heap()
+            trim_heap(collect=False)
 
     async def _serve_api(self, stop: asyncio.Event) -> None:
         from gateway.api.app import create_app
@@ -132,6 +140,8 @@ class Agent:
             port=self.config.api.port,
             log_level="warning",
             lifespan="off",
+            http="h11",  # not httptools, and no WebSocket protocol: neither module is loaded (memory)
+            ws="none",
         )
         server = _QuietServer(cfg)
         serving = asyncio.create_task(server.serve())

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cloud_bridge.wire.codec import Sample, wire_text
-from drivers.base import Quality, RawValue, Reading, TagSet
+from drivers.base import Quality, RawValue, Reading, TagSet, shared
 
 Value = bool | int | float | str
 
@@ -94,11 +94,11 @@ make_sample = Sample  # a NamedTuple: built directly, cheaply
 
 
 class _TagState:
-    __slots__ = ("deadband", "float32", "heartbeat_ms", "percent", "quality", "raw", "sample", "scaled", "spec")
+    __slots__ = ("deadband", "float32", "heartbeat_ms", "percent", "quality", "raw", "sample", "scaled", "spec", "ts")
 
     def __init__(self, spec: TagSpec, heartbeat_ms: int) -> None:
         self.spec = spec
-        self.heartbeat_ms = heartbeat_ms
+        self.heartbeat_ms = shared(heartbeat_ms)
         self.float32 = spec.type == "float32"
         self.scaled = spec.scale != 1.0 or spec.offset != 0.0
         self.deadband = spec.deadband or 0.0
@@ -106,6 +106,7 @@ class _TagState:
         self.raw: RawValue = None  # the last reading's value and quality, sent or not
         self.quality: Quality = "good"
         self.sample: Sample | None = None  # the last sample sent
+        self.ts = 0  # when `raw` and `quality` were read (the last change, or heartbeat)
 
 
 def _engineering(t: _TagState, raw: RawValue, q: Quality) -> tuple[Value, Quality]:
@@ -139,6 +140,18 @@ class Normalizer:
         self.heartbeat_ms = int(heartbeat_s * 1000)
         self._tags = {n: _TagState(s, int((s.heartbeat_s or heartbeat_s) * 1000)) for n, s in self.specs.items()}
 
+    def current(self) -> list[tuple[str, Value | None, str, int, str | None]]:
+        """Every tag in config order as (name, engineering value, quality, ts, unit) from its last reading:
+        quality `none` for a tag not read yet, value None when bad (the console's live values)."""
+        out: list[tuple[str, Value | None, str, int, str | None]] = []
+        for name, t in self._tags.items():
+            if t.sample is None:  # the first reading of a tag is always sent
+                out.append((name, None, "none", 0, t.spec.unit))
+                continue
+            v, q = _engineering(t, t.raw, t.quality)
+            out.append((name, None if q == "bad" else v, q, t.ts, t.spec.unit))
+        return out
+
     def units(self) -> dict[str, str]:
         return {s.name: s.unit for s in self.specs.values() if s.unit}
 
@@ -154,7 +167,7 @@ class Normalizer:
             # the same raw value and quality as the last reading, and no heartbeat due: nothing to do
             if last is not None and raw == t.raw and q == t.quality and ts - last.ts < t.heartbeat_ms:
                 continue
-            t.raw, t.quality = raw, q
+            t.raw, t.quality, t.ts = raw, q, ts
             v: Value
             if raw.__class__ is int and not t.scaled:
                 v = raw  # the common case, as _engineering gives it

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from edge_config.models import GatewayConfig
+from gateway.compact import device_digest
 
 HOT_SECTIONS = ("devices", "timezone", "shifts")
 
@@ -41,9 +43,12 @@ def _dump(model: Any) -> Any:
     return model.model_dump(mode="json")
 
 
-def plan_reload(old: GatewayConfig, new: GatewayConfig) -> ReloadPlan:
-    before = {d.id: _dump(d) for d in old.devices}
-    after = {d.id: _dump(d) for d in new.devices}
+def plan_reload(old: GatewayConfig, new: GatewayConfig, old_devices: Mapping[str, str] | None = None) -> ReloadPlan:
+    """What applying `new` over `old` does. Devices are compared by the SHA-256 of their canonical config
+    (`gateway.compact.device_digest`); `old_devices` gives the old ones' digests when `old` is the running
+    agent's light config (its devices have no tag lists)."""
+    before = dict(old_devices) if old_devices is not None else {d.id: device_digest(d) for d in old.devices}
+    after = {d.id: device_digest(d) for d in new.devices}
     sections = [
         name
         for name in type(new).model_fields

@@ -18,15 +18,17 @@ from typing import Any
 from cloud_bridge.uplink.buffer import Buffer, Outgoing
 from cloud_bridge.uplink.publisher import Publisher
 from cloud_bridge.wire.codec import Topics
-from drivers.base import Driver, SubscribingDriver
+from drivers.base import Driver, SubscribingDriver, shared
 from edge_config.models import GatewayConfig
 from edge_config.timing import now_ms
 from edge_config.version import __version__
 from gateway.channel import DeviceChannel, DeviceState
+from gateway.compact import CompactConfig
+from gateway.heap import trim_heap
 from gateway.live import LiveValues
 from gateway.normalize import Normalizer, TagSpec
 from gateway.oee.history import OeeHistory
-from gateway.oee.tracker import DeviceTracker, meta_messages
+from gateway.oee.tracker import DeviceTracker, meta_message
 from gateway.poller import poll_loop, sleep_or_stop
 from gateway.reload import ReloadPlan, plan_reload
 from gateway.subscriber import subscribe_loop
@@ -44,12 +46,13 @@ class Runtime:
 
     def __init__(
         self,
-        config: GatewayConfig,
+        config: GatewayConfig | CompactConfig,
         buffer: Buffer,
         publisher: Publisher,
         driver_factory: DriverFactory,
     ) -> None:
-        self.config = config
+        self._set_config(config)
+        config = self.config
         self.buffer = buffer
         self.publisher = publisher
         self.driver_factory = driver_factory
@@ -68,14 +71,43 @@ class Runtime:
             retention_s=config.history.retention,
             max_future_skew_s=config.history.max_future_skew,
         )
-        self.trackers = {d.id: self._tracker(d) for d in config.devices}
-        self.scan_times: dict[str, ScanTimes] = {d.id: ScanTimes() for d in config.devices}
+        self.trackers = {d.id: self._tracker(d) for d in self.config.devices}
+        self.scan_times: dict[str, ScanTimes] = {d.id: ScanTimes() for d in self.config.devices}
         self._stop: asyncio.Event | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._device_stops: dict[str, asyncio.Event] = {}
         self._channels: dict[str, DeviceChannel] = {}
         self._reload_lock = asyncio.Lock()
         self.live: dict[str, LiveValues] = {}  # per device: the last readings (the console's live values)
+
+    def _set_config(self, config: GatewayConfig | CompactConfig) -> None:
+        """Keep `config` compact (`gateway.compact`): `self.config` is its models without the tag lists."""
+        self._compact = config if isinstance(config, CompactConfig) else CompactConfig(config)
+        self.config_sha = self._compact.sha
+        self.config = self._compact.light
+
+    def full_config(self) -> GatewayConfig:
+        """The config in force with every tag, validated again from its packed form (editor, reload)."""
+        return self._compact.full()
+
+    def device_config(self, dev_id: str) -> Any:
+        """One device's full config (its tags validated again)."""
+        return self._compact.device(dev_id)
+
+    @property
+    def device_digests(self) -> dict[str, str]:
+        """SHA-256 of each device's canonical config (what hot reload compares)."""
+        return self._compact.digests
+
+    def _meta(self) -> list[Outgoing]:
+        """Every device's retained metadata, one device's full model at a time."""
+        ts, gw = now_ms(), self.config.gateway.id
+        return [
+            meta_message(
+                self._compact.device(d.id), self.topics, gw=gw, ts=ts, sha=self.config_sha, version=__version__
+            )
+            for d in self.config.devices
+        ]
 
     def _tracker(self, device: Any) -> DeviceTracker:
         hist = self.config.history
@@ -140,31 +172,42 @@ class Runtime:
         return len(self._held)
 
     def channel(self, device: Any) -> DeviceChannel:
-        specs = [
-            TagSpec(t.name, t.type, t.scale, t.offset, t.unit, t.deadband, t.deadband_percent, t.heartbeat)
-            for t in device.tags
-        ]
-        live = self.live[device.id] = LiveValues(self.trackers[device.id], specs)
-        return DeviceChannel(self.devices[device.id], self.topics, Normalizer(specs), self._enqueue, observer=live)
+        fields = ("name", "type", "scale", "offset", "unit", "deadband", "deadband_percent", "heartbeat")
+        specs = [TagSpec(*(shared(getattr(t, f)) for f in fields)) for t in device.tags]
+        normalizer = Normalizer(specs)
+        self.live[device.id] = LiveValues(normalizer)
+        tracker = self.trackers[device.id]
+        return DeviceChannel(self.devices[device.id], self.topics, normalizer, self._enqueue, observer=tracker)
 
-    async def _run_device(self, device: Any, channel: DeviceChannel, stop: asyncio.Event) -> None:
+    def _driver(self, dev_id: str, full: Any = None) -> Driver:
+        """A driver for the device, made from its full model (`full`, or validated again from the compact
+        config), which is dropped again: the driver keeps what it needs as compact per-tag state."""
+        device = full if full is not None else self._compact.device(dev_id)
         if device.driver == "opcua":  # subscribing (and polling) device: it needs data_dir for certificates
-            driver = self.driver_factory(device, data_dir=self.config.gateway.data_dir)
-            if isinstance(driver, SubscribingDriver):
-                cap = device.connection.reconnect_max_delay
-                await subscribe_loop(channel, driver, stop, backoff_cap=cap)
-                return
-        else:
-            driver = self.driver_factory(device)
+            return self.driver_factory(device, data_dir=self.config.gateway.data_dir)
+        return self.driver_factory(device)
+
+    async def _run_device(self, device: Any, channel: DeviceChannel, stop: asyncio.Event, full: Any = None) -> None:
+        driver = self._driver(device.id, full)
+        del full  # not kept in this frame for the life of the device
+        if device.driver == "opcua" and isinstance(driver, SubscribingDriver):
+            cap = device.connection.reconnect_max_delay
+            await subscribe_loop(channel, driver, stop, backoff_cap=cap)
+            return
         await poll_loop(channel, driver, device.poll_interval, stop, on_scan_time=self.scan_times[device.id].observe)
 
     async def _supervise(self, device: Any, stop: asyncio.Event) -> None:
         """Run a device's loop; if it fails in a way its loop does not handle (a bug), report the device
-        offline, log it, and start the loop again after `restart_delay`: the other devices go on."""
-        channel = self._channels[device.id] = self.channel(device)
+        offline, log it, and start the loop again after `restart_delay`: the other devices go on.
+
+        `device` is the light model (no tag list); the channel is built from the full one."""
+        full = self._compact.device(device.id)
+        channel = self._channels[device.id] = self.channel(full)
+        first = [full]  # the first driver is made from the same model; a restart validates the tags again
+        del full
         while not stop.is_set():
             try:
-                await self._run_device(device, channel, stop)
+                await self._run_device(device, channel, stop, first.pop() if first else None)
                 return
             except Exception as exc:
                 log.exception("device %s: its loop failed; starting it again in %gs", device.id, self.restart_delay)
@@ -175,7 +218,7 @@ class Runtime:
         # evidence first: each device's retained metadata, and offline reports for devices the last run
         # left online (the gateway stopped); then the devices
         if self.config.devices:
-            self._enqueue(meta_messages(self.config, self.topics, ts=now_ms(), version=__version__))
+            self._enqueue(self._meta())
         for tracker in self.trackers.values():
             tracker.recover()
         self._stop = stop
@@ -220,16 +263,19 @@ class Runtime:
         offline); the others, the buffer and seq are untouched. Sections that need a restart are named in
         the plan and not applied. Every device's metadata is sent again (the config hash changed)."""
         async with self._reload_lock:
-            plan = plan_reload(self.config, new)
+            plan = plan_reload(self.config, new, old_devices=self.device_digests)
             for dev_id in plan.removed:
                 await self._halt(dev_id, "removed from the config")
             for dev_id in plan.changed:
                 await self._halt(dev_id, "config changed: restarting")
             # hot sections only: the running buffer, publisher, history settings stay as they started
-            self.config = self.config.model_copy(
-                update={"devices": new.devices, "timezone": new.timezone, "shifts": new.shifts}
+            self._set_config(
+                self.full_config().model_copy(
+                    update={"devices": new.devices, "timezone": new.timezone, "shifts": new.shifts}
+                )
             )
-            by_id = {d.id: d for d in new.devices}
+            del new  # from here on the compact form only: no tag models kept
+            by_id = {d.id: d for d in self.config.devices}
             for dev_id in plan.removed:
                 del self.devices[dev_id], self.trackers[dev_id], self.scan_times[dev_id]
                 self.live.pop(dev_id, None)
@@ -243,11 +289,11 @@ class Runtime:
                 self.trackers[dev_id] = self._tracker(d)
                 self.scan_times.setdefault(dev_id, ScanTimes())
             if plan.added or plan.changed or plan.removed:
-                self._enqueue(meta_messages(self.config, self.topics, ts=now_ms(), version=__version__))
+                self._enqueue(self._meta())
             for dev_id in plan.changed + plan.added:
                 self._start(by_id[dev_id])
             # keep the config's device order
-            self.devices = {d.id: self.devices[d.id] for d in new.devices}
+            self.devices = {d.id: self.devices[d.id] for d in self.config.devices}
             log.info(
                 "config reloaded: %d added, %d changed, %d removed, %d untouched%s",
                 len(plan.added),
@@ -256,6 +302,7 @@ class Runtime:
                 len(plan.unchanged),
                 f"; at the next start: {', '.join(plan.restart_needed)}" if plan.restart_needed else "",
             )
+            trim_heap()  # the old config's models are garbage now
             return plan
 
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+# SQLite's page cache per connection, KiB (its default is 2,000 KiB). The buffer writes at the end and
+# reads what it wrote last: a small cache holds that, and the operating system's page cache the rest
+CACHE_KIB = 512
 
 
 class Damaged(Exception):
@@ -30,6 +33,7 @@ def _open(path: Path, synchronous: str, schema: str) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         (check,) = db.execute("PRAGMA quick_check").fetchone()
         if check != "ok":
             raise Damaged(check)

@@ -12,7 +12,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from drivers.base import Reading
+from drivers.base import Reading, without_tags
 from drivers.bus import BadFrame, Bus, BusClient, BusPool, LineSettings, Link, NoResponse, PortReader, SerialLink
 from drivers.dlt645.protocol import (
     END,
@@ -65,7 +65,7 @@ class Dlt645Driver:
     """A polled DL/T 645 meter (the `Driver` protocol of drivers.base)."""
 
     def __init__(self, device: Dlt645Device, pool: BusPool | None = None) -> None:
-        self.device = device
+        self.device = without_tags(device)  # the tags live on as compact per-tag state below
         self.device_id: str = device.id
         c = device.connection
         self.address = c.address

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from drivers.base import Changes, DriverError, Reading
+from drivers.base import Changes, DriverError, Reading, shared, without_tags
 from drivers.bus import Bus, BusClient, BusPool, LineSettings, Link, SerialLink
 from drivers.modbus.blocks import AllReadings, BlockState, ChangedReadings, Limits, Piece, Sink, TagRef
 from drivers.modbus.plan import Block, plan_blocks
@@ -58,7 +58,7 @@ class ModbusDriver:
         pool: BusPool | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.device = device
+        self.device = without_tags(device)  # the tags live on as compact per-tag state below
         self.device_id: str = device.id
         conn = device.connection
         self.unit = conn.unit_id
@@ -81,7 +81,7 @@ class ModbusDriver:
             self._tcp = False
         self._where = f"unit {self.unit} at {self.endpoint}"
         self._client = BusClient(self.device_id, self.endpoint, self.timeout, pool)
-        self._names = [t.name for t in device.tags]
+        self._names = [shared(t.name) for t in device.tags]
         self.groups = self._plan_groups(device)
 
     @property
@@ -116,12 +116,12 @@ class ModbusDriver:
             addr = parse_address(tag.address)
             ref = TagRef(
                 i,
-                tag.name,
+                shared(tag.name),
                 addr.table,
                 addr.offset,
                 tag.register_count,
-                "bool" if addr.table.is_bit else tag.type,
-                tag.byte_order or conn.byte_order,
+                "bool" if addr.table.is_bit else shared(tag.type),
+                shared(tag.byte_order or conn.byte_order),
                 tag.bit,
                 tag.length,
             )

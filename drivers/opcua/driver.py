@@ -25,7 +25,7 @@ from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
 from asyncua.common.subscription import Subscription
 
-from drivers.base import DriverError, DriverStatus, Emit, Reading, StatusSink
+from drivers.base import DriverError, DriverStatus, Emit, Reading, StatusSink, without_tags
 from drivers.opcua.pki import Pki, pki_for
 from drivers.opcua.plan import MonitoredTag, Plan, PollGroup, TagRef, chunks, make_plan, stale_after
 from drivers.opcua.session import close_client, describe_error, open_client
@@ -113,7 +113,7 @@ class OpcUaDriver:
     """One OPC UA device (both the `SubscribingDriver` and the `Driver` protocol)."""
 
     def __init__(self, device: OpcUaDevice, *, data_dir: str | Path = "./data") -> None:
-        self.device = device
+        self.device = without_tags(device)  # the tags live on as compact per-tag state below
         self.device_id: str = device.id
         self.conn = device.connection
         self.plan: Plan = make_plan(device)

@@ -3,11 +3,11 @@ login but `GET /api/v1/health` (see `gateway.api.auth`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cloud_bridge.web import environment
 from cloud_bridge.webapp import Site, install
 from edge_config.version import __version__
 from gateway.api.auth import EdgeAuth, get_auth, requires
@@ -15,7 +15,6 @@ from gateway.api.console.editor import build_editor
 from gateway.api.console.pages import build_pages
 from gateway.api.console.users import build_users
 from gateway.api.metrics_routes import build_metrics_router
-from gateway.api.prom import registry_for
 from gateway.api.routes import build_health_router, build_router
 from gateway.api.view import AgentView
 from gateway.users import role_at_least
@@ -32,7 +31,7 @@ def create_app(agent: AgentView) -> FastAPI:
         return None if user is None else user.epoch
 
     site = Site(
-        env=environment("gateway.api.console"),
+        templates="gateway.api.console",
         title_key="ui.console",
         nav=NAV,
         sessions=lambda r: get_auth(r).sessions,
@@ -47,11 +46,17 @@ def create_app(agent: AgentView) -> FastAPI:
     app.include_router(build_health_router(agent))
     app.include_router(build_router(agent), dependencies=viewer)
     app.include_router(build_metrics_router(agent), dependencies=viewer)
-    registry = registry_for(agent)
+    registry: list[Any] = []  # made at the first scrape: prometheus-client is not loaded before
 
     @app.get("/metrics", dependencies=viewer, include_in_schema=False)
     def metrics(_request: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        from gateway.api.prom import registry_for
+
+        if not registry:
+            registry.append(registry_for(agent))
+        return Response(generate_latest(registry[0]), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(build_pages(agent, site))
     app.include_router(build_editor(agent, site))

@@ -32,4 +32,7 @@ class AgentView(Protocol):
     @property
     def started_ms(self) -> int: ...
 
+    def full_config(self) -> GatewayConfig:
+        """`config` with every device's tags (validated again on each call: for the editor, not per request)."""
+
     async def reload(self, new: GatewayConfig) -> ReloadPlan: ...

@@ -322,11 +322,40 @@ def run_edge_bench(
     }  # fmt: skip
 
 
+class _OpcUaSource:
+    """One OPC UA simulator process serving `n` Double nodes that change every second (`bench opcua`'s)."""
+
+    def __init__(self, n: int) -> None:
+        from gateway.bench.opcua import _Simulator
+
+        self._sim = _Simulator(n, free_port())
+        self.endpoint = self._sim.__enter__()
+
+    def close(self) -> None:
+        self._sim.__exit__()
+
+
+def _opcua_config(work: Path, broker: MosquittoServer, endpoint: str, n: int) -> dict[str, Any]:
+    from gateway.bench.opcua import _gateway_config
+
+    cfg = _gateway_config(endpoint, n, broker.url, work / "data", 1000.0)
+    cfg["gateway"]["id"] = GW  # the counting subscriber's topics
+    cfg["api"] = {"listen": f"127.0.0.1:{free_port()}"}
+    return cfg
+
+
 def run_memory_bench(
-    tag_counts: Sequence[int], per_device: int, interval: float, settle: float, change: float = 0.1, seconds: float = 5
+    tag_counts: Sequence[int],
+    per_device: int,
+    interval: float,
+    settle: float,
+    change: float = 0.1,
+    seconds: float = 5,
+    protocol: str = "modbus",
 ) -> dict[str, Any]:
-    """The agent scanning `n` uint16 tags (devices of `per_device` tags, `change` of them changing every
-    second): RSS once every device is scanning, start-up time (process start → every device online and
+    """The agent reading `n` tags: Modbus uint16 tags (devices of `per_device` tags, `change` of them
+    changing every second) or one OPC UA device subscribed to `n` Double nodes that all change every
+    second. RSS once every device is scanning, start-up time (process start → every device online and
     scanned), CPU, and the points per second that reached the broker."""
     from gateway.bench.modbus import Simulators
 
@@ -336,11 +365,17 @@ def run_memory_bench(
     out = []
     try:
         for n in tag_counts:
-            devices = max(1, n // per_device)
-            regs = min(n, per_device)
-            sims = Simulators(devices, regs, change)
-            tags = [{"name": f"r{j:05d}", "address": f"hr:{j}", "type": "uint16"} for j in range(regs)]
-            cfg = gateway_config(work, broker, sims.ports, tags, interval, heartbeat="60s")
+            sims: Simulators | _OpcUaSource
+            if protocol == "opcua":
+                devices, regs = 1, n
+                sims = _OpcUaSource(n)
+                cfg = _opcua_config(work, broker, sims.endpoint, n)
+            else:
+                devices = max(1, n // per_device)
+                regs = min(n, per_device)
+                sims = Simulators(devices, regs, change)
+                tags = [{"name": f"r{j:05d}", "address": f"hr:{j}", "type": "uint16"} for j in range(regs)]
+                cfg = gateway_config(work, broker, sims.ports, tags, interval, heartbeat="60s")
             listen = cfg["api"]["listen"]
             token = viewer_token(work)
             write_config(work, cfg)
@@ -364,12 +399,13 @@ def run_memory_bench(
                 stop_process(gw)
                 sims.close()
                 for f in (work / "data").glob("*"):
-                    if f.name != "users.json":
+                    if f.is_file() and f.name != "users.json":  # the identity directory stays, as on a real gateway
                         f.unlink()
     finally:
         arrivals.close()
         broker.stop()
-    return {"interval_s": interval, "change": change, "points": out, "goals_mb": {"10000": 60, "100000": 200}}
+    return {"protocol": protocol, "interval_s": interval, "change": 1.0 if protocol == "opcua" else change,
+            "points": out, "goals_mb": {"10000": 60, "100000": 200}}  # fmt: skip
 
 
 def plot(result: dict[str, Any], path: str) -> None:
@@ -428,8 +464,10 @@ def memory_report(r: dict[str, Any]) -> str:
     head = (
         f"  {'tags':>8} {'devices':>8} {'RSS MB':>8} {'start-up s':>11} {'CPU':>6} {'points/s':>9} {'CPU-s/1000':>11}"
     )
-    lines = [f"edgegw bench edge --memory — uint16 tags polled every {r['interval_s']:g} s, {r['change']:.0%} changing",
-             head]  # fmt: skip
+    what = ("OPC UA Double nodes subscribed (one device), every node changing every second"
+            if r.get("protocol") == "opcua" else
+            f"Modbus uint16 tags polled every {r['interval_s']:g} s, {r['change']:.0%} changing")  # fmt: skip
+    lines = [f"edgegw bench edge --memory — {what}", head]
     for p in r["points"]:
         goal = r["goals_mb"].get(str(p["tags"]))
         mark = "" if goal is None else f"  goal ≤ {goal} MB: {'met' if p['rss_mb'] <= goal else 'NOT met'}"
@@ -443,7 +481,8 @@ def memory_report(r: dict[str, Any]) -> str:
 def cmd_edge(args: argparse.Namespace) -> int:
     if args.memory:
         counts = [int(x) for x in args.memory.split(",")]
-        result = run_memory_bench(counts, args.per_device, args.interval, args.settle, args.memory_change)
+        result = run_memory_bench(counts, args.per_device, args.interval, args.settle, args.memory_change,
+                                  seconds=args.memory_seconds, protocol=args.protocol)  # fmt: skip
         print(memory_report(result))
         if args.plot:
             plot(result, args.plot)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 
-def _later(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+def later(module: str, function: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         return int(getattr(importlib.import_module(module), function)(args))
 
@@ -27,7 +27,7 @@ def _ingest(bsub: Any) -> None:
         metavar="URL",
         help="ledger of every run, e.g. postgresql://user@host/db (default: SQLite files in the work dir)",
     )
-    p.set_defaults(func=_later("gateway.bench.ingest", "cmd_ingest_bench"))
+    p.set_defaults(func=later("gateway.bench.ingest", "cmd_ingest_bench"))
 
 
 def _city(bsub: Any) -> None:
@@ -79,7 +79,7 @@ def _modbus(bsub: Any) -> None:
     p.add_argument("--rounds", type=int, default=5, help="floor/gateway runs, alternating (default 5)")
     p.add_argument("--max-seconds", type=float, default=3.0, help="back-to-back phase, seconds (0: skip)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    p.set_defaults(func=_later("gateway.bench.modbus", "cmd_modbus"))
+    p.set_defaults(func=later("gateway.bench.modbus", "cmd_modbus"))
 
 
 def _opcua(bsub: Any) -> None:
@@ -92,7 +92,7 @@ def _opcua(bsub: Any) -> None:
     p.add_argument("--publishing-ms", type=float, default=100.0, help="subscription publishing interval (100)")
     p.add_argument("--mqtt-url", default=None, help="use this broker instead of starting a Mosquitto")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    p.set_defaults(func=_later("gateway.bench.opcua", "cmd_opcua"))
+    p.set_defaults(func=later("gateway.bench.opcua", "cmd_opcua"))
 
 
 def _pipeline(bsub: Any) -> None:
@@ -105,7 +105,7 @@ def _pipeline(bsub: Any) -> None:
     p.add_argument("--sustained-seconds", type=float, default=15.0)
     p.add_argument("--outage", type=float, default=600.0, help="outage to simulate, seconds (default 600)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    p.set_defaults(func=_later("gateway.bench.pipeline", "cmd_pipeline"))
+    p.set_defaults(func=later("gateway.bench.pipeline", "cmd_pipeline"))
 
 
 def _soak(bsub: Any) -> None:
@@ -117,7 +117,7 @@ def _soak(bsub: Any) -> None:
     p.add_argument("--poll", default="100ms", help="the looms' poll interval: time compression (default 100ms)")
     p.add_argument("--broker-restart", type=float, default=600.0, help="restart the broker every N s (0: never)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write every sample to FILE")
-    p.set_defaults(func=_later("gateway.bench.soak", "cmd_soak"))
+    p.set_defaults(func=later("gateway.bench.soak", "cmd_soak"))
 
 
 def _buffer(bsub: Any) -> None:
@@ -128,7 +128,7 @@ def _buffer(bsub: Any) -> None:
     p.add_argument("--scans", type=int, default=2000)
     p.add_argument("--tags", type=int, default=100, help="samples per scan (default 100)")
     p.add_argument("--json", default=None, metavar="FILE")
-    p.set_defaults(func=_later("gateway.bench.buffer", "cmd_buffer"))
+    p.set_defaults(func=later("gateway.bench.buffer", "cmd_buffer"))
 
 
 def _edge(bsub: Any) -> None:
@@ -147,9 +147,16 @@ def _edge(bsub: Any) -> None:
     p.add_argument("--per-device", type=int, default=1000, help="with --memory: tags per device (default 1000)")
     p.add_argument("--settle", type=float, default=10.0, help="with --memory: seconds scanning before RSS is read")
     p.add_argument("--memory-change", type=float, default=0.1, help="with --memory: share changing per second")
+    p.add_argument("--memory-seconds", type=float, default=5.0, help="with --memory: seconds measured per point")
+    p.add_argument(
+        "--protocol",
+        choices=["modbus", "opcua"],
+        default="modbus",
+        help="with --memory: Modbus devices (default) or one OPC UA device of N subscribed nodes",
+    )
     p.add_argument("--plot", default=None, metavar="FILE.png", help="with --memory: draw the scale curve (matplotlib)")
     p.add_argument("--json", default=None, metavar="FILE")
-    p.set_defaults(func=_later("gateway.bench.edge", "cmd_edge"))
+    p.set_defaults(func=later("gateway.bench.edge", "cmd_edge"))
 
 
 def _simulators(bsub: Any) -> None:
@@ -164,7 +171,7 @@ def _simulators(bsub: Any) -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="measuring window (default 30)")
     p.add_argument("--warmup", type=float, default=10.0, help="seconds after the reader is up before measuring")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    p.set_defaults(func=_later("gateway.bench.simulators", "cmd_simulators"))
+    p.set_defaults(func=later("gateway.bench.simulators", "cmd_simulators"))
 
 
 def register(sub: Any) -> None:

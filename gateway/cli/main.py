@@ -54,9 +54,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from cloud_bridge.webauth import is_loopback
     from gateway.agent import Agent
+    from gateway.compact import load_compact
+    from gateway.heap import trim_heap
     from gateway.users import UserError, UserStore, users_path
 
-    cfg = load_gateway_config(args.config)  # a ConfigError is reported by main()
+    compact = load_compact(args.config)  # a ConfigError is reported by main()
+    cfg = compact.light  # the config without its tag lists: the agent never holds every tag's model
     if cfg.api.token:
         logging.getLogger("edgegw").warning(
             "api.token (or EDGEGW_API_TOKEN) is ignored: create users and tokens with `edgegw user` (README)"
@@ -78,7 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         stop = await _until_signal()
-        await Agent(cfg, config_path=args.config).run(stop)
+        agent = Agent(compact, config_path=args.config)
+        trim_heap()  # what loading and validating the config left behind goes back to the system
+        await agent.run(stop)
 
     asyncio.run(main())
     return 0

@@ -55,8 +55,12 @@ def _redact(obj: Any) -> Any:
 
 def canonical_config(config: GatewayConfig) -> bytes:
     """The validated config as canonical JSON (defaults filled in, keys sorted, secrets left out)."""
-    data = _redact(config.model_dump(mode="json"))
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_dump(config.model_dump(mode="json"))
+
+
+def canonical_dump(data: dict[str, Any]) -> bytes:
+    """`canonical_config` of a config's `model_dump(mode="json")`."""
+    return json.dumps(_redact(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def config_hash(config: GatewayConfig) -> str:
@@ -320,16 +324,13 @@ class DeviceTracker:
             self.history.touch(ts)
 
 
+def meta_message(device: Any, topics: Topics, *, gw: str, ts: int, sha: str, version: str) -> Outgoing:
+    """The retained metadata message of one device (its full model: the tags are listed)."""
+    meta = device_meta(device, gw=gw, ts=ts, config_sha=sha, version=version)
+    return Outgoing("status", topics.meta(device.id), device.id, encode_meta(meta), retain=True)
+
+
 def meta_messages(config: GatewayConfig, topics: Topics, *, ts: int, version: str) -> list[Outgoing]:
     """The retained metadata message of every device (sent at start, through the buffer)."""
     sha = config_hash(config)
-    return [
-        Outgoing(
-            "status",
-            topics.meta(d.id),
-            d.id,
-            encode_meta(device_meta(d, gw=config.gateway.id, ts=ts, config_sha=sha, version=version)),
-            retain=True,
-        )
-        for d in config.devices
-    ]
+    return [meta_message(d, topics, gw=config.gateway.id, ts=ts, sha=sha, version=version) for d in config.devices]

@@ -87,3 +87,16 @@ def test_ledger_size_smoke(
     if backend == "postgresql":
         assert main(args) == 2
         assert "already holds ledger tables" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("protocol", ["modbus", "opcua"])
+def test_edge_memory_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str], protocol: str) -> None:
+    """`bench edge --memory` runs the agent as users do (its identity made in data_dir/identity on the first
+    start and kept between the points), over Modbus or OPC UA, and reports RSS and start-up per tag count."""
+    out = tmp_path / "memory.json"
+    args = ["bench", "edge", "--memory", "100,200", "--per-device", "100", "--settle", "1", "--memory-seconds", "1"]
+    assert main([*args, "--protocol", protocol, "--json", str(out)]) == 0, capsys.readouterr()
+    r = json.loads(out.read_text())
+    assert r["protocol"] == protocol and [p["tags"] for p in r["points"]] == [100, 200]
+    assert all(p["rss_mb"] > 10 and p["startup_s"] is not None and p["points_per_s"] > 0 for p in r["points"])
+    assert "RSS MB" in capsys.readouterr().out

@@ -321,7 +321,7 @@ def picker_flow(browser: Any, tmp_path: Path, agent: Agent, base: str, sim_port:
     page.click("#apply")
     page.wait_for_selector(".flash.ok")
     assert [d.id for d in agent.config.devices] == ["loom-01", "reactor-01"]
-    assert [t.name for t in agent.config.devices[0].tags] == ["speed", "run_state", "picks_total", "mispicks"]
+    assert [t.name for t in agent.full_config().devices[0].tags] == ["speed", "run_state", "picks_total", "mispicks"]
     page.goto(base + "/devices/reactor-01")
     page.wait_for_selector("#values tr[data-tag='Plant.Reactor1.Temperature'] .pill.good", timeout=30_000)
     shot(page, tmp_path, "console-opcua-live-values")

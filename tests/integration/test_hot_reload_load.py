@@ -135,7 +135,7 @@ async def test_reload_under_load_keeps_every_message_and_the_cadence(
             assert r.status_code == 303, r.text
             r = await http.post("/editor/apply")
             assert r.status_code == 200 and 'class="flash ok"' in r.text, r.text
-        assert [t.name for d in agent.config.devices if d.id == CHANGED for t in d.tags] == [
+        assert [t.name for d in agent.full_config().devices if d.id == CHANGED for t in d.tags] == [
             "speed",
             "run_state",
             "picks_total",

@@ -228,3 +228,18 @@ def test_text_is_made_fit_for_the_wire() -> None:
     assert msg.samples == tuple(out)
     assert n.apply([Reading("recipe", "A\ud800", 1)]) == [Sample("recipe", "A\ufffd", 1)]
     assert n.apply([Reading("recipe", "x" * 5000, 2)]) == [Sample("recipe", 0, 2, "bad")]
+
+
+def test_current_gives_each_tags_last_reading_as_the_console_shows_it() -> None:
+    from gateway.live import LiveValue, LiveValues
+
+    specs = [TagSpec("speed", "uint16", scale=0.1, unit="rpm", deadband=5.0), TagSpec("temp", "float32"),
+             TagSpec("never", "uint16")]  # fmt: skip
+    norm = Normalizer(specs)
+    norm.apply([Reading("speed", 1000, 1_000), Reading("temp", None, 1_000, "bad", "timeout")])
+    norm.apply([Reading("speed", 1010, 2_000)])  # within the deadband: not sent, but it is the last reading
+    assert LiveValues(norm).values() == [
+        LiveValue("speed", 101.0, "good", 2_000, "rpm"),
+        LiveValue("temp", None, "bad", 1_000, None),
+        LiveValue("never", None, "none", 0, None),
+    ]

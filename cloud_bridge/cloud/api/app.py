@@ -17,7 +17,6 @@ from cloud_bridge.cloud.api.prom import ApiMetrics, RequestMetrics
 from cloud_bridge.cloud.api.routes import MAX_UPLOAD, router
 from cloud_bridge.cloud.ledger.store import EvidenceStore
 from cloud_bridge.cloud.ledger.users import CloudUsers
-from cloud_bridge.web import environment
 from cloud_bridge.webapp import Site, install
 from cloud_bridge.webauth import Sessions
 from edge_config.models import CloudConfig
@@ -62,7 +61,7 @@ def create_cloud_app(
         return None if user is None else int(user.epoch)
 
     site = Site(
-        env=environment("cloud_bridge.cloud.api.portal"),
+        templates="cloud_bridge.cloud.api.portal",
         title_key="ui.portal",
         nav=[("/", "ui.overview"), ("/verify", "ui.verify_pack")],
         sessions=lambda r: r.app.state.sessions,

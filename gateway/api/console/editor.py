@@ -51,7 +51,7 @@ class Draft:
     def current(self, agent: AgentView) -> dict[str, Any]:
         if self.data is not None:
             return self.data
-        return agent.config.model_dump(mode="json", exclude_defaults=True)
+        return agent.full_config().model_dump(mode="json", exclude_defaults=True)
 
 
 def _validate(data: dict[str, Any], name: str) -> GatewayConfig:
@@ -79,7 +79,9 @@ def build_editor(agent: AgentView, site: Site) -> APIRouter:
         data = draft.current(agent)
         diff = ""
         if draft.data is not None:
-            diff = unified_diff(config_text(agent.config), config_text(_validate(draft.data, file_name())), file_name())
+            diff = unified_diff(
+                config_text(agent.full_config()), config_text(_validate(draft.data, file_name())), file_name()
+            )
         return site.render(
             request,
             "editor.html.j2",
@@ -216,7 +218,7 @@ def build_editor(agent: AgentView, site: Site) -> APIRouter:
 
     @router.get("/devices/{dev_id}/tags.{ext}")
     def export_tags(dev_id: str, ext: str, _user: Engineer) -> Response:
-        device = next((d for d in agent.config.devices if d.id == dev_id), None)
+        device = next((d for d in agent.full_config().devices if d.id == dev_id), None)
         if device is None or ext not in ("csv", "xlsx"):
             raise HTTPException(404, detail=f"no device {dev_id!r} (or not .csv/.xlsx)")
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,170 @@
+"""The config in force, kept small: per-tag models are dropped once the run-time state is built.
+
+A validated tag model weighs about 1 KB, so 100,000 tags kept as pydantic objects would be most of the
+agent's memory. `CompactConfig` keeps the config's models without the devices' tag lists (but the tags the
+OEE tracking reads), each device's tags as compressed canonical JSON, and the hashes that metadata and hot
+reload need; `device()` and `full()` validate the tags again on demand (a driver started again, the
+tag-map editor, a reload).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import subprocess
+import sys
+import zlib
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from drivers.base import without_tags
+from edge_config import load_gateway_config
+from edge_config.loader import PARSE_ELSEWHERE_BYTES, load_text
+from edge_config.models import GatewayConfig
+from edge_config.secrets import with_env_secrets
+from gateway.oee.tracker import canonical_dump, config_hash
+
+
+def canonical_json(data: Any) -> bytes:
+    """JSON with sorted keys and no spaces: the same bytes for the same data."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def device_digest(device: Any) -> str:
+    """SHA-256 (hex) of a validated device's canonical JSON: equal digests, equal devices (hot reload)."""
+    return hashlib.sha256(canonical_json(device.model_dump(mode="json"))).hexdigest()
+
+
+def kept_tag_names(device: Any) -> tuple[str, ...]:
+    """The tags the light config keeps as models: those the device's OEE settings name (the trackers read
+    them), else its first tag (a device has at least one: the light config validates as it is)."""
+    oee = device.oee
+    names = (oee.state_tag, oee.total_count_tag, oee.good_count_tag, oee.reject_count_tag) if oee else ()
+    kept = tuple(n for n in names if n)
+    return kept or (device.tags[0].name,)
+
+
+def light_config(config: GatewayConfig) -> GatewayConfig:
+    """`config` with each device's tag list cut to `kept_tag_names`."""
+    return config.model_copy(update={"devices": [without_tags(d, keep=kept_tag_names(d)) for d in config.devices]})
+
+
+@cache
+def _tags_adapter(device_class: type[BaseModel]) -> TypeAdapter[list[Any]]:
+    annotation: Any = device_class.model_fields["tags"].annotation  # e.g. list[ModbusTag]
+    return TypeAdapter(annotation)
+
+
+def _tags_json(device: Any) -> bytes:
+    return canonical_json([t.model_dump(mode="json") for t in device.tags])
+
+
+class CompactConfig:
+    """A validated `GatewayConfig` with its tag lists packed (see the module's doc)."""
+
+    def __init__(self, config: GatewayConfig, parts: _Parts | None = None) -> None:
+        """From the full `config`, or (`parts`) from its light form and what the child process packed."""
+        self.light = config if parts is not None else light_config(config)
+        self._tags: dict[str, bytes] = {}
+        self.digests: dict[str, str] = {}  # device id -> device_digest of the full device
+        if parts is not None:
+            self.sha = parts.sha
+            for d in config.devices:
+                self._tags[d.id] = zlib.compress(parts.tags[d.id].encode(), 6)
+                self.digests[d.id] = parts.digests[d.id]
+            return
+        self.sha = config_hash(config)  # of the whole config (the devices' metadata carry it)
+        for d in config.devices:
+            self._tags[d.id] = zlib.compress(_tags_json(d), 6)
+            self.digests[d.id] = device_digest(d)
+
+    def tag_count(self, dev_id: str) -> int:
+        return len(json.loads(zlib.decompress(self._tags[dev_id])))
+
+    def device(self, dev_id: str) -> Any:
+        """The device's full model, tags validated again from their packed JSON."""
+        light = next(d for d in self.light.devices if d.id == dev_id)
+        tags = _tags_adapter(type(light)).validate_json(zlib.decompress(self._tags[dev_id]))
+        return light.model_copy(update={"tags": tags})
+
+    def devices(self) -> Sequence[Any]:
+        return [self.device(d.id) for d in self.light.devices]
+
+    def full(self) -> GatewayConfig:
+        """The whole config in force as validated models (equal to the one this was made from)."""
+        return self.light.model_copy(update={"devices": list(self.devices())})
+
+
+# ---------------------------------------------------------------- loading a large file in a child process
+
+
+class _Parts:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.light: dict[str, Any] = data["light"]
+        self.tags: dict[str, str] = data["tags"]
+        self.digests: dict[str, str] = data["digests"]
+        self.sha: str = data["sha"]
+
+
+def _without_read_secrets(obj: Any) -> Any:
+    """`obj` without a secret that a `{name}_file` beside it gave (validation reads the file again), so the
+    light config validates as the file did and nothing of a secret file travels through a pipe."""
+    if isinstance(obj, dict):
+        read = {k[: -len("_file")] for k, v in obj.items() if k.endswith("_file") and v is not None}
+        return {k: _without_read_secrets(v) for k, v in obj.items() if k not in read}
+    if isinstance(obj, list):
+        return [_without_read_secrets(v) for v in obj]
+    return obj
+
+
+def compact_parts(config: GatewayConfig) -> dict[str, Any]:
+    """What the child hands back: the config without tag lists (but the OEE tags), as JSON data; each
+    device's tags as canonical JSON; the per-device digests and the config hash (each device dumped once)."""
+    whole = config.model_dump(mode="json", exclude={"devices"})
+    whole["devices"] = dumps = [d.model_dump(mode="json") for d in config.devices]
+    return {
+        "light": _without_read_secrets(light_config(config).model_dump(mode="json")),
+        "tags": {d["id"]: canonical_json(d["tags"]).decode() for d in dumps},
+        "digests": {d["id"]: hashlib.sha256(canonical_json(d)).hexdigest() for d in dumps},
+        "sha": hashlib.sha256(canonical_dump(whole)).hexdigest(),
+    }
+
+
+def load_compact(path: str | Path) -> CompactConfig:
+    """The gateway config at `path`, compact. A large file is loaded by a child process (see the module's
+    doc); a small one, or any failure of the child, loads here (a ConfigError says what is wrong)."""
+    p = Path(path)
+    with contextlib.suppress(OSError):
+        if p.stat().st_size > PARSE_ELSEWHERE_BYTES:
+            out = subprocess.run(
+                [sys.executable, "-m", "gateway.compact", str(p)], capture_output=True, timeout=600, check=False
+            )
+            if out.returncode == 0:
+                parts = _Parts(json.loads(out.stdout))
+                light = load_text(json.dumps(parts.light), GatewayConfig, str(path))
+                return CompactConfig(with_env_secrets(light), parts)
+    return CompactConfig(load_gateway_config(p))
+
+
+def _child_main(path: str) -> int:
+    """Parse and validate here (a throwaway process: no need to parse in yet another one), any mistake ends
+    it (the parent then loads the file itself and says where); the parent adds the environment's secrets."""
+    import gc
+
+    import yaml
+
+    gc.disable()
+    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    config = GatewayConfig.model_validate(data)
+    del data
+    sys.stdout.write(json.dumps(compact_parts(config), ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1]))

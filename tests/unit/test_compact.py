@@ -1,0 +1,168 @@
+"""The compact config the agent runs on (`gateway.compact`): no tag models kept, the same digests and config
+hash as the full config, the same models when asked for again, and a large file loaded through the child
+process giving exactly what loading it here gives."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cloud_bridge.uplink.buffer import Buffer
+from cloud_bridge.uplink.publisher import Publisher
+from cloud_bridge.wire.codec import Topics
+from drivers import make_driver
+from drivers.base import without_tags
+from edge_config import ConfigError, load_gateway_config
+from edge_config.loader import PARSE_ELSEWHERE_BYTES
+from edge_config.models import GatewayConfig
+from gateway.compact import CompactConfig, device_digest, load_compact
+from gateway.heap import trim_heap
+from gateway.oee.tracker import config_hash
+from gateway.reload import plan_reload
+from gateway.runtime import Runtime
+
+
+def raw_config(tags: int = 3, *, secret_file: Path | None = None) -> dict[str, Any]:
+    loom_tags = [{"name": "state", "address": "hr:0", "type": "uint16"},
+                 {"name": "picks", "address": "hr:1", "type": "uint32", "scale": 0.5}]  # fmt: skip
+    loom_tags += [
+        {"name": f"t{i:05d}", "address": f"hr:{10 + i}", "type": "uint16", "unit": "rpm"} for i in range(tags)
+    ]
+    mqtt: dict[str, Any] = {"url": "mqtt://127.0.0.1:1883", "username": "gw"}
+    if secret_file is not None:
+        mqtt["password_file"] = str(secret_file)
+    return {
+        "gateway": {"id": "gw", "enterprise_id": "ent", "data_dir": "/tmp/gw-data"},
+        "mqtt": mqtt,
+        "devices": [
+            {"id": "loom-01", "driver": "modbus_tcp", "connection": {"host": "127.0.0.1", "port": 5020},
+             "tags": loom_tags,
+             "oee": {"state_tag": "state", "states": {"running": [1], "idle": [0]}, "total_count_tag": "picks"}},
+            {"id": "reactor-01", "driver": "opcua", "connection": {"endpoint": "opc.tcp://127.0.0.1:4840"},
+             "tags": [{"name": "temp", "node": "ns=2;s=R1.T", "type": "float64"},
+                      {"name": "press", "node": "ns=2;s=R1.P", "type": "float64", "mode": "poll"}]},
+        ],
+    }  # fmt: skip
+
+
+def canonical_sha(data: Any) -> str:
+    return hashlib.sha256(
+        json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    ).hexdigest()
+
+
+def test_device_digest_is_the_sha256_of_the_canonical_device() -> None:
+    cfg = GatewayConfig.model_validate(raw_config())
+    for d in cfg.devices:
+        assert device_digest(d) == canonical_sha(d.model_dump(mode="json"))
+    assert device_digest(cfg.devices[0]) != device_digest(cfg.devices[1])
+
+
+def test_compact_keeps_no_tag_list_but_gives_the_same_models_and_hashes() -> None:
+    cfg = GatewayConfig.model_validate(raw_config(tags=50))
+    compact = CompactConfig(cfg)
+    loom, reactor = compact.light.devices
+    assert [t.name for t in loom.tags] == ["state", "picks"]  # what the OEE tracking reads
+    assert [t.name for t in reactor.tags] == ["temp"]  # no OEE: the first tag only
+    assert compact.device("loom-01") == cfg.devices[0] and compact.device("reactor-01") == cfg.devices[1]
+    assert compact.full() == cfg
+    assert compact.sha == config_hash(cfg)
+    assert compact.digests == {d.id: canonical_sha(d.model_dump(mode="json")) for d in cfg.devices}
+    assert compact.tag_count("loom-01") == 52
+
+
+def test_without_tags_keeps_only_the_named_tags() -> None:
+    loom = GatewayConfig.model_validate(raw_config()).devices[0]
+    assert without_tags(loom).tags == [] and [t.name for t in without_tags(loom, keep={"picks"}).tags] == ["picks"]
+    assert without_tags(loom).connection == loom.connection
+
+
+def test_a_large_file_loads_through_the_child_as_it_loads_here(tmp_path: Path) -> None:
+    secret = tmp_path / "mqtt.pass"
+    secret.write_text("s3cret\n")
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(raw_config(tags=12_000, secret_file=secret)))
+    assert path.stat().st_size > PARSE_ELSEWHERE_BYTES  # the child's path
+    full = load_gateway_config(path)
+    compact = load_compact(path)
+    assert compact.light.mqtt.password == "s3cret" and compact.light.mqtt.password_file == str(secret)
+    assert compact.full() == full
+    assert compact.sha == config_hash(full) and compact.digests == CompactConfig(full).digests
+
+
+def test_a_large_file_with_a_mistake_says_where(tmp_path: Path) -> None:
+    raw = raw_config(tags=12_000)
+    raw["devices"][0]["tags"][7000]["address"] = "4x0001"
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as e:
+        load_compact(path)
+    assert "devices[0].tags[7000].address" in str(e.value)
+
+
+def test_reload_compares_the_running_digests(tmp_path: Path) -> None:
+    cfg = GatewayConfig.model_validate(raw_config(tags=5))
+    buf = Buffer(tmp_path / "buffer.db")
+    topics = Topics("sf/v1", "ent", "gw")
+    rt = Runtime(cfg, buf, Publisher(cfg.mqtt, topics, buf, version="t"), make_driver)
+    try:
+        assert all(len(d.tags) <= 2 for d in rt.config.devices)  # the runtime holds no tag list
+        assert rt.full_config() == cfg and rt.config_sha == config_hash(cfg)
+        assert plan_reload(rt.config, cfg, old_devices=rt.device_digests).changed == []
+        raw = raw_config(tags=5)
+        raw["devices"][0]["tags"][4]["unit"] = "m/min"
+        plan = plan_reload(rt.config, GatewayConfig.model_validate(raw), old_devices=rt.device_digests)
+        assert (plan.changed, plan.unchanged) == (["loom-01"], ["reactor-01"])
+    finally:
+        buf.close()
+        rt.history.close()
+
+
+def test_trim_heap_works_where_the_c_library_is_glibc() -> None:
+    assert trim_heap() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+def test_the_simulate_command_offers_the_simulators_choices() -> None:
+    from gateway.cli import simulate
+    from simulators.registry import INDUSTRIES
+    from simulators.workshop import PROTOCOLS
+
+    assert simulate.INDUSTRIES == INDUSTRIES and simulate.PROTOCOLS == PROTOCOLS
+
+
+async def test_a_running_runtime_holds_no_tag_models_but_the_kept_ones(tmp_path: Path) -> None:
+    import asyncio
+    import gc
+
+    from edge_config.models import ModbusTag, OpcUaTag
+
+    raw = raw_config(tags=40)
+    raw["devices"] = raw["devices"][:1]  # the loom: Modbus, to a port nobody listens on
+    raw["devices"][0]["connection"]["port"] = 1
+    cfg = GatewayConfig.model_validate(raw)
+    buf = Buffer(tmp_path / "buffer.db")
+    topics = Topics("sf/v1", "ent", "gw")
+    rt = Runtime(cfg, buf, Publisher(cfg.mqtt, topics, buf, version="t"), make_driver)
+    del cfg, raw
+    stop = asyncio.Event()
+    task = asyncio.create_task(rt.run(stop))
+    try:
+        for _ in range(100):  # until the device task has built its channel and driver
+            await asyncio.sleep(0.02)
+            if "loom-01" in rt.live:
+                break
+        gc.collect()
+        tags = [o for o in gc.get_objects() if isinstance(o, ModbusTag | OpcUaTag)]
+        assert len(rt.live["loom-01"].values()) == 42  # every tag has its live row
+        assert sorted(t.name for t in tags) == ["picks", "state"]  # the OEE tags of the light config only
+    finally:
+        stop.set()
+        await task
+        buf.close()
+        rt.history.close()
