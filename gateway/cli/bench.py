@@ -50,7 +50,7 @@ def _city(bsub: Any) -> None:
         "--pg", default="postgresql://postgres@127.0.0.1:5432/postgres", help="PostgreSQL to create the database in"
     )
     p.add_argument("--json", default=None, metavar="FILE", help="also write the figures to FILE")
-    p.set_defaults(func=_later("gateway.bench.city", "cmd_city_bench"))
+    p.set_defaults(func=later("gateway.bench.city", "cmd_city_bench"))
 
 
 def _ledger_size(bsub: Any) -> None:
@@ -64,7 +64,7 @@ def _ledger_size(bsub: Any) -> None:
     p.add_argument("--spread", action="store_true", help="devices publish spread over the minute (a checkpoint each)")
     p.add_argument("--ledger", default=None, metavar="URL", help="an empty ledger database (default: SQLite)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the figures to FILE")
-    p.set_defaults(func=_later("gateway.bench.ledger_size", "cmd_ledger_size"))
+    p.set_defaults(func=later("gateway.bench.ledger_size", "cmd_ledger_size"))
 
 
 def _modbus(bsub: Any) -> None:
