@@ -6,6 +6,7 @@ Skipped, with the reason shown, where no PostgreSQL answers.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -75,3 +76,46 @@ def test_a_connection_dropped_during_a_write_fails_it_whole_and_the_retry_reconn
     assert pg_ledger.received_count() == 0  # nothing of the broken transaction was kept
     assert pg_ledger.record_data("ent-1", msg(7)) is True
     assert pg_ledger.received_count() == 1
+
+
+def test_batched_statistics_match_sqlite_one_by_one(pg_ledger: Ledger, tmp_path: Any) -> None:
+    """The statistics of batches written with one `INSERT … SELECT unnest(…)` per table (PostgreSQL)
+    equal SQLite's executemany of the same messages recorded one by one: counts add up across
+    batches, the latest sample (the later one on equal timestamps) is the last value, a unit given later
+    replaces an earlier one, strings and booleans kept as text, proofs kept per message."""
+
+    def m(seq: int, dev: str, samples: list[tuple[str, object, int]], units: dict[str, str]) -> DataMessage:
+        return DataMessage("gw-b", dev, seq, False, tuple(Sample(t, v, ts) for t, v, ts in samples), units)
+
+    batches = [
+        [
+            m(1, "d1", [("a", 1.5, 100), ("b", True, 100), ("a", 2.5, 100)], {}),
+            m(2, "d2", [("a", "run", 90)], {"a": "state"}),
+            m(3, "d1", [("a", 0.5, 50), ("c", 7, 120)], {"a": "kW"}),
+        ],
+        [m(4, "d1", [("a", 9.0, 100), ("b", False, 99)], {}), m(2, "d2", [("a", "dup", 999)], {})],
+        [m(5, "d2", [("z", 1.0, 10)], {"z": "m"})],
+    ]
+    sqlite = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        for batch in batches:
+            proofs = {("ent-b", x.gw, x.seq): (b"h" * 32, memoryview(b"signed %d" % x.seq)) for x in batch}
+            pg_ledger.record_batch([("ent-b", x) for x in batch], proofs=proofs)
+            for x in batch:
+                sqlite.record_batch([("ent-b", x)], proofs={k: v for k, v in proofs.items() if k[2] == x.seq})
+        for dev in ("d1", "d2"):
+            assert pg_ledger.tag_stats(dev, ent="ent-b") == sqlite.tag_stats(dev, ent="ent-b")
+        assert [d for d in pg_ledger.devices() if d["ent"] == "ent-b"] == sqlite.devices()
+        [a1] = [t for t in pg_ledger.tag_stats("d1", ent="ent-b") if t["tag"] == "a"]
+        assert (a1["samples"], a1["last_value_text"], a1["unit"], a1["last_ts"]) == (4, "9.0", "kW", 100)
+        rows = [(ent, gw, seq) for ent, gw, seq in _bodies(pg_ledger) if ent == "ent-b"]
+        assert rows == [("ent-b", "gw-b", s) for s in (1, 2, 3, 4, 5)]
+    finally:
+        sqlite.close()
+
+
+def _bodies(ledger: Ledger) -> list[tuple[str, str, int]]:
+    from cloud_bridge.cloud.ledger.schema import message_bodies
+
+    b = message_bodies.c
+    return [(r["ent"], r["gw"], r["seq"]) for r in ledger.db.rows(select(b.ent, b.gw, b.seq).order_by(b.seq))]
