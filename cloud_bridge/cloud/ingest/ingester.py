@@ -713,6 +713,7 @@ class Ingester:
         assert gate is not None
         checkpoints = []
         gateways: dict[tuple[str, str], Refusal | None] = {}  # one registry look-up per gateway and batch
+        gate.registry.prefetch((p.info.enterprise_id, p.info.gateway_id) for p in batch if p.info is not None)
         for p in batch:
             info = p.info
             if p.reason is not None or info is None:
