@@ -119,3 +119,32 @@ def _bodies(ledger: Ledger) -> list[tuple[str, str, int]]:
 
     b = message_bodies.c
     return [(r["ent"], r["gw"], r["seq"]) for r in ledger.db.rows(select(b.ent, b.gw, b.seq).order_by(b.seq))]
+
+
+def test_pending_tag_stats_fold_once_whoever_folds(pg_ledger: Ledger, pg_url: str) -> None:
+    """The batches' tag statistics wait in tag_stats_pending (one row per batch, in the claiming
+    transaction); a fold takes them out and adds them to tag_stats in one transaction, so two ingesters
+    folding at once add each batch once: the second waits for the first and finds the rows gone."""
+    import threading
+
+    from cloud_bridge.cloud.ledger.schema import tag_stats_pending
+    from cloud_bridge.cloud.ledger.writer import _fold
+
+    for seq in range(1, 4):
+        pg_ledger.record_batch([("ent-f", msg(seq, n=2, gw="gw-f"))])
+    assert pg_ledger.db.scalar(select(func.count()).select_from(tag_stats_pending)) >= 3
+    other = Ledger(pg_url)
+    try:
+        results: list[int] = []
+        with pg_ledger.db.transaction() as conn:  # the first fold holds the pending rows, not committed
+            first = _fold(conn, pg_ledger._bulk.tag_stats, pg_ledger._writes.tag_stats, 200)
+            waiting = threading.Thread(target=lambda: results.append(other.fold_tag_stats()))
+            waiting.start()
+            waiting.join(0.5)
+            assert waiting.is_alive()  # blocked on the rows the first fold deletes
+        waiting.join(10)
+        assert first >= 3 and results == [0]
+        [t] = other.tag_stats("dev-1", ent="ent-f")
+        assert (t["samples"], t["last_value_text"], t["unit"]) == (6, "1.0", "kW")
+    finally:
+        other.close()

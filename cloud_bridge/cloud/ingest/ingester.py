@@ -170,6 +170,7 @@ class Ingester:
         batch_messages: int = 500,
         batch_samples: int = 50_000,
         linger: float = 0.02,
+        fold_interval: float = 10.0,
     ) -> None:
         self.config = config
         m = config.mqtt
@@ -188,6 +189,8 @@ class Ingester:
         self.max_unproven = config.trust.max_unproven
         self._next_sweep = 0.0
         self._next_prune = 0.0
+        self._next_fold = time.monotonic() + fold_interval
+        self.fold_interval = fold_interval
         self._series: dict[tuple[str, str], dict[str, set[str]]] = {}  # (ent, gw) → dev → tags created
         self._series_count: dict[tuple[str, str], int] = {}
         self._flags: Flags = {}  # future timestamps the ledger flagged in this batch
@@ -311,6 +314,7 @@ class Ingester:
             self._queue.put(None)
             self._worker.join()
             self._worker = None
+        self.fold(force=True)
         if self._own_tsdb and self.tsdb is not None:
             self.tsdb.close()
         if self._own_ledger:
@@ -411,6 +415,7 @@ class Ingester:
                 if not self._abort.is_set():
                     self.sweep(force=any(p.checkpoint for p in parsed))
                     self.prune()
+                    self.fold()
             except _Stopped:
                 pass  # not acknowledged: the broker redelivers it (persistent session) or another member does
             finally:
@@ -692,6 +697,21 @@ class Ingester:
         known.update(new)
         self._series_count[key] += len(new)
         return False
+
+    def fold(self, *, force: bool = False) -> int:
+        """Add the tag statistics of recorded batches to tag_stats (Ledger.fold_tag_stats), at most every
+        `fold_interval` seconds unless forced: per tag once per interval rather than once per batch.
+        Returns the batches folded; a failure is logged and left for the next time (nothing is lost:
+        the pending statistics stay in the ledger, and every read of tag_stats folds them first)."""
+        now = time.monotonic()
+        if not force and now < self._next_fold:
+            return 0
+        self._next_fold = now + self.fold_interval
+        try:
+            return self.metrics.timed("fold", self.ledger.fold_tag_stats)
+        except Exception as e:
+            log.warning("could not fold the tag statistics (%s); later", e)
+            return 0
 
     def prune(self) -> int:
         """Dead letters past `limits.dead_letter_retention` deleted, at most once an hour."""
