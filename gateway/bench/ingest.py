@@ -702,7 +702,7 @@ def _worker(config_path: str, report_path: str) -> int:
     stats = ing.stats
     # the tag statistics still pending are part of the work: their fold is counted in the time and CPU
     usage0_fold, t_fold = resource.getrusage(resource.RUSAGE_SELF), time.time()
-    ing.fold(force=True)
+    ing.fold()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     t_last += time.time() - t_fold
     cpu_last += usage.ru_utime + usage.ru_stime - usage0_fold.ru_utime - usage0_fold.ru_stime
