@@ -27,6 +27,12 @@ def _ingest(bsub: Any) -> None:
         metavar="URL",
         help="ledger of every run, e.g. postgresql://user@host/db (default: SQLite files in the work dir)",
     )
+    p.add_argument("--gateways", type=int, default=1, help="gateways the messages come from (default 1)")
+    p.add_argument("--devices", type=int, default=20, help="devices per gateway (default 20)")
+    p.add_argument("--tags", type=int, default=0, help="tags per device, ≥ --samples (default: as many as --samples)")
+    p.add_argument("--phases", default="floor,core,one,two", help="runs to make (default floor,core,one,two)")
+    p.add_argument("--rounds", type=int, default=3, help="core rounds, chained against unchained (default 3)")
+    p.add_argument("--profile", action="store_true", help="one more core run under cProfile: µs per step")
     p.set_defaults(func=later("gateway.bench.ingest", "cmd_ingest_bench"))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -99,3 +100,75 @@ def test_a_claim_waits_for_a_concurrent_claim_of_the_same_gateway(pg_url: str) -
     finally:
         first.close()
         second.close()
+
+
+def test_batched_statistics_match_sqlite_one_by_one(pg_ledger: Ledger, tmp_path: Any) -> None:
+    """The statistics of batches written with one `INSERT … SELECT unnest(…)` per table (PostgreSQL)
+    equal SQLite's executemany of the same messages recorded one by one: counts add up across
+    batches, the latest sample (the later one on equal timestamps) is the last value, a unit given later
+    replaces an earlier one, strings and booleans kept as text, proofs kept per message."""
+
+    def m(seq: int, dev: str, samples: list[tuple[str, object, int]], units: dict[str, str]) -> DataMessage:
+        return DataMessage("gw-b", dev, seq, False, tuple(Sample(t, v, ts) for t, v, ts in samples), units)
+
+    batches = [
+        [
+            m(1, "d1", [("a", 1.5, 100), ("b", True, 100), ("a", 2.5, 100)], {}),
+            m(2, "d2", [("a", "run", 90)], {"a": "state"}),
+            m(3, "d1", [("a", 0.5, 50), ("c", 7, 120)], {"a": "kW"}),
+        ],
+        [m(4, "d1", [("a", 9.0, 100), ("b", False, 99)], {}), m(2, "d2", [("a", "dup", 999)], {})],
+        [m(5, "d2", [("z", 1.0, 10)], {"z": "m"})],
+    ]
+    sqlite = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        for batch in batches:
+            proofs = {("ent-b", x.gw, x.seq): (b"h" * 32, memoryview(b"signed %d" % x.seq)) for x in batch}
+            pg_ledger.record_batch([("ent-b", x) for x in batch], proofs=proofs)
+            for x in batch:
+                sqlite.record_batch([("ent-b", x)], proofs={k: v for k, v in proofs.items() if k[2] == x.seq})
+        for dev in ("d1", "d2"):
+            assert pg_ledger.tag_stats(dev, ent="ent-b") == sqlite.tag_stats(dev, ent="ent-b")
+        assert [d for d in pg_ledger.devices() if d["ent"] == "ent-b"] == sqlite.devices()
+        [a1] = [t for t in pg_ledger.tag_stats("d1", ent="ent-b") if t["tag"] == "a"]
+        assert (a1["samples"], a1["last_value_text"], a1["unit"], a1["last_ts"]) == (4, "9.0", "kW", 100)
+        rows = [(ent, gw, seq) for ent, gw, seq in _bodies(pg_ledger) if ent == "ent-b"]
+        assert rows == [("ent-b", "gw-b", s) for s in (1, 2, 3, 4, 5)]
+    finally:
+        sqlite.close()
+
+
+def _bodies(ledger: Ledger) -> list[tuple[str, str, int]]:
+    from cloud_bridge.cloud.ledger.schema import message_bodies
+
+    b = message_bodies.c
+    return [(r["ent"], r["gw"], r["seq"]) for r in ledger.db.rows(select(b.ent, b.gw, b.seq).order_by(b.seq))]
+
+
+def test_pending_tag_stats_fold_once_whoever_folds(pg_ledger: Ledger, pg_url: str) -> None:
+    """The batches' tag statistics wait in tag_stats_pending (one row per batch, in the claiming
+    transaction); a fold takes them out and adds them to tag_stats in one transaction, so two ingesters
+    folding at once add each batch once: the second waits for the first and finds the rows gone."""
+    import threading
+
+    from cloud_bridge.cloud.ledger.schema import tag_stats_pending
+    from cloud_bridge.cloud.ledger.writer import _fold
+
+    for seq in range(1, 4):
+        pg_ledger.record_batch([("ent-f", msg(seq, n=2, gw="gw-f"))])
+    assert pg_ledger.db.scalar(select(func.count()).select_from(tag_stats_pending)) >= 3
+    other = Ledger(pg_url)
+    try:
+        results: list[int] = []
+        with pg_ledger.db.transaction() as conn:  # the first fold holds the pending rows, not committed
+            first = _fold(conn, pg_ledger._bulk.tag_stats, pg_ledger._writes.tag_stats, 200)
+            waiting = threading.Thread(target=lambda: results.append(other.fold_tag_stats()))
+            waiting.start()
+            waiting.join(0.5)
+            assert waiting.is_alive()  # blocked on the rows the first fold deletes
+        waiting.join(10)
+        assert first >= 3 and results == [0]
+        [t] = other.tag_stats("dev-1", ent="ent-f")
+        assert (t["samples"], t["last_value_text"], t["unit"]) == (6, "1.0", "kW")
+    finally:
+        other.close()

@@ -253,12 +253,12 @@ def test_ledger_refusal_dead_letters_only_the_refused_message(tmp_path: Path) ->
         with ing.ledger.db.engine.begin() as conn:
             conn.execute(
                 text(
-                    "CREATE TRIGGER refuse BEFORE INSERT ON tag_stats WHEN NEW.tag = 'poison'"
+                    "CREATE TRIGGER refuse BEFORE INSERT ON device_stats WHEN NEW.dev = 'poison'"
                     " BEGIN SELECT RAISE(ABORT, 'poison refused'); END"
                 )
             )
         batch = [data("d1", seq, Sample("t", float(seq), seq)) for seq in range(1, 8)]
-        batch.insert(3, data("d1", 100, Sample("poison", 1.0, 1)))
+        batch.insert(3, data("poison", 100, Sample("t", 1.0, 1)))
         ing.handle_batch(batch)
         assert ing.stats.data_messages == 7 and ing.stats.dead_letters == 1 and ing.stats.errors == 0
         [letter] = ing.ledger.dead_letters()

@@ -236,3 +236,30 @@ def test_the_brokers_password_hash_is_mosquittos() -> None:
     import base64
 
     assert mosquitto_hash("secret", salt=base64.b64decode(salt)) == line
+
+
+def test_the_registry_prefetches_a_batchs_gateways_in_one_query(tmp_path: Path) -> None:
+    from sqlalchemy import event
+
+    from cloud_bridge.cloud.ledger.sqldb import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        registry = Registry(db, ttl=60)
+        keys = {gw: load_or_create_identity(tmp_path / gw).public_key for gw in ("gw-a", "gw-b", "gw-c")}
+        for gw, key in keys.items():
+            registry.add(ENT, gw, key)
+        registry.revoke(ENT, "gw-c")
+        registry.invalidate()
+        queries: list[str] = []
+        event.listen(db.engine, "before_cursor_execute", lambda *a: queries.append(a[2]))
+        pairs = [(ENT, "gw-a"), (ENT, "gw-b"), (ENT, "gw-c"), ("ent-2", "gw-a"), (ENT, "gw-a")]
+        registry.prefetch(pairs)
+        assert len([q for q in queries if "gateway_keys" in q]) == 1
+        found = {pair: registry.active(*pair) for pair in pairs}  # from the cache now
+        assert len([q for q in queries if "gateway_keys" in q]) == 1
+        assert {pair for pair, rec in found.items() if rec is not None} == {(ENT, "gw-a"), (ENT, "gw-b")}
+        registry.prefetch(pairs)  # all known: no query
+        assert len([q for q in queries if "gateway_keys" in q]) == 1
+    finally:
+        db.close()

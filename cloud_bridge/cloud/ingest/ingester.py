@@ -17,6 +17,9 @@ to `linger` seconds for more when the queue runs dry) and handles the batch:
 5. record statuses and dead letters;
 6. acknowledge the whole batch (PUBACK, paho manual ack) in arrival order, as MQTT 3.1.1 requires.
 
+A folder thread adds the batches' pending tag statistics to the ledger's tag_stats every
+`fold_interval` seconds (Ledger.fold_tag_stats; they were recorded with each batch, exactly once).
+
 A store that fails is retried with capped exponential backoff while the batch is held. Nothing is
 acknowledged before both stores accepted it, and the broker sends no more than the in-flight
 window (MQTT 5 Receive Maximum = `mqtt.inflight`) of unacknowledged messages: the queue and the
@@ -171,6 +174,7 @@ class Ingester:
         batch_messages: int = 500,
         batch_samples: int = 50_000,
         linger: float = 0.02,
+        fold_interval: float = 10.0,
     ) -> None:
         self.config = config
         m = config.mqtt
@@ -189,6 +193,8 @@ class Ingester:
         self.max_unproven = config.trust.max_unproven
         self._next_sweep = 0.0
         self._next_prune = 0.0
+        self.fold_interval = fold_interval
+        self._folder: threading.Thread | None = None
         self._series: dict[tuple[str, str], dict[str, set[str]]] = {}  # (ent, gw) → dev → tags created
         self._series_count: dict[tuple[str, str], int] = {}
         self._flags: Flags = {}  # future timestamps the ledger flagged in this batch
@@ -265,6 +271,8 @@ class Ingester:
         """Connect in the background (paho's network thread) and start the worker; returns at once."""
         self._worker = threading.Thread(target=self._work, name="edgegw-ingest-worker", daemon=True)
         self._worker.start()
+        self._folder = threading.Thread(target=self._fold_every, name="edgegw-ingest-fold", daemon=True)
+        self._folder.start()
         m = self.config.mqtt
         props: Properties | None = None
         if m.protocol == "5":
@@ -312,6 +320,10 @@ class Ingester:
             self._queue.put(None)
             self._worker.join()
             self._worker = None
+        if self._folder is not None:
+            self._folder.join()
+            self._folder = None
+        self.fold()
         if self._own_tsdb and self.tsdb is not None:
             self.tsdb.close()
         if self._own_ledger:
@@ -694,6 +706,22 @@ class Ingester:
         self._series_count[key] += len(new)
         return False
 
+    def fold(self) -> int:
+        """Add the tag statistics of recorded batches to tag_stats (Ledger.fold_tag_stats). Returns the
+        batches folded; a failure is logged and left for the next time (nothing is lost: the pending
+        statistics stay in the ledger, and every read of tag_stats folds them first)."""
+        try:
+            return self.metrics.timed("fold", self.ledger.fold_tag_stats)
+        except Exception as e:
+            log.warning("could not fold the tag statistics (%s); later", e)
+            return 0
+
+    def _fold_every(self) -> None:
+        """The folder thread: a fold every `fold_interval` seconds, on its own ledger connection, so
+        it runs while the worker waits for the stores (per tag once per interval, not once per batch)."""
+        while not self._abort.wait(self.fold_interval):
+            self.fold()
+
     def prune(self, *, force: bool = False) -> int:
         """Dead letters past `limits.dead_letter_retention` deleted, and the closed gateway-hours of
         checkpoints and message bodies moved into the chain archive (trust/archive.py), at most once an
@@ -721,6 +749,7 @@ class Ingester:
         assert gate is not None
         checkpoints = []
         gateways: dict[tuple[str, str], Refusal | None] = {}  # one registry look-up per gateway and batch
+        gate.registry.prefetch((p.info.enterprise_id, p.info.gateway_id) for p in batch if p.info is not None)
         for p in batch:
             info = p.info
             if p.reason is not None or info is None:

@@ -104,6 +104,16 @@ tag_stats = Table(
     _text("last_value_text"),
 )
 
+# Tag statistics of committed batches not yet added to tag_stats: one row per batch, written in the
+# batch's claiming transaction (so exactly once), folded into tag_stats on a slower cadence and before
+# any read of tag_stats (writer.py `fold_tag_stats`). Body: LZ4 of the JSON rows (see writer.py).
+tag_stats_pending = Table(
+    "tag_stats_pending",
+    metadata,
+    Column("id", _ROW_ID, Identity(always=True), primary_key=True),
+    _blob("body"),
+)
+
 dead_letters = Table(
     "dead_letters",
     metadata,

@@ -14,11 +14,12 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, tuple_, update
 
 from cloud_bridge.cloud.ledger.schema import TRUST_TABLES, gateway_keys, metadata
 from cloud_bridge.cloud.ledger.sqldb import Database
@@ -146,6 +147,23 @@ class Registry:
         with self._lock:
             self._cache[(ent, gw)] = rec
         return rec
+
+    def prefetch(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Bring the active keys of the (ent, gw) pairs not in the cache into it with one query per
+        500 pairs (a batch from hundreds of gateways, after the cache expired: not one query each)."""
+        with self._lock:
+            if time.monotonic() - self._loaded > self.ttl:
+                self._cache.clear()
+                self._loaded = time.monotonic()
+            missing = [pair for pair in dict.fromkeys(pairs) if pair not in self._cache]
+        k = gateway_keys.c
+        for i in range(0, len(missing), 500):
+            chunk = missing[i : i + 500]
+            rows = self.db.rows(select(gateway_keys).where(tuple_(k.ent, k.gw).in_(chunk), k.status == "active"))
+            found = {(r["ent"], r["gw"]): _record(r) for r in rows}
+            with self._lock:
+                for pair in chunk:
+                    self._cache[pair] = found.get(pair)
 
     def public_key(self, rec: GatewayKey) -> Ed25519PublicKey:
         key = self._keys.get(rec.fingerprint)
