@@ -408,26 +408,31 @@ def run_memory_bench(
             "points": out, "goals_mb": {"10000": 60, "100000": 200}}  # fmt: skip
 
 
-def plot(result: dict[str, Any], path: str) -> None:
-    """The scale curve as a PNG: RSS and CPU per 1,000 points against the tag count."""
+def plot(results: list[dict[str, Any]], path: str) -> None:
+    """The scale curve as a PNG: RSS and CPU per 1,000 points against the tag count, one line per run
+    (e.g. Modbus and OPC UA)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = result["points"]
-    tags = [p["tags"] for p in pts]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(tags, [p["rss_mb"] for p in pts], "o-", label="edgegw run")
+    for result in results:
+        pts = result["points"]
+        tags = [p["tags"] for p in pts]
+        name = "OPC UA" if result.get("protocol") == "opcua" else "Modbus"
+        left.plot(tags, [p["rss_mb"] for p in pts], "o-", label=f"edgegw run, {name}")
+        right.plot(tags, [p["cpu_s_per_1000"] or 0 for p in pts], "o-", label=name)
+        for p in pts:
+            right.annotate(f"{p['points_per_s']:,.0f}/s", (p["tags"], p["cpu_s_per_1000"] or 0), fontsize=8,
+                           textcoords="offset points", xytext=(4, 4))  # fmt: skip
     left.axhline(60, color="grey", ls=":", lw=1)
     left.axhline(200, color="grey", ls=":", lw=1)
     left.set(xscale="log", xlabel="tags", ylabel="RSS (MB)", title="memory (goals: 60 MB at 10k, 200 MB at 100k)")
-    right.plot(tags, [p["cpu_s_per_1000"] or 0 for p in pts], "o-", color="tab:orange")
+    left.legend(fontsize=8)
     right.set(xscale="log", xlabel="tags", ylabel="CPU-s per 1,000 points",
-              title=f"CPU per point ({result['change']:.0%} changing every {result['interval_s']:g} s)")  # fmt: skip
-    for p in pts:
-        right.annotate(f"{p['points_per_s']:,.0f}/s", (p["tags"], p["cpu_s_per_1000"] or 0), fontsize=8,
-                       textcoords="offset points", xytext=(4, 4))  # fmt: skip
+              title="CPU per point (every tag changing every second)")  # fmt: skip
+    right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -485,7 +490,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
                                   seconds=args.memory_seconds, protocol=args.protocol)  # fmt: skip
         print(memory_report(result))
         if args.plot:
-            plot(result, args.plot)
+            plot([result, *(json.loads(Path(f).read_text()) for f in args.plot_add)], args.plot)
     else:
         changes = [float(x) for x in args.change.split(",")]
         result = run_edge_bench(args.devices, args.registers, args.interval, changes, args.seconds, args.warmup)

@@ -161,6 +161,9 @@ def _edge(bsub: Any) -> None:
         help="with --memory: Modbus devices (default) or one OPC UA device of N subscribed nodes",
     )
     p.add_argument("--plot", default=None, metavar="FILE.png", help="with --memory: draw the scale curve (matplotlib)")
+    p.add_argument(
+        "--plot-add", action="append", default=[], metavar="FILE.json", help="with --plot: also draw a --json file"
+    )
     p.add_argument("--json", default=None, metavar="FILE")
     p.set_defaults(func=later("gateway.bench.edge", "cmd_edge"))
 
