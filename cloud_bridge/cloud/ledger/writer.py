@@ -322,7 +322,7 @@ class Ledger:
             self._writes.device_stats,
             [
                 {"ent": e, "gw": g, "dev": v, "first_seen": f, "last_seen": la, "samples": n, "good_samples": good}
-                for (e, g, v), (f, la, n, good) in devices.items()
+                for (e, g, v), (f, la, n, good) in sorted(devices.items())  # sorted: one lock order for all
             ],
         )
         execute_many(
@@ -339,8 +339,8 @@ class Ledger:
                     "last_ts": ts,
                     "last_value_text": value_text(val),
                 }
-                for (e, g, v), dev_tags in tags.items()
-                for tag, (n, ts, val, unit) in dev_tags.items()
+                for (e, g, v), dev_tags in sorted(tags.items())
+                for tag, (n, ts, val, unit) in sorted(dev_tags.items())
             ],
         )
         self._add_activity(conn, items)
@@ -375,7 +375,7 @@ class Ledger:
                     "first_ts": f,
                     "last_ts": la,
                 }
-                for (e, g, v, slot), (n, good, f, la) in buckets.items()
+                for (e, g, v, slot), (n, good, f, la) in sorted(buckets.items())
             ],
         )
 
