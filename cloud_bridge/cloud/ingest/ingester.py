@@ -60,7 +60,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from cloud_bridge.cloud.ingest.metrics import IngestMetrics
 from cloud_bridge.cloud.ingest.tsdb import TsdbWriter
 from cloud_bridge.cloud.ledger.writer import NO_HORIZON, Flags, Ledger
-from cloud_bridge.cloud.trust.gate import Held, Refusal, TrustGate
+from cloud_bridge.cloud.trust.gate import RELEASE_LIMIT, Held, Refusal, TrustGate
 from cloud_bridge.wire.codec import (
     DataMessage,
     DeviceMeta,
@@ -409,7 +409,9 @@ class Ingester:
                     self._process_safely(parsed)
                     self._ack(items)
                 if not self._abort.is_set():
-                    self.sweep(force=any(p.checkpoint for p in parsed))
+                    # A checkpoint kept, or a message held: what the other ingesters hold (or what this one
+                    # just held) may be provable now, whichever ingester stored its checkpoint.
+                    self.sweep(force=any(p.checkpoint or (p.hold and p.held is None) for p in parsed))
                     self.prune()
             except _Stopped:
                 pass  # not acknowledged: the broker redelivers it (persistent session) or another member does
@@ -770,7 +772,10 @@ class Ingester:
 
     def sweep(self, *, force: bool = False) -> int:
         """Take back held messages that a checkpoint now proves (recorded) or that waited past the proof
-        timeout (refused); at most once a second unless forced. Returns how many were settled."""
+        timeout (refused), whichever ingester holds them; at most once a second unless forced (the worker
+        forces it after a batch that kept a checkpoint or held a message: of two ingesters, one storing a
+        gateway's checkpoint while the other holds its message, the one that commits last sees the other's
+        row, so no held message waits for the timer). Returns how many were settled."""
         gate = self.trust
         now = time.monotonic()
         if gate is None or (not force and now < self._next_sweep):
@@ -784,11 +789,20 @@ class Ingester:
         except Exception as e:
             log.warning("could not look at the held messages (%s); later", e)
             return 0
-        items = {(h.ent, h.gw, h.seq, h.h): h for h in covered + expired}
-        if not items:
-            return 0
+        items = list({(h.ent, h.gw, h.seq, h.h): h for h in covered + expired}.values())
+        if len(items) >= RELEASE_LIMIT:
+            self._next_sweep = 0.0  # more waiting: again after the next batch
+        settled = 0
+        for i in range(0, len(items), self.batch_messages):
+            settled += self._settle(items[i : i + self.batch_messages])
+        return settled
+
+    def _settle(self, items: list[Held]) -> int:
+        """Handle claimed held messages as one batch, then drop those settled from `unproven`."""
+        gate = self.trust
+        assert gate is not None
         parsed = []
-        for h in items.values():
+        for h in items:
             msg = mqtt.MQTTMessage(topic=h.topic.encode())
             msg.payload = h.payload
             p = self._parse(msg)
