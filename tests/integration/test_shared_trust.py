@@ -8,9 +8,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lz4.block
 import paho.mqtt.client as mqtt
+import pytest
 from sqlalchemy import func, select
 
 from cloud_bridge.cloud.ingest.ingester import Ingester
@@ -50,9 +52,10 @@ def gateway(work: Path, gw: str, count: int) -> tuple[str, Wire, Wire, dict[int,
     return ident.public_key, cps, msgs, hashes
 
 
-def ingester(broker: MosquittoServer, pg_url: str) -> Ingester:
+def ingester(broker: MosquittoServer | None, pg_url: str) -> Ingester:
+    url = broker.url if broker is not None else "mqtt://127.0.0.1:1"  # None: driven directly, never connected
     config = CloudConfig(
-        mqtt=IngestMqttSection(url=broker.url, protocol="5", shared_group="edgegw-ingest", inflight=200),
+        mqtt=IngestMqttSection(url=url, protocol="5", shared_group="edgegw-ingest", inflight=200),
         ledger=LedgerSection(url=pg_url),
         trust=TrustSection(proof_timeout=600),
     )
@@ -149,3 +152,37 @@ def test_two_ingesters_of_a_shared_group_record_every_message_once_without_waiti
     finally:
         for ing in ings:
             ing.stop()
+
+
+def test_a_message_whose_checkpoint_another_ingester_stored_is_never_held(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    public, cps, msgs, hashes = gateway(tmp_path, "gw-1", 6)
+    keeper, other = ingester(None, pg_url), ingester(None, pg_url)
+    try:
+        Registry(keeper.ledger.db).add(ENT, "gw-1", public)
+        keeper.handle_batch([message(t, p) for t, p in cps])
+        other.handle_batch([message(t, p) for t, p in msgs[:3]])  # the checkpoint is in the ledger already
+        assert other.stats.held == 0 and len(recorded(other)) == 3
+
+        # The checkpoint lands while `late`'s batch is written (after its look-up found none): proven
+        # before the batch is acknowledged, never held.
+        late = ingester(None, pg_url)
+        keeper.ledger.db.execute(schema.chain_checkpoints.delete())
+        keeper.ledger.db.execute(schema.received.delete())
+        keeper.ledger.db.execute(schema.message_bodies.delete())
+        store = late._store
+
+        def checkpoint_meanwhile(batch: list[Any], counts: dict[str, int]) -> None:
+            store(batch, counts)
+            if not keeper.ledger.db.rows(select(schema.chain_checkpoints.c.last_seq)):
+                keeper.handle_batch([message(t, p) for t, p in cps])
+
+        monkeypatch.setattr(late, "_store", checkpoint_meanwhile)
+        late.handle_batch([message(t, p) for t, p in msgs])
+        assert late.stats.held == 0 and held_rows(late) == 0
+        assert recorded(late) == {("gw-1", seq): h for seq, h in hashes.items()}
+        late.stop()
+    finally:
+        keeper.stop()
+        other.stop()

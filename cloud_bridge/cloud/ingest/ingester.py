@@ -580,6 +580,55 @@ class Ingester:
         if self.trust is not None:
             counts["checkpoints"] += self._retry(partial(self._screen, batch))
 
+        self._store(batch, counts)
+
+        now = now_ms()
+        for p in batch:  # a status or metadata from the future would hold its place for ever: flagged, not kept
+            stamped = p.status.ts if p.status is not None else p.meta.ts if p.meta is not None else None
+            if stamped is not None and p.info is not None and is_future(stamped, now, self.max_future_skew_ms):
+                flag = (p.info.enterprise_id, p.info.gateway_id, "future:statuses")
+                self._flags[flag] = self._flags.get(flag, 0) + 1
+                p.status = p.meta = None
+        for p in batch:
+            if p.status is not None and p.info is not None:
+                info = p.info
+                self._retry(
+                    partial(self.ledger.record_status, info.enterprise_id, info.gateway_id, info.device_id, p.status)
+                )
+                counts["status_messages"] += 1
+        for p in batch:
+            if p.meta is not None:
+                self._retry(partial(self.ledger.record_meta, p.ent, p.meta))
+                counts["status_messages"] += 1
+        if self.trust is not None:  # a checkpoint another ingester stored meanwhile: recorded now, never held
+            self._store(self._proven_meanwhile(batch), counts)
+        held = [_to_hold(p) for p in batch if p.hold and p.held is None]
+        if held and self.trust is not None:
+            self._retry(partial(self.trust.hold, held))
+            counts["held"] += len(held)
+        refusals: dict[tuple[str, str, str], tuple[int, str]] = {}
+        for p in batch:
+            if p.reason is not None:
+                log.warning("dead letter on %r: %s", p.topic, p.reason)
+                payload = p.payload[: self.limits.dead_letter_bytes]
+                self._retry(partial(self.ledger.dead_letter, p.topic, payload, p.reason))
+                counts["dead_letters"] += 1
+                if p.refused is not None and p.info is not None:
+                    what = (p.info.enterprise_id, p.info.gateway_id, f"refused:{p.refused}")
+                    refusals[what] = (refusals.get(what, (0, ""))[0] + 1, p.reason)
+                    counts["refused"] += 1
+        for what, n in self._flags.items():
+            refusals[what] = (refusals.get(what, (0, ""))[0] + n, "timestamps beyond trust.max_future_skew")
+            if what[2] in ("future:samples", "future:events"):
+                counts[what[2].replace(":", "_")] += n
+        self._flags = {}
+        if refusals and self.trust is not None:
+            self._retry(partial(self.trust.count, refusals))
+        self._count(**counts)
+        self.metrics.batch([p.record for p in batch])
+
+    def _store(self, batch: list[_Parsed], counts: dict[str, int]) -> None:
+        """Dedupe, TSDB, ledger: the batch's messages to record (neither held nor refused)."""
         # Dedupe: repeats inside the batch, then one ledger query for the rest.
         candidates = [p for p in batch if p.record is not None and not p.hold]
         fresh: list[_Parsed] = []
@@ -622,48 +671,23 @@ class Ingester:
                 else:
                     counts["event_messages"] += 1
 
-        now = now_ms()
-        for p in batch:  # a status or metadata from the future would hold its place for ever: flagged, not kept
-            stamped = p.status.ts if p.status is not None else p.meta.ts if p.meta is not None else None
-            if stamped is not None and p.info is not None and is_future(stamped, now, self.max_future_skew_ms):
-                flag = (p.info.enterprise_id, p.info.gateway_id, "future:statuses")
-                self._flags[flag] = self._flags.get(flag, 0) + 1
-                p.status = p.meta = None
-        for p in batch:
-            if p.status is not None and p.info is not None:
-                info = p.info
-                self._retry(
-                    partial(self.ledger.record_status, info.enterprise_id, info.gateway_id, info.device_id, p.status)
-                )
-                counts["status_messages"] += 1
-        for p in batch:
-            if p.meta is not None:
-                self._retry(partial(self.ledger.record_meta, p.ent, p.meta))
-                counts["status_messages"] += 1
-        held = [_to_hold(p) for p in batch if p.hold and p.held is None]
-        if held and self.trust is not None:
-            self._retry(partial(self.trust.hold, held))
-            counts["held"] += len(held)
-        refusals: dict[tuple[str, str, str], tuple[int, str]] = {}
-        for p in batch:
-            if p.reason is not None:
-                log.warning("dead letter on %r: %s", p.topic, p.reason)
-                payload = p.payload[: self.limits.dead_letter_bytes]
-                self._retry(partial(self.ledger.dead_letter, p.topic, payload, p.reason))
-                counts["dead_letters"] += 1
-                if p.refused is not None and p.info is not None:
-                    what = (p.info.enterprise_id, p.info.gateway_id, f"refused:{p.refused}")
-                    refusals[what] = (refusals.get(what, (0, ""))[0] + 1, p.reason)
-                    counts["refused"] += 1
-        for what, n in self._flags.items():
-            refusals[what] = (refusals.get(what, (0, ""))[0] + n, "timestamps beyond trust.max_future_skew")
-            if what[2] in ("future:samples", "future:events"):
-                counts[what[2].replace(":", "_")] += n
-        self._flags = {}
-        if refusals and self.trust is not None:
-            self._retry(partial(self.trust.count, refusals))
-        self._count(**counts)
-        self.metrics.batch([p.record for p in batch])
+    def _proven_meanwhile(self, batch: list[_Parsed]) -> list[_Parsed]:
+        """The messages about to be held whose checkpoint is now in the ledger (stored by another ingester
+        while this batch was written): proven (returned, to record) or refused, instead of held."""
+        gate = self.trust
+        assert gate is not None
+        waiting = [p for p in batch if p.hold and p.held is None]
+        if not waiting:
+            return []
+        trusted = self._retry(partial(gate.trusted, [p.key for p in waiting]))
+        proven = []
+        for p in waiting:
+            signed = trusted.get(p.key)
+            if signed is not None:
+                p.hold = False
+                if _judge(p, signed):
+                    proven.append(p)
+        return proven
 
     def _over_series_cap(self, p: _Parsed) -> bool:
         """True (and a reason set: a dead letter) when a data message would take its gateway past
@@ -751,11 +775,9 @@ class Ingester:
                     _refuse(p, Refusal("unproven", f"more than trust.max_unproven ({self.max_unproven}) wait"))
                 else:
                     p.hold = True
-            elif signed != p.h:
-                ent, gw, seq = p.key
-                _refuse(p, Refusal("mismatch", f"seq {seq} is not the message {ent}/{gw} signed (another hash)"))
             else:
                 p.hold = False
+                _judge(p, signed)
         return len(checkpoints)
 
     def _may_hold(self, gateway: tuple[str, str]) -> bool:
@@ -904,6 +926,15 @@ def _refuse(p: _Parsed, refusal: Refusal) -> None:
     p.record = p.status = p.meta = None
     p.samples = 0
     p.checkpoint = p.hold = False
+
+
+def _judge(p: _Parsed, signed: bytes) -> bool:
+    """True if the message is the one its gateway signed for its seq; else refused as a mismatch."""
+    if signed == p.h:
+        return True
+    ent, gw, seq = p.key
+    _refuse(p, Refusal("mismatch", f"seq {seq} is not the message {ent}/{gw} signed (another hash)"))
+    return False
 
 
 def _to_hold(p: _Parsed) -> Held:
