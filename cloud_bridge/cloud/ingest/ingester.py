@@ -7,9 +7,11 @@ to `linger` seconds for more when the queue runs dry) and handles the batch:
 1. decode and validate each message, bounded before parsing (a broken one is set aside for the
    dead-letter table);
 1b. trust (`cloud_bridge.cloud.trust.gate`, README "Trust model"): topic, envelope and registry agree,
-   checkpoints and signed statuses verify, each chained message is proven by its gateway's checkpoint,
-   held until it comes (in the ledger's `unproven`, acknowledged), or refused; held messages a
-   checkpoint now proves are taken back by `sweep` after the batch (or once a second when idle);
+   checkpoints and signed statuses verify, each chained message is proven by its gateway's checkpoint
+   (whichever ingester stored it: looked up in the ledger before holding, and again once the batch is
+   written), held until it comes (in the ledger's `unproven`, acknowledged), or refused; held messages a
+   checkpoint now proves are taken back by `sweep`, whichever ingester holds them, after every batch that
+   kept a checkpoint or held a message (or once a second when idle);
 2. drop duplicates on (ent, gw, seq): repeats inside the batch, then ONE ledger query for the rest;
 3. write the points of all new data messages to the TSDB in ONE request;
 4. record all new messages in the ledger in ONE transaction (`Ledger.record_batch`), whose
