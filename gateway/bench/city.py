@@ -728,9 +728,10 @@ MODEL = (
     "VictoriaMetrics and PostgreSQL CPU, here on the same 2 cores (with the other work of the machine): whatever K, "
     "messages/s ≤ 2 cores / (CPU per message of ingester + VM + PostgreSQL), the bound printed per run. With "
     "trust enforced, Mosquitto's round-robin shared subscription splits a gateway's checkpoint from its messages: "
-    "those reaching another ingester wait in `unproven` for a sweep (once a second, 500 at a time), so K ≥ 2 is "
-    "slower and later; a broker that keeps each publisher on one member of the group (EMQX's hash_clientid "
-    "strategy) avoids it"
+    "those reaching another ingester are proven by a look-up of the ledger's checkpoints (before holding, and "
+    "after the batch is written) or held in `unproven` until the sweep that ends the next batch of either "
+    "ingester; a broker that keeps each publisher on one member of the group (EMQX's hash_clientid strategy) "
+    "avoids that second pass and the ledger rows K ingesters share"
 )
 
 

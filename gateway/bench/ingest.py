@@ -718,6 +718,8 @@ def _worker(config_path: str, report_path: str) -> int:
                 "duplicates": stats.duplicates,
                 "dead_letters": stats.dead_letters,
                 "errors": stats.errors,
+                "held": stats.held,  # trust: set aside until their checkpoint came (another ingester's)
+                "released": stats.released,
                 "cpu_s": cpu_last,
             }
         )

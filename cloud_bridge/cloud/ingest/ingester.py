@@ -7,9 +7,11 @@ to `linger` seconds for more when the queue runs dry) and handles the batch:
 1. decode and validate each message, bounded before parsing (a broken one is set aside for the
    dead-letter table);
 1b. trust (`cloud_bridge.cloud.trust.gate`, README "Trust model"): topic, envelope and registry agree,
-   checkpoints and signed statuses verify, each chained message is proven by its gateway's checkpoint,
-   held until it comes (in the ledger's `unproven`, acknowledged), or refused; held messages a
-   checkpoint now proves are taken back by `sweep` after the batch (or once a second when idle);
+   checkpoints and signed statuses verify, each chained message is proven by its gateway's checkpoint
+   (whichever ingester stored it: looked up in the ledger before holding, and again once the batch is
+   written), held until it comes (in the ledger's `unproven`, acknowledged), or refused; held messages a
+   checkpoint now proves are taken back by `sweep`, whichever ingester holds them, after every batch that
+   kept a checkpoint or held a message (or once a second when idle);
 2. drop duplicates on (ent, gw, seq): repeats inside the batch, then ONE ledger query for the rest;
 3. write the points of all new data messages to the TSDB in ONE request;
 4. record all new messages in the ledger in ONE transaction (`Ledger.record_batch`), whose
@@ -64,7 +66,7 @@ from cloud_bridge.cloud.ingest.metrics import IngestMetrics
 from cloud_bridge.cloud.ingest.tsdb import TsdbWriter
 from cloud_bridge.cloud.ledger.writer import NO_HORIZON, Flags, Ledger
 from cloud_bridge.cloud.trust.archive import GRACE_MS, archive_closed
-from cloud_bridge.cloud.trust.gate import Held, Refusal, TrustGate
+from cloud_bridge.cloud.trust.gate import RELEASE_LIMIT, Held, Refusal, TrustGate
 from cloud_bridge.wire.codec import (
     DataMessage,
     DeviceMeta,
@@ -422,7 +424,9 @@ class Ingester:
                     self._process_safely(parsed)
                     self._ack(items)
                 if not self._abort.is_set():
-                    self.sweep(force=any(p.checkpoint for p in parsed))
+                    # A checkpoint kept, or a message held: what the other ingesters hold (or what this one
+                    # just held) may be provable now, whichever ingester stored its checkpoint.
+                    self.sweep(force=any(p.checkpoint or (p.hold and p.held is None) for p in parsed))
                     self.prune()
             except _Stopped:
                 pass  # not acknowledged: the broker redelivers it (persistent session) or another member does
@@ -591,6 +595,55 @@ class Ingester:
         if self.trust is not None:
             counts["checkpoints"] += self._retry(partial(self._screen, batch))
 
+        self._store(batch, counts)
+
+        now = now_ms()
+        for p in batch:  # a status or metadata from the future would hold its place for ever: flagged, not kept
+            stamped = p.status.ts if p.status is not None else p.meta.ts if p.meta is not None else None
+            if stamped is not None and p.info is not None and is_future(stamped, now, self.max_future_skew_ms):
+                flag = (p.info.enterprise_id, p.info.gateway_id, "future:statuses")
+                self._flags[flag] = self._flags.get(flag, 0) + 1
+                p.status = p.meta = None
+        for p in batch:
+            if p.status is not None and p.info is not None:
+                info = p.info
+                self._retry(
+                    partial(self.ledger.record_status, info.enterprise_id, info.gateway_id, info.device_id, p.status)
+                )
+                counts["status_messages"] += 1
+        for p in batch:
+            if p.meta is not None:
+                self._retry(partial(self.ledger.record_meta, p.ent, p.meta))
+                counts["status_messages"] += 1
+        if self.trust is not None:  # a checkpoint another ingester stored meanwhile: recorded now, never held
+            self._store(self._proven_meanwhile(batch), counts)
+        held = [_to_hold(p) for p in batch if p.hold and p.held is None]
+        if held and self.trust is not None:
+            self._retry(partial(self.trust.hold, held))
+            counts["held"] += len(held)
+        refusals: dict[tuple[str, str, str], tuple[int, str]] = {}
+        for p in batch:
+            if p.reason is not None:
+                log.warning("dead letter on %r: %s", p.topic, p.reason)
+                payload = p.payload[: self.limits.dead_letter_bytes]
+                self._retry(partial(self.ledger.dead_letter, p.topic, payload, p.reason))
+                counts["dead_letters"] += 1
+                if p.refused is not None and p.info is not None:
+                    what = (p.info.enterprise_id, p.info.gateway_id, f"refused:{p.refused}")
+                    refusals[what] = (refusals.get(what, (0, ""))[0] + 1, p.reason)
+                    counts["refused"] += 1
+        for what, n in self._flags.items():
+            refusals[what] = (refusals.get(what, (0, ""))[0] + n, "timestamps beyond trust.max_future_skew")
+            if what[2] in ("future:samples", "future:events"):
+                counts[what[2].replace(":", "_")] += n
+        self._flags = {}
+        if refusals and self.trust is not None:
+            self._retry(partial(self.trust.count, refusals))
+        self._count(**counts)
+        self.metrics.batch([p.record for p in batch])
+
+    def _store(self, batch: list[_Parsed], counts: dict[str, int]) -> None:
+        """Dedupe, TSDB, ledger: the batch's messages to record (neither held nor refused)."""
         # Dedupe: repeats inside the batch, then one ledger query for the rest.
         candidates = [p for p in batch if p.record is not None and not p.hold]
         fresh: list[_Parsed] = []
@@ -633,48 +686,23 @@ class Ingester:
                 else:
                     counts["event_messages"] += 1
 
-        now = now_ms()
-        for p in batch:  # a status or metadata from the future would hold its place for ever: flagged, not kept
-            stamped = p.status.ts if p.status is not None else p.meta.ts if p.meta is not None else None
-            if stamped is not None and p.info is not None and is_future(stamped, now, self.max_future_skew_ms):
-                flag = (p.info.enterprise_id, p.info.gateway_id, "future:statuses")
-                self._flags[flag] = self._flags.get(flag, 0) + 1
-                p.status = p.meta = None
-        for p in batch:
-            if p.status is not None and p.info is not None:
-                info = p.info
-                self._retry(
-                    partial(self.ledger.record_status, info.enterprise_id, info.gateway_id, info.device_id, p.status)
-                )
-                counts["status_messages"] += 1
-        for p in batch:
-            if p.meta is not None:
-                self._retry(partial(self.ledger.record_meta, p.ent, p.meta))
-                counts["status_messages"] += 1
-        held = [_to_hold(p) for p in batch if p.hold and p.held is None]
-        if held and self.trust is not None:
-            self._retry(partial(self.trust.hold, held))
-            counts["held"] += len(held)
-        refusals: dict[tuple[str, str, str], tuple[int, str]] = {}
-        for p in batch:
-            if p.reason is not None:
-                log.warning("dead letter on %r: %s", p.topic, p.reason)
-                payload = p.payload[: self.limits.dead_letter_bytes]
-                self._retry(partial(self.ledger.dead_letter, p.topic, payload, p.reason))
-                counts["dead_letters"] += 1
-                if p.refused is not None and p.info is not None:
-                    what = (p.info.enterprise_id, p.info.gateway_id, f"refused:{p.refused}")
-                    refusals[what] = (refusals.get(what, (0, ""))[0] + 1, p.reason)
-                    counts["refused"] += 1
-        for what, n in self._flags.items():
-            refusals[what] = (refusals.get(what, (0, ""))[0] + n, "timestamps beyond trust.max_future_skew")
-            if what[2] in ("future:samples", "future:events"):
-                counts[what[2].replace(":", "_")] += n
-        self._flags = {}
-        if refusals and self.trust is not None:
-            self._retry(partial(self.trust.count, refusals))
-        self._count(**counts)
-        self.metrics.batch([p.record for p in batch])
+    def _proven_meanwhile(self, batch: list[_Parsed]) -> list[_Parsed]:
+        """The messages about to be held whose checkpoint is now in the ledger (stored by another ingester
+        while this batch was written): proven (returned, to record) or refused, instead of held."""
+        gate = self.trust
+        assert gate is not None
+        waiting = [p for p in batch if p.hold and p.held is None]
+        if not waiting:
+            return []
+        trusted = self._retry(partial(gate.trusted, [p.key for p in waiting]))
+        proven = []
+        for p in waiting:
+            signed = trusted.get(p.key)
+            if signed is not None:
+                p.hold = False
+                if _judge(p, signed):
+                    proven.append(p)
+        return proven
 
     def _over_series_cap(self, p: _Parsed) -> bool:
         """True (and a reason set: a dead letter) when a data message would take its gateway past
@@ -786,11 +814,9 @@ class Ingester:
                     _refuse(p, Refusal("unproven", f"more than trust.max_unproven ({self.max_unproven}) wait"))
                 else:
                     p.hold = True
-            elif signed != p.h:
-                ent, gw, seq = p.key
-                _refuse(p, Refusal("mismatch", f"seq {seq} is not the message {ent}/{gw} signed (another hash)"))
             else:
                 p.hold = False
+                _judge(p, signed)
         return len(checkpoints)
 
     def _may_hold(self, gateway: tuple[str, str]) -> bool:
@@ -807,7 +833,10 @@ class Ingester:
 
     def sweep(self, *, force: bool = False) -> int:
         """Take back held messages that a checkpoint now proves (recorded) or that waited past the proof
-        timeout (refused); at most once a second unless forced. Returns how many were settled."""
+        timeout (refused), whichever ingester holds them; at most once a second unless forced (the worker
+        forces it after a batch that kept a checkpoint or held a message: of two ingesters, one storing a
+        gateway's checkpoint while the other holds its message, the one that commits last sees the other's
+        row, so no held message waits for the timer). Returns how many were settled."""
         gate = self.trust
         now = time.monotonic()
         if gate is None or (not force and now < self._next_sweep):
@@ -821,11 +850,20 @@ class Ingester:
         except Exception as e:
             log.warning("could not look at the held messages (%s); later", e)
             return 0
-        items = {(h.ent, h.gw, h.seq, h.h): h for h in covered + expired}
-        if not items:
-            return 0
+        items = list({(h.ent, h.gw, h.seq, h.h): h for h in covered + expired}.values())
+        if len(items) >= RELEASE_LIMIT:
+            self._next_sweep = 0.0  # more waiting: again after the next batch
+        settled = 0
+        for i in range(0, len(items), self.batch_messages):
+            settled += self._settle(items[i : i + self.batch_messages])
+        return settled
+
+    def _settle(self, items: list[Held]) -> int:
+        """Handle claimed held messages as one batch, then drop those settled from `unproven`."""
+        gate = self.trust
+        assert gate is not None
         parsed = []
-        for h in items.values():
+        for h in items:
             msg = mqtt.MQTTMessage(topic=h.topic.encode())
             msg.payload = h.payload
             p = self._parse(msg)
@@ -927,6 +965,15 @@ def _refuse(p: _Parsed, refusal: Refusal) -> None:
     p.record = p.status = p.meta = None
     p.samples = 0
     p.checkpoint = p.hold = False
+
+
+def _judge(p: _Parsed, signed: bytes) -> bool:
+    """True if the message is the one its gateway signed for its seq; else refused as a mismatch."""
+    if signed == p.h:
+        return True
+    ent, gw, seq = p.key
+    _refuse(p, Refusal("mismatch", f"seq {seq} is not the message {ent}/{gw} signed (another hash)"))
+    return False
 
 
 def _to_hold(p: _Parsed) -> Held:

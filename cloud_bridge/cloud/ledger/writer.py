@@ -447,7 +447,7 @@ class Ledger:
                     "last_ts": la,
                     "minutes": minutes,
                 }
-                for (e, g, v, hour), (n, good, f, la, minutes) in buckets.items()
+                for (e, g, v, hour), (n, good, f, la, minutes) in sorted(buckets.items())
             ],
         )
 

@@ -358,6 +358,24 @@ def load(db: Database, ent: str, condition: ColumnElement[bool]) -> Loaded:
     return out
 
 
+def gateways_covering(
+    db: Database, missing: dict[tuple[str, str], list[int]], per_query: int = 200
+) -> dict[tuple[str, str], list[int]]:
+    """Those of `missing` (gateway → seqs without a live checkpoint) whose seqs an archived hour may sign: one
+    query per `per_query` gateways, reading no blob."""
+    ca = chain_archive.c
+    items = list(missing.items())
+    hit: dict[tuple[str, str], list[int]] = {}
+    for i in range(0, len(items), per_query):
+        cover = [
+            and_(ca.ent == ent, ca.gw == gw, ca.checkpoints > 0, ca.first_seq <= max(seqs), ca.last_seq >= min(seqs))
+            for (ent, gw), seqs in items[i : i + per_query]
+        ]
+        for r in db.rows(select(ca.ent, ca.gw).where(or_(*cover)).distinct()):
+            hit[(r["ent"], r["gw"])] = missing[(r["ent"], r["gw"])]
+    return hit
+
+
 def checkpoints_covering(db: Database, ent: str, gw: str, lo: int, hi: int) -> list[dict[str, Any]]:
     """The archived checkpoints of a gateway that sign a seq in [lo, hi], as `chain_checkpoints` rows
     (for a message that comes after its checkpoint was archived); those that do not read are left out."""

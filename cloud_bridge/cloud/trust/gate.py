@@ -25,10 +25,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
 
 from cloud_bridge.cloud.ledger.schema import TRUST_TABLES, chain_checkpoints, metadata, trust_counts, unproven
-from cloud_bridge.cloud.ledger.sqldb import Database
+from cloud_bridge.cloud.ledger.sqldb import Database, execute_many
 from cloud_bridge.cloud.trust import archive
 from cloud_bridge.cloud.trust.registry import Registry
 from cloud_bridge.wire.signing import Checkpoint, SignatureError, decode_checkpoint, verify_sealed
@@ -37,6 +37,8 @@ from edge_config.timing import now_ms
 Key = tuple[str, str, int]
 CLAIM_MS = 60_000  # a held message claimed by an ingester that then died is taken by another after this
 _CACHED_CHECKPOINTS = 16  # per gateway: the fast path finds the checkpoint sent just before its messages
+RELEASE_LIMIT = 2000  # held messages claimed by one sweep
+_GATEWAYS_PER_QUERY = 200  # gateways whose checkpoints one query of `trusted` reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,12 @@ class TrustGate:
         self._latest: dict[tuple[str, str], Checkpoint] = {}
         self._upsert_checkpoint = db.upsert(chain_checkpoints)
         self._hold = db.upsert(unproven)
+        u = unproven.c
+        held_key = and_(
+            u.ent == bindparam("k_ent"), u.gw == bindparam("k_gw"), u.seq == bindparam("k_seq"), u.h == bindparam("k_h")
+        )
+        self._claim = update(unproven).where(held_key).values(claimed_by=bindparam("by"), claimed_ms=bindparam("at"))
+        self._forget = delete(unproven).where(held_key)
         tc = trust_counts.c
         self._count = db.upsert(
             trust_counts,
@@ -170,16 +178,27 @@ class TrustGate:
             else:
                 missing.setdefault((ent, gw), []).append(seq)
         cc = chain_checkpoints.c
-        for (ent, gw), seqs in missing.items():
+        gateways = list(missing.items())
+        for i in range(0, len(gateways), _GATEWAYS_PER_QUERY):  # stored by any ingester: one query per chunk
+            ranges = [
+                and_(cc.ent == ent, cc.gw == gw, cc.last_seq >= min(seqs), cc.first_seq <= max(seqs))
+                for (ent, gw), seqs in gateways[i : i + _GATEWAYS_PER_QUERY]
+            ]
             rows = self.db.rows(
-                select(cc.ent, cc.gw, cc.first_seq, cc.last_seq, cc.ts, cc.prev, cc.hashes, cc.key).where(
-                    cc.ent == ent, cc.gw == gw, cc.last_seq >= min(seqs), cc.first_seq <= max(seqs)
-                )
+                select(cc.ent, cc.gw, cc.first_seq, cc.last_seq, cc.ts, cc.prev, cc.hashes, cc.key).where(or_(*ranges))
             )
-            self._take(rows, ent, gw, seqs, found)
-            late = [s for s in seqs if (ent, gw, s) not in found]
-            if late:  # checkpoints already moved into the chain archive (a message long after its checkpoint)
-                self._take(archive.checkpoints_covering(self.db, ent, gw, min(late), max(late)), ent, gw, late, found)
+            for r in rows:
+                c = _checkpoint(r)
+                self._remember(c)
+                for seq in missing[(c.ent, c.gw)]:
+                    h = c.hash_of(seq)
+                    if h is not None:
+                        found[(c.ent, c.gw, seq)] = h
+        # checkpoints already moved into the chain archive (a message long after its checkpoint): one cheap
+        # look per chunk of gateways first, as most messages missing a proof are ahead of their checkpoint
+        late = {k: lo for k, seqs in gateways if (lo := [s for s in seqs if (*k, s) not in found])}
+        for (ent, gw), seqs in archive.gateways_covering(self.db, late).items():
+            self._take(archive.checkpoints_covering(self.db, ent, gw, min(seqs), max(seqs)), ent, gw, seqs, found)
         return found
 
     def _take(self, rows: list[dict[str, Any]], ent: str, gw: str, seqs: list[int], found: dict[Key, bytes]) -> None:
@@ -212,39 +231,29 @@ class TrustGate:
                     ],
                 )
 
-    def releasable(self, me: str, limit: int = 500) -> tuple[list[Held], list[Held]]:
+    def releasable(self, me: str, limit: int = RELEASE_LIMIT) -> tuple[list[Held], list[Held]]:
         """(held messages a checkpoint now covers, held messages past the proof timeout), each claimed for
         ingester `me`: the ingesters of a shared group settle a held message once, not each of them (a
-        claim lapses after CLAIM_MS, should its ingester die meanwhile)."""
+        claim lapses after CLAIM_MS, should its ingester die meanwhile). Whoever stored the checkpoint:
+        the query looks at every checkpoint in the ledger. One transaction, two statements: the rows are
+        read locked in key order, skipping those another ingester is claiming (PostgreSQL; SQLite has
+        one writer), then claimed."""
         u, cc = unproven.c, chain_checkpoints.c
         now = now_ms()
         free = or_(u.claimed_by.is_(None), u.claimed_ms < now - CLAIM_MS, u.claimed_by == me)
-        covered = self.db.rows(
-            select(u.ent, u.gw, u.seq, u.h, u.topic, u.payload, u.received_ms)
-            .join_from(
-                unproven,
-                chain_checkpoints,
-                and_(cc.ent == u.ent, cc.gw == u.gw, cc.first_seq <= u.seq, cc.last_seq >= u.seq),
-            )
-            .where(free)
+        covered = exists().where(cc.ent == u.ent, cc.gw == u.gw, cc.first_seq <= u.seq, cc.last_seq >= u.seq)
+        pick = (
+            select(u.ent, u.gw, u.seq, u.h, u.topic, u.payload, u.received_ms, covered.label("covered"))
+            .where(free, or_(covered, u.received_ms < now - self.proof_timeout_ms))
+            .order_by(u.ent, u.gw, u.seq, u.h)
             .limit(limit)
+            .with_for_update(of=unproven, skip_locked=True)
         )
-        expired = self.db.rows(
-            select(u.ent, u.gw, u.seq, u.h, u.topic, u.payload, u.received_ms)
-            .where(u.received_ms < now - self.proof_timeout_ms, free)
-            .limit(limit)
-        )
-        mine = []
         with self.db.transaction() as conn:
-            for r in covered + expired:
-                key = and_(u.ent == r["ent"], u.gw == r["gw"], u.seq == r["seq"], u.h == r["h"], free)
-                claim = update(unproven).where(key).values(claimed_by=me, claimed_ms=now)
-                if conn.execute(claim, execution_options={"preserve_rowcount": True}).rowcount == 1:
-                    mine.append((r["ent"], r["gw"], r["seq"], bytes(r["h"])))
-        claimed = set(mine)
-        pick = [_held(r) for r in covered if (r["ent"], r["gw"], r["seq"], bytes(r["h"])) in claimed]
-        late = [_held(r) for r in expired if (r["ent"], r["gw"], r["seq"], bytes(r["h"])) in claimed]
-        return pick, late
+            rows = [dict(r) for r in conn.execute(pick).mappings()]
+            claims = [{"k_ent": r["ent"], "k_gw": r["gw"], "k_seq": r["seq"], "k_h": r["h"]} for r in rows]
+            execute_many(conn, self._claim, [{**c, "by": me, "at": now} for c in claims])
+        return [_held(r) for r in rows if r["covered"]], [_held(r) for r in rows if not r["covered"]]
 
     def any_held(self) -> bool:
         return bool(self.db.rows(select(unproven.c.seq).limit(1)))
@@ -256,10 +265,10 @@ class TrustGate:
         return {(r["ent"], r["gw"]): int(r["n"]) for r in rows}
 
     def forget(self, items: Iterable[Held]) -> None:
-        u = unproven.c
-        with self.db.transaction() as conn:
-            for i in items:
-                conn.execute(delete(unproven).where(u.ent == i.ent, u.gw == i.gw, u.seq == i.seq, u.h == i.h))
+        rows = [{"k_ent": i.ent, "k_gw": i.gw, "k_seq": i.seq, "k_h": i.h} for i in items]
+        if rows:
+            with self.db.transaction() as conn:
+                execute_many(conn, self._forget, rows)
 
     # ------------------------------------------------------------ counts per claimed gateway
 
