@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from cloud_bridge.cloud.evidence.build import build_evidence, enterprise_period
+from cloud_bridge.cloud.evidence.fill import fill_days
 from cloud_bridge.cloud.evidence.overview import build_overview, overview_row
 from cloud_bridge.cloud.ledger import schema
 from cloud_bridge.cloud.ledger.store import EvidenceStore
@@ -115,7 +116,9 @@ def test_overview_equals_the_evidence(url: str, running: bool) -> None:
         rows = cold.enterprises
         assert rows[0].equipment_total == 2 and rows[0].denominator_source == "equipment_ledger"
         assert rows[0].oee_devices == 1 and rows[1].online_time.rate is not None
-        assert build_overview(store, CONFIG, ENTS, frm, to, now_ms=now) == cold  # warm: from the summaries
+        assert cold.computed_day_rows > 0
+        warm = build_overview(store, CONFIG, ENTS, frm, to, now_ms=now)  # from the summaries
+        assert warm == cold.model_copy(update={"computed_day_rows": 0})
 
         # late data: m-2 was online on day 0 too; its day summaries from then on are dropped, none else
         before = day_rows(store)
@@ -128,6 +131,37 @@ def test_overview_equals_the_evidence(url: str, running: bool) -> None:
         again = build_overview(store, CONFIG, ENTS, frm, to, now_ms=now)
         assert again.enterprises == expected(store, frm, to, now)
         assert again.enterprises[1].online_time != rows[1].online_time  # the late data counts
+    finally:
+        ledger.close()
+        store.close()
+
+
+def test_the_background_fill_leaves_the_overview_nothing_to_compute(url: str) -> None:
+    now = T0 + 9 * DAY + 3 * H
+    ledger = fill(url, now)
+    store = EvidenceStore(url)
+    try:
+        report = fill_days(store, CONFIG, ENTS, back=9, now_ms=now)
+        # ent-1 and ent-2: 9 closed days of their devices; ent-3 (completeness) is computed in full
+        assert report.enterprises == 2 and report.rows == day_rows(store) > 0
+        assert fill_days(store, CONFIG, ENTS, back=9, now_ms=now).rows == 0  # nothing missing any more
+        frm, to = "2024-05-02", "2024-05-06"
+        ov = build_overview(store, CONFIG, ENTS, frm, to, now_ms=now)
+        assert ov.computed_day_rows == 0
+        assert ov.enterprises == expected(store, frm, to, now)
+
+        # late data drops m-2's days from day 0 on; the next fill computes exactly those again
+        before = day_rows(store)
+        f = Feed(ledger, "ent-2", "gw-a")
+        f.seq = 10_000
+        f.events("m-2", Event("online", T0 + 2 * H, "late"))
+        dropped = before - day_rows(store)
+        assert dropped > 0
+        assert fill_days(store, CONFIG, ENTS, back=9, now_ms=now).rows >= dropped
+        assert day_rows(store) == before
+        again = build_overview(store, CONFIG, ENTS, frm, to, now_ms=now)
+        assert again.computed_day_rows == 0
+        assert again.enterprises == expected(store, frm, to, now)
     finally:
         ledger.close()
         store.close()

@@ -375,7 +375,7 @@ def build_overview(
     rows: dict[str, OverviewRow] = {}
     plans: dict[tuple[str, int, int], list[str]] = defaultdict(list)  # (calendar, start, cut day) → ents
     state: dict[str, tuple[Period, dict[Key, DeviceMeta], list[Key], list[tuple[int, int]], list[OverviewGateway]]] = {}
-    full = 0
+    full = computed_rows = 0
     for ent in ents:
         period = enterprise_period(config, ent, from_text, to_text, now)
         tz, shifts = config.calendar(ent)
@@ -399,7 +399,9 @@ def build_overview(
         for ent in group:
             period, metas, keys, days, gateways = state[ent]
             if days and any((sums.get((ent, *k)) or {}).get("days") != len(days) for k in keys):
-                dd.write_days(db, compute_days(store, config, ent, days, now_ms=now))
+                computed = compute_days(store, config, ent, days, now_ms=now)
+                dd.write_days(db, computed)
+                computed_rows += len(computed)
                 sums.update(dd.day_sums(db, [ent], cal, start, end))
             figs = {k: _summed(sums.get((ent, *k))) for k in keys}
             tail_start = days[-1][1] if days else period.start
@@ -429,6 +431,7 @@ def build_overview(
         ),
         computed_from_days=len(ordered) - full,
         computed_in_full=full,
+        computed_day_rows=computed_rows,
     )
 
 
