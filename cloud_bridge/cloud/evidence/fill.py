@@ -28,7 +28,7 @@ from edge_config.models import CloudConfig
 
 log = logging.getLogger(__name__)
 
-CHUNK_DAYS = 7  # days computed from one read of an enterprise's ledger (bounds the memory of a fill step)
+CHUNK_DAYS = 31  # days computed from one read of an enterprise's ledger (bounds the memory of a fill step)
 AFTER_MIDNIGHT_MS = 60_000  # the fill after a local midnight waits this long (the day's last messages)
 
 _d = schema.device_days.c

@@ -160,7 +160,7 @@ def compute_days(
     tz, shifts = config.calendar(ent)
     cal = calendar_key(tz, shifts)
     a, b = days[0][0], days[-1][1]
-    inputs = gather_inputs(store, config, ent, Period(a, b, b, tz), now_ms=now_ms)
+    inputs = gather_inputs(store, config, ent, Period(a, b, b, tz), now_ms=now_ms, online_only=True)
     keys = [(d.gateway, d.device) for d in inputs.devices]
     by_day: dict[int, list[ActivityRow]] = defaultdict(list)
     bounds = [d0 for d0, _ in days]
