@@ -5,6 +5,7 @@ drops the day summaries it changes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -165,3 +166,23 @@ def test_the_background_fill_leaves_the_overview_nothing_to_compute(url: str) ->
     finally:
         ledger.close()
         store.close()
+
+
+def test_edgegw_serve_fills_the_days_at_start(url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from cloud_bridge.cloud.api.app import create_cloud_app
+
+    now = T0 + 9 * DAY + 3 * H
+    fill(url, now).close()
+    config = CONFIG.model_copy(update={"ledger": CONFIG.ledger.model_copy(update={"url": url})})
+    app = create_cloud_app(config, clock=lambda: now)  # opens its own store: the fill runs
+    with TestClient(app):
+        filler = app.state.filler
+        deadline = time.monotonic() + 60
+        while filler.runs == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert filler.last is not None and filler.last.rows > 0
+        ov = build_overview(app.state.store, CONFIG, ENTS, "2024-05-02", "2024-05-06", now_ms=now)
+        assert ov.computed_day_rows == 0
+    assert not filler.alive  # stopped with the app

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from cloud_bridge.cloud.evidence.fill import AFTER_MIDNIGHT_MS, closed_days, next_wake, runs
 from cloud_bridge.metrics.calendar import local_ms
+from edge_config import ConfigError, load_text
+from edge_config.models import CloudConfig
 
 TZ = "Asia/Shanghai"
 H = 3_600_000
@@ -37,3 +41,14 @@ def test_next_wake_is_the_sooner_of_the_period_and_midnight() -> None:
     late = T0 + DAY - 5 * 60_000
     assert next_wake(late, 900, [TZ]) == T0 + DAY + AFTER_MIDNIGHT_MS
     assert next_wake(late, 900, ["UTC", TZ]) == T0 + DAY + AFTER_MIDNIGHT_MS  # UTC's midnight is 8 h later
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [("evidence: {fill_days: -1}", "fill_days"), ("evidence: {fill_every_s: 5}", "fill_every_s")],
+)
+def test_fill_settings_are_checked(text: str, where: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text(text, CloudConfig, "cloud.yaml")
+    assert where in str(info.value)
+    assert load_text("evidence: {fill_days: 0}", CloudConfig, "cloud.yaml").evidence.fill_days == 0

@@ -134,6 +134,10 @@ class DayFiller:
         self._stop.set()
         self._thread.join(timeout)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def run_once(self) -> FillReport:
         ev = self.config.evidence
         report = fill_days(
