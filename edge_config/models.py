@@ -878,6 +878,14 @@ class EvidenceSettings(Frozen):
     )
     networked: NetworkedRuleSettings = NetworkedRuleSettings()
     areas: AreaCatalogue | None = Field(None, description="the pilot's 数据采集 business areas; null: MIIT 2024")
+    fill_days: int = Field(
+        62,
+        ge=0,
+        le=3660,
+        description="edgegw serve computes the overview's day summaries of the closed days of the last this many "
+        "days in the background (at start, every fill_every_s and after local midnight); 0: only on request",
+    )
+    fill_every_s: int = Field(900, ge=60, le=86_400, description="seconds between two background fills of the days")
 
 
 class IngestSection(Frozen):

@@ -556,8 +556,9 @@ def fill_history(ledger_url: str, seed: list[SeedEnterprise], days: int, every_s
 
 
 @contextmanager
-def serve_api(ledger_url: str, seed: list[SeedEnterprise]) -> Iterator[str]:
-    """`edgegw serve`'s app under uvicorn on a free loopback port (trust off: the history has no proofs)."""
+def serve_api(ledger_url: str, seed: list[SeedEnterprise]) -> Iterator[tuple[str, Any]]:
+    """`edgegw serve`'s app under uvicorn on a free loopback port (trust off: the history has no proofs):
+    (its URL, the app; its background day fill starts with it)."""
     import uvicorn
 
     from cloud_bridge.cloud.api.app import create_cloud_app
@@ -572,7 +573,8 @@ def serve_api(ledger_url: str, seed: list[SeedEnterprise]) -> Iterator[str]:
             "enterprises": [{"id": s.id, "name": s.name} for s in seed],
         }
     )
-    server = uvicorn.Server(uvicorn.Config(create_cloud_app(config), host="127.0.0.1", port=port, log_level="warning"))
+    app = create_cloud_app(config)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -581,7 +583,7 @@ def serve_api(ledger_url: str, seed: list[SeedEnterprise]) -> Iterator[str]:
             raise RuntimeError("the evidence API did not start")
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", app
     finally:
         server.should_exit = True
         thread.join(10)
@@ -595,6 +597,17 @@ def _get(url: str, token: str) -> tuple[int, bytes, float]:
             return r.status, r.read(), time.perf_counter() - t
     except urllib.error.HTTPError as e:
         return e.code, e.read(), time.perf_counter() - t
+
+
+def _first_fill(app: Any, timeout_s: float = 3600) -> Any:
+    """The report of the app's first background day fill, once it is done (None if it has no filler)."""
+    deadline = time.monotonic() + timeout_s
+    while getattr(app.state, "filler", None) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    filler = getattr(app.state, "filler", None)
+    while filler is not None and filler.runs == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return filler.last if filler is not None else None
 
 
 def api_phase(ledger_url: str, seed: list[SeedEnterprise], days: int, calls: int) -> dict[str, Any]:
@@ -612,7 +625,8 @@ def api_phase(ledger_url: str, seed: list[SeedEnterprise], days: int, calls: int
     frm, to = (today - timedelta(days=days)).isoformat(), (today - timedelta(days=1)).isoformat()
     q = f"from={frm}&to={to}"
     big = max(seed, key=lambda s: s.devices)
-    with serve_api(ledger_url, seed) as base:
+    with serve_api(ledger_url, seed) as (base, app):
+        fill = _first_fill(app)
         status, body, cold = _get(f"{base}/api/v1/overview?{q}", token)
         if status != 200:
             raise RuntimeError(f"GET /api/v1/overview: {status} {body[:300]!r}")
@@ -628,6 +642,9 @@ def api_phase(ledger_url: str, seed: list[SeedEnterprise], days: int, calls: int
         "networked": t["networked"],
         "online_rate": t["online_rate"],
         "from_days": ov["computed_from_days"],
+        "fill_s": fill.seconds if fill else None,
+        "fill_rows": fill.rows if fill else 0,
+        "cold_computed_rows": ov["computed_day_rows"],
         "overview_cold_s": cold,
         "overview_warm_s": statistics.median(warm),
         "overview_warm_max_s": max(warm),
@@ -772,6 +789,8 @@ def report(r: dict[str, Any]) -> str:
         )  # fmt: skip
     if a:
         rows += [
+            ("日汇总 / day fill", f"{a['fill_rows']:,} device-day rows computed in the background in "
+             f"{a['fill_s'] or 0:.1f} s before the first call; the first call computed {a['cold_computed_rows']:,}"),
             ("总览 / overview", f"{a['enterprises']} enterprises, {a['devices']:,} devices, "
              f"{a['period'][0]}..{a['period'][1]}: "
              f"first {a['overview_cold_s']:.2f} s, then {a['overview_warm_s']:.2f} s median "

@@ -56,6 +56,7 @@ def test_city_bench_smoke(
     api = r["api"]
     assert api["enterprises"] == 3 and api["from_days"] == 3 and api["devices"] == r["seed"]["devices"]
     assert api["evidence_status"] == 200 and api["pack_status"] == 200
+    assert api["fill_rows"] > 0 and api["cold_computed_rows"] == 0  # the background fill ran before the first call
     assert r["ledger"] is None and r["workdir"] is None  # the database dropped, the files removed
     assert "exactly once" in capsys.readouterr().out
 

@@ -5,6 +5,7 @@ drops the day summaries it changes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from cloud_bridge.cloud.evidence.build import build_evidence, enterprise_period
+from cloud_bridge.cloud.evidence.fill import fill_days
 from cloud_bridge.cloud.evidence.overview import build_overview, overview_row
 from cloud_bridge.cloud.ledger import schema
 from cloud_bridge.cloud.ledger.store import EvidenceStore
@@ -115,7 +117,9 @@ def test_overview_equals_the_evidence(url: str, running: bool) -> None:
         rows = cold.enterprises
         assert rows[0].equipment_total == 2 and rows[0].denominator_source == "equipment_ledger"
         assert rows[0].oee_devices == 1 and rows[1].online_time.rate is not None
-        assert build_overview(store, CONFIG, ENTS, frm, to, now_ms=now) == cold  # warm: from the summaries
+        assert cold.computed_day_rows > 0
+        warm = build_overview(store, CONFIG, ENTS, frm, to, now_ms=now)  # from the summaries
+        assert warm == cold.model_copy(update={"computed_day_rows": 0})
 
         # late data: m-2 was online on day 0 too; its day summaries from then on are dropped, none else
         before = day_rows(store)
@@ -131,3 +135,54 @@ def test_overview_equals_the_evidence(url: str, running: bool) -> None:
     finally:
         ledger.close()
         store.close()
+
+
+def test_the_background_fill_leaves_the_overview_nothing_to_compute(url: str) -> None:
+    now = T0 + 9 * DAY + 3 * H
+    ledger = fill(url, now)
+    store = EvidenceStore(url)
+    try:
+        report = fill_days(store, CONFIG, ENTS, back=9, now_ms=now)
+        # ent-1 and ent-2: 9 closed days of their devices; ent-3 (completeness) is computed in full
+        assert report.enterprises == 2 and report.rows == day_rows(store) > 0
+        assert fill_days(store, CONFIG, ENTS, back=9, now_ms=now).rows == 0  # nothing missing any more
+        frm, to = "2024-05-02", "2024-05-06"
+        ov = build_overview(store, CONFIG, ENTS, frm, to, now_ms=now)
+        assert ov.computed_day_rows == 0
+        assert ov.enterprises == expected(store, frm, to, now)
+
+        # late data drops m-2's days from day 0 on; the next fill computes exactly those again
+        before = day_rows(store)
+        f = Feed(ledger, "ent-2", "gw-a")
+        f.seq = 10_000
+        f.events("m-2", Event("online", T0 + 2 * H, "late"))
+        dropped = before - day_rows(store)
+        assert dropped > 0
+        assert fill_days(store, CONFIG, ENTS, back=9, now_ms=now).rows >= dropped
+        assert day_rows(store) == before
+        again = build_overview(store, CONFIG, ENTS, frm, to, now_ms=now)
+        assert again.computed_day_rows == 0
+        assert again.enterprises == expected(store, frm, to, now)
+    finally:
+        ledger.close()
+        store.close()
+
+
+def test_edgegw_serve_fills_the_days_at_start(url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from cloud_bridge.cloud.api.app import create_cloud_app
+
+    now = T0 + 9 * DAY + 3 * H
+    fill(url, now).close()
+    config = CONFIG.model_copy(update={"ledger": CONFIG.ledger.model_copy(update={"url": url})})
+    app = create_cloud_app(config, clock=lambda: now)  # opens its own store: the fill runs
+    with TestClient(app):
+        filler = app.state.filler
+        deadline = time.monotonic() + 60
+        while filler.runs == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert filler.last is not None and filler.last.rows > 0
+        ov = build_overview(app.state.store, CONFIG, ENTS, "2024-05-02", "2024-05-06", now_ms=now)
+        assert ov.computed_day_rows == 0
+    assert not filler.alive  # stopped with the app

@@ -15,6 +15,7 @@ from cloud_bridge.cloud.api.portal.packs import build_packs
 from cloud_bridge.cloud.api.portal.pages import build_portal
 from cloud_bridge.cloud.api.prom import ApiMetrics, RequestMetrics
 from cloud_bridge.cloud.api.routes import MAX_UPLOAD, router
+from cloud_bridge.cloud.evidence.fill import DayFiller
 from cloud_bridge.cloud.ledger.store import EvidenceStore
 from cloud_bridge.cloud.ledger.users import CloudUsers
 from cloud_bridge.webapp import Site, install
@@ -34,9 +35,11 @@ def create_cloud_app(
     store: EvidenceStore | None = None,
     *,
     clock: Callable[[], int] = now_ms,
+    fill: bool | None = None,
 ) -> FastAPI:
     """The app; with no `store`, one is opened on the config's ledger when the app starts (and closed
-    when it stops). `clock` gives "now" in epoch ms (tests pin it)."""
+    when it stops). `clock` gives "now" in epoch ms (tests pin it). `fill`: compute the overview's day
+    summaries in the background (`DayFiller`, if `evidence.fill_days`); by default when the app opens its store."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,9 +47,16 @@ def create_cloud_app(
         app.state.store = store if store is not None else EvidenceStore(config.ledger.url)
         app.state.users = CloudUsers(app.state.store.db)
         app.state.sessions = Sessions(app.state.users.session_key(), max_age_s=config.auth.session_ttl)
+        filler = None
+        if (own if fill is None else fill) and config.evidence.fill_days > 0:
+            filler = DayFiller(app.state.store, config, clock)
+            filler.start()
+        app.state.filler = filler
         try:
             yield
         finally:
+            if filler is not None:
+                filler.stop()
             if own:
                 app.state.store.close()
 

@@ -184,9 +184,11 @@ def gather_inputs(
     *,
     now_ms: int | None = None,
     only: Key | None = None,
+    online_only: bool = False,
 ) -> EvidenceInputs:
     """Read from the ledger what the evidence of `ent` over `period` is computed from (`only`: of one device,
-    for its OEE alone)."""
+    for its OEE alone; `online_only`: no counter rows and only the online/offline events, what the online
+    figures need, read for all devices at once)."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     ent_cfg = config.enterprise(ent)
     _, shifts = config.calendar(ent)
@@ -207,10 +209,17 @@ def gather_inputs(
                                interval_s=t.interval_s) for t in m.tags)  # fmt: skip
             if m.oee is not None:
                 oee.append(_oee_row(gw, dev, m.config_hash, m.oee))
+        if online_only:
+            continue
         margin = round(m.oee.micro_stop_s * 1000) if m is not None and m.oee is not None else 0
         evs, cnts = store.device_window(ent, gw, dev, period.start, period.end, period.as_of + margin)
         events.extend(EventRow.model_validate({**_renamed(r), "ts_ms": r["ts"]}) for r in evs)
         counts.extend(CountRecord.model_validate({**_renamed(r), "ts_ms": r["ts"]}) for r in cnts)
+    if online_only:
+        events = [
+            EventRow.model_validate({**_renamed(r), "ts_ms": r["ts"]})
+            for r in store.onoff_window(ent, period.start, period.end)
+        ]
     activity = [
         ActivityRow(
             gateway=h["gw"],

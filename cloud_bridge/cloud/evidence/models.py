@@ -612,3 +612,6 @@ class Overview(Model):
     totals: OverviewTotals
     computed_from_days: int = Field(description="enterprises summed from the per-device-day summaries")
     computed_in_full: int = Field(description="enterprises computed from their full evidence (see README)")
+    computed_day_rows: int = Field(
+        0, description="per-device-day summaries computed for this answer (0 once the background fill has run)"
+    )

@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from cloud_bridge.cloud.evidence.build import (
     _Context,
     _indicator,
     _matches,
+    _order,
     _rule,
     build_evidence,
     enterprise_period,
@@ -47,6 +49,7 @@ from cloud_bridge.cloud.evidence.build import (
 from cloud_bridge.cloud.evidence.models import (
     ActivityRow,
     Enterprise,
+    EventRow,
     Evidence,
     GatewayInfo,
     OnlineNow,
@@ -114,6 +117,9 @@ class Figures:
         )
 
 
+_FIGURES = [f.name for f in dataclasses.fields(Figures)]
+
+
 def _figures(ctx: _Context, key: Key, act: ActivityRow | None) -> tuple[Figures, int | None, int | None]:
     p = ctx.period
     trans = ctx.transitions(key)
@@ -144,12 +150,27 @@ def _hourly(rows: Sequence[ActivityRow]) -> dict[Key, ActivityRow]:
     }
 
 
-def _one_day(inputs: EvidenceInputs, start: int, end: int) -> _Context:
-    """The inputs' context over one closed day, no gateway offline (the overview cuts the days before that)."""
+def _one_day(inputs: EvidenceInputs, start: int, end: int, events: list[EventRow]) -> _Context:
+    """The inputs' context over one closed day, no gateway offline (the overview cuts the days before that),
+    with the `events` of that day (`_day_events`)."""
     tz = inputs.settings.period.timezone
     period = PackPeriod(from_ms=start, to_ms=end, as_of_ms=end, timezone=tz)
     settings = inputs.settings.model_copy(update={"period": period})
-    return _Context(dataclasses.replace(inputs, settings=settings, gateways=[]))
+    return _Context(dataclasses.replace(inputs, settings=settings, gateways=[], events=events))
+
+
+def _day_events(by_key: dict[Key, list[EventRow]], start: int, end: int) -> list[EventRow]:
+    """Of each device's events (sorted by time): the one `_Context.transitions` picks as the last before
+    `start`, and those in [start, end]; all it reads for a day, so each day does not sort the days before it."""
+    out: list[EventRow] = []
+    for rows in by_key.values():
+        i = bisect_left(rows, start, key=lambda e: e.ts_ms)
+        if i:
+            last = rows[i - 1].ts_ms
+            k = bisect_left(rows, last, hi=i, key=lambda e: e.ts_ms)
+            out.append(max(rows[k:i], key=_order))
+        out.extend(rows[i : bisect_right(rows, end, lo=i, key=lambda e: e.ts_ms)])
+    return out
 
 
 def compute_days(
@@ -160,16 +181,18 @@ def compute_days(
     tz, shifts = config.calendar(ent)
     cal = calendar_key(tz, shifts)
     a, b = days[0][0], days[-1][1]
-    inputs = gather_inputs(store, config, ent, Period(a, b, b, tz), now_ms=now_ms)
+    inputs = gather_inputs(store, config, ent, Period(a, b, b, tz), now_ms=now_ms, online_only=True)
     keys = [(d.gateway, d.device) for d in inputs.devices]
     by_day: dict[int, list[ActivityRow]] = defaultdict(list)
     bounds = [d0 for d0, _ in days]
     for h in inputs.activity:
-        i = next(i for i in range(len(bounds) - 1, -1, -1) if bounds[i] <= h.hour_ms)
-        by_day[bounds[i]].append(h)
+        by_day[bounds[bisect_right(bounds, h.hour_ms) - 1]].append(h)
+    events: dict[Key, list[EventRow]] = defaultdict(list)
+    for e in sorted(inputs.events, key=lambda e: e.ts_ms):
+        events[(e.gateway, e.device)].append(e)
     rows: list[dict[str, object]] = []
     for d0, d1 in days:
-        ctx = _one_day(inputs, d0, d1)
+        ctx = _one_day(inputs, d0, d1, _day_events(events, d0, d1))
         acts = _hourly(by_day[d0])
         for key in keys:
             fig, first, last = _figures(ctx, key, acts.get(key))
@@ -181,7 +204,7 @@ def compute_days(
                     "day": d0,
                     "day_end": d1,
                     "calendar": cal,
-                    **dataclasses.asdict(fig),
+                    **{f: getattr(fig, f) for f in _FIGURES},
                     "first_ts": first,
                     "last_ts": last,
                     "computed_ms": now_ms,
@@ -375,7 +398,7 @@ def build_overview(
     rows: dict[str, OverviewRow] = {}
     plans: dict[tuple[str, int, int], list[str]] = defaultdict(list)  # (calendar, start, cut day) → ents
     state: dict[str, tuple[Period, dict[Key, DeviceMeta], list[Key], list[tuple[int, int]], list[OverviewGateway]]] = {}
-    full = 0
+    full = computed_rows = 0
     for ent in ents:
         period = enterprise_period(config, ent, from_text, to_text, now)
         tz, shifts = config.calendar(ent)
@@ -399,7 +422,9 @@ def build_overview(
         for ent in group:
             period, metas, keys, days, gateways = state[ent]
             if days and any((sums.get((ent, *k)) or {}).get("days") != len(days) for k in keys):
-                dd.write_days(db, compute_days(store, config, ent, days, now_ms=now))
+                computed = compute_days(store, config, ent, days, now_ms=now)
+                dd.write_days(db, computed)
+                computed_rows += len(computed)
                 sums.update(dd.day_sums(db, [ent], cal, start, end))
             figs = {k: _summed(sums.get((ent, *k))) for k in keys}
             tail_start = days[-1][1] if days else period.start
@@ -429,6 +454,7 @@ def build_overview(
         ),
         computed_from_days=len(ordered) - full,
         computed_in_full=full,
+        computed_day_rows=computed_rows,
     )
 
 
