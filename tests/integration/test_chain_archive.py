@@ -30,14 +30,6 @@ pytestmark = pytest.mark.integration
 W = Workload(devices=4, hours=2, per_gateway=2, samples=3)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
-    else:
-        yield request.getfixturevalue("pg_url")
-
-
 @pytest.fixture
 def ingested(url: str, tmp_path: Path) -> Iterator[tuple[Ingester, Period]]:
     t0 = hour_of(now_ms()) - W.hours * HOUR_MS

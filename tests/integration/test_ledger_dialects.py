@@ -6,8 +6,6 @@ schema.py come out with the first release's columns, and a database that release
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -23,14 +21,6 @@ pytestmark = pytest.mark.integration
 
 # Placeholders of every style either driver knows (qmark, format, pyformat, named), and a quote.
 TRICKY = "what? 100%s :x %(y)s $1 it's"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
-    else:
-        yield request.getfixturevalue("pg_url")
 
 
 def test_values_that_look_like_placeholders_round_trip(url: str) -> None:

@@ -6,9 +6,7 @@ drops the day summaries it changes."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -20,8 +18,9 @@ from cloud_bridge.cloud.ledger import schema
 from cloud_bridge.cloud.ledger.store import EvidenceStore
 from cloud_bridge.cloud.ledger.writer import Ledger
 from cloud_bridge.metrics.calendar import local_ms
-from cloud_bridge.wire.codec import DataMessage, DeviceMeta, Event, EventMessage, OeeMeta, Sample, Status
+from cloud_bridge.wire.codec import DeviceMeta, Event, OeeMeta, Status
 from edge_config.models import CloudConfig
+from tests.unit.test_evidence_build import Feed
 
 pytestmark = pytest.mark.integration
 
@@ -42,20 +41,6 @@ CONFIG = CloudConfig.model_validate(
     }
 )  # fmt: skip
 LEDGER_CSV = "id,name,type,line,key_process,digitized,gateway\nm-1,M1,press,L1,yes,yes,gw-a\nm-9,M9,lathe,L2,no,no,\n"
-
-
-class Feed:
-    def __init__(self, ledger: Ledger, ent: str, gw: str) -> None:
-        self.ledger, self.ent, self.gw, self.seq = ledger, ent, gw, 0
-
-    def events(self, dev: str, *events: Event) -> None:
-        self.seq += 1
-        assert self.ledger.record_events(self.ent, EventMessage(self.gw, dev, self.seq, False, events))
-
-    def data(self, dev: str, *stamps: int) -> None:
-        self.seq += 1
-        samples = tuple(Sample("x", 1.0, ts) for ts in stamps)
-        assert self.ledger.record_data(self.ent, DataMessage(self.gw, dev, self.seq, False, samples))
 
 
 def fill(url: str, now: int) -> Ledger:
@@ -80,14 +65,6 @@ def fill(url: str, now: int) -> Ledger:
     # ent-2's gateway went offline on day 3 at 15:00 and is still
     ledger.record_status("ent-2", "gw-a", None, Status(False, T0 + 3 * DAY + 15 * H, version="1"))
     return ledger
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
-    else:
-        yield request.getfixturevalue("pg_url")
 
 
 def expected(store: EvidenceStore, frm: str, to: str, now: int) -> list[object]:

@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from cloud_bridge.cloud.evidence.models import (
     ActivityRow,
@@ -536,6 +536,33 @@ def _matches(e: Equipment, keys: Sequence[Key]) -> list[Key]:
     return [(gw, dev) for gw, dev in keys if dev == e.device_id and (not e.gateway or gw == e.gateway)]
 
 
+class _OnlineBasis(Protocol):
+    @property
+    def online_now(self) -> bool: ...
+    @property
+    def connected(self) -> bool: ...
+    @property
+    def online_planned_s(self) -> float: ...
+    @property
+    def planned_s(self) -> float: ...
+
+
+def online_figures(basis: Sequence[_OnlineBasis], as_of: int) -> tuple[OnlineNow, OnlineTime]:
+    """Devices online now (of the basis), and online time within planned time over the connected ones."""
+    connected = [r for r in basis if r.connected]
+    online_planned = sum(r.online_planned_s for r in connected)
+    planned = sum(r.planned_s for r in connected)
+    return (
+        OnlineNow(online=sum(1 for r in basis if r.online_now), of=len(basis), at_ms=as_of),
+        OnlineTime(
+            devices=len(connected),
+            online_planned_s=online_planned,
+            planned_s=planned,
+            rate=ratio(online_planned, planned),
+        ),
+    )
+
+
 def _indicator(n: int, d: int) -> Indicator:
     return Indicator(numerator=n, denominator=d, ratio=ratio(n, d), score=score_band(n, d), band=band_label(n, d))
 
@@ -618,8 +645,7 @@ def compute_evidence(inputs: EvidenceInputs) -> Computed:
     key_rows = [r for r in basis if r.key_process]
     connected = [r for r in basis if r.connected]
     measured = [r.completeness for r in connected if r.completeness.ratio is not None]
-    online_planned = sum(r.online_planned_s for r in connected)
-    planned = sum(r.planned_s for r in connected)
+    online_now, online_time = online_figures(basis, period.as_of)
     received = sum(c.received for c in measured)
     expected = sum(c.expected for c in measured)
     specs = [AreaSpec(a.key, a.zh, a.en, tuple(a.domains)) for a in st.areas]
@@ -685,13 +711,8 @@ def compute_evidence(inputs: EvidenceInputs) -> Computed:
             networked=_indicator(networked, total),
             digitized=_indicator(digitized, total),
             key_process=KeyProcess(total=len(key_rows), networked=sum(1 for r in key_rows if r.networked)),
-            online_now=OnlineNow(online=sum(1 for r in basis if r.online_now), of=total, at_ms=period.as_of),
-            online_time=OnlineTime(
-                devices=len(connected),
-                online_planned_s=online_planned,
-                planned_s=planned,
-                rate=ratio(online_planned, planned),
-            ),
+            online_now=online_now,
+            online_time=online_time,
             completeness=CompletenessFigures(
                 received=round(received, 3), expected=round(expected, 3), ratio=ratio(received, expected)
             ),

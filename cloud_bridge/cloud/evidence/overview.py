@@ -44,6 +44,7 @@ from cloud_bridge.cloud.evidence.build import (
     enterprise_period,
     gateway_caps,
     gather_inputs,
+    online_figures,
     rule_info,
 )
 from cloud_bridge.cloud.evidence.models import (
@@ -52,8 +53,6 @@ from cloud_bridge.cloud.evidence.models import (
     EventRow,
     Evidence,
     GatewayInfo,
-    OnlineNow,
-    OnlineTime,
     Overview,
     OverviewGateway,
     OverviewRow,
@@ -283,9 +282,7 @@ def _row(
             rows.append(_Shown(False, False, False, 0.0, 0.0, True, None, False, e.digitized))
     rows.extend(per[k] for k in seen if k not in matched)
     basis = [r for r in rows if r.in_ledger] if equipment else [r for r in rows if r.production is not False]
-    connected = [r for r in basis if r.connected]
-    online_planned = sum(r.online_planned_s for r in connected)
-    planned = sum(r.planned_s for r in connected)
+    online_now, online_time = online_figures(basis, period.as_of)
     total = len(basis)
     return OverviewRow(
         enterprise=Enterprise(id=ent, name=name),
@@ -294,13 +291,8 @@ def _row(
         equipment_total=total,
         networked=_indicator(sum(1 for r in basis if r.networked), total),
         digitized=_indicator(sum(1 for r in basis if r.digitized), total),
-        online_now=OnlineNow(online=sum(1 for r in basis if r.online_now), of=total, at_ms=period.as_of),
-        online_time=OnlineTime(
-            devices=len(connected),
-            online_planned_s=online_planned,
-            planned_s=planned,
-            rate=ratio(online_planned, planned),
-        ),
+        online_now=online_now,
+        online_time=online_time,
         oee_devices=sum(1 for r in rows if r.oee),
         gateways=gateways,
     )
