@@ -13,7 +13,9 @@
   `X-CSRF-Token` (or the form field `csrf`), an HMAC of the session value under the same key; bearer-token
   requests carry no ambient authority and need none.
 
-Nothing here logs a secret. It imports nothing of the cloud service or the uplink: the edge uses it too.
+Nothing here logs a secret. It imports nothing of the cloud service or the uplink: the edge uses it too,
+and FastAPI only when a request is refused, so `edgegw run` can use the pure parts (`is_loopback`, the
+password and token hashes) before its web stack is loaded (`gateway.listen`).
 """
 
 from __future__ import annotations
@@ -26,9 +28,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
 
-from fastapi import HTTPException, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SESSION_COOKIE = "edgegw_session"
 LANG_COOKIE = "edgegw_lang"
@@ -40,6 +40,8 @@ MAX_PASSWORD = 1024  # characters: bound the work a login can cause
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
+    from fastapi import Request
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 @cache
@@ -186,6 +188,8 @@ async def enforce_csrf(request: Request, sessions: Sessions) -> None:
         value = (await request.form()).get(CSRF_FIELD)
         presented = value if isinstance(value, str) else None
     if not cookie or not sessions.csrf_ok(cookie, presented):
+        from fastapi import HTTPException
+
         raise HTTPException(403, detail="CSRF token missing or wrong: reload the page and try again")
 
 
@@ -217,6 +221,8 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    from fastapi import HTTPException
+
                     raise HTTPException(413, detail=f"request body larger than {self.limit >> 20} MB")
             return message
 

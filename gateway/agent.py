@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+import socket
 from pathlib import Path
-
-import uvicorn
+from typing import Any
 
 from cloud_bridge.uplink.buffer import Buffer, Chain, Depth
 from cloud_bridge.uplink.identity import load_or_create_identity
@@ -21,20 +20,13 @@ from edge_config.version import __version__
 from gateway import notify
 from gateway.compact import CompactConfig
 from gateway.heap import settle_heap, trim_heap
+from gateway.listen import bind, serve_when_asked
 from gateway.poller import sleep_or_stop
 from gateway.reload import ReloadPlan
 from gateway.runtime import Runtime
 from gateway.users import UserStore, users_path
 
 log = logging.getLogger(__name__)
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: the agent owns SIGINT/SIGTERM and stops the API itself."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class Agent:
@@ -83,10 +75,12 @@ class Agent:
         """Start the publisher first and the devices last; stop in the other order so queues drain."""
         # the publisher stops after the devices, so what they buffer on the way out (last counter snapshots)
         # still goes out in its drain
+        # bound before anything starts: a port in use stops the agent at once, with the address in the error
+        api_sock = bind(self.config.api.host, self.config.api.port) if serve_api else None
         devices_done = asyncio.Event()
         publisher = asyncio.create_task(self._supervise_publisher(devices_done), name="publisher")
         runtime = asyncio.create_task(self.runtime.run(stop), name="runtime")
-        api = asyncio.create_task(self._serve_api(stop), name="edge-api") if serve_api else None
+        api = asyncio.create_task(self._serve_api(api_sock, stop), name="edge-api") if api_sock else None
         settle = asyncio.create_task(self._settle_heap_when_steady(stop), name="settle-heap")
         watchdog = asyncio.create_task(notify.serve(stop), name="sd-notify")
         try:
@@ -131,20 +125,12 @@ class Agent:
             settle_heap()
             trim_heap(collect=False)
 
-    async def _serve_api(self, stop: asyncio.Event) -> None:
-        from gateway.api.app import create_app
+    async def _serve_api(self, sock: socket.socket, stop: asyncio.Event) -> None:
+        """The edge API on `sock`, its web stack imported at the first connection (`gateway.listen`)."""
 
-        cfg = uvicorn.Config(
-            create_app(self),
-            host=self.config.api.host,
-            port=self.config.api.port,
-            log_level="warning",
-            lifespan="off",
-            http="h11",  # not httptools, and no WebSocket protocol: neither module is loaded (memory)
-            ws="none",
-        )
-        server = _QuietServer(cfg)
-        serving = asyncio.create_task(server.serve())
-        await stop.wait()
-        server.should_exit = True
-        await serving
+        def make_app() -> Any:
+            from gateway.api.app import create_app
+
+            return create_app(self)
+
+        await serve_when_asked(sock, make_app, stop)

@@ -69,18 +69,18 @@ class BlockDecoder:
     """Decodes the data bytes of one read of `count` registers (or bits, `bits=True`) into field values."""
 
     def __init__(self, fields: Sequence[Field], count: int, bits: bool = False) -> None:
-        self.fields = tuple(fields)
+        self.width = len(fields)  # the fields themselves are not kept: a decoder lives as long as its block
         self.count = count
         self.bits = bits
         self._passes: list[tuple[struct.Struct, bool, tuple[int, ...]]] = []
         self._extra: list[tuple[int, Callable[[bytes], Value]]] = []
         self._direct: struct.Struct | None = None  # one pass, every field in order: return its tuple
         if bits:
-            self._extra = [(i, _bit_reader(f.rel)) for i, f in enumerate(self.fields)]
+            self._extra = [(i, _bit_reader(f.rel)) for i, f in enumerate(fields)]
             return
         passes: list[_Pass] = []
-        for i in sorted(range(len(self.fields)), key=lambda i: self.fields[i].rel):
-            f = self.fields[i]
+        for i in sorted(range(self.width), key=lambda i: fields[i].rel):
+            f = fields[i]
             if f.rel < 0 or f.rel + _registers(f) > count:
                 raise ValueError(f"field at {f.rel} does not fit a block of {count} registers")
             if f.type not in _CODES:
@@ -98,7 +98,7 @@ class BlockDecoder:
             assert p.positions is not None
             p.positions.append(i)
         self._passes = [(struct.Struct(p.endian + p.fmt), p.swapped, tuple(p.positions or ())) for p in passes]
-        if len(self._passes) == 1 and not self._extra and self._passes[0][2] == tuple(range(len(self.fields))):
+        if len(self._passes) == 1 and not self._extra and self._passes[0][2] == tuple(range(self.width)):
             self._direct = self._passes[0][0] if not self._passes[0][1] else None
 
     def __call__(self, data: bytes) -> Sequence[Value]:
@@ -106,7 +106,7 @@ class BlockDecoder:
         if self._direct is not None:
             values: tuple[Value, ...] = self._direct.unpack_from(data)
             return values
-        out: list[Value] = [False] * len(self.fields)
+        out: list[Value] = [False] * self.width
         swapped: bytes | None = None
         for st, swap, positions in self._passes:
             if swap:

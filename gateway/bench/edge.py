@@ -56,6 +56,7 @@ class Arrivals:
 
         self.points = 0
         self.latency_ms: list[float] = []
+        self.devices: set[str] = set()  # the gateway's devices whose values reached the broker
         self._lock = threading.Lock()
         ready = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-arrivals", protocol=mqtt.MQTTv5)
@@ -71,6 +72,8 @@ class Arrivals:
         now = time.time() * 1000
         samples = json.loads(msg.payload)["samples"]
         with self._lock:
+            if msg.topic.startswith("sf/"):
+                self.devices.add(msg.topic.split("/")[4])
             self.points += len(samples)
             if samples:
                 self.latency_ms.append(now - samples[0]["ts"])
@@ -379,22 +382,27 @@ def run_memory_bench(
             listen = cfg["api"]["listen"]
             token = viewer_token(work)
             write_config(work, cfg)
+            arrivals.devices.clear()
             t0 = time.monotonic()  # from the process start: writing the bench's config is not the agent's time
             gw = start_gateway(work)
             try:
+                # started once every device's first values are at the broker; the API is not asked yet, so
+                # the first figures are those of an agent nobody is looking at (its web stack not loaded)
                 started = None
                 while time.monotonic() - t0 < 180:
-                    online, total = devices_online(listen, token)
-                    if total and online == total:
+                    if len(arrivals.devices) >= devices:
                         started = time.monotonic() - t0
                         break
                     if gw.poll() is not None:
                         raise RuntimeError(f"the agent exited; see {work}/gateway.log")
-                    time.sleep(0.2)
+                    time.sleep(0.05)
                 fig = _window(gw, arrivals, settle, seconds)
+                online, total = devices_online(listen, token)  # the console's first request: the web stack loads
+                time.sleep(2)
                 keep = ("rss_mb", "cpu_share", "points_per_s", "cpu_s_per_1000", "latency_p95_ms")
                 out.append({"tags": devices * regs, "devices": devices, "startup_s": started,
-                            **{k: fig[k] for k in keep}})  # fmt: skip
+                            **{k: fig[k] for k in keep}, "rss_api_mb": proc_rss_mb(gw.pid),
+                            "api_online": f"{online}/{total}"})  # fmt: skip
             finally:
                 stop_process(gw)
                 sims.close()
@@ -467,17 +475,21 @@ def report(r: dict[str, Any]) -> str:
 
 def memory_report(r: dict[str, Any]) -> str:
     head = (
-        f"  {'tags':>8} {'devices':>8} {'RSS MB':>8} {'start-up s':>11} {'CPU':>6} {'points/s':>9} {'CPU-s/1000':>11}"
+        f"  {'tags':>8} {'devices':>8} {'RSS MB':>8} {'+ console':>10} {'start-up s':>11} {'CPU':>6} {'points/s':>9} "
+        f"{'CPU-s/1000':>11}"
     )
     what = ("OPC UA Double nodes subscribed (one device), every node changing every second"
             if r.get("protocol") == "opcua" else
             f"Modbus uint16 tags polled every {r['interval_s']:g} s, {r['change']:.0%} changing")  # fmt: skip
-    lines = [f"edgegw bench edge --memory — {what}", head]
+    lines = [f"edgegw bench edge --memory — {what}",
+             "  RSS: the agent unattended (its web stack not loaded); + console: after the API's first request; "
+             "start-up: process start → every device's first values at the broker", head]  # fmt: skip
     for p in r["points"]:
         goal = r["goals_mb"].get(str(p["tags"]))
         mark = "" if goal is None else f"  goal ≤ {goal} MB: {'met' if p['rss_mb'] <= goal else 'NOT met'}"
         lines.append(
-            f"  {p['tags']:>8,} {p['devices']:>8} {p['rss_mb']:>8.1f} {_f(p['startup_s'], '{:.1f}'):>11} "
+            f"  {p['tags']:>8,} {p['devices']:>8} {p['rss_mb']:>8.1f} {_f(p.get('rss_api_mb'), '{:.1f}'):>10} "
+            f"{_f(p['startup_s'], '{:.1f}'):>11} "
             f"{p['cpu_share']:>6.0%} {p['points_per_s']:>9,.0f} {_f(p['cpu_s_per_1000'], '{:.4f}'):>11}{mark}"
         )
     return "\n".join(lines)

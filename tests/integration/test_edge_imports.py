@@ -1,9 +1,11 @@
-"""`edgegw run` with a Modbus-only config loads no module it does not use (memory, README "Memory"): no
+"""`edgegw run` with a Modbus-only config loads no module it does not use (memory, README "Performance"):
+no web stack (uvicorn, Starlette, FastAPI, the console's routes) before the API's first connection, no
 console templates (Jinja2), no password hashing (argon2) before the first login, no Prometheus client
 before the first scrape, no simulators, no spreadsheets, no OPC UA stack, no cloud-side packages, no
 WebSocket or httptools protocol. The agent runs in its own process against a real Mosquitto and a Modbus
-simulator; once its device is scanned, the process lists its modules, then /metrics is scraped and must
-work (its module loaded at that moment)."""
+simulator; once its device's values reach the broker, the process lists its modules; then the API's first
+request must be answered (the connection waits in the backlog while the web stack loads) with the device
+online, and /metrics is scraped and must work (its module loaded at that moment)."""
 
 from __future__ import annotations
 
@@ -22,13 +24,15 @@ pytestmark = pytest.mark.integration
 
 NOT_AT_START = ("jinja2", "argon2", "prometheus_client", "simulators", "openpyxl", "asyncua", "influxdb_client",
                 "psycopg", "sqlalchemy", "websockets", "httptools", "matplotlib", "cloud_bridge.cloud",
-                "gateway.bench")  # fmt: skip
+                "gateway.bench", "uvicorn", "starlette", "fastapi", "anyio", "gateway.api")  # fmt: skip
 
 PROBE = r"""
 import json, os, signal, sys, threading, time, urllib.request
+import paho.mqtt.client as mqtt
 from gateway.cli import main
 
-config, listen, token, out = sys.argv[1:5]
+config, listen, token, out, broker_port = sys.argv[1:6]
+published = threading.Event()
 
 
 def get(path):
@@ -40,14 +44,17 @@ def get(path):
 def watch():
     result = {"scanned": False}
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not result["scanned"]:
-            try:
-                result["scanned"] = all(d["online"] and d["scans"] > 0 for d in json.loads(get("/api/v1/devices")[1]))
-            except OSError:
-                pass
-            time.sleep(0.2)
+        # the device's values at the broker tell that it was scanned, without touching the API
+        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="probe")
+        sub.on_connect = lambda c, *a: c.subscribe("sf/v1/+/+/+/data", 1)
+        sub.on_message = lambda *a: published.set()
+        sub.connect("127.0.0.1", int(broker_port))
+        sub.loop_start()
+        published.wait(60)
+        sub.loop_stop()
         result["modules"] = sorted(sys.modules)
+        devices = json.loads(get("/api/v1/devices")[1])  # the API's first connection loads the web stack
+        result["scanned"] = published.is_set() and all(d["online"] and d["scans"] > 0 for d in devices)
         status, body = get("/metrics")
         result["metrics"] = status == 200 and b"edgegw_" in body
         result["prometheus_after"] = "prometheus_client" in sys.modules
@@ -71,7 +78,7 @@ def test_a_modbus_agent_loads_only_what_it_uses(tmp_path: Path, mosquitto: Mosqu
         token = viewer_token(tmp_path)
         out = tmp_path / "modules.json"
         proc = subprocess.run(
-            [sys.executable, "-c", PROBE, str(path), cfg["api"]["listen"], token, str(out)],
+            [sys.executable, "-c", PROBE, str(path), cfg["api"]["listen"], token, str(out), str(mosquitto.port)],
             capture_output=True,
             text=True,
             timeout=120,

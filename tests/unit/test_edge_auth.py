@@ -5,6 +5,7 @@ not started: its buffer, publisher and runtime are real objects)."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,4 +143,24 @@ def test_run_refuses_to_listen_beyond_loopback_with_no_user(tmp_path: Path, caps
     assert main(["run", "-c", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "refusing to listen on 0.0.0.0:18099 with no user" in err and "edgegw user add" in err
+    assert "Traceback" not in err
+
+
+def test_run_with_its_api_port_taken_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The API's address is bound when the agent starts, before its web stack is loaded (`gateway.listen`):
+    a port in use stops `edgegw run` at once with the address and the reason, not at the first request."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        cfg = tmp_path / "gw.yaml"
+        cfg.write_text(
+            json.dumps(
+                {
+                    "gateway": {"id": "gw-1", "enterprise_id": "e", "data_dir": str(tmp_path / "d")},
+                    "api": {"listen": f"127.0.0.1:{port}"},
+                }
+            )
+        )
+        assert main(["run", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port} for the API" in err and "in use" in err
     assert "Traceback" not in err
