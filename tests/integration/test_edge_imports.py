@@ -1,9 +1,9 @@
 """`edgegw run` with a Modbus-only config loads no module it does not use (memory, README "Memory"): no
 console templates (Jinja2), no password hashing (argon2) before the first login, no Prometheus client
 before the first scrape, no simulators, no spreadsheets, no OPC UA stack, no cloud-side packages, no
-WebSocket or httptools protocol, no `cryptography` (the gateway's key signs through libcrypto). The agent runs in its own process against a real Mosquitto and a Modbus
-simulator; once its device is scanned, the process lists its modules, then /metrics is scraped and must
-work (its module loaded at that moment)."""
+WebSocket or httptools protocol, no `cryptography` (the gateway's key signs through libcrypto). The agent
+runs in its own process against a real Mosquitto and a Modbus simulator; once its device is scanned, the
+process lists its modules, then /metrics is scraped and must work (its module loaded at that moment)."""
 
 from __future__ import annotations
 
