@@ -41,9 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from cloud_bridge.uplink.localdb import open_local_db
+from cloud_bridge.wire.ed25519 import SigningKey
 from cloud_bridge.wire.signing import (
     GENESIS,
     MAX_CHECKPOINT,
@@ -106,7 +105,7 @@ class Chain:
 
     ent: str
     gw: str
-    key: Ed25519PrivateKey
+    key: SigningKey
     checkpoint_topic: str
     every: int = 500  # messages per checkpoint at most
     interval_ms: int = 1000  # the oldest unsealed message waits at most this long for its checkpoint

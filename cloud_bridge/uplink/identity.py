@@ -4,6 +4,10 @@
 ever sees it half-written or world-readable); `gateway.pub` is the public key as one line,
 `ed25519:<base64>`, the form `edgegw cloud gateway add --public-key` takes. `edgegw identity show`
 prints the public key and its fingerprint. The private key is never logged or sent.
+
+The key is read, written and used without the `cryptography` package (`cloud_bridge.wire.ed25519`: the
+PKCS#8 form `cryptography` and OpenSSL write, signing through libcrypto), which the agent would otherwise
+load for this alone. A key file in any other form goes to `cryptography`'s parser, imported then.
 """
 
 from __future__ import annotations
@@ -14,9 +18,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, load_pem_private_key
-
+from cloud_bridge.wire.ed25519 import SigningKey, key_from_pem, private_key_pem
 from cloud_bridge.wire.signing import fingerprint, public_key_text
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ class IdentityError(Exception):
 
 @dataclass(frozen=True)
 class Identity:
-    key: Ed25519PrivateKey
+    key: SigningKey
     path: Path
 
     @property
@@ -63,13 +65,23 @@ def load_identity(data_dir: str | Path) -> Identity | None:
     if mode & 0o077:
         log.warning("%s was readable by others (mode %o): set to 0600", path, mode)
         os.chmod(path, 0o600)
+    key = key_from_pem(data)
+    return Identity(key if key is not None else _parse_other_pem(path, data), path)
+
+
+def _parse_other_pem(path: Path, data: bytes) -> SigningKey:
+    """A key file not in the form we write (another PEM layout, another key type, not a key): what
+    `cryptography` makes of it, or IdentityError with the reason."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, load_pem_private_key
+
     try:
         key = load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
         raise IdentityError(f"{path}: not a PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise IdentityError(f"{path}: not an Ed25519 key")
-    return Identity(key, path)
+    return SigningKey(key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
 
 
 def load_or_create_identity(data_dir: str | Path) -> Identity:
@@ -80,8 +92,8 @@ def load_or_create_identity(data_dir: str | Path) -> Identity:
     folder = identity_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / KEY_FILE
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    key = SigningKey.generate()
+    pem = private_key_pem(key)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process made it meanwhile: use theirs

@@ -1,7 +1,9 @@
 """Gateway identity on the wire: Ed25519 signatures, the per-gateway hash chain and signed checkpoints.
 
 Both ends import this module: the gateway's buffer chains and signs (`cloud_bridge.uplink`), the cloud
-verifies (`cloud_bridge.cloud.trust`). Pure functions over bytes, no I/O.
+verifies (`cloud_bridge.cloud.trust`). Pure functions over bytes, no I/O. The gateway's key is a
+`cloud_bridge.wire.ed25519.SigningKey`; `cryptography` is imported only by the functions the cloud uses
+(`parse_public_key`, `verify_sealed`) and for keys of its own, so the edge agent never loads it.
 
 - **Chained messages** (data and events, the ones with a `seq`): the payload is
   `{"v":1,"ent":E,"gw":G,"dev":D,"seq":N,"prev":"<hex>",<body fields>,"hist":false}`. Everything before
@@ -24,9 +26,12 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cloud_bridge.wire.ed25519 import SigningKey
+
+if TYPE_CHECKING:  # imported where used: the edge signs without `cryptography` (cloud_bridge.wire.ed25519)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 GENESIS = bytes(32)  # `prev` of a gateway's first chained message
 MAX_CHECKPOINT = 1000  # messages one checkpoint may cover
@@ -39,17 +44,26 @@ class SignatureError(ValueError):
     """A signature, key or checkpoint that does not verify or does not follow the contract."""
 
 
+class Signer(Protocol):
+    """What `seal` needs of a key: the gateway's `SigningKey`, or `cryptography`'s Ed25519PrivateKey."""
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
 # ---------------------------------------------------------------- keys
 
 
-def public_key_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
+def public_key_bytes(key: SigningKey | Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
+    if isinstance(key, SigningKey):
+        return key.public_bytes()
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     return pub.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def public_key_text(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+def public_key_text(key: SigningKey | Ed25519PrivateKey | Ed25519PublicKey) -> str:
     """`ed25519:<base64 of the 32 raw bytes>`: what `edgegw cloud gateway add --public-key` takes."""
     return "ed25519:" + base64.b64encode(public_key_bytes(key)).decode()
 
@@ -65,10 +79,12 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
         raise SignatureError("a public key is ed25519:<base64 of 32 bytes> (edgegw identity show prints it)") from None
     if len(data) != 32:
         raise SignatureError(f"an Ed25519 public key has 32 bytes, not {len(data)}")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     return Ed25519PublicKey.from_public_bytes(data)
 
 
-def fingerprint(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+def fingerprint(key: SigningKey | Ed25519PrivateKey | Ed25519PublicKey) -> str:
     """SHA-256 of the raw public key, hex: how people compare keys (`SHA256:` + the first 32 hex shown)."""
     return hashlib.sha256(public_key_bytes(key)).hexdigest()
 
@@ -117,7 +133,7 @@ def _message(topic: str, part: bytes) -> bytes:
     return topic.encode() + b"\n" + part
 
 
-def seal(key: Ed25519PrivateKey, topic: str, payload: bytes) -> bytes:
+def seal(key: Signer, topic: str, payload: bytes) -> bytes:
     """`payload` (a JSON object) with `"sig"` added: an Ed25519 signature over the topic and the payload."""
     if not payload.endswith(b"}"):
         raise ValueError("only a JSON object can be sealed")
@@ -152,6 +168,8 @@ def verify_sealed(key: Ed25519PublicKey, topic: str, payload: bytes) -> None:
     if parts is None:
         raise SignatureError("not signed")
     part, sig = parts
+    from cryptography.exceptions import InvalidSignature
+
     try:
         key.verify(sig, _message(topic, part))
     except InvalidSignature:

@@ -26,6 +26,7 @@ from cloud_bridge.wire.signing import (
     chain_hash,
     decode_checkpoint,
     parse_public_key,
+    public_key_text,
     seal,
     signed_part,
     verify_sealed,
@@ -49,7 +50,7 @@ def test_the_identity_is_made_once_private_and_kept(tmp_path: Path) -> None:
 
 def test_a_sealed_payload_is_bound_to_its_bytes_and_its_topic(tmp_path: Path) -> None:
     key = load_or_create_identity(tmp_path).key
-    pub = key.public_key()
+    pub = parse_public_key(public_key_text(key))
     payload = seal(key, TOPICS.status, encode_status(Status(True, 5, version="1")))
     verify_sealed(pub, TOPICS.status, payload)
     assert json.loads(payload)["online"] is True  # still the status every consumer reads
@@ -81,7 +82,8 @@ def test_the_buffer_chains_in_its_seq_transaction_and_seals_before_sending(tmp_p
     assert [r.seq for r in rows] == [1, 2, 3, 4]
     [cp_row] = buf.checkpoints()
     cp = decode_checkpoint(cp_row.body)
-    verify_sealed(buf.chain.key.public_key(), TOPICS.checkpoint, cp_row.body)  # type: ignore[union-attr]
+    assert buf.chain is not None
+    verify_sealed(parse_public_key(public_key_text(buf.chain.key)), TOPICS.checkpoint, cp_row.body)
     assert (cp.first, cp.last, cp.prev) == (1, 4, GENESIS)
     prev = GENESIS
     for row in rows:  # what the publisher sends hashes to what the checkpoint signs, hist or not
