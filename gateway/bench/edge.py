@@ -429,7 +429,10 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
         pts = result["points"]
         tags = [p["tags"] for p in pts]
         name = "OPC UA" if result.get("protocol") == "opcua" else "Modbus"
-        left.plot(tags, [p["rss_mb"] for p in pts], "o-", label=f"edgegw run, {name}")
+        line = left.plot(tags, [p["rss_mb"] for p in pts], "o-", label=f"edgegw run, {name}")
+        if all("rss_api_mb" in p for p in pts):  # the same agent after its console's first request
+            left.plot(tags, [p["rss_api_mb"] for p in pts], "--", color=line[0].get_color(), lw=1,
+                      label=f"{name}, console loaded")  # fmt: skip
         right.plot(tags, [p["cpu_s_per_1000"] or 0 for p in pts], "o-", label=name)
         for p in pts:
             right.annotate(f"{p['points_per_s']:,.0f}/s", (p["tags"], p["cpu_s_per_1000"] or 0), fontsize=8,
