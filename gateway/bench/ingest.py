@@ -281,7 +281,8 @@ def _per_enterprise(ledger_url: str, sql: str) -> dict[str, int]:
 
 def received(ledger_url: str, ent: str) -> int:
     try:
-        return _per_enterprise(ledger_url, "SELECT ent, COUNT(*) FROM received GROUP BY ent").get(ent, 0)
+        sql = "SELECT ent, SUM(last_seq - first_seq + 1) FROM received_seqs GROUP BY ent"  # seq ranges per gateway
+        return _per_enterprise(ledger_url, sql).get(ent, 0)
     except Exception:  # no ledger yet (either driver's error)
         return 0
 

@@ -138,6 +138,96 @@ def test_batched_statistics_match_sqlite_one_by_one(pg_ledger: Ledger, tmp_path:
         sqlite.close()
 
 
+def test_batched_device_hours_and_forgotten_days_match_sqlite_one_by_one(pg_ledger: Ledger, tmp_path: Any) -> None:
+    """device_hours written with one `unnest` upsert per batch (PostgreSQL) equal SQLite's, the messages
+    recorded one by one: samples across hours and devices, minute masks, first and last timestamps; and
+    the late data of a batch drops the same day summaries (one `DELETE … USING unnest` on PostgreSQL)."""
+    from cloud_bridge.cloud.ledger.days import write_days
+    from cloud_bridge.cloud.ledger.schema import device_days, device_hours
+
+    hour = 3_600_000
+    base = 1_700_000_000_000 - 1_700_000_000_000 % hour
+
+    def m(seq: int, dev: str, stamps: list[int], q: str = "good") -> DataMessage:
+        return DataMessage("gw-h", dev, seq, False, tuple(Sample(f"t{i}", 1.0, ts, q) for i, ts in enumerate(stamps)))
+
+    batches = [
+        [m(1, "d1", [base + 5, base + 61_000, base + hour + 1]), m(2, "d2", [base + 59 * 60_000 + 999], "bad")],
+        [m(3, "d1", [base + 1, base + 2 * hour]), m(4, "d3", [base + 30 * 60_000])],
+    ]
+    sqlite = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        day = {"calendar": "c", "online_ms": 1, "online_planned_ms": 1, "planned_ms": 1, "online_end": True,
+               "samples": 1, "good_samples": 1, "first_ts": None, "last_ts": None, "computed_ms": 1}  # fmt: skip
+        for ledger in (pg_ledger, sqlite):
+            rows = [
+                {
+                    "ent": "ent-h",
+                    "gw": "gw-h",
+                    "dev": d,
+                    "day": base - 86_400_000 * k,
+                    "day_end": base - 86_400_000 * (k - 1),
+                }
+                | day
+                for d in ("d1", "d2", "d3", "d4")
+                for k in (0, 1)
+            ]
+            write_days(ledger.db, rows)
+        for batch in batches:
+            pg_ledger.record_batch([("ent-h", x) for x in batch])
+            for x in batch:
+                sqlite.record_batch([("ent-h", x)])
+
+        def hours(ledger: Ledger) -> list[dict[str, Any]]:
+            c = device_hours.c
+            return ledger.db.rows(select(device_hours).where(c.ent == "ent-h").order_by(c.dev, c.hour))
+
+        def days(ledger: Ledger) -> list[tuple[str, int]]:
+            c = device_days.c
+            return [(r["dev"], r["day"]) for r in ledger.db.rows(select(c.dev, c.day).order_by(c.dev, c.day))]
+
+        assert hours(pg_ledger) == hours(sqlite)
+        assert len(hours(pg_ledger)) == 5  # d1: three hours; d2, d3: one each
+        assert days(pg_ledger) == days(sqlite)
+        yesterday = base - 86_400_000
+        # d1..d3 got late data: their day holding it goes, the day before stays
+        assert days(pg_ledger) == [
+            ("d1", yesterday),
+            ("d2", yesterday),
+            ("d3", yesterday),
+            ("d4", yesterday),
+            ("d4", base),
+        ]
+    finally:
+        sqlite.close()
+
+
+@pytest.mark.parametrize(
+    ("type_", "values"),
+    [
+        pytest.param(
+            sa.Text(), ["a", "", "NULL", "null", 'q"uote', "back\\slash", "{x,y}", " sp ", "温度", "a,b"], id="text"
+        ),
+        pytest.param(sa.Text(), ["a", None, "", 'q"', None], id="text-with-null"),
+        pytest.param(sa.Text(), ["plain", "also-plain"], id="text-plain"),
+        pytest.param(sa.BigInteger(), [0, -1, 2**63 - 1, -(2**63), 42], id="bigint"),
+        pytest.param(sa.BigInteger(), [1, None, 3], id="bigint-with-null"),
+        pytest.param(sa.LargeBinary(), [b"", b'\x00\\"{},', bytes(range(256)), None], id="bytea"),
+        pytest.param(sa.Double(), [1.5, -0.0, None], id="other-types-as-a-list"),
+    ],
+)
+def test_array_parameters_round_trip(pg_ledger: Ledger, type_: Any, values: list[Any]) -> None:
+    """What pg_array encodes, PostgreSQL reads back element for element (quotes, backslashes, braces,
+    commas, spaces, the word NULL and real NULLs, empty strings, 64-bit bounds, any byte)."""
+    from cloud_bridge.cloud.ledger.sqldb import pg_array
+
+    array, encode = pg_array("p", type_)
+    x = func.unnest(array).table_valued("v", with_ordinality="n").render_derived(name="x")
+    with pg_ledger.db.transaction() as conn:
+        got = [r[0] for r in conn.execute(select(x.c.v).order_by(x.c.n), {"p": encode(values)})]
+    assert got == values
+
+
 def _bodies(ledger: Ledger) -> list[tuple[str, str, int]]:
     from cloud_bridge.cloud.ledger.schema import message_bodies
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import BigInteger, Connection, Text, delete, func, select
 from sqlalchemy.sql import bindparam
 
 from cloud_bridge.cloud.ledger import schema
-from cloud_bridge.cloud.ledger.sqldb import Database, execute_many
+from cloud_bridge.cloud.ledger.sqldb import Database, execute_many, pg_array
 
 # Every time zone's midnight falls on a quarter hour UTC: data stamped after the last quarter hour before now
 # cannot be in a closed day, so live traffic costs no DELETE.
@@ -39,10 +39,20 @@ def days_to_forget(stamps: Iterable[tuple[str, str, str, int]], now_ms: int) -> 
     return [{"e": e, "g": g, "d": d, "ts": ts} for (e, g, d), ts in sorted(earliest.items())]
 
 
+# PostgreSQL: the devices of a batch in one `DELETE … USING unnest(arrays)` rather than a statement each
+_ARRAYS = {k: pg_array(k, t) for k, t in (("e", Text()), ("g", Text()), ("d", Text()), ("ts", BigInteger()))}
+_x = func.unnest(*(a for a, _ in _ARRAYS.values())).table_valued(*_ARRAYS).render_derived(name="x")
+_FORGET_MANY = delete(schema.device_days).where(
+    _d.ent == _x.c.e, _d.gw == _x.c.g, _d.dev == _x.c.d, _d.day_end > _x.c.ts
+)
+
+
 def forget_days(conn: Connection, stamps: Iterable[tuple[str, str, str, int]], now_ms: int) -> None:
     """Drop the day summaries late data changes (in the transaction that records it)."""
     params = days_to_forget(stamps, now_ms)
-    if params:
+    if len(params) > 1 and conn.dialect.name == "postgresql":
+        conn.execute(_FORGET_MANY, {k: encode([p[k] for p in params]) for k, (_, encode) in _ARRAYS.items()})
+    elif params:
         execute_many(conn, _FORGET, params)
 
 

@@ -28,13 +28,32 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, Insert, MetaData, Table, create_engine, event, func, select
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    Engine,
+    Executable,
+    Insert,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.sql.elements import ColumnElement, KeyedColumnElement
+from sqlalchemy.types import TypeEngine
 
 Excluded = ReadOnlyColumnCollection[str, KeyedColumnElement[Any]]  # the row an upsert proposed
 
@@ -183,3 +202,44 @@ def _sqlite_engine(u: URL, busy_timeout: float) -> Engine:
         cur.close()
 
     return engine
+
+
+# ---------------------------------------------------------------- PostgreSQL arrays as one text parameter each
+
+Encoder = Callable[[Sequence[Any]], Any]
+
+
+def pg_array(name: str, type_: TypeEngine[Any]) -> tuple[ColumnElement[Any], Encoder]:
+    """A bound PostgreSQL array of `type_` (for `unnest`), and the encoder of its Python values.
+
+    Text, integer and bytea arrays travel as one array literal (`{"a","b"}`, `{1,2}`, `{"\\\\x0a"}`) cast
+    on the server: built here mostly by C string joins, where the driver's list dumper spends ≈ 0.7 µs per
+    text or integer element and ≈ 10 µs per bytea element (an escaping regex each). Other types are
+    bound as a list, as before."""
+    for kind, encode in ((String, _text_array), (Integer, _int_array), (LargeBinary, _bytea_array)):
+        if isinstance(type_, kind):
+            return cast(bindparam(name, type_=Text), ARRAY(type_)), encode
+    return bindparam(name, type_=ARRAY(type_)), list
+
+
+def _quoted(v: str | None) -> str:
+    return "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _text_array(values: Sequence[str | None]) -> str:
+    if None not in values:
+        texts: Sequence[str] = values  # type: ignore[assignment]  # no None in it
+        joined = "".join(texts)
+        if '"' not in joined and "\\" not in joined:
+            return '{"' + '","'.join(texts) + '"}'  # every element quoted, none needs escaping
+    return "{" + ",".join(map(_quoted, values)) + "}"
+
+
+def _int_array(values: Sequence[int | None]) -> str:
+    if None in values:
+        return "{" + ",".join("NULL" if v is None else int.__repr__(v) for v in values) + "}"
+    return "{" + ",".join(map(int.__repr__, values)) + "}"
+
+
+def _bytea_array(values: Sequence[bytes | memoryview | None]) -> str:
+    return "{" + ",".join("NULL" if v is None else '"\\\\x' + v.hex() + '"' for v in values) + "}"

@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 
 import lz4.block
 from sqlalchemy import (
-    ARRAY,
     Column,
     Connection,
     Executable,
@@ -46,7 +45,7 @@ from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.sql.elements import ColumnElement
 
 from cloud_bridge.cloud.ledger import ranges as rg
-from cloud_bridge.cloud.ledger.activity import HOUR_MS, hour_of, minute_bit
+from cloud_bridge.cloud.ledger.activity import HOUR_MS, MINUTE_MS, hour_of, minute_bit
 from cloud_bridge.cloud.ledger.days import forget_days
 from cloud_bridge.cloud.ledger.schema import (
     dead_letters,
@@ -65,7 +64,7 @@ from cloud_bridge.cloud.ledger.schema import (
     tag_stats,
     tag_stats_pending,
 )
-from cloud_bridge.cloud.ledger.sqldb import Database, execute_many
+from cloud_bridge.cloud.ledger.sqldb import Database, Encoder, execute_many, pg_array
 from cloud_bridge.wire.codec import DataMessage, DeviceMeta, EventMessage, Status, encode_meta
 
 ACTIVITY_SLOT_MS = HOUR_MS  # the rows of `device_hours`
@@ -80,6 +79,9 @@ M = TypeVar("M", DataMessage, EventMessage)
 
 def value_text(v: object) -> str:
     """A sample value as text, JSON style: true/false, 42, 1.5, strings as they are."""
+    t = type(v)
+    if t is float:
+        return float.__repr__(v)
     if isinstance(v, str):
         return v
     if isinstance(v, bool):
@@ -114,7 +116,7 @@ class _Writes:
 
     @classmethod
     def build(cls, db: Database) -> _Writes:
-        st, dm, act = device_status.c, device_meta.c, device_hours.c
+        st, dm = device_status.c, device_meta.c
         rs = received_seqs.c
         return cls(
             # a gateway's range that a claim merged into a larger one
@@ -123,16 +125,7 @@ class _Writes:
             ),
             device_stats=db.upsert(device_stats, _device_stats_update),
             tag_stats=db.upsert(tag_stats, _tag_stats_update),
-            activity=db.upsert(
-                device_hours,
-                lambda x: {
-                    "samples": act.samples + x.samples,
-                    "good_samples": act.good_samples + x.good_samples,
-                    "first_ts": _earlier(x.first_ts, act.first_ts),
-                    "last_ts": _later(x.last_ts, act.last_ts),
-                    "minutes": act.minutes.op("|")(x.minutes),
-                },
-            ),
+            activity=db.upsert(device_hours, _activity_update),
             # The newest status wins, with one exception: a gateway's last will. The broker publishes
             # it when the gateway dies, but its payload was fixed at connect time, so its ts is older
             # than the births the gateway sent since. An offline gateway status therefore always
@@ -170,13 +163,14 @@ class _Bulk:
 
     columns: tuple[str, ...]
     unnest: Executable | None  # None: executemany
+    encoders: tuple[Encoder, ...] = ()  # PostgreSQL: each column's values → its array parameter (pg_array)
 
     @classmethod
     def build(cls, table: Table, dialect: str, update: Callable[[Any], Mapping[str, Any]] | None) -> _Bulk:
         columns = tuple(c.name for c in table.columns)
         if dialect != "postgresql":
             return cls(columns, None)
-        arrays = [bindparam(c.name, type_=ARRAY(c.type)) for c in table.columns]
+        arrays, encoders = zip(*(pg_array(c.name, c.type) for c in table.columns), strict=True)
         src = func.unnest(*arrays).table_valued(*columns).render_derived(name="x")
         ins = postgresql.insert(table).from_select(list(columns), select(*(src.c[c] for c in columns)))
         keys = list(table.primary_key.columns)
@@ -185,7 +179,7 @@ class _Bulk:
             if update is None
             else ins.on_conflict_do_update(index_elements=keys, set_=update(ins.excluded))
         )
-        return cls(columns, stmt)
+        return cls(columns, stmt, encoders)
 
     def run(self, conn: Connection, rows: Sequence[tuple[Any, ...]], fallback: Executable) -> None:
         """Write `rows` with the one statement, or as an executemany of `fallback` (same columns)."""
@@ -194,7 +188,8 @@ class _Bulk:
         if self.unnest is None:
             execute_many(conn, fallback, [dict(zip(self.columns, r, strict=True)) for r in rows])
         else:
-            conn.execute(self.unnest, dict(zip(self.columns, map(list, zip(*rows, strict=True)), strict=True)))
+            columns = zip(self.columns, self.encoders, zip(*rows, strict=True), strict=True)
+            conn.execute(self.unnest, {name: encode(values) for name, encode, values in columns})
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +199,7 @@ class _BulkWrites:
     device_stats: _Bulk
     tag_stats: _Bulk
     body: _Bulk
+    activity: _Bulk
 
     @classmethod
     def build(cls, dialect: str) -> _BulkWrites:
@@ -211,7 +207,19 @@ class _BulkWrites:
             device_stats=_Bulk.build(device_stats, dialect, _device_stats_update),
             tag_stats=_Bulk.build(tag_stats, dialect, _tag_stats_update),
             body=_Bulk.build(message_bodies, dialect, None),
+            activity=_Bulk.build(device_hours, dialect, _activity_update),
         )
+
+
+def _activity_update(x: Any) -> dict[str, Any]:
+    act = device_hours.c
+    return {
+        "samples": act.samples + x.samples,
+        "good_samples": act.good_samples + x.good_samples,
+        "first_ts": _earlier(x.first_ts, act.first_ts),
+        "last_ts": _later(x.last_ts, act.last_ts),
+        "minutes": act.minutes.op("|")(x.minutes),
+    }
 
 
 def _device_stats_update(x: Any) -> dict[str, Any]:
@@ -317,10 +325,12 @@ class Ledger:
             if horizon_ms != NO_HORIZON:
                 new_data = _within(new_data, horizon_ms, flagged, "future:samples")
                 new_events = _within(new_events, horizon_ms, flagged, "future:events")
-            _forget_days(conn, [*new_data, *new_events], now)
-            spans: dict[int, tuple[int, int]] = {}  # id(message) → its earliest and latest timestamp
+            # id(message) → its earliest and latest timestamp, of the messages as the evidence takes them
+            kept: list[tuple[str, DataMessage | EventMessage]] = [*new_data, *new_events]
+            spans = {id(m): message_span(m) for _, m in kept}
+            _forget_days(conn, kept, now, spans)
             if new_data:
-                spans = self._add_data_stats(conn, new_data)  # statistics of all data messages at once
+                self._add_data_stats(conn, new_data, spans)  # statistics of all data messages at once
             if new_events:
                 _add_events(conn, new_events)
             if proofs:
@@ -361,29 +371,29 @@ class Ledger:
         execute_many(conn, received_seqs.insert(), added)
         return claimed
 
-    def _add_data_stats(self, conn: Connection, items: Sequence[tuple[str, DataMessage]]) -> dict[int, tuple[int, int]]:
-        """Add the statistics of newly claimed data messages: aggregated in Python first, so one
-        statement per table whatever the number of messages and samples. The result equals
+    def _add_data_stats(
+        self, conn: Connection, items: Sequence[tuple[str, DataMessage]], spans: Mapping[int, tuple[int, int]]
+    ) -> None:
+        """Add the statistics of newly claimed data messages (`spans`: each one's earliest and latest
+        timestamp, by `id` of the message): aggregated in Python first, in one pass over the samples, so
+        one statement per table whatever the number of messages and samples. The result equals
         recording the messages one by one in this order (on equal timestamps the later sample is
-        the tag's last value; a unit given later replaces an earlier one). Returns each message's earliest
-        and latest timestamp (by `id` of the message)."""
-        spans: dict[int, tuple[int, int]] = {}
+        the tag's last value; a unit given later replaces an earlier one)."""
         devices: dict[tuple[str, str, str], list[int]] = {}  # → [first_seen, last_seen, samples, good]
         tags: dict[tuple[str, str, str], dict[str, list[Any]]] = {}  # → tag → [samples, last_ts, last_v, unit]
+        # per device and hour: [samples, good, first_ts, last_ts, minutes] (the rows of device_hours)
+        hours: dict[tuple[str, str, str, int], list[int]] = {}
         for ent, msg in items:
             key = (ent, msg.gw, msg.dev)
             dev_tags = tags.setdefault(key, {})
             units = msg.units
             good = 0
-            first = last = msg.samples[0].ts
+            hour, hour_end = 0, -1  # the hour of the samples before (none yet)
+            b: list[int] = []
             for s in msg.samples:
                 ts = s.ts
-                if s.q == "good":
-                    good += 1
-                if ts < first:
-                    first = ts
-                elif ts > last:
-                    last = ts
+                g = 1 if s.q == "good" else 0
+                good += g
                 t = dev_tags.get(s.tag)
                 if t is None:
                     dev_tags[s.tag] = [1, ts, s.v, units.get(s.tag)]
@@ -394,7 +404,22 @@ class Ledger:
                         t[2] = s.v
                     if units and (unit := units.get(s.tag)) is not None:
                         t[3] = unit
-            spans[id(msg)] = (first, last)
+                if not hour <= ts < hour_end:  # the samples of a message mostly share their hour
+                    hour = hour_of(ts)
+                    hour_end = hour + HOUR_MS
+                    found = hours.get((*key, hour))
+                    if found is None:
+                        b = hours[(*key, hour)] = [0, 0, ts, ts, 0]
+                    else:
+                        b = found
+                b[0] += 1
+                b[1] += g
+                if ts < b[2]:
+                    b[2] = ts
+                if ts > b[3]:
+                    b[3] = ts
+                b[4] |= 1 << (ts - hour) // MINUTE_MS  # minute_bit(ts)
+            first, last = spans[id(msg)]
             d = devices.get(key)
             if d is None:
                 devices[key] = [first, last, len(msg.samples), good]
@@ -409,47 +434,8 @@ class Ledger:
             self._writes.device_stats,
         )
         _pend_tag_stats(conn, tags)
-        self._add_activity(conn, items)
-        return spans
-
-    def _add_activity(self, conn: Connection, items: Sequence[tuple[str, DataMessage]]) -> None:
-        """Samples per device and hour of newly claimed data messages, and the minutes that had samples
-        (inside the claiming transaction)."""
-        buckets: dict[tuple[str, str, str, int], list[int]] = {}  # → [samples, good, first_ts, last_ts, minutes]
-        for ent, msg in items:
-            for s in msg.samples:
-                ts = s.ts
-                key = (ent, msg.gw, msg.dev, hour_of(ts))
-                b = buckets.get(key)
-                good = 1 if s.q == "good" else 0
-                if b is None:
-                    buckets[key] = [1, good, ts, ts, minute_bit(ts)]
-                else:
-                    b[0] += 1
-                    b[1] += good
-                    if ts < b[2]:
-                        b[2] = ts
-                    if ts > b[3]:
-                        b[3] = ts
-                    b[4] |= minute_bit(ts)
-        execute_many(
-            conn,
-            self._writes.activity,
-            [
-                {
-                    "ent": e,
-                    "gw": g,
-                    "dev": v,
-                    "hour": hour,
-                    "samples": n,
-                    "good_samples": good,
-                    "first_ts": f,
-                    "last_ts": la,
-                    "minutes": minutes,
-                }
-                for (e, g, v, hour), (n, good, f, la, minutes) in sorted(buckets.items())
-            ],
-        )
+        # samples per device and hour, and the minutes that had samples (inside the claiming transaction)
+        self._bulk.activity.run(conn, [(*k, *hours[k]) for k in sorted(hours)], self._writes.activity)
 
     def record_status(self, ent: str, gw: str, dev: str | None, status: Status) -> None:
         """Keep the latest status of a device (or of the gateway itself when `dev` is None)."""
@@ -688,6 +674,9 @@ def _within(items: list[tuple[str, M]], horizon: int, flags: Flags, what: str) -
     kept: list[tuple[str, M]] = []
     for ent, msg in items:
         parts: tuple[Any, ...] = msg.samples if isinstance(msg, DataMessage) else msg.events
+        if all(x.ts <= horizon for x in parts):  # the usual case: nothing to leave out
+            kept.append((ent, msg))
+            continue
         fine = tuple(x for x in parts if x.ts <= horizon)
         if len(fine) < len(parts):
             key = (ent, msg.gw, what)
@@ -701,7 +690,7 @@ def _within(items: list[tuple[str, M]], horizon: int, flags: Flags, what: str) -
 
 def message_span(msg: DataMessage | EventMessage) -> tuple[int, int]:
     """Earliest and latest timestamp a message carries."""
-    stamps = [s.ts for s in msg.samples] if isinstance(msg, DataMessage) else [e.ts for e in msg.events]
+    stamps = [s[2] for s in msg.samples] if isinstance(msg, DataMessage) else [e.ts for e in msg.events]
     return min(stamps), max(stamps)
 
 
@@ -776,6 +765,11 @@ def _filters(
     return [columns[name] == v for name, v in conditions.items() if v is not None]
 
 
-def _forget_days(conn: Connection, items: Sequence[tuple[str, DataMessage | EventMessage]], now: int) -> None:
+def _forget_days(
+    conn: Connection,
+    items: Sequence[tuple[str, DataMessage | EventMessage]],
+    now: int,
+    spans: Mapping[int, tuple[int, int]],
+) -> None:
     """Late data changes the overview's day summaries of its device from its day on: drop them (days.py)."""
-    forget_days(conn, ((ent, m.gw, m.dev, message_span(m)[0]) for ent, m in items), now)
+    forget_days(conn, ((ent, m.gw, m.dev, spans[id(m)][0]) for ent, m in items), now)
