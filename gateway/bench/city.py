@@ -395,6 +395,8 @@ def drain_phase(
         "mosquitto_cpu_cores": (_cpu(broker) - cpu_b0) / wall if wall > 0 else 0.0,
         "victoria_cpu_cores": (_cpu(vm) - cpu_v0) / wall if wall > 0 else 0.0,
         "postgres_cpu_cores": pg_cpu / wall if wall > 0 else 0.0,
+        # the share of each ingester's wall time spent waiting on a store (where a batch's time goes)
+        "store_share": [{k: v / wall for k, v in r.get("store_s", {}).items()} for r in reports] if wall > 0 else [],
         "cpu_ms_per_message": (
             (sum(r["cpu_s"] for r in reports) + pg_cpu + _cpu(broker) - cpu_b0 + _cpu(vm) - cpu_v0) * 1000 / len(sent)
             if sent
@@ -772,8 +774,9 @@ def report(r: dict[str, Any]) -> str:
              + f" cores; Mosquitto {d['mosquitto_cpu_cores']:.2f}, VM {d['victoria_cpu_cores']:.2f}, "
              f"PostgreSQL {d['postgres_cpu_cores']:.2f}; {_f(d['cpu_ms_per_message'], '{:.2f}')} ms CPU per message "
              f"(bound {_f(cores * 1000 / d['cpu_ms_per_message'] if d['cpu_ms_per_message'] else None)} msgs/s "
-             f"on {cores} cores); "
-             f"{d['in_ledger']:,}/{d['messages']:,} in the ledger")
+             f"on {cores} cores); waiting on the stores (share of the wall time, per ingester): "
+             + " / ".join(", ".join(f"{k} {v:.0%}" for k, v in sorted(w.items())) for w in d.get("store_share", []))
+             + f"; {d['in_ledger']:,}/{d['messages']:,} in the ledger")
         )  # fmt: skip
     for v in r["live"]:
         rows.append(

@@ -722,6 +722,7 @@ def _worker(config_path: str, report_path: str) -> int:
                 "held": stats.held,  # trust: set aside until their checkpoint came (another ingester's)
                 "released": stats.released,
                 "cpu_s": cpu_last,
+                "store_s": ing.metrics.store_totals(),  # wall seconds waiting on each store (TSDB, ledger, fold)
             }
         )
     )

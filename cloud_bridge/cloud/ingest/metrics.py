@@ -79,6 +79,15 @@ class IngestMetrics:
         finally:
             self.store_seconds.labels(store).observe(time.perf_counter() - t0)
 
+    def store_totals(self) -> dict[str, float]:
+        """Seconds spent in each store's attempts so far (the histograms' sums), e.g. for a bench."""
+        out: dict[str, float] = {}
+        for metric in self.store_seconds.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_sum"):
+                    out[sample.labels["store"]] = sample.value
+        return out
+
     def batch(self, records: list[Any]) -> None:
         """A batch handled: `records` are the wire records (data, events, or None) of its messages."""
         samples = 0
