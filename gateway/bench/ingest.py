@@ -28,6 +28,7 @@ import logging
 import os
 import pstats
 import resource
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -410,12 +411,13 @@ def trust_rounds(
     ledger_url: str | None,
     rounds: int = 3,
     spread: Spread = Spread(),
+    suffix: str = "",
 ) -> dict[str, Any]:
     """The core run as deployed (chained, proven) against the same messages unchained (`trust.mode: off`),
     in alternating rounds (the machine's load drifts); the median round's figures."""
     pairs = []
     for k in range(rounds):
-        plain_ent, ent = f"ent-core-plain-{k}", f"ent-core-{k}"
+        plain_ent, ent = f"ent-core-plain-{k}{suffix}", f"ent-core-{k}{suffix}"
         plain_msgs = plain_payloads(plain_ent, messages, samples, t0, spread)
         plain = core_run(vm, work, plain_ent, plain_msgs, ledger_url, "off", spread)
         chained_msgs = payloads(ent, messages, samples, t0, work, spread)
@@ -551,26 +553,29 @@ def run_ingest_bench(
     broker = start_with_retry(lambda port: MosquittoServer(port, work / "mq"))
     vm = start_with_retry(lambda port: VictoriaMetrics(port, work / "vm"))
     t0 = int(time.time() * 1000) - 86_400_000
+    # enterprises of this run only: a ledger kept between runs (PostgreSQL) holds the last run's messages
+    suffix = f"-{secrets.token_hex(3)}" if ledger_url else ""
     out: dict[str, Any] = {}
     checks: dict[str, bool] = {}
     try:
         if "floor" in phases:
             out["floor"] = floor_run(vm, "ent-floor", plain_payloads("ent-floor", messages, samples, t0, spread))
         if "core" in phases:
-            out["core"] = trust_rounds(vm, work, messages, samples, t0, ledger_url, rounds, spread)
+            out["core"] = trust_rounds(vm, work, messages, samples, t0, ledger_url, rounds, spread, suffix)
         if profile:
-            msgs = payloads("ent-profile", messages, samples, t0, work, spread)
-            out["profile"] = core_run(vm, work, "ent-profile", msgs, ledger_url, "enforce", spread, profile=True)
+            ent = f"ent-profile{suffix}"
+            msgs = payloads(ent, messages, samples, t0, work, spread)
+            out["profile"] = core_run(vm, work, ent, msgs, ledger_url, "enforce", spread, profile=True)
         for phase, count in (("one", 1), ("two", 2)):
             if phase in phases:
-                ent = f"ent-{phase}"
+                ent = f"ent-{phase}{suffix}"
                 msgs = payloads(ent, messages, samples, t0, work, spread)
                 out[phase] = ingesters_run(broker, vm, work, ent, msgs, samples, count, ledger_url, spread)
         expected = messages * samples
         for phase in ("one", "two"):
             if phase in out:
                 run = out[phase]
-                run["victoria_samples"] = vm.count(f'{{__name__="sf_v",ent="ent-{phase}"}}')
+                run["victoria_samples"] = vm.count(f'{{__name__="sf_v",ent="ent-{phase}{suffix}"}}')
                 checks[phase] = (
                     run["victoria_samples"] == expected
                     and run["ledger_samples"] == expected

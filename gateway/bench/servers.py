@@ -201,6 +201,7 @@ class VictoriaMetrics:
             "-retentionPeriod=100y",
             "-search.latencyOffset=0s",
             "-search.disableCache",
+            "-search.maxExportSeries=10000000",  # counts read back every series (the default stops at 10,000)
             "-loggerLevel=ERROR",
         ]
         if self.dedup:
