@@ -61,6 +61,23 @@ def test_city_bench_smoke(
     assert "exactly once" in capsys.readouterr().out
 
 
+def test_ingest_bench_smoke_twice_on_one_ledger(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pg_url: str
+) -> None:
+    """`bench ingest` through a real broker, VictoriaMetrics and a PostgreSQL ledger, twice against the same
+    ledger (the second run's messages are its own, not taken for the first's), with 11,000 series
+    (VictoriaMetrics' export stops at 10,000 by default): every sample once in the ledger and the TSDB."""
+    argv = ["bench", "ingest", "--phases", "one", "--messages", "1100", "--samples", "10", "--gateways", "11"]
+    argv += ["--devices", "100", "--tags", "10", "--rounds", "1", "--ledger", pg_url]
+    for k in range(2):
+        out = tmp_path / f"ingest-{k}.json"
+        assert main([*argv, "--json", str(out)]) == 0, capsys.readouterr()
+        one = json.loads(out.read_text())["one"]
+        assert one["victoria_samples"] == one["ledger_samples"] == 11_000, one
+        assert one["ledger_messages"] == 1100 and one["duplicates"] == 0
+    assert "exactly once" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_ledger_size_smoke(
     backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
