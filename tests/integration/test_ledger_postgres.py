@@ -262,3 +262,18 @@ def test_pending_tag_stats_fold_once_whoever_folds(pg_ledger: Ledger, pg_url: st
         assert (t["samples"], t["last_value_text"], t["unit"]) == (6, "1.0", "kW")
     finally:
         other.close()
+
+
+def test_series_counts_per_gateway_once_folded(pg_ledger: Ledger) -> None:
+    def tags(gw: str, seq: int, names: list[str]) -> DataMessage:
+        return DataMessage(gw, "dev-1", seq, False, tuple(Sample(t, 1.0, 1000 + seq) for t in names), {})
+
+    pg_ledger.record_batch([("ent-1", tags("gw-1", 1, ["a", "b"])), ("ent-1", tags("gw-2", 1, ["a"]))])
+    pg_ledger.record_batch([("ent-1", tags("gw-1", 2, ["b", "c"])), ("ent-2", tags("gw-1", 1, ["z"]))])
+    wanted = [("ent-1", "gw-1"), ("ent-1", "gw-2"), ("ent-2", "gw-1"), ("ent-9", "gw-1")]
+    assert pg_ledger.series_counts(wanted) == dict.fromkeys(wanted, 0), "pending statistics are not counted"
+    pg_ledger.fold_tag_stats()
+    many = [("ent-0", f"gw-{i}") for i in range(1200)]  # past one statement's 500
+    counts = pg_ledger.series_counts([*wanted, *many])
+    assert [counts[k] for k in wanted] == [3, 1, 1, 0] and sum(counts.values()) == 5 and len(counts) == 1204
+    assert len(pg_ledger.series("ent-1", "gw-1")) == counts[("ent-1", "gw-1")]

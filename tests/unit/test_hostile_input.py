@@ -78,6 +78,35 @@ def test_a_gateway_may_create_only_so_many_series(tmp_path: Path) -> None:
         again.ledger.close()
 
 
+def test_the_series_cap_counts_exactly_only_near_the_cap(tmp_path: Path) -> None:
+    """A restarted ingester starts each gateway's count from the ledger's (no series fetched) and adds the
+    tags it has not seen: an upper bound. Known tags near the cap are counted exactly, never refused."""
+    ts = now_ms()
+    first = ingester(tmp_path, max_series_per_gateway=10)
+    try:
+        first.handle_batch([data(1, [Sample(f"t{i}", 1.0, ts) for i in range(9)])])
+        assert first.ledger.received_count() == 1 and not first._series_exact, "far from the cap: no series loaded"
+    finally:
+        first.ledger.close()
+    again = ingester(tmp_path, max_series_per_gateway=10)
+    try:
+        assert again.ledger.series_counts([("ent-1", "gw-1")]) == {("ent-1", "gw-1"): 0}, "pending: not counted"
+        assert again.ledger.fold_tag_stats() == 1
+        assert again.ledger.series_counts([("ent-1", "gw-1"), ("ent-1", "gw-2")]) == {
+            ("ent-1", "gw-1"): 9,
+            ("ent-1", "gw-2"): 0,
+        }
+        again.handle_batch([data(2, [Sample(f"t{i}", 2.0, ts + 1) for i in range(9)])])  # 9 + 9 > 10: exact
+        assert again._series_exact == {("ent-1", "gw-1")} and again.ledger.dead_letter_count() == 0
+        again.handle_batch([data(3, [Sample("new-1", 1.0, ts + 2)], dev="d2")])  # the 10th series
+        again.handle_batch([data(4, [Sample("new-2", 1.0, ts + 3)], dev="d2")])  # the 11th: refused
+        assert again.ledger.received_count() == 3
+        [letter] = again.ledger.dead_letters()
+        assert "max_series_per_gateway (10)" in letter["reason"]
+    finally:
+        again.ledger.close()
+
+
 def test_dead_letters_are_deleted_after_their_retention(tmp_path: Path) -> None:
     ing = ingester(tmp_path, dead_letter_retention="1s")
     try:

@@ -196,8 +196,12 @@ class Ingester:
         self._next_prune = 0.0
         self.fold_interval = fold_interval
         self._folder: threading.Thread | None = None
-        self._series: dict[tuple[str, str], dict[str, set[str]]] = {}  # (ent, gw) → dev → tags created
+        # the series cap (`_over_series_cap`): (ent, gw) → dev → tags known to exist (those this process let
+        # through, or, once counted exactly, every one of the ledger); an upper bound of each gateway's count
+        self._series: dict[tuple[str, str], dict[str, set[str]]] = {}
         self._series_count: dict[tuple[str, str], int] = {}
+        self._series_exact: set[tuple[str, str]] = set()  # gateways whose sets were loaded whole from the ledger
+        self._series_folded = False  # the pending tag statistics folded once before the first count
         self._flags: Flags = {}  # future timestamps the ledger flagged in this batch
         self._held_counts: dict[tuple[str, str], int] | None = None  # waiting for their proof, per gateway
         self.retry_initial = retry_initial
@@ -662,6 +666,7 @@ class Ingester:
                     fresh.append(p)
 
         # A bound on the series one gateway may create (the TSDB's index, the ledger's tag statistics).
+        self._count_series({(p.ent, p.record.gw) for p in fresh if isinstance(p.record, DataMessage)})
         fresh = [p for p in fresh if not self._over_series_cap(p)]
 
         # TSDB: every point of the new data messages in one request.
@@ -707,30 +712,56 @@ class Ingester:
                     proven.append(p)
         return proven
 
+    def _count_series(self, gateways: set[tuple[str, str]]) -> None:
+        """Start the series count of the gateways not seen yet from the ledger's count (one statement for
+        the batch, no series fetched); the first time, fold what an earlier run left pending."""
+        unseen = gateways - self._series.keys()
+        if not unseen:
+            return
+        if not self._series_folded:
+            self._retry(self.ledger.fold_tag_stats)
+            self._series_folded = True
+        counts = self._retry(partial(self.ledger.series_counts, unseen))
+        for key in unseen:
+            self._series[key] = {}
+            self._series_count[key] = counts.get(key, 0)
+
     def _over_series_cap(self, p: _Parsed) -> bool:
         """True (and a reason set: a dead letter) when a data message would take its gateway past
-        `limits.max_series_per_gateway` distinct device/tag series."""
+        `limits.max_series_per_gateway` distinct device/tag series.
+
+        Cheap while far from the cap: a gateway's count starts from the ledger's and grows by the tags this
+        process has not seen for the device yet, an upper bound (a tag may exist already). Only when that
+        bound would pass the cap is the gateway counted exactly (its series loaded from the ledger, pending
+        statistics folded first), so nothing is refused that the exact count lets through."""
         msg = p.record
         if not isinstance(msg, DataMessage) or p.info is None:
             return False
         key = (p.ent, msg.gw)
-        devices = self._series.get(key)
-        if devices is None:
-            devices = {}
-            for dev, tag in self._retry(partial(self.ledger.series, p.ent, msg.gw)):
-                devices.setdefault(dev, set()).add(tag)
-            self._series[key] = devices
-            self._series_count[key] = sum(len(t) for t in devices.values())
+        if key not in self._series:
+            self._count_series({key})
+        devices = self._series[key]
         known = devices.setdefault(msg.dev, set())
         tags = {s.tag for s in msg.samples}
         if tags <= known:
             return False
         new = tags - known
-        if self._series_count[key] + len(new) > self.limits.max_series_per_gateway:
-            p.reason = (
-                f"{len(new)} new series would take {p.ent}/{msg.gw} past limits.max_series_per_gateway "
-                f"({self.limits.max_series_per_gateway})"
-            )
+        cap = self.limits.max_series_per_gateway
+        if self._series_count[key] + len(new) > cap and key not in self._series_exact:
+            exact: dict[str, set[str]] = {}
+            for dev, tag in self._retry(partial(self.ledger.series, p.ent, msg.gw)):
+                exact.setdefault(dev, set()).add(tag)
+            for dev, seen in devices.items():  # let through in a batch not recorded yet: counted too
+                exact.setdefault(dev, set()).update(seen)
+            self._series[key] = devices = exact
+            self._series_count[key] = sum(len(t) for t in exact.values())
+            self._series_exact.add(key)
+            known = devices.setdefault(msg.dev, set())
+            new = tags - known
+            if not new:
+                return False
+        if self._series_count[key] + len(new) > cap:
+            p.reason = f"{len(new)} new series would take {p.ent}/{msg.gw} past limits.max_series_per_gateway ({cap})"
             p.record, p.samples = None, 0
             return True
         known.update(new)
