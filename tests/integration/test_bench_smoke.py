@@ -52,6 +52,7 @@ def test_city_bench_smoke(
     [drain], [live] = r["drain"], r["live"]
     assert drain["exactly_once"] and drain["in_ledger"] == drain["messages"] == 300 and drain["duplicates"] == 0
     assert drain["samples"] == 3000 and drain["scaling"] == 1.0
+    assert drain["held"] == drain["released"] and sum(drain["batches"]) >= 1  # nothing left waiting for a proof
     assert live["exactly_once"] and live["messages"] > 0 and live["lag_ms_p50"] is not None
     api = r["api"]
     assert api["enterprises"] == 3 and api["from_days"] == 3 and api["devices"] == r["seed"]["devices"]
