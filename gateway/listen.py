@@ -1,6 +1,6 @@
 """The edge API's socket, bound at start-up, with the web stack imported at its first connection.
 
-uvicorn, Starlette, FastAPI and the console's routes take ≈ 17 MB of an agent's memory (README
+uvicorn, Starlette, FastAPI and the console's routes take ≈ 12 MB of an agent's memory (README
 "Performance"), and most gateways run for months with nobody opening their console. So the agent binds
 the API's address when it starts (a port in use is an error at once, as before) and waits for the first
 connection to be *pending* on the socket, without accepting it; only then does it import the web stack and

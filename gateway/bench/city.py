@@ -400,6 +400,7 @@ def drain_phase(
         # messages that came before their checkpoint was in the ledger: held in `unproven`, later released
         "held": sum(r.get("held", 0) for r in reports),
         "batches": [r.get("batches", 0) for r in reports],
+        "messages_per_batch": [r["messages"] / r["batches"] if r.get("batches") else 0.0 for r in reports],
         "released": sum(r.get("released", 0) for r in reports),
         "cpu_ms_per_message": (
             (sum(r["cpu_s"] for r in reports) + pg_cpu + _cpu(broker) - cpu_b0 + _cpu(vm) - cpu_v0) * 1000 / len(sent)
@@ -780,8 +781,7 @@ def report(r: dict[str, Any]) -> str:
              f"(bound {_f(cores * 1000 / d['cpu_ms_per_message'] if d['cpu_ms_per_message'] else None)} msgs/s "
              f"on {cores} cores); waiting on the stores (share of the wall time, per ingester): "
              + " / ".join(", ".join(f"{k} {v:.0%}" for k, v in sorted(w.items())) for w in d.get("store_share", []))
-             + "; messages per batch " + " / ".join(f"{n / max(b, 1):,.0f}" for n, b in zip(
-                 [x * d["seconds"] for x in d["per_ingester_messages_s"]], d.get("batches", []), strict=False))
+             + "; messages per batch " + " / ".join(f"{n:,.0f}" for n in d.get("messages_per_batch", []))
              + f"; held before their checkpoint {d.get('held', 0):,}, released {d.get('released', 0):,}"
              + f"; {d['in_ledger']:,}/{d['messages']:,} in the ledger")
         )  # fmt: skip

@@ -733,13 +733,12 @@ class Ingester:
         Cheap while far from the cap: a gateway's count starts from the ledger's and grows by the tags this
         process has not seen for the device yet, an upper bound (a tag may exist already). Only when that
         bound would pass the cap is the gateway counted exactly (its series loaded from the ledger, pending
-        statistics folded first), so nothing is refused that the exact count lets through."""
+        statistics folded first), so nothing is refused that the exact count lets through. The gateway's
+        count was started by `_count_series` for the batch."""
         msg = p.record
         if not isinstance(msg, DataMessage) or p.info is None:
             return False
         key = (p.ent, msg.gw)
-        if key not in self._series:
-            self._count_series({key})
         devices = self._series[key]
         known = devices.setdefault(msg.dev, set())
         tags = {s.tag for s in msg.samples}
