@@ -9,7 +9,9 @@
    VictoriaMetrics (the bench's own) and the PostgreSQL ledger (a database of its own, created and dropped
    unless `--keep`), trust enforced (every message proven by its checkpoint):
    - drain: `--messages` preloaded for their sessions, then the K processes start: messages/s and samples/s
-     from their start to their last commit, and each one's CPU;
+     from their start to their last commit, and each one's CPU; per `--backlog`: the gateways' backlogs
+     (flushed gateway by gateway) and the broker's (the city's traffic in the order it arrived, see
+     `drain_phase`);
    - live: `--seconds` of the city's own rate (each enterprise's tags × its report-by-exception share per
      minute, × `--rate`), sealed once a second per gateway as a gateway does: the lag from publishing to the
      ledger's commit (the ranges read every 50 ms), p50 and p95.
@@ -30,6 +32,7 @@ import argparse
 import bisect
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -80,6 +83,10 @@ def cmd_city_bench(args: argparse.Namespace) -> int:
     if not ks or any(k < 1 or k > 16 for k in ks) or args.enterprises < 1 or args.seconds < 0 or args.messages < 0:
         print("edgegw bench city: --ingesters 1..16 each, --enterprises ≥ 1, --seconds/--messages ≥ 0", file=sys.stderr)
         return 2
+    backlogs = tuple(b.strip() for b in str(args.backlog).split(",") if b.strip())
+    if not backlogs or any(b not in BACKLOGS for b in backlogs):
+        print(f"edgegw bench city: --backlog {args.backlog!r}: give gateways, broker or both", file=sys.stderr)
+        return 2
     if args.history_every < 60:
         print("edgegw bench city: --history-every is at least 60 (seconds)", file=sys.stderr)
         return 2
@@ -88,6 +95,7 @@ def cmd_city_bench(args: argparse.Namespace) -> int:
         enterprises=args.enterprises,
         seconds=args.seconds,
         messages=args.messages,
+        backlogs=backlogs,
         rate=args.rate,
         history_days=args.history_days,
         history_every_s=args.history_every,
@@ -353,13 +361,25 @@ def drain_phase(
     k: int,
     total: int,
     trust: str,
+    backlog: str = "gateways",
 ) -> dict[str, Any]:
-    """`total` messages preloaded for K sessions, then drained by K ingesters."""
+    """`total` messages preloaded for K sessions, then drained by K ingesters. The backlog as it builds up:
+    - `gateways`: the gateways' own (store-and-forward after their link was down), each flushing chunks of up
+      to 100 messages under one checkpoint, the gateways in turn: a batch of the ingester holds a few gateways;
+    - `broker`: the city's traffic held by the broker while the ingesters were away, in the order it arrived:
+      second by second, each gateway's messages of that second under their checkpoint (a gateway seals once a
+      second): a batch holds hundreds of gateways, one or two messages each."""
     ts = int(time.time() * 1000)
     per_gw = []
-    for g, n in zip(gws, _shares(gws, total), strict=True):
-        sizes = [min(100, n - i) for i in range(0, n, 100)]
-        per_gw.append(g.chunks(sizes, [ts] * len(sizes)))
+    shares = _shares(gws, total)
+    rounds = max(1, math.ceil(total / sum(g.msgs_per_s for g in gws))) if backlog == "broker" else 0
+    for g, n in zip(gws, shares, strict=True):
+        if backlog == "broker":
+            sizes = [(r + 1) * n // rounds - r * n // rounds for r in range(rounds)]
+            per_gw.append(g.chunks(sizes, [ts - (rounds - r) * 1000 for r in range(rounds)]))
+        else:
+            sizes = [min(100, n - i) for i in range(0, n, 100)]
+            per_gw.append(g.chunks(sizes, [ts] * len(sizes)))
     sent = {(g.seed.id, seq) for g, chunks in zip(gws, per_gw, strict=True) for c in chunks for _, _, seq in c if seq}
     messages = []
     for r in range(max((len(c) for c in per_gw), default=0)):  # gateways in turn, chunk by chunk
@@ -384,6 +404,7 @@ def drain_phase(
     samples = sum(r["samples"] for r in reports)
     return {
         "ingesters": k,
+        "backlog": backlog,
         "messages": len(sent),
         "samples": samples,
         "preload_s": preload_s,
@@ -465,6 +486,7 @@ def live_phase(
         watch.__exit__()
     client.disconnect()
     client.loop_stop()
+    pg_cpu = backend_cpu(ledger)  # the ingesters' connections, made for this phase
     reports = workers.stop()
     got = recorded_keys(ledger) - before
     lags = sorted(c - t for (ent, seq), t in published.items() if (c := watch.committed_ms(ent, seq)) is not None)
@@ -480,6 +502,12 @@ def live_phase(
         "lag_ms_p95": _pct(lags, 0.95),
         "lag_ms_max": lags[-1] if lags else None,
         "ingester_cpu_cores": [r.get("cpu_s", 0.0) / wall for r in reports],
+        # CPU per message at the city's own rate: the ingesters' (their idle loops included) and their
+        # PostgreSQL backends'
+        "ingester_us_per_message": sum(r.get("cpu_s", 0.0) for r in reports) * 1e6 / len(published)
+        if published
+        else None,
+        "postgres_us_per_message": pg_cpu * 1e6 / len(published) if published else None,
         "exactly_once": set(got) == set(published) and len(got) == len(published),
         "in_ledger": len(set(got) & set(published)),
     }
@@ -679,6 +707,7 @@ def run_city_bench(
     enterprises: int = 408,
     seconds: float = 20,
     messages: int = 20_000,
+    backlogs: tuple[str, ...] = ("gateways",),
     rate: float = 1.0,
     history_days: int = 0,
     history_every_s: int = 21_600,
@@ -705,8 +734,8 @@ def run_city_bench(
             Ledger(ledger).close()  # the tables, before the ingesters race to make them
             gws = make_gateways(seed, work, ledger)
             for k in ingesters:
-                if messages:
-                    drains.append(drain_phase(broker, vm, ledger, work, gws, k, messages, trust))
+                for backlog in backlogs if messages else ():
+                    drains.append(drain_phase(broker, vm, ledger, work, gws, k, messages, trust, backlog))
                 if seconds:
                     lives.append(live_phase(broker, vm, ledger, work, gws, k, seconds, rate, trust))
             if history_days:
@@ -719,8 +748,8 @@ def run_city_bench(
     ok = all(r["exactly_once"] for r in [*drains, *lives])
     if workdir is None and ok and not keep:
         shutil.rmtree(work, ignore_errors=True)
-    one = next((d for d in drains if d["ingesters"] == 1), None)
-    for d in drains:
+    for d in drains:  # against one ingester draining the same backlog
+        one = next((x for x in drains if x["ingesters"] == 1 and x["backlog"] == d["backlog"]), None)
         d["scaling"] = d["messages_s"] / one["messages_s"] if one and one["messages_s"] else None
     return {
         "seed": {
@@ -739,6 +768,9 @@ def run_city_bench(
         "ledger": ledger_url,
         "workdir": str(work) if work.exists() else None,
     }
+
+
+BACKLOGS = {"gateways": "积压在网关 / gateways' backlogs", "broker": "积压在代理 / the broker's backlog"}
 
 
 def _f(v: float | None, fmt: str = "{:,.0f}") -> str:
@@ -772,7 +804,8 @@ def report(r: dict[str, Any]) -> str:
     cores = m["cpus"] or 2
     for d in r["drain"]:
         rows.append(
-            (f"排空 / drain K={d['ingesters']}", f"{d['messages_s']:,.0f} msgs/s, {d['samples_s']:,.0f} samples/s "
+            (f"排空 / drain K={d['ingesters']} ({BACKLOGS[d['backlog']]})",
+             f"{d['messages_s']:,.0f} msgs/s, {d['samples_s']:,.0f} samples/s "
              f"(×{_f(d['scaling'], '{:.2f}')} of K=1); per ingester "
              + " / ".join(f"{x:,.0f}" for x in d["per_ingester_messages_s"]) + " msgs/s, CPU "
              + " + ".join(f"{c:.2f}" for c in d["ingester_cpu_cores"])
@@ -788,7 +821,10 @@ def report(r: dict[str, Any]) -> str:
     for v in r["live"]:
         rows.append(
             (f"实时 / live K={v['ingesters']}", f"{v['offered_messages_s']:,.0f} msgs/s offered, lag p50 "
-             f"{_f(v['lag_ms_p50'])} ms, p95 {_f(v['lag_ms_p95'])} ms, max {_f(v['lag_ms_max'])} ms; "
+             f"{_f(v['lag_ms_p50'])} ms, p95 {_f(v['lag_ms_p95'])} ms, max {_f(v['lag_ms_max'])} ms; CPU per "
+             f"message: ingesters {_f(v.get('ingester_us_per_message'))} µs ("
+             + " + ".join(f"{c:.2f}" for c in v["ingester_cpu_cores"])
+             + f" cores), PostgreSQL {_f(v.get('postgres_us_per_message'))} µs; "
              f"{v['in_ledger']:,}/{v['messages']:,} in the ledger, {v['rounds_late']} late rounds")
         )  # fmt: skip
     h, a = r["history"], r["api"]

@@ -43,6 +43,12 @@ def _city(bsub: Any) -> None:
     p.add_argument("--ingesters", default="1,2,4", help="ingester processes per run, a list (default 1,2,4)")
     p.add_argument("--enterprises", type=int, default=408, help="enterprises of the seed (default all 408)")
     p.add_argument("--messages", type=int, default=20_000, help="messages drained per run, 10 samples each (0: none)")
+    p.add_argument(
+        "--backlog",
+        default="gateways,broker",
+        help="what the drain drains, a list: gateways (their store-and-forward, gateway by gateway), broker (the "
+        "city's traffic held while the ingesters were away, in arrival order); default both",
+    )
     p.add_argument("--seconds", type=float, default=20, help="seconds of the city's live traffic per run (0: none)")
     p.add_argument("--rate", type=float, default=1.0, help="the city's traffic × this in the live runs (default 1)")
     p.add_argument("--history-days", type=int, default=0, help="fill this many days of history, then time the API")

@@ -49,10 +49,13 @@ def test_city_bench_smoke(
     argv += ["--rate", "20", "--history-days", "2", "--history-every", "7200", "--calls", "1", "--json", str(out)]
     assert main(argv) == 0, capsys.readouterr()
     r = json.loads(out.read_text())
-    [drain], [live] = r["drain"], r["live"]
-    assert drain["exactly_once"] and drain["in_ledger"] == drain["messages"] == 300 and drain["duplicates"] == 0
-    assert drain["samples"] == 3000 and drain["scaling"] == 1.0
-    assert drain["held"] == drain["released"] and sum(drain["batches"]) >= 1  # nothing left waiting for a proof
+    drains, [live] = r["drain"], r["live"]
+    assert [d["backlog"] for d in drains] == ["gateways", "broker"]  # both backlogs by default
+    for drain in drains:
+        assert drain["exactly_once"] and drain["in_ledger"] == drain["messages"] == 300 and drain["duplicates"] == 0
+        assert drain["samples"] == 3000 and drain["scaling"] == 1.0
+        assert drain["held"] == drain["released"] and sum(drain["batches"]) >= 1  # nothing left waiting for a proof
+    assert live["ingester_us_per_message"] > 0 and live["postgres_us_per_message"] > 0
     assert live["exactly_once"] and live["messages"] > 0 and live["lag_ms_p50"] is not None
     api = r["api"]
     assert api["enterprises"] == 3 and api["from_days"] == 3 and api["devices"] == r["seed"]["devices"]

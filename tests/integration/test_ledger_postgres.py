@@ -277,3 +277,44 @@ def test_series_counts_per_gateway_once_folded(pg_ledger: Ledger) -> None:
     counts = pg_ledger.series_counts([*wanted, *many])
     assert [counts[k] for k in wanted] == [3, 1, 1, 0] and sum(counts.values()) == 5 and len(counts) == 1204
     assert len(pg_ledger.series("ent-1", "gw-1")) == counts[("ent-1", "gw-1")]
+
+
+def test_a_batch_claims_any_number_of_gateways_in_the_same_statements(pg_url: str) -> None:
+    """A batch over 80 gateways runs as many statements as one over 2 (the locks, the ranges merged away and
+    made, each one statement over arrays; a statement per gateway cost 100 ms a batch in the pilot city), and
+    still takes every gateway's lock: a concurrent claim of the last one waits, one of another gateway not."""
+    first, second = Ledger(pg_url), Ledger(pg_url)
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    def batch(gateways: int, seqs: range) -> list[tuple[str, DataMessage]]:
+        return [("e", msg(s, n=1, gw=f"gw-{g:02d}")) for s in seqs for g in range(gateways)]
+
+    result: dict[str, list[bool]] = {}
+    try:
+        first.record_batch(batch(80, range(1, 3)))  # every gateway has a range to merge into
+        sa.event.listen(first.db.engine, "before_cursor_execute", count)
+        first.record_batch(batch(2, range(3, 5)))
+        few = len(statements)
+        statements.clear()
+        assert first.record_batch(batch(80, range(5, 7))) == [True] * 160
+        assert len(statements) == few, statements
+        sa.event.remove(first.db.engine, "before_cursor_execute", count)
+
+        with first.db.transaction() as conn:
+            claimed = first._claim(conn, [{"ent": "e", "gw": f"gw-{g:02d}", "seq": 7} for g in range(80)])
+            assert len(claimed) == 80
+            other = threading.Thread(target=lambda: result.update(r=second.record_batch(batch(80, range(7, 9))[-1:])))
+            other.start()
+            other.join(1.0)
+            assert other.is_alive(), "the claim of gw-79, the last of the 80 locks, waits for this transaction"
+            assert second.record_batch([("e", msg(1, gw="gw-99"))]) == [True], "another gateway does not wait"
+        other.join(30)
+        assert result["r"] == [True], "seq 8 of gw-79 is new"
+        assert first.received_count() == 80 * 2 + 2 * 2 + 80 * 2 + 80 + 1 + 1
+    finally:
+        first.close()
+        second.close()
+

@@ -116,3 +116,12 @@ def test_bad_phases_or_spread_are_clear_errors(capsys: pytest.CaptureFixture[str
     args = build_parser().parse_args(["bench", "ingest", "--samples", "10", "--tags", "5"])
     assert args.func(args) == 2
     assert "--tags 5 is fewer than --samples 10" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["", "gateway", "gateways,brokers", ","])
+def test_bench_city_refuses_an_unknown_backlog(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.bench.city import cmd_city_bench
+
+    args = build_parser().parse_args(["bench", "city", "--backlog", bad])
+    assert cmd_city_bench(args) == 2  # before any server starts
+    assert "--backlog" in capsys.readouterr().err

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import lz4.block
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     Executable,
@@ -75,6 +76,7 @@ Proof = tuple[bytes, bytes | memoryview]  # (chain hash, signed part) of a chain
 Flags = dict[tuple[str, str, str], int]  # (ent, gw, what) → count: what the ledger kept out of the evidence
 NO_HORIZON = 2**63 - 1
 _GATEWAYS_PER_QUERY = 500
+_RANGE = ("ent", "gw", "first_seq", "last_seq")  # received_seqs' columns
 M = TypeVar("M", DataMessage, EventMessage)
 
 
@@ -167,20 +169,39 @@ class _Bulk:
     encoders: tuple[Encoder, ...] = ()  # PostgreSQL: each column's values → its array parameter (pg_array)
 
     @classmethod
-    def build(cls, table: Table, dialect: str, update: Callable[[Any], Mapping[str, Any]] | None) -> _Bulk:
+    def build(
+        cls,
+        table: Table,
+        dialect: str,
+        update: Callable[[Any], Mapping[str, Any]] | None,
+        *,
+        on_conflict: bool = True,
+    ) -> _Bulk:
+        """The bulk upsert of `table` (on a key already there: `update(excluded)`, or nothing without
+        `update`); a plain INSERT, failing on a key already there, with `on_conflict=False`."""
         columns = tuple(c.name for c in table.columns)
         if dialect != "postgresql":
             return cls(columns, None)
-        arrays, encoders = zip(*(pg_array(c.name, c.type) for c in table.columns), strict=True)
-        src = func.unnest(*arrays).table_valued(*columns).render_derived(name="x")
+        src, encoders = _unnest(list(table.columns))
         ins = postgresql.insert(table).from_select(list(columns), select(*(src.c[c] for c in columns)))
         keys = list(table.primary_key.columns)
-        stmt = (
-            ins.on_conflict_do_nothing(index_elements=keys)
-            if update is None
-            else ins.on_conflict_do_update(index_elements=keys, set_=update(ins.excluded))
-        )
+        stmt: Executable = ins
+        if on_conflict:
+            stmt = (
+                ins.on_conflict_do_nothing(index_elements=keys)
+                if update is None
+                else ins.on_conflict_do_update(index_elements=keys, set_=update(ins.excluded))
+            )
         return cls(columns, stmt, encoders)
+
+    @classmethod
+    def delete(cls, table: Table) -> _Bulk:
+        """PostgreSQL: delete the rows of `table` whose primary key is among the rows given (tuples in the
+        key's column order): `DELETE … USING unnest(arrays)`."""
+        keys = list(table.primary_key.columns)
+        src, encoders = _unnest(keys)
+        stmt = delete(table).where(*(k == src.c[k.name] for k in keys))
+        return cls(tuple(k.name for k in keys), stmt, encoders)
 
     def run(self, conn: Connection, rows: Sequence[tuple[Any, ...]], fallback: Executable) -> None:
         """Write `rows` with the one statement, or as an executemany of `fallback` (same columns)."""
@@ -191,6 +212,36 @@ class _Bulk:
         else:
             columns = zip(self.columns, self.encoders, zip(*rows, strict=True), strict=True)
             conn.execute(self.unnest, {name: encode(values) for name, encode, values in columns})
+
+
+def _unnest(columns: Sequence[Column[Any]]) -> tuple[Any, tuple[Encoder, ...]]:
+    """`unnest(array per column) AS x(columns)`, with each array's encoder (pg_array)."""
+    arrays, encoders = zip(*(pg_array(c.name, c.type) for c in columns), strict=True)
+    return func.unnest(*arrays).table_valued(*(c.name for c in columns)).render_derived(name="x"), encoders
+
+
+@dataclass(frozen=True, slots=True)
+class _Claims:
+    """PostgreSQL's claim of a batch's seqs in three statements whatever the number of gateways (a
+    statement per gateway cost ≈ 0.3 ms each, with the locks taken so far held: 100 ms a batch over the
+    408 gateways of the pilot city): every gateway's advisory lock, the ranges a claim merged away, the
+    ranges it made."""
+
+    lock: Executable  # takes the locks in the order of the keys' array
+    lock_keys: Encoder  # the lock keys → the array parameter `keys`
+    unclaim: _Bulk
+    add: _Bulk
+
+    @classmethod
+    def build(cls) -> _Claims:
+        keys, encode = pg_array("keys", BigInteger())
+        k = func.unnest(keys).column_valued("k")
+        return cls(
+            lock=select(func.count(func.pg_advisory_xact_lock(k))),
+            lock_keys=encode,
+            unclaim=_Bulk.delete(received_seqs),
+            add=_Bulk.build(received_seqs, "postgresql", None, on_conflict=False),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,23 +405,32 @@ class Ledger:
         by_gw: dict[tuple[str, str], set[int]] = {}
         for r in rows:
             by_gw.setdefault((r["ent"], r["gw"]), set()).add(int(r["seq"]))
-        if conn.dialect.name == "postgresql":
-            for ent, gw in sorted(by_gw):  # one lock order for all ingesters: no deadlock
-                conn.execute(select(func.pg_advisory_xact_lock(_gateway_lock(ent, gw))))
+        pg = conn.dialect.name == "postgresql"
+        if pg:  # one lock order for all ingesters, (ent, gw) sorted: no deadlock
+            locks = [_gateway_lock(ent, gw) for ent, gw in sorted(by_gw)]
+            conn.execute(self._claims.lock, {"keys": self._claims.lock_keys(locks)})
         held = _held(lambda q: [dict(r) for r in conn.execute(q).mappings()], by_gw)
         claimed: set[_Key] = set()
-        gone: list[dict[str, Any]] = []
-        added: list[dict[str, Any]] = []
+        gone: list[tuple[str, str, int]] = []
+        added: list[tuple[str, str, int, int]] = []
         for (ent, gw), seqs in by_gw.items():
             before = held.get((ent, gw), [])
             new, merged = rg.claim(before, seqs)
             claimed.update((ent, gw, s) for s in new)
             kept = set(before) & set(merged)
-            gone += [{"e": ent, "g": gw, "f": f} for f, la in before if (f, la) not in kept]
-            added += [{"ent": ent, "gw": gw, "first_seq": f, "last_seq": la} for f, la in merged if (f, la) not in kept]
-        execute_many(conn, self._writes.unclaim, gone)
-        execute_many(conn, received_seqs.insert(), added)
+            gone += [(ent, gw, f) for f, la in before if (f, la) not in kept]
+            added += [(ent, gw, f, la) for f, la in merged if (f, la) not in kept]
+        if pg:
+            self._claims.unclaim.run(conn, gone, self._writes.unclaim)
+            self._claims.add.run(conn, added, received_seqs.insert())
+        else:
+            execute_many(conn, self._writes.unclaim, [{"e": e, "g": g, "f": f} for e, g, f in gone])
+            execute_many(conn, received_seqs.insert(), [dict(zip(_RANGE, r, strict=True)) for r in added])
         return claimed
+
+    @cached_property
+    def _claims(self) -> _Claims:
+        return _Claims.build()
 
     def _add_data_stats(
         self, conn: Connection, items: Sequence[tuple[str, DataMessage]], spans: Mapping[int, tuple[int, int]]
