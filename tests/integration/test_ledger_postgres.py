@@ -317,4 +317,3 @@ def test_a_batch_claims_any_number_of_gateways_in_the_same_statements(pg_url: st
     finally:
         first.close()
         second.close()
-

@@ -4,6 +4,7 @@ and refusing (a real SQLite ledger; messages handed to `handle_batch` as the MQT
 
 from __future__ import annotations
 
+import base64
 import json
 import stat
 from pathlib import Path
@@ -19,6 +20,7 @@ from cloud_bridge.cloud.trust.registry import Registry, RegistryError
 from cloud_bridge.uplink.buffer import Buffer, Chain, Outgoing, Pending
 from cloud_bridge.uplink.identity import load_identity, load_or_create_identity
 from cloud_bridge.uplink.publisher import Publisher
+from cloud_bridge.wire import signing
 from cloud_bridge.wire.codec import Sample, Status, Topics, decode_data, encode_data_body, encode_status
 from cloud_bridge.wire.signing import (
     GENESIS,
@@ -29,6 +31,7 @@ from cloud_bridge.wire.signing import (
     public_key_text,
     seal,
     signed_part,
+    unseal,
     verify_sealed,
 )
 from edge_config.models import CloudConfig, IngestMqttSection, LedgerSection, MqttSection, TrustSection
@@ -60,6 +63,38 @@ def test_a_sealed_payload_is_bound_to_its_bytes_and_its_topic(tmp_path: Path) ->
         verify_sealed(pub, "sf/v1/ent-1/gw-2/status", payload)  # moved to another gateway's topic
     with pytest.raises(SignatureError):
         verify_sealed(pub, TOPICS.status, encode_status(Status(True, 5, version="1")))  # unsigned
+
+
+@pytest.mark.parametrize("library", ["libsodium", "cryptography"])
+def test_both_verifiers_accept_the_gateways_signatures_and_refuse_any_change(
+    library: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cloud verifies with libsodium (PyNaCl) and falls back to `cryptography` without it: both take a
+    gateway's signature and refuse it once anything signed, the topic, the key or the signature's length
+    changed."""
+    if library == "cryptography":
+        monkeypatch.setattr(signing, "_sodium_verify", lambda: None)
+    else:
+        assert signing._sodium_verify() is not None, "PyNaCl is in the cloud extra"
+    key = load_or_create_identity(tmp_path / "a").key
+    other = parse_public_key(public_key_text(load_or_create_identity(tmp_path / "b").key))
+    pub = parse_public_key(public_key_text(key))
+    payload = seal(key, TOPICS.status, encode_status(Status(True, 5, version="1")))
+    verify_sealed(pub, TOPICS.status, payload)
+    part, sig = unseal(payload) or (b"", b"")
+    bad = {
+        "changed": payload.replace(b"true", b"false"),
+        "moved": payload,  # checked against another gateway's topic below
+        "other key": payload,
+        "flipped bit": part + b',"sig":"' + base64.b64encode(sig[:-1] + bytes([sig[-1] ^ 1])) + b'"}',
+        "short": part + b',"sig":"' + base64.b64encode(sig[:63]) + b'"}',
+        "long": part + b',"sig":"' + base64.b64encode(sig + b"\0") + b'"}',
+        "empty": part + b',"sig":""}',
+    }
+    for what, p in bad.items():
+        topic = "sf/v1/ent-1/gw-2/status" if what == "moved" else TOPICS.status
+        with pytest.raises(SignatureError):
+            verify_sealed(other if what == "other key" else pub, topic, p)
 
 
 def chained_buffer(tmp_path: Path, every: int = 4, interval_ms: int = 60_000) -> Buffer:
