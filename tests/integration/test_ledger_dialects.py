@@ -314,3 +314,38 @@ def test_concurrent_ledgers_claim_each_message_once(url: str, gateways: int, seq
     finally:
         for led in ledgers:
             led.close()
+
+
+def test_a_batch_with_copies_adds_the_new_messages_only(url: str) -> None:
+    """The batch's additions are computed before the transaction as if every message were new; when the
+    claim finds copies already recorded (another ingester took them meanwhile), they are computed again for
+    the new ones: statistics, proofs and the samples beyond the horizon (flagged) count the new messages
+    only."""
+    ledger = Ledger(url)
+
+    def m(seq: int, *stamps: int) -> DataMessage:
+        return DataMessage("gw-1", "dev-1", seq, False, tuple(Sample("t", float(ts), ts) for ts in stamps), {})
+
+    horizon = 10_000
+    try:
+        flags: dict[tuple[str, str, str], int] = {}
+        assert ledger.record_batch([("e", m(1, 1_000, 20_000))], horizon_ms=horizon, flags=flags) == [True]
+        assert flags == {("e", "gw-1", "future:samples"): 1}
+        flags.clear()
+        proofs = {("e", "gw-1", s): (bytes(32), b"signed %d" % s) for s in (1, 2, 3)}
+        got = ledger.record_batch(
+            [("e", m(1, 1_000, 20_000)), ("e", m(2, 2_000, 30_000, 40_000)), ("e", m(3, 3_000))],
+            proofs=proofs,
+            horizon_ms=horizon,
+            flags=flags,
+        )
+        assert got == [False, True, True]
+        assert flags == {("e", "gw-1", "future:samples"): 2}, "seq 2's two, not seq 1's again"
+        assert ledger.total_samples() == 3, "1,000 (seq 1), 2,000 (seq 2), 3,000 (seq 3): the future ones left out"
+        [tag] = ledger.tag_stats("dev-1", ent="e")
+        assert (tag["samples"], tag["last_ts"]) == (3, 3_000)
+        bodies = ledger.db.rows(sa.text("SELECT seq FROM message_bodies ORDER BY seq"))
+        assert [r["seq"] for r in bodies] == [2, 3], "the proofs of the new messages only"
+        assert ledger.received_count() == 3
+    finally:
+        ledger.close()

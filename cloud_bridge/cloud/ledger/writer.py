@@ -227,7 +227,9 @@ class _Claims:
     408 gateways of the pilot city): every gateway's advisory lock, the ranges a claim merged away, the
     ranges it made."""
 
-    lock: Executable  # takes the locks in the order of the keys' array
+    # takes the locks in the order of the keys' array: pg_advisory_xact_lock is volatile and parallel
+    # restricted, so one process calls it row by row as unnest gives them
+    lock: Executable
     lock_keys: Encoder  # the lock keys → the array parameter `keys`
     unclaim: _Bulk
     add: _Bulk
@@ -358,41 +360,62 @@ class Ledger:
             kind = "data" if isinstance(msg, DataMessage) else "events"
             row = {"ent": ent, "gw": msg.gw, "seq": msg.seq, "dev": msg.dev, "kind": kind, "received_ms": now}
             rows.setdefault((ent, msg.gw, msg.seq), row)
+        # What the batch adds, computed before the transaction as if every message were new (the usual
+        # case): the transaction then holds its gateways' locks only for its statements. If the claim finds
+        # some were recorded already, it is computed again inside, for the new ones.
+        everyone = [True] * len(items) if len(rows) == len(items) else None
+        ready = self._additions(items, everyone, proofs, now, horizon_ms) if everyone is not None else None
         with self.db.transaction() as conn:
             claimed = self._claim(conn, [rows[k] for k in sorted(rows)])
             results: list[bool] = []
-            new_data: list[tuple[str, DataMessage]] = []
-            new_events: list[tuple[str, EventMessage]] = []
             for ent, msg in items:
                 key = (ent, msg.gw, msg.seq)
                 new = key in claimed
                 if new:
                     claimed.discard(key)  # a later copy in the same batch is a duplicate
-                    if isinstance(msg, DataMessage):
-                        new_data.append((ent, msg))
-                    else:
-                        new_events.append((ent, msg))
                 results.append(new)
-            flagged = flags if flags is not None else {}
-            if horizon_ms != NO_HORIZON:
-                new_data = _within(new_data, horizon_ms, flagged, "future:samples")
-                new_events = _within(new_events, horizon_ms, flagged, "future:events")
-            # id(message) → its earliest and latest timestamp, of the messages as the evidence takes them
-            kept: list[tuple[str, DataMessage | EventMessage]] = [*new_data, *new_events]
-            spans = {id(m): message_span(m) for _, m in kept}
-            _forget_days(conn, kept, now, spans)
-            if new_data:
-                self._add_data_stats(conn, new_data, spans)  # statistics of all data messages at once
-            if new_events:
-                _add_events(conn, new_events)
-            if proofs:
-                bodies = [
-                    _body_row(ent, msg, proofs[key], now, horizon_ms, spans.get(id(msg)))
-                    for ent, msg, new in zip((e for e, _ in items), (m for _, m in items), results, strict=True)
-                    if new and (key := (ent, msg.gw, msg.seq)) in proofs
-                ]
-                self._bulk.body.run(conn, bodies, self._writes.body)
-            return results
+            if ready is None or results != everyone:
+                ready = self._additions(items, results, proofs, now, horizon_ms)
+            ready.write(conn, self._bulk, self._writes, now)
+        if flags is not None:
+            for k, n in ready.flags.items():
+                flags[k] = flags.get(k, 0) + n
+        return results
+
+    def _additions(
+        self,
+        items: Sequence[tuple[str, DataMessage | EventMessage]],
+        new: Sequence[bool],
+        proofs: Mapping[_Key, Proof] | None,
+        now: int,
+        horizon_ms: int,
+    ) -> _Additions:
+        """What recording the `new` ones of `items` adds to the ledger's tables (no I/O)."""
+        new_data: list[tuple[str, DataMessage]] = []
+        new_events: list[tuple[str, EventMessage]] = []
+        for (ent, msg), fresh in zip(items, new, strict=True):
+            if fresh:
+                if isinstance(msg, DataMessage):
+                    new_data.append((ent, msg))
+                else:
+                    new_events.append((ent, msg))
+        flags: Flags = {}
+        if horizon_ms != NO_HORIZON:
+            new_data = _within(new_data, horizon_ms, flags, "future:samples")
+            new_events = _within(new_events, horizon_ms, flags, "future:events")
+        # id(message) → its earliest and latest timestamp, of the messages as the evidence takes them
+        kept: list[tuple[str, DataMessage | EventMessage]] = [*new_data, *new_events]
+        spans = {id(m): message_span(m) for _, m in kept}
+        devices, tags, hours = _data_stats(new_data, spans) if new_data else ([], None, [])
+        bodies = []
+        if proofs:
+            bodies = [
+                _body_row(ent, msg, proofs[key], now, horizon_ms, spans.get(id(msg)))
+                for (ent, msg), fresh in zip(items, new, strict=True)
+                if fresh and (key := (ent, msg.gw, msg.seq)) in proofs
+            ]
+        stamps = [(ent, m.gw, m.dev, spans[id(m)][0]) for ent, m in kept]
+        return _Additions(stamps, devices, tags, hours, new_events, bodies, flags)
 
     @cached_property
     def _bulk(self) -> _BulkWrites:
@@ -431,72 +454,6 @@ class Ledger:
     @cached_property
     def _claims(self) -> _Claims:
         return _Claims.build()
-
-    def _add_data_stats(
-        self, conn: Connection, items: Sequence[tuple[str, DataMessage]], spans: Mapping[int, tuple[int, int]]
-    ) -> None:
-        """Add the statistics of newly claimed data messages (`spans`: each one's earliest and latest
-        timestamp, by `id` of the message): aggregated in Python first, in one pass over the samples, so
-        one statement per table whatever the number of messages and samples. The result equals
-        recording the messages one by one in this order (on equal timestamps the later sample is
-        the tag's last value; a unit given later replaces an earlier one)."""
-        devices: dict[tuple[str, str, str], list[int]] = {}  # → [first_seen, last_seen, samples, good]
-        tags: dict[tuple[str, str, str], dict[str, list[Any]]] = {}  # → tag → [samples, last_ts, last_v, unit]
-        # per device and hour: [samples, good, first_ts, last_ts, minutes] (the rows of device_hours)
-        hours: dict[tuple[str, str, str, int], list[int]] = {}
-        for ent, msg in items:
-            key = (ent, msg.gw, msg.dev)
-            dev_tags = tags.setdefault(key, {})
-            units = msg.units
-            good = 0
-            hour, hour_end = 0, -1  # the hour of the samples before (none yet)
-            b: list[int] = []
-            for s in msg.samples:
-                ts = s.ts
-                g = 1 if s.q == "good" else 0
-                good += g
-                t = dev_tags.get(s.tag)
-                if t is None:
-                    dev_tags[s.tag] = [1, ts, s.v, units.get(s.tag)]
-                else:
-                    t[0] += 1
-                    if ts >= t[1]:
-                        t[1] = ts
-                        t[2] = s.v
-                    if units and (unit := units.get(s.tag)) is not None:
-                        t[3] = unit
-                if not hour <= ts < hour_end:  # the samples of a message mostly share their hour
-                    hour = hour_of(ts)
-                    hour_end = hour + HOUR_MS
-                    found = hours.get((*key, hour))
-                    if found is None:
-                        b = hours[(*key, hour)] = [0, 0, ts, ts, 0]
-                    else:
-                        b = found
-                b[0] += 1
-                b[1] += g
-                if ts < b[2]:
-                    b[2] = ts
-                if ts > b[3]:
-                    b[3] = ts
-                b[4] |= 1 << (ts - hour) // MINUTE_MS  # minute_bit(ts)
-            first, last = spans[id(msg)]
-            d = devices.get(key)
-            if d is None:
-                devices[key] = [first, last, len(msg.samples), good]
-            else:
-                d[0] = min(d[0], first)
-                d[1] = max(d[1], last)
-                d[2] += len(msg.samples)
-                d[3] += good
-        self._bulk.device_stats.run(
-            conn,
-            [(e, g, v, f, la, n, good) for (e, g, v), (f, la, n, good) in sorted(devices.items())],
-            self._writes.device_stats,
-        )
-        _pend_tag_stats(conn, tags)
-        # samples per device and hour, and the minutes that had samples (inside the claiming transaction)
-        self._bulk.activity.run(conn, [(*k, *hours[k]) for k in sorted(hours)], self._writes.activity)
 
     def record_status(self, ent: str, gw: str, dev: str | None, status: Status) -> None:
         """Keep the latest status of a device (or of the gateway itself when `dev` is None)."""
@@ -777,18 +734,109 @@ def _body_row(
     return (ent, msg.gw, msg.seq, lz4.block.compress(proof[1]), lo, hi, min(horizon, NO_HORIZON))
 
 
+def _data_stats(
+    items: Sequence[tuple[str, DataMessage]], spans: Mapping[int, tuple[int, int]]
+) -> tuple[list[tuple[Any, ...]], bytes | None, list[tuple[Any, ...]]]:
+    """The statistics of newly claimed data messages (`spans`: each one's earliest and latest timestamp, by
+    `id` of the message), aggregated in one pass over the samples, so one statement per table whatever the
+    number of messages and samples: the `device_stats` rows, the `tag_stats_pending` body, the
+    `device_hours` rows (rows sorted by key). The result equals recording the messages one by one in this
+    order (on equal timestamps the later sample is the tag's last value; a unit given later replaces an
+    earlier one)."""
+    devices: dict[tuple[str, str, str], list[int]] = {}  # → [first_seen, last_seen, samples, good]
+    tags: dict[tuple[str, str, str], dict[str, list[Any]]] = {}  # → tag → [samples, last_ts, last_v, unit]
+    # per device and hour: [samples, good, first_ts, last_ts, minutes] (the rows of device_hours)
+    hours: dict[tuple[str, str, str, int], list[int]] = {}
+    for ent, msg in items:
+        key = (ent, msg.gw, msg.dev)
+        dev_tags = tags.setdefault(key, {})
+        units = msg.units
+        good = 0
+        hour, hour_end = 0, -1  # the hour of the samples before (none yet)
+        b: list[int] = []
+        for s in msg.samples:
+            ts = s.ts
+            g = 1 if s.q == "good" else 0
+            good += g
+            t = dev_tags.get(s.tag)
+            if t is None:
+                dev_tags[s.tag] = [1, ts, s.v, units.get(s.tag)]
+            else:
+                t[0] += 1
+                if ts >= t[1]:
+                    t[1] = ts
+                    t[2] = s.v
+                if units and (unit := units.get(s.tag)) is not None:
+                    t[3] = unit
+            if not hour <= ts < hour_end:  # the samples of a message mostly share their hour
+                hour = hour_of(ts)
+                hour_end = hour + HOUR_MS
+                found = hours.get((*key, hour))
+                if found is None:
+                    b = hours[(*key, hour)] = [0, 0, ts, ts, 0]
+                else:
+                    b = found
+            b[0] += 1
+            b[1] += g
+            if ts < b[2]:
+                b[2] = ts
+            if ts > b[3]:
+                b[3] = ts
+            b[4] |= 1 << (ts - hour) // MINUTE_MS  # minute_bit(ts)
+        first, last = spans[id(msg)]
+        d = devices.get(key)
+        if d is None:
+            devices[key] = [first, last, len(msg.samples), good]
+        else:
+            d[0] = min(d[0], first)
+            d[1] = max(d[1], last)
+            d[2] += len(msg.samples)
+            d[3] += good
+
+    return (
+        [(e, g, v, f, la, n, good) for (e, g, v), (f, la, n, good) in sorted(devices.items())],
+        _pending_tag_stats(tags),
+        # samples per device and hour, and the minutes that had samples
+        [(*k, *hours[k]) for k in sorted(hours)],
+    )
+
+
 _TagStats = dict[tuple[str, str, str], dict[str, list[Any]]]  # (ent, gw, dev) → tag → [samples, last_ts, last_v, unit]
 
 
-def _pend_tag_stats(conn: Connection, tags: _TagStats) -> None:
-    """A batch's tag statistics as one `tag_stats_pending` row (inside the claiming transaction): LZ4
-    of JSON [[ent, gw, dev, [[tag, samples, last_ts, last_value_text, unit], ...]], ...]. One row where
-    an upsert per tag would write thousands (most of the transaction for small messages)."""
+def _pending_tag_stats(tags: _TagStats) -> bytes | None:
+    """A batch's tag statistics as the body of one `tag_stats_pending` row: LZ4 of JSON [[ent, gw, dev,
+    [[tag, samples, last_ts, last_value_text, unit], ...]], ...]. One row where an upsert per tag would
+    write thousands (most of the transaction for small messages). None for no statistics."""
     rows = [[e, g, v, [[t, n, ts, value_text(val), unit] for t, (n, ts, val, unit) in dev.items()]]
             for (e, g, v), dev in tags.items()]  # fmt: skip
-    if rows:
-        body = lz4.block.compress(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode())
-        conn.execute(tag_stats_pending.insert(), {"body": body})
+    if not rows:
+        return None
+    return lz4.block.compress(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+@dataclass(frozen=True, slots=True)
+class _Additions:
+    """What a batch's newly claimed messages add to the ledger, ready to write (`Ledger._additions`)."""
+
+    stamps: list[tuple[str, str, str, int]]  # (ent, gw, dev, earliest ts) per message: the days to forget
+    devices: list[tuple[Any, ...]]  # device_stats rows
+    tags: bytes | None  # the tag_stats_pending body
+    hours: list[tuple[Any, ...]]  # device_hours rows
+    events: list[tuple[str, EventMessage]]
+    bodies: list[tuple[Any, ...]]  # message_bodies rows (the proofs)
+    flags: Flags  # what was kept out of the evidence (beyond the horizon)
+
+    def write(self, conn: Connection, bulk: _BulkWrites, writes: _Writes, now: int) -> None:
+        """In the claiming transaction."""
+        forget_days(conn, self.stamps, now)
+        bulk.device_stats.run(conn, self.devices, writes.device_stats)
+        if self.tags is not None:
+            conn.execute(tag_stats_pending.insert(), {"body": self.tags})
+        bulk.activity.run(conn, self.hours, writes.activity)
+        if self.events:
+            _add_events(conn, self.events)
+        bulk.body.run(conn, self.bodies, writes.body)
 
 
 def _fold(conn: Connection, bulk: _Bulk, fallback: Executable, limit: int) -> int:
@@ -837,13 +885,3 @@ def _filters(
 ) -> list[ColumnElement[bool]]:
     """`column = value` for each condition given (not None)."""
     return [columns[name] == v for name, v in conditions.items() if v is not None]
-
-
-def _forget_days(
-    conn: Connection,
-    items: Sequence[tuple[str, DataMessage | EventMessage]],
-    now: int,
-    spans: Mapping[int, tuple[int, int]],
-) -> None:
-    """Late data changes the overview's day summaries of its device from its day on: drop them (days.py)."""
-    forget_days(conn, ((ent, m.gw, m.dev, spans[id(m)][0]) for ent, m in items), now)
