@@ -81,13 +81,18 @@ def publish(broker: MosquittoServer, wire: Wire) -> None:
 
 
 def recorded(ing: Ingester) -> dict[tuple[str, int], bytes]:
-    """(gw, seq) → the chain hash the ledger kept with it (message_bodies), for every received message
-    (one statement: one snapshot, while the ingesters may still be writing; the ledger keeps the received
-    seqs as ranges, so the statement also counts what they cover)."""
+    """(gw, seq) → the chain hash the ledger kept with it (message_bodies), for every received message,
+    read in one snapshot (REPEATABLE READ) while the ingesters may still be writing; the ledger keeps the
+    received seqs as ranges, so the snapshot also gives how many they cover."""
     rs, b = schema.received_seqs.c, schema.message_bodies.c
-    covered = select(func.coalesce(func.sum(rs.last_seq - rs.first_seq + 1), 0)).where(rs.ent == ENT).scalar_subquery()
-    rows = ing.ledger.db.rows(select(b.gw, b.seq, b.body, covered.label("covered")).where(b.ent == ENT))
-    n = int(rows[0]["covered"]) if rows else int(ing.ledger.db.scalar(select(covered)))
+    with ing.ledger.db.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        n = int(
+            conn.execute(
+                select(func.coalesce(func.sum(rs.last_seq - rs.first_seq + 1), 0)).where(rs.ent == ENT)
+            ).scalar_one()
+        )
+        rows = conn.execute(select(b.gw, b.seq, b.body).where(b.ent == ENT)).mappings().all()
     assert n == len(rows), "a proof for every recorded chained message"
     return {(x["gw"], int(x["seq"])): chain_hash(lz4.block.decompress(bytes(x["body"]))) for x in rows}
 
