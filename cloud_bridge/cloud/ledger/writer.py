@@ -364,7 +364,7 @@ class Ledger:
         # case): the transaction then holds its gateways' locks only for its statements. If the claim finds
         # some were recorded already, it is computed again inside, for the new ones.
         everyone = [True] * len(items) if len(rows) == len(items) else None
-        ready = self._additions(items, everyone, proofs, now, horizon_ms) if everyone is not None else None
+        ready = _additions(items, everyone, proofs, now, horizon_ms) if everyone is not None else None
         with self.db.transaction() as conn:
             claimed = self._claim(conn, [rows[k] for k in sorted(rows)])
             results: list[bool] = []
@@ -375,47 +375,12 @@ class Ledger:
                     claimed.discard(key)  # a later copy in the same batch is a duplicate
                 results.append(new)
             if ready is None or results != everyone:
-                ready = self._additions(items, results, proofs, now, horizon_ms)
+                ready = _additions(items, results, proofs, now, horizon_ms)
             ready.write(conn, self._bulk, self._writes, now)
         if flags is not None:
             for k, n in ready.flags.items():
                 flags[k] = flags.get(k, 0) + n
         return results
-
-    def _additions(
-        self,
-        items: Sequence[tuple[str, DataMessage | EventMessage]],
-        new: Sequence[bool],
-        proofs: Mapping[_Key, Proof] | None,
-        now: int,
-        horizon_ms: int,
-    ) -> _Additions:
-        """What recording the `new` ones of `items` adds to the ledger's tables (no I/O)."""
-        new_data: list[tuple[str, DataMessage]] = []
-        new_events: list[tuple[str, EventMessage]] = []
-        for (ent, msg), fresh in zip(items, new, strict=True):
-            if fresh:
-                if isinstance(msg, DataMessage):
-                    new_data.append((ent, msg))
-                else:
-                    new_events.append((ent, msg))
-        flags: Flags = {}
-        if horizon_ms != NO_HORIZON:
-            new_data = _within(new_data, horizon_ms, flags, "future:samples")
-            new_events = _within(new_events, horizon_ms, flags, "future:events")
-        # id(message) → its earliest and latest timestamp, of the messages as the evidence takes them
-        kept: list[tuple[str, DataMessage | EventMessage]] = [*new_data, *new_events]
-        spans = {id(m): message_span(m) for _, m in kept}
-        devices, tags, hours = _data_stats(new_data, spans) if new_data else ([], None, [])
-        bodies = []
-        if proofs:
-            bodies = [
-                _body_row(ent, msg, proofs[key], now, horizon_ms, spans.get(id(msg)))
-                for (ent, msg), fresh in zip(items, new, strict=True)
-                if fresh and (key := (ent, msg.gw, msg.seq)) in proofs
-            ]
-        stamps = [(ent, m.gw, m.dev, spans[id(m)][0]) for ent, m in kept]
-        return _Additions(stamps, devices, tags, hours, new_events, bodies, flags)
 
     @cached_property
     def _bulk(self) -> _BulkWrites:
@@ -734,6 +699,41 @@ def _body_row(
     return (ent, msg.gw, msg.seq, lz4.block.compress(proof[1]), lo, hi, min(horizon, NO_HORIZON))
 
 
+def _additions(
+    items: Sequence[tuple[str, DataMessage | EventMessage]],
+    new: Sequence[bool],
+    proofs: Mapping[_Key, Proof] | None,
+    now: int,
+    horizon_ms: int,
+) -> _Additions:
+    """What recording the `new` ones of `items` adds to the ledger's tables (no I/O)."""
+    new_data: list[tuple[str, DataMessage]] = []
+    new_events: list[tuple[str, EventMessage]] = []
+    for (ent, msg), fresh in zip(items, new, strict=True):
+        if fresh:
+            if isinstance(msg, DataMessage):
+                new_data.append((ent, msg))
+            else:
+                new_events.append((ent, msg))
+    flags: Flags = {}
+    if horizon_ms != NO_HORIZON:
+        new_data = _within(new_data, horizon_ms, flags, "future:samples")
+        new_events = _within(new_events, horizon_ms, flags, "future:events")
+    # id(message) → its earliest and latest timestamp, of the messages as the evidence takes them
+    kept: list[tuple[str, DataMessage | EventMessage]] = [*new_data, *new_events]
+    spans = {id(m): message_span(m) for _, m in kept}
+    devices, tags, hours = _data_stats(new_data, spans) if new_data else ([], None, [])
+    bodies = []
+    if proofs:
+        bodies = [
+            _body_row(ent, msg, proofs[key], now, horizon_ms, spans.get(id(msg)))
+            for (ent, msg), fresh in zip(items, new, strict=True)
+            if fresh and (key := (ent, msg.gw, msg.seq)) in proofs
+        ]
+    stamps = [(ent, m.gw, m.dev, spans[id(m)][0]) for ent, m in kept]
+    return _Additions(stamps, devices, tags, hours, new_events, bodies, flags)
+
+
 def _data_stats(
     items: Sequence[tuple[str, DataMessage]], spans: Mapping[int, tuple[int, int]]
 ) -> tuple[list[tuple[Any, ...]], bytes | None, list[tuple[Any, ...]]]:
@@ -817,7 +817,7 @@ def _pending_tag_stats(tags: _TagStats) -> bytes | None:
 
 @dataclass(frozen=True, slots=True)
 class _Additions:
-    """What a batch's newly claimed messages add to the ledger, ready to write (`Ledger._additions`)."""
+    """What a batch's newly claimed messages add to the ledger, ready to write (`_additions`)."""
 
     stamps: list[tuple[str, str, str, int]]  # (ent, gw, dev, earliest ts) per message: the days to forget
     devices: list[tuple[Any, ...]]  # device_stats rows
