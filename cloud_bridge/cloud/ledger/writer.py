@@ -76,7 +76,6 @@ Proof = tuple[bytes, bytes | memoryview]  # (chain hash, signed part) of a chain
 Flags = dict[tuple[str, str, str], int]  # (ent, gw, what) → count: what the ledger kept out of the evidence
 NO_HORIZON = 2**63 - 1
 _GATEWAYS_PER_QUERY = 500
-_RANGE = ("ent", "gw", "first_seq", "last_seq")  # received_seqs' columns
 M = TypeVar("M", DataMessage, EventMessage)
 
 
@@ -124,7 +123,7 @@ class _Writes:
         return cls(
             # a gateway's range that a claim merged into a larger one
             unclaim=delete(received_seqs).where(
-                rs.ent == bindparam("e"), rs.gw == bindparam("g"), rs.first_seq == bindparam("f")
+                rs.ent == bindparam("ent"), rs.gw == bindparam("gw"), rs.first_seq == bindparam("first_seq")
             ),
             device_stats=db.upsert(device_stats, _device_stats_update),
             tag_stats=db.upsert(tag_stats, _tag_stats_update),
@@ -195,10 +194,12 @@ class _Bulk:
         return cls(columns, stmt, encoders)
 
     @classmethod
-    def delete(cls, table: Table) -> _Bulk:
-        """PostgreSQL: delete the rows of `table` whose primary key is among the rows given (tuples in the
-        key's column order): `DELETE … USING unnest(arrays)`."""
+    def delete(cls, table: Table, dialect: str) -> _Bulk:
+        """Delete the rows of `table` whose primary key is among the rows given (tuples in the key's column
+        order); PostgreSQL: `DELETE … USING unnest(arrays)`."""
         keys = list(table.primary_key.columns)
+        if dialect != "postgresql":
+            return cls(tuple(k.name for k in keys), None)
         src, encoders = _unnest(keys)
         stmt = delete(table).where(*(k == src.c[k.name] for k in keys))
         return cls(tuple(k.name for k in keys), stmt, encoders)
@@ -222,27 +223,27 @@ def _unnest(columns: Sequence[Column[Any]]) -> tuple[Any, tuple[Encoder, ...]]:
 
 @dataclass(frozen=True, slots=True)
 class _Claims:
-    """PostgreSQL's claim of a batch's seqs in three statements whatever the number of gateways (a
+    """The claim of a batch's seqs; on PostgreSQL three statements whatever the number of gateways (a
     statement per gateway cost ≈ 0.3 ms each, with the locks taken so far held: 100 ms a batch over the
     408 gateways of the pilot city): every gateway's advisory lock, the ranges a claim merged away, the
     ranges it made."""
 
     # takes the locks in the order of the keys' array: pg_advisory_xact_lock is volatile and parallel
     # restricted, so one process calls it row by row as unnest gives them
-    lock: Executable
+    lock: Executable  # PostgreSQL only
     lock_keys: Encoder  # the lock keys → the array parameter `keys`
     unclaim: _Bulk
     add: _Bulk
 
     @classmethod
-    def build(cls) -> _Claims:
+    def build(cls, dialect: str) -> _Claims:
         keys, encode = pg_array("keys", BigInteger())
         k = func.unnest(keys).column_valued("k")
         return cls(
             lock=select(func.count(func.pg_advisory_xact_lock(k))),
             lock_keys=encode,
-            unclaim=_Bulk.delete(received_seqs),
-            add=_Bulk.build(received_seqs, "postgresql", None, on_conflict=False),
+            unclaim=_Bulk.delete(received_seqs, dialect),
+            add=_Bulk.build(received_seqs, dialect, None, on_conflict=False),
         )
 
 
@@ -393,8 +394,7 @@ class Ledger:
         by_gw: dict[tuple[str, str], set[int]] = {}
         for r in rows:
             by_gw.setdefault((r["ent"], r["gw"]), set()).add(int(r["seq"]))
-        pg = conn.dialect.name == "postgresql"
-        if pg:  # one lock order for all ingesters, (ent, gw) sorted: no deadlock
+        if conn.dialect.name == "postgresql":  # one lock order for all ingesters, (ent, gw) sorted: no deadlock
             locks = [_gateway_lock(ent, gw) for ent, gw in sorted(by_gw)]
             conn.execute(self._claims.lock, {"keys": self._claims.lock_keys(locks)})
         held = _held(lambda q: [dict(r) for r in conn.execute(q).mappings()], by_gw)
@@ -408,17 +408,13 @@ class Ledger:
             kept = set(before) & set(merged)
             gone += [(ent, gw, f) for f, la in before if (f, la) not in kept]
             added += [(ent, gw, f, la) for f, la in merged if (f, la) not in kept]
-        if pg:
-            self._claims.unclaim.run(conn, gone, self._writes.unclaim)
-            self._claims.add.run(conn, added, received_seqs.insert())
-        else:
-            execute_many(conn, self._writes.unclaim, [{"e": e, "g": g, "f": f} for e, g, f in gone])
-            execute_many(conn, received_seqs.insert(), [dict(zip(_RANGE, r, strict=True)) for r in added])
+        self._claims.unclaim.run(conn, gone, self._writes.unclaim)
+        self._claims.add.run(conn, added, received_seqs.insert())
         return claimed
 
     @cached_property
     def _claims(self) -> _Claims:
-        return _Claims.build()
+        return _Claims.build(self.db.dialect)
 
     def record_status(self, ent: str, gw: str, dev: str | None, status: Status) -> None:
         """Keep the latest status of a device (or of the gateway itself when `dev` is None)."""
