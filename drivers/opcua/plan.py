@@ -33,6 +33,16 @@ class MonitoredTag:
 
 
 @dataclass(frozen=True, slots=True)
+class MonitoredGroup:
+    """Subscribed tags sharing their monitoring settings; one object per setting, not per tag (memory)."""
+
+    sampling_ms: float
+    queue_size: int
+    deadband: tuple[DeadbandKind, float] | None  # server-side DataChangeFilter
+    tags: tuple[TagRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PollGroup:
     interval: float  # seconds
     tags: tuple[TagRef, ...]
@@ -47,9 +57,16 @@ class SubscriptionTiming:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    monitored: tuple[MonitoredTag, ...]
+    refs: tuple[TagRef, ...]  # every tag, by index: the one TagRef of each tag the driver keeps
+    groups: tuple[MonitoredGroup, ...]  # subscribed tags, in the device's order within a group
     poll_groups: tuple[PollGroup, ...]
     timing: SubscriptionTiming | None  # None when no tag is subscribed
+
+    @property
+    def monitored(self) -> tuple[MonitoredTag, ...]:
+        """Each subscribed tag with its settings, in the device's order (made on demand: not kept)."""
+        items = [MonitoredTag(t, g.sampling_ms, g.queue_size, g.deadband) for g in self.groups for t in g.tags]
+        return tuple(sorted(items, key=lambda m: m.tag.index))
 
 
 def subscription_timing(publishing_s: float, keepalive_s: float) -> SubscriptionTiming:
@@ -69,10 +86,12 @@ def stale_after(publishing_ms: float, keepalive_count: int, factor: float = 3.0)
 
 
 def make_plan(device: OpcUaDevice) -> Plan:
-    monitored: list[MonitoredTag] = []
+    refs: list[TagRef] = []
+    grouped: dict[tuple[float, int, tuple[DeadbandKind, float] | None], list[TagRef]] = {}
     polled: dict[float, list[TagRef]] = {}
     for i, tag in enumerate(device.tags):
         ref = TagRef(i, tag.name, parse_node_id(tag.node))
+        refs.append(ref)
         interval = tag.sampling_interval if tag.sampling_interval is not None else device.poll_interval
         if tag.mode == "poll":
             polled.setdefault(interval, []).append(ref)
@@ -82,14 +101,15 @@ def make_plan(device: OpcUaDevice) -> Plan:
             deadband = ("percent", tag.eu_range_deadband)
         elif tag.deadband:
             deadband = ("absolute", tag.deadband)
-        monitored.append(MonitoredTag(ref, interval * 1000.0, tag.queue_size, deadband))
+        grouped.setdefault((interval * 1000.0, tag.queue_size, deadband), []).append(ref)
     timing = None
-    if monitored:
+    if grouped:
         conn = device.connection
-        publishing = conn.publishing_interval or min(m.sampling_ms for m in monitored) / 1000.0
+        publishing = conn.publishing_interval or min(k[0] for k in grouped) / 1000.0
         timing = subscription_timing(publishing, conn.keepalive)
-    groups = tuple(PollGroup(k, tuple(v)) for k, v in sorted(polled.items()))
-    return Plan(tuple(monitored), groups, timing)
+    groups = tuple(MonitoredGroup(*k, tuple(v)) for k, v in grouped.items())
+    polls = tuple(PollGroup(k, tuple(v)) for k, v in sorted(polled.items()))
+    return Plan(tuple(refs), groups, polls, timing)
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -116,6 +116,8 @@ async def test_subscribe_1000_nodes_and_receive_every_change(
     assert all(now_ms - 15_000 < r.ts <= now_ms + 1000 for r in got.readings)  # source timestamps, recent
     assert got.batches < len(got.readings) / 50  # one batch per Publish response, not one per value
     assert subscribe_s < 5.0
+    # memory: no per-item bookkeeping in asyncua's subscription, and node ids kept for polled tags only
+    assert drv._sub is not None and drv._sub._monitored_items == {} and drv._poll_ids == {}
 
 
 async def test_poll_mode_reads_many_nodes_per_request(

@@ -61,8 +61,18 @@ def test_plan_splits_modes_and_groups_poll_intervals() -> None:
         ("b", 1, 2000.0, 5, ("percent", 2.0)),
     ]
     assert [(g.interval, [t.name for t in g.tags]) for g in plan.poll_groups] == [(2.0, ["c", "e"]), (10.0, ["d"])]
+    assert [t.name for t in plan.refs] == ["a", "b", "c", "d", "e"]  # one TagRef per tag, shared by both modes
+    assert plan.monitored[0].tag is plan.refs[0] and plan.poll_groups[0].tags[0] is plan.refs[2]
     assert plan.timing is not None
     assert plan.timing.publishing_ms == 500.0  # the shortest sampling interval, unless configured
+
+
+def test_subscribed_tags_with_the_same_settings_share_one_group() -> None:
+    tags = [{"name": f"t{i}", "node": f"ns=2;i={i}"} for i in range(1000)]
+    tags[500] = {"name": "slow", "node": "ns=2;i=500", "sampling_interval": "5s"}
+    plan = make_plan(device(tags))
+    assert [(g.sampling_ms, len(g.tags)) for g in plan.groups] == [(2000.0, 999), (5000.0, 1)]
+    assert [m.tag.index for m in plan.monitored] == list(range(1000))  # the device's order, whatever the groups
 
 
 def test_plan_without_subscribed_tags_has_no_subscription() -> None:
