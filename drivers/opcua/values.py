@@ -101,7 +101,7 @@ def iso_time(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def to_raw(value: Any, variant_type: ua.VariantType | None = None) -> RawValue:
+def to_raw(value: Any, variant_type: ua.VariantType | int | None = None) -> RawValue:
     """Normalize a decoded Variant value to bool, int, float or str (None for a Null variant).
 
     Float (32-bit) keeps about 7 significant digits; arrays, matrices and structures become compact
@@ -145,10 +145,17 @@ def reading_from(tag: str, dv: ua.DataValue, now_ms: int) -> Reading:
     """One Reading from a DataValue: value, quality from the StatusCode, source timestamp kept."""
     code = dv.StatusCode.value if dv.StatusCode is not None else 0
     ts = epoch_ms(dv.SourceTimestamp) or epoch_ms(dv.ServerTimestamp) or now_ms
-    quality = quality_of(code)
     variant = dv.Value
+    if variant is None:
+        return reading_of(tag, None, None, code, ts)
+    return reading_of(tag, variant.Value, variant.VariantType, code, ts)
+
+
+def reading_of(tag: str, raw: Any, variant_type: ua.VariantType | int | None, code: int, ts: int) -> Reading:
+    """One Reading from a decoded value, its variant type, its StatusCode and its timestamp (epoch ms)."""
+    quality = quality_of(code)
     try:
-        value = to_raw(variant.Value, variant.VariantType) if variant is not None else None
+        value = to_raw(raw, variant_type) if variant_type is not None else None
     except NotRepresentable as e:
         return Reading(tag, None, ts, "bad", str(e))
     if quality == "good":

@@ -11,6 +11,7 @@ from asyncua import ua
 
 from drivers.base import Reading
 from drivers.opcua import OpcUaDriver
+from drivers.opcua.fastpublish import DataChanges, Message, PublishResult
 from edge_config.models import OpcUaDevice
 
 
@@ -49,3 +50,15 @@ def test_a_keep_alive_is_counted_and_emits_nothing(tmp_path: Path) -> None:
     drv._emit = got.append
     drv._on_publish(ua.PublishResult(NotificationMessage=ua.NotificationMessage(SequenceNumber=8)))
     assert got == [] and drv.stats.keepalives == 1
+
+
+def test_a_response_read_by_fastpublish_is_one_batch_and_released(tmp_path: Path) -> None:
+    drv = _driver(tmp_path)
+    got: list[Sequence[Reading]] = []
+    drv._emit = got.append
+    notif = DataChanges([(1, 1.5, 11, 0, 1_800_000_000_000), (2, 7, 6, 0x40940000, None), (9, 0.0, 11, 0, None)])
+    drv._on_publish(PublishResult(3, Message(5, [notif])))
+    (batch,) = got
+    assert batch[0] == Reading("a", 1.5, 1_800_000_000_000)
+    assert (batch[1].tag, batch[1].value, batch[1].quality) == ("b", 7, "uncertain")  # no timestamp: now
+    assert len(batch) == 2 and notif.changes == [] and drv.stats.notifications == 2
