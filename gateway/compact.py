@@ -5,6 +5,11 @@ agent's memory. `CompactConfig` keeps the config's models without the devices' t
 OEE tracking reads), each device's tags as compressed canonical JSON, and the hashes that metadata and hot
 reload need; `device()` and `full()` validate the tags again on demand (a driver started again, the
 tag-map editor, a reload).
+
+The tags are packed in chunks of `CHUNK`, and `streamed()` gives a device whose tag list is validated a
+chunk at a time as it is iterated (`StreamedTags`): what the run-time state is built from (the device's
+metadata, its channel, its driver), so that a device of 100,000 tags never has every tag's model alive at
+once (≈ 1 KB each: the peak that set the agent's memory for a large OPC UA device).
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ import json
 import subprocess
 import sys
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -60,8 +65,45 @@ def _tags_adapter(device_class: type[BaseModel]) -> TypeAdapter[list[Any]]:
     return TypeAdapter(annotation)
 
 
-def _tags_json(device: Any) -> bytes:
-    return canonical_json([t.model_dump(mode="json") for t in device.tags])
+CHUNK = 1000  # tags per packed chunk: the most tag models `StreamedTags` makes alive at once
+
+
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)] or [[]]
+
+
+def _pack(tags_json: Sequence[Any]) -> tuple[bytes, ...]:
+    """A device's tags (JSON data) as compressed canonical JSON, a chunk at a time."""
+    return tuple(zlib.compress(canonical_json(list(chunk)), 6) for chunk in _chunks(tags_json))
+
+
+class StreamedTags(Sequence[Any]):
+    """A device's tag list, validated from its packed chunks as it is iterated: a chunk's models are garbage
+    once the iteration has moved past them. Each iteration validates again (the run-time state is built
+    from two or three passes at start, not kept)."""
+
+    def __init__(self, adapter: TypeAdapter[list[Any]], chunks: tuple[bytes, ...], count: int) -> None:
+        self._adapter, self._chunks, self._count = adapter, chunks, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Any]:
+        for chunk in self._chunks:
+            yield from self._adapter.validate_json(zlib.decompress(chunk))
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return list(self)[index]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        return self._adapter.validate_json(zlib.decompress(self._chunks[index // CHUNK]))[index % CHUNK]
 
 
 class CompactConfig:
@@ -70,27 +112,40 @@ class CompactConfig:
     def __init__(self, config: GatewayConfig, parts: _Parts | None = None) -> None:
         """From the full `config`, or (`parts`) from its light form and what the child process packed."""
         self.light = config if parts is not None else light_config(config)
-        self._tags: dict[str, bytes] = {}
+        self._tags: dict[str, tuple[bytes, ...]] = {}  # device id -> its tags' packed chunks
+        self._counts: dict[str, int] = {}
         self.digests: dict[str, str] = {}  # device id -> device_digest of the full device
         if parts is not None:
             self.sha = parts.sha
             for d in config.devices:
-                self._tags[d.id] = zlib.compress(parts.tags[d.id].encode(), 6)
+                chunks = parts.tags[d.id]
+                self._tags[d.id] = tuple(zlib.compress(c.encode(), 6) for c in chunks)
+                self._counts[d.id] = parts.counts[d.id]
                 self.digests[d.id] = parts.digests[d.id]
             return
         self.sha = config_hash(config)  # of the whole config (the devices' metadata carry it)
         for d in config.devices:
-            self._tags[d.id] = zlib.compress(_tags_json(d), 6)
+            self._tags[d.id] = _pack([t.model_dump(mode="json") for t in d.tags])
+            self._counts[d.id] = len(d.tags)
             self.digests[d.id] = device_digest(d)
 
     def tag_count(self, dev_id: str) -> int:
-        return len(json.loads(zlib.decompress(self._tags[dev_id])))
+        return self._counts[dev_id]
 
     def device(self, dev_id: str) -> Any:
         """The device's full model, tags validated again from their packed JSON."""
-        light = next(d for d in self.light.devices if d.id == dev_id)
-        tags = _tags_adapter(type(light)).validate_json(zlib.decompress(self._tags[dev_id]))
+        light, tags = self._streamed(dev_id)
+        return light.model_copy(update={"tags": list(tags)})
+
+    def streamed(self, dev_id: str) -> Any:
+        """The device's model with a `StreamedTags` list: to be iterated (the run-time state is built from
+        it), not kept, validated or dumped (`device()` for that)."""
+        light, tags = self._streamed(dev_id)
         return light.model_copy(update={"tags": tags})
+
+    def _streamed(self, dev_id: str) -> tuple[BaseModel, StreamedTags]:
+        light: BaseModel = next(d for d in self.light.devices if d.id == dev_id)
+        return light, StreamedTags(_tags_adapter(type(light)), self._tags[dev_id], self._counts[dev_id])
 
     def devices(self) -> Sequence[Any]:
         return [self.device(d.id) for d in self.light.devices]
@@ -106,7 +161,8 @@ class CompactConfig:
 class _Parts:
     def __init__(self, data: dict[str, Any]) -> None:
         self.light: dict[str, Any] = data["light"]
-        self.tags: dict[str, str] = data["tags"]
+        self.tags: dict[str, list[str]] = data["tags"]  # device id -> its tags' canonical JSON, per chunk
+        self.counts: dict[str, int] = data["counts"]
         self.digests: dict[str, str] = data["digests"]
         self.sha: str = data["sha"]
 
@@ -129,7 +185,8 @@ def compact_parts(config: GatewayConfig) -> dict[str, Any]:
     whole["devices"] = dumps = [d.model_dump(mode="json") for d in config.devices]
     return {
         "light": _without_read_secrets(light_config(config).model_dump(mode="json")),
-        "tags": {d["id"]: canonical_json(d["tags"]).decode() for d in dumps},
+        "tags": {d["id"]: [canonical_json(list(c)).decode() for c in _chunks(d["tags"])] for d in dumps},
+        "counts": {d["id"]: len(d["tags"]) for d in dumps},
         "digests": {d["id"]: hashlib.sha256(canonical_json(d)).hexdigest() for d in dumps},
         "sha": hashlib.sha256(canonical_dump(whole)).hexdigest(),
     }

@@ -100,11 +100,11 @@ class Runtime:
         return self._compact.digests
 
     def _meta(self) -> list[Outgoing]:
-        """Every device's retained metadata, one device's full model at a time."""
+        """Every device's retained metadata, its tags validated a chunk at a time (`CompactConfig.streamed`)."""
         ts, gw = now_ms(), self.config.gateway.id
         return [
             meta_message(
-                self._compact.device(d.id), self.topics, gw=gw, ts=ts, sha=self.config_sha, version=__version__
+                self._compact.streamed(d.id), self.topics, gw=gw, ts=ts, sha=self.config_sha, version=__version__
             )
             for d in self.config.devices
         ]
@@ -180,9 +180,9 @@ class Runtime:
         return DeviceChannel(self.devices[device.id], self.topics, normalizer, self._enqueue, observer=tracker)
 
     def _driver(self, dev_id: str, full: Any = None) -> Driver:
-        """A driver for the device, made from its full model (`full`, or validated again from the compact
-        config), which is dropped again: the driver keeps what it needs as compact per-tag state."""
-        device = full if full is not None else self._compact.device(dev_id)
+        """A driver for the device, made from its model (`full`, or made again from the compact config), its
+        tags validated a chunk at a time: the driver keeps what it needs as compact per-tag state."""
+        device = full if full is not None else self._compact.streamed(dev_id)
         if device.driver == "opcua":  # subscribing (and polling) device: it needs data_dir for certificates
             return self.driver_factory(device, data_dir=self.config.gateway.data_dir)
         return self.driver_factory(device)
@@ -201,7 +201,7 @@ class Runtime:
         offline, log it, and start the loop again after `restart_delay`: the other devices go on.
 
         `device` is the light model (no tag list); the channel is built from the full one."""
-        full = self._compact.device(device.id)
+        full = self._compact.streamed(device.id)  # the tags validated a chunk at a time as they are read
         channel = self._channels[device.id] = self.channel(full)
         first = [full]  # the first driver is made from the same model; a restart validates the tags again
         del full

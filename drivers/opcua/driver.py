@@ -166,7 +166,7 @@ class OpcUaDriver:
         self.plan: Plan = make_plan(device)
         self.pki: Pki = pki_for(data_dir, self.conn.trusted_certs_dir)
         self.stats = OpcUaStats()
-        self._names = [t.name for t in device.tags]
+        self._names = [r.name for r in self.plan.refs]
         self._refs = self.plan.refs
         self._client: Client | None = None
         self._namespaces: list[str] = []

@@ -166,3 +166,71 @@ async def test_a_running_runtime_holds_no_tag_models_but_the_kept_ones(tmp_path:
         await task
         buf.close()
         rt.history.close()
+
+
+def test_streamed_tags_are_the_device_tags_a_chunk_at_a_time() -> None:
+    import gc
+
+    from edge_config.models import ModbusTag
+    from gateway.compact import CHUNK
+
+    cfg = GatewayConfig.model_validate(raw_config(tags=2 * CHUNK + 498))  # 2,500 tags: three chunks
+    compact = CompactConfig(cfg)
+    full = cfg.devices[0].tags
+    tags = compact.streamed("loom-01").tags
+    assert len(tags) == len(full) == compact.tag_count("loom-01") == 2500
+    assert tags[0] == full[0] and tags[CHUNK] == full[CHUNK] and tags[-1] == full[-1] and tags[5:8] == full[5:8]
+    with pytest.raises(IndexError):
+        tags[2500]
+    del cfg, full
+    gc.collect()
+    alive = []
+    for i, tag in enumerate(tags):  # as the runtime reads them: one pass, nothing kept
+        assert tag.name == ("state" if i == 0 else "picks" if i == 1 else f"t{i - 2:05d}")
+        if i % 400 == 399:
+            gc.collect()
+            alive.append(sum(isinstance(o, ModbusTag) for o in gc.get_objects()))
+    del tag
+    assert max(alive) <= CHUNK + 3, alive  # a chunk, and the light config's kept tags; never the 2,500
+    assert compact.device("loom-01").tags == compact.full().devices[0].tags  # the full list, when asked
+
+
+async def test_a_device_s_run_time_state_is_built_without_every_tag_model_alive(tmp_path: Path) -> None:
+    import asyncio
+    import gc
+
+    from drivers.base import Driver
+    from edge_config.models import ModbusTag
+    from gateway.compact import CHUNK
+
+    raw = raw_config(tags=3000)
+    raw["devices"] = raw["devices"][:1]
+    raw["devices"][0]["connection"]["port"] = 1
+    cfg = GatewayConfig.model_validate(raw)
+    compact = CompactConfig(cfg)
+    del cfg, raw
+    alive: list[int] = []
+
+    def factory(device: Any, **kw: Any) -> Driver:
+        driver = make_driver(device, **kw)
+        gc.collect()  # the metadata is sent, the channel and this driver are built: the models are garbage
+        alive.append(sum(isinstance(o, ModbusTag) for o in gc.get_objects()))
+        return driver
+
+    buf = Buffer(tmp_path / "buffer.db")
+    topics = Topics("sf/v1", "ent", "gw")
+    rt = Runtime(compact, buf, Publisher(compact.light.mqtt, topics, buf, version="t"), factory)
+    stop = asyncio.Event()
+    task = asyncio.create_task(rt.run(stop))
+    try:
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if alive:
+                break
+        assert alive and alive[0] <= CHUNK + 2, alive  # never the device's 3,002 models at once
+        assert len(rt.live["loom-01"].values()) == 3002
+    finally:
+        stop.set()
+        await task
+        buf.close()
+        rt.history.close()
