@@ -79,18 +79,25 @@ def _pack(tags_json: Sequence[Any]) -> tuple[bytes, ...]:
 
 class StreamedTags(Sequence[Any]):
     """A device's tag list, validated from its packed chunks as it is iterated: a chunk's models are garbage
-    once the iteration has moved past them. Each iteration validates again (the run-time state is built
-    from two or three passes at start, not kept)."""
+    once the iteration has moved past them. The last chunk validated is kept for the next pass, so a
+    device of one chunk (most: ≤ 1,000 tags) is validated once however often its state reads the list."""
 
     def __init__(self, adapter: TypeAdapter[list[Any]], chunks: tuple[bytes, ...], count: int) -> None:
         self._adapter, self._chunks, self._count = adapter, chunks, count
+        self._last: tuple[int, list[Any]] = (-1, [])
+
+    def _chunk(self, i: int) -> list[Any]:
+        if self._last[0] != i:
+            self._last = (-1, [])  # the previous chunk's models go before the next are made
+            self._last = (i, self._adapter.validate_json(zlib.decompress(self._chunks[i])))
+        return self._last[1]
 
     def __len__(self) -> int:
         return self._count
 
     def __iter__(self) -> Iterator[Any]:
-        for chunk in self._chunks:
-            yield from self._adapter.validate_json(zlib.decompress(chunk))
+        for i in range(len(self._chunks)):
+            yield from self._chunk(i)
 
     @overload
     def __getitem__(self, index: int) -> Any: ...
@@ -103,7 +110,7 @@ class StreamedTags(Sequence[Any]):
             index += self._count
         if not 0 <= index < self._count:
             raise IndexError(index)
-        return self._adapter.validate_json(zlib.decompress(self._chunks[index // CHUNK]))[index % CHUNK]
+        return self._chunk(index // CHUNK)[index % CHUNK]
 
 
 class CompactConfig:
