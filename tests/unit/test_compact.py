@@ -234,3 +234,18 @@ async def test_a_device_s_run_time_state_is_built_without_every_tag_model_alive(
         await task
         buf.close()
         rt.history.close()
+
+
+def test_the_child_s_parts_hash_as_the_whole_config_does() -> None:
+    from gateway.compact import compact_parts
+
+    raw = raw_config(tags=2100)  # the loom in three chunks
+    raw["devices"][1]["connection"].update(username="op", password="s3cret")  # a secret inside a device
+    raw["devices"].append({**raw["devices"][1], "id": "reactor-02"})
+    cfg = GatewayConfig.model_validate(raw)
+    parts = compact_parts(cfg)
+    assert parts["sha"] == config_hash(cfg)
+    assert parts["digests"] == {d.id: device_digest(d) for d in cfg.devices}
+    assert parts["counts"] == {"loom-01": 2102, "reactor-01": 2, "reactor-02": 2}
+    joined = [t for chunk in parts["tags"]["loom-01"] for t in json.loads(chunk)]
+    assert joined == [t.model_dump(mode="json") for t in cfg.devices[0].tags]
