@@ -440,7 +440,8 @@ def _notes(runs: list[dict[str, Any]]) -> list[str]:
         if p99 is not None and not x["p99_goal_met"]:
             out.append(
                 f"  {n:,} 节点延迟未达标 / nodes, latency goal missed: p99 {p99:.0f} ms, "
-                f"{p99 - GOAL_P99_MS:.0f} ms over 250 ms (the publishing interval alone adds up to its length)"
+                f"{p99 - GOAL_P99_MS:.0f} ms over 250 ms (a message waits for the signed checkpoint that covers "
+                f"it, up to 1 s: README 'Trust model'; the publishing interval adds up to its length)"
             )
         expected = x["expected_per_s"]
         if gw["rate_per_s"] < 0.98 * expected:
