@@ -33,7 +33,7 @@ from edge_config import load_gateway_config
 from edge_config.loader import PARSE_ELSEWHERE_BYTES, load_text
 from edge_config.models import GatewayConfig
 from edge_config.secrets import with_env_secrets
-from gateway.oee.tracker import canonical_dump
+from gateway.oee.tracker import canonical_dump, config_hash
 
 
 def canonical_json(data: Any) -> bytes:
@@ -203,21 +203,28 @@ def _packed(config: GatewayConfig) -> dict[str, Any]:
     for i, d in enumerate(dumps):
         by_index.append(lists[d["id"]])
         d["tags"] = f"\x00tags-{i}\x00"  # a string no config holds (control characters), encoded once below
-    digests = {d["id"]: hashlib.sha256(_spliced(canonical_json(d), by_index)).hexdigest() for d in dumps}
-    return {
-        "tags": chunks,
-        "counts": {d.id: len(d.tags) for d in config.devices},
-        "digests": digests,
-        "sha": hashlib.sha256(_spliced(canonical_dump(whole), by_index)).hexdigest(),
-    }
+    try:
+        digests = {d["id"]: hashlib.sha256(_spliced(canonical_json(d), by_index, 1)).hexdigest() for d in dumps}
+        sha = hashlib.sha256(_spliced(canonical_dump(whole), by_index, len(dumps))).hexdigest()
+    except _Ambiguous:  # a value of the config reads like a placeholder: encode the whole, as before
+        digests = {d.id: device_digest(d) for d in config.devices}
+        sha = config_hash(config)
+    return {"tags": chunks, "counts": {d.id: len(d.tags) for d in config.devices}, "digests": digests, "sha": sha}
 
 
 _MARK = re.compile(rb'"\\u0000tags-(\d+)\\u0000"')
 
 
-def _spliced(text: bytes, lists: list[str]) -> bytes:
-    """Canonical JSON `text` with each tag list's placeholder replaced by that list's JSON."""
-    return _MARK.sub(lambda m: lists[int(m.group(1))].encode(), text)
+class _Ambiguous(Exception):
+    """A placeholder's text found more often than it was put (a config value holding it)."""
+
+
+def _spliced(text: bytes, lists: list[str], expected: int) -> bytes:
+    """Canonical JSON `text` with each tag list's placeholder (`expected` of them) replaced by its JSON."""
+    out, found = _MARK.subn(lambda m: lists[int(m.group(1))].encode(), text)
+    if found != expected:
+        raise _Ambiguous
+    return out
 
 
 def load_compact(path: str | Path) -> CompactConfig:

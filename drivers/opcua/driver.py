@@ -101,8 +101,12 @@ def _read_publish_fast(session: Any, stats: OpcUaStats) -> None:
     """The session's Publish responses read by `fastpublish` when they are of its common shape, by asyncua
     otherwise: asyncua's `publish`, with the decoding step first tried the cheap way. asyncua's publish loop
     reads only what `fastpublish.PublishResponse` carries (the subscription, the sequence number to
-    acknowledge, whether there were notifications); our `_Subscription` hands the rest to the driver."""
-    send = session._send_request
+    acknowledge, whether there were notifications); our `_Subscription` hands the rest to the driver.
+    An asyncua without the session's `_send_request` keeps its own `publish`."""
+    send = getattr(session, "_send_request", None)
+    if send is None or not hasattr(session, "publish"):
+        log.warning("this asyncua has no session._send_request: Publish responses are decoded by asyncua")
+        return
 
     async def publish(acks: list[ua.SubscriptionAcknowledgement]) -> ua.PublishResponse | PublishResponse:
         request = ua.PublishRequest()

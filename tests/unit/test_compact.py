@@ -249,3 +249,13 @@ def test_the_child_s_parts_hash_as_the_whole_config_does() -> None:
     assert parts["counts"] == {"loom-01": 2102, "reactor-01": 2, "reactor-02": 2}
     joined = [t for chunk in parts["tags"]["loom-01"] for t in json.loads(chunk)]
     assert joined == [t.model_dump(mode="json") for t in cfg.devices[0].tags]
+
+
+def test_a_config_value_that_reads_like_a_placeholder_hashes_the_same() -> None:
+    from gateway.compact import compact_parts
+
+    raw = raw_config(tags=5)
+    raw["devices"][0]["name"] = "\x00tags-1\x00"  # the text of the reactor's placeholder, in the loom's name
+    cfg = GatewayConfig.model_validate(raw)
+    parts = compact_parts(cfg)
+    assert parts["sha"] == config_hash(cfg) and parts["digests"] == {d.id: device_digest(d) for d in cfg.devices}
