@@ -118,15 +118,7 @@ class CompactConfig:
         self._tags: dict[str, tuple[bytes, ...]] = {}  # device id -> its tags' packed chunks
         self._counts: dict[str, int] = {}
         self.digests: dict[str, str] = {}  # device id -> device_digest of the full device
-        if parts is not None:
-            self.sha = parts.sha
-            for d in config.devices:
-                chunks = parts.tags[d.id]
-                self._tags[d.id] = tuple(zlib.compress(c.encode(), 6) for c in chunks)
-                self._counts[d.id] = parts.counts[d.id]
-                self.digests[d.id] = parts.digests[d.id]
-            return
-        packed = _packed(config)
+        packed = _packed(config) if parts is None else vars(parts)
         self.sha = packed["sha"]  # of the whole config (the devices' metadata carry it): `config_hash`
         for d in config.devices:
             self._tags[d.id] = tuple(zlib.compress(c.encode(), 6) for c in packed["tags"][d.id])

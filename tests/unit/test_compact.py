@@ -4,9 +4,12 @@ process giving exactly what loading it here gives."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import platform
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,34 @@ from gateway.heap import trim_heap
 from gateway.oee.tracker import config_hash
 from gateway.reload import plan_reload
 from gateway.runtime import Runtime
+
+
+@contextlib.asynccontextmanager
+async def running(config: GatewayConfig | CompactConfig, tmp_path: Path, factory: Any = make_driver
+                  ) -> AsyncIterator[Runtime]:  # fmt: skip
+    """A Runtime of `config` running on a buffer in `tmp_path`, stopped and closed after the block; `config`
+    itself is not held here (the tests count the tag models still alive)."""
+    buf = Buffer(tmp_path / "buffer.db")
+    mqtt = config.light.mqtt if isinstance(config, CompactConfig) else config.mqtt
+    rt = Runtime(config, buf, Publisher(mqtt, Topics("sf/v1", "ent", "gw"), buf, version="t"), factory)
+    del config
+    stop = asyncio.Event()
+    task = asyncio.create_task(rt.run(stop))
+    try:
+        yield rt
+    finally:
+        stop.set()
+        await task
+        buf.close()
+        rt.history.close()
+
+
+async def until(condition: Any, tries: int) -> None:
+    """Wait up to `tries` × 20 ms for `condition()`."""
+    for _ in range(tries):
+        await asyncio.sleep(0.02)
+        if condition():
+            return
 
 
 def raw_config(tags: int = 3, *, secret_file: Path | None = None) -> dict[str, Any]:
@@ -137,7 +168,6 @@ def test_the_simulate_command_offers_the_simulators_choices() -> None:
 
 
 async def test_a_running_runtime_holds_no_tag_models_but_the_kept_ones(tmp_path: Path) -> None:
-    import asyncio
     import gc
 
     from edge_config.models import ModbusTag, OpcUaTag
@@ -146,26 +176,14 @@ async def test_a_running_runtime_holds_no_tag_models_but_the_kept_ones(tmp_path:
     raw["devices"] = raw["devices"][:1]  # the loom: Modbus, to a port nobody listens on
     raw["devices"][0]["connection"]["port"] = 1
     cfg = GatewayConfig.model_validate(raw)
-    buf = Buffer(tmp_path / "buffer.db")
-    topics = Topics("sf/v1", "ent", "gw")
-    rt = Runtime(cfg, buf, Publisher(cfg.mqtt, topics, buf, version="t"), make_driver)
-    del cfg, raw
-    stop = asyncio.Event()
-    task = asyncio.create_task(rt.run(stop))
-    try:
-        for _ in range(100):  # until the device task has built its channel and driver
-            await asyncio.sleep(0.02)
-            if "loom-01" in rt.live:
-                break
+    del raw
+    async with running(cfg, tmp_path) as rt:
+        del cfg
+        await until(lambda: "loom-01" in rt.live, 100)  # the device task has built its channel and driver
         gc.collect()
         tags = [o for o in gc.get_objects() if isinstance(o, ModbusTag | OpcUaTag)]
         assert len(rt.live["loom-01"].values()) == 42  # every tag has its live row
         assert sorted(t.name for t in tags) == ["picks", "state"]  # the OEE tags of the light config only
-    finally:
-        stop.set()
-        await task
-        buf.close()
-        rt.history.close()
 
 
 def test_streamed_tags_are_the_device_tags_a_chunk_at_a_time() -> None:
@@ -196,7 +214,6 @@ def test_streamed_tags_are_the_device_tags_a_chunk_at_a_time() -> None:
 
 
 async def test_a_device_s_run_time_state_is_built_without_every_tag_model_alive(tmp_path: Path) -> None:
-    import asyncio
     import gc
 
     from drivers.base import Driver
@@ -217,23 +234,10 @@ async def test_a_device_s_run_time_state_is_built_without_every_tag_model_alive(
         alive.append(sum(isinstance(o, ModbusTag) for o in gc.get_objects()))
         return driver
 
-    buf = Buffer(tmp_path / "buffer.db")
-    topics = Topics("sf/v1", "ent", "gw")
-    rt = Runtime(compact, buf, Publisher(compact.light.mqtt, topics, buf, version="t"), factory)
-    stop = asyncio.Event()
-    task = asyncio.create_task(rt.run(stop))
-    try:
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if alive:
-                break
+    async with running(compact, tmp_path, factory) as rt:
+        await until(lambda: bool(alive), 200)
         assert alive and alive[0] <= CHUNK + 2, alive  # never the device's 3,002 models at once
         assert len(rt.live["loom-01"].values()) == 3002
-    finally:
-        stop.set()
-        await task
-        buf.close()
-        rt.history.close()
 
 
 def test_the_child_s_parts_hash_as_the_whole_config_does() -> None:
