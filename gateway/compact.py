@@ -33,6 +33,7 @@ from edge_config import load_gateway_config
 from edge_config.loader import PARSE_ELSEWHERE_BYTES, load_text
 from edge_config.models import GatewayConfig
 from edge_config.secrets import with_env_secrets
+from edge_config.yamlfast import FastSafeLoader
 from gateway.oee.tracker import canonical_dump, config_hash
 
 
@@ -243,7 +244,7 @@ def _child_main(path: str) -> int:
     import yaml
 
     gc.disable()
-    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=FastSafeLoader)
     config = GatewayConfig.model_validate(data)
     del data
     sys.stdout.write(json.dumps(compact_parts(config), ensure_ascii=False))
