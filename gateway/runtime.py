@@ -99,15 +99,10 @@ class Runtime:
         """SHA-256 of each device's canonical config (what hot reload compares)."""
         return self._compact.digests
 
-    def _meta(self) -> list[Outgoing]:
-        """Every device's retained metadata, its tags validated a chunk at a time (`CompactConfig.streamed`)."""
-        ts, gw = now_ms(), self.config.gateway.id
-        return [
-            meta_message(
-                self._compact.streamed(d.id), self.topics, gw=gw, ts=ts, sha=self.config_sha, version=__version__
-            )
-            for d in self.config.devices
-        ]
+    def _meta(self, device: Any) -> Outgoing:
+        """A device's retained metadata, from its model (its tags read once, a chunk at a time)."""
+        gw = self.config.gateway.id
+        return meta_message(device, self.topics, gw=gw, ts=now_ms(), sha=self.config_sha, version=__version__)
 
     def _tracker(self, device: Any) -> DeviceTracker:
         hist = self.config.history
@@ -202,6 +197,9 @@ class Runtime:
 
         `device` is the light model (no tag list); the channel is built from the full one."""
         full = self._compact.streamed(device.id)  # the tags validated a chunk at a time as they are read
+        # its metadata first (before its online status and data), from the same tags as its channel and
+        # driver: a device of one chunk has its tags validated once at start
+        self._enqueue([self._meta(full)])
         channel = self._channels[device.id] = self.channel(full)
         first = [full]  # the first driver is made from the same model; a restart validates the tags again
         del full
@@ -215,10 +213,8 @@ class Runtime:
             await sleep_or_stop(stop, self.restart_delay)
 
     async def run(self, stop: asyncio.Event) -> None:
-        # evidence first: each device's retained metadata, and offline reports for devices the last run
-        # left online (the gateway stopped); then the devices
-        if self.config.devices:
-            self._enqueue(self._meta())
+        # evidence first: offline reports for devices the last run left online (the gateway stopped); then
+        # the devices, each sending its retained metadata as it starts (`_supervise`)
         for tracker in self.trackers.values():
             tracker.recover()
         self._stop = stop
@@ -261,7 +257,8 @@ class Runtime:
     async def reload(self, new: GatewayConfig) -> ReloadPlan:
         """Apply `new` while running: changed devices restart, added ones start, removed ones stop (reported
         offline); the others, the buffer and seq are untouched. Sections that need a restart are named in
-        the plan and not applied. Every device's metadata is sent again (the config hash changed)."""
+        the plan and not applied. Every device's metadata is sent again (the config hash changed): a started
+        device's as it starts."""
         async with self._reload_lock:
             plan = plan_reload(self.config, new, old_devices=self.device_digests)
             for dev_id in plan.removed:
@@ -288,8 +285,8 @@ class Runtime:
                     state.name, state.driver = d.name, d.driver
                 self.trackers[dev_id] = self._tracker(d)
                 self.scan_times.setdefault(dev_id, ScanTimes())
-            if plan.added or plan.changed or plan.removed:
-                self._enqueue(self._meta())
+            if plan.added or plan.changed or plan.removed:  # the others' metadata (the config hash changed);
+                self._enqueue([self._meta(self._compact.streamed(d)) for d in plan.unchanged])  # started: their own
             for dev_id in plan.changed + plan.added:
                 self._start(by_id[dev_id])
             # keep the config's device order

@@ -114,7 +114,17 @@ def test_without_tags_keeps_only_the_named_tags() -> None:
     assert without_tags(loom).connection == loom.connection
 
 
-def test_a_large_file_loads_through_the_child_as_it_loads_here(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
+def test_a_large_file_loads_through_the_child_as_it_loads_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fork: bool
+) -> None:
+    import gateway.compact as compact_module
+
+    made: list[str] = []
+    for how in ("_forked", "_spawned"):
+        real = getattr(compact_module, how)
+        monkeypatch.setattr(compact_module, how, lambda p, real=real, how=how: made.append(how) or real(p))
+    monkeypatch.setattr(compact_module, "_can_fork", lambda: fork)
     secret = tmp_path / "mqtt.pass"
     secret.write_text("s3cret\n")
     path = tmp_path / "gw.yaml"
@@ -125,9 +135,14 @@ def test_a_large_file_loads_through_the_child_as_it_loads_here(tmp_path: Path) -
     assert compact.light.mqtt.password == "s3cret" and compact.light.mqtt.password_file == str(secret)
     assert compact.full() == full
     assert compact.sha == config_hash(full) and compact.digests == CompactConfig(full).digests
+    assert made == ["_forked" if fork else "_spawned"]
 
 
-def test_a_large_file_with_a_mistake_says_where(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
+def test_a_large_file_with_a_mistake_says_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fork: bool) -> None:
+    import gateway.compact as compact_module
+
+    monkeypatch.setattr(compact_module, "_can_fork", lambda: fork)
     raw = raw_config(tags=12_000)
     raw["devices"][0]["tags"][7000]["address"] = "4x0001"
     path = tmp_path / "gw.yaml"
@@ -263,3 +278,73 @@ def test_a_config_value_that_reads_like_a_placeholder_hashes_the_same() -> None:
     cfg = GatewayConfig.model_validate(raw)
     parts = compact_parts(cfg)
     assert parts["sha"] == config_hash(cfg) and parts["digests"] == {d.id: device_digest(d) for d in cfg.devices}
+
+
+async def test_each_device_s_metadata_goes_first_from_tags_validated_once_and_again_on_reload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.compact as compact_module
+
+    validated: list[int] = []  # one per chunk of tags validated
+    adapter_of = compact_module._tags_adapter
+
+    class Counting:
+        def __init__(self, adapter: Any) -> None:
+            self.adapter = adapter
+
+        def validate_json(self, data: bytes) -> Any:
+            validated.append(1)
+            return self.adapter.validate_json(data)
+
+    monkeypatch.setattr(compact_module, "_tags_adapter", lambda cls: Counting(adapter_of(cls)))
+    raw = raw_config(tags=5)
+    raw["gateway"]["data_dir"] = str(tmp_path / "data")
+    cfg = GatewayConfig.model_validate(raw)
+
+    def messages(rt: Runtime) -> list[Any]:
+        return rt.buffer.peek(10_000)
+
+    def metas(rt: Runtime, dev: str) -> list[dict[str, Any]]:
+        return [json.loads(m.body) for m in messages(rt) if m.topic.endswith(f"/{dev}/meta")]
+
+    async with running(CompactConfig(cfg), tmp_path, make_driver) as rt:
+        devices = ("loom-01", "reactor-01")
+        await until(lambda: all(len({m.kind for m in messages(rt) if m.dev == d}) > 1 for d in devices), 250)
+        assert validated == [1, 1]  # each device's one chunk, for its metadata, channel and driver together
+        for dev in devices:
+            mine = [m for m in messages(rt) if m.dev == dev]
+            assert mine[0].topic.endswith(f"/{dev}/meta") and len(mine) > 1  # then its status: offline here
+            [meta] = metas(rt, dev)
+            assert meta["config_hash"] == config_hash(cfg)
+        assert [t["name"] for t in metas(rt, "loom-01")[0]["tags"]] == ["state", "picks"] + [
+            f"t{i:05d}" for i in range(5)
+        ]
+
+        raw["devices"][0]["tags"][4]["unit"] = "m/min"  # loom-01 changes; reactor-01 does not
+        new = GatewayConfig.model_validate(raw)
+        before = len(messages(rt))
+        plan = await rt.reload(new)
+        assert (plan.changed, plan.unchanged) == (["loom-01"], ["reactor-01"])
+        await until(lambda: len(metas(rt, "loom-01")) == 2, 250)
+        for dev in devices:  # every device's metadata once more, with the new config's hash
+            assert [m["config_hash"] for m in metas(rt, dev)] == [config_hash(cfg), config_hash(new)]
+        loom_after = [m for m in messages(rt)[before:] if m.dev == "loom-01"]
+        first_meta = next(i for i, m in enumerate(loom_after) if m.topic.endswith("/meta"))
+        assert all(m.kind != "data" for m in loom_after[:first_meta])  # at most its offline report (halted)
+        assert metas(rt, "loom-01")[1]["tags"][4]["unit"] == "m/min"
+
+
+def test_the_config_is_loaded_by_a_forked_copy_only_while_no_other_thread_runs() -> None:
+    import threading
+
+    from gateway.compact import _can_fork
+
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert not _can_fork()  # a fork now could copy a lock that thread holds: a new interpreter instead
+    finally:
+        release.set()
+        other.join()
+    assert _can_fork() is (threading.active_count() == 1)
