@@ -63,7 +63,7 @@ def make_client(
     """
     host_port(url)  # validate early
     version = protocol_version(protocol)
-    client = mqtt.Client(
+    client = ReadBufferedClient(
         CallbackAPIVersion.VERSION2,
         client_id=client_id or "",
         clean_session=None if version == MQTTProtocolVersion.MQTTv5 else clean_session,
@@ -84,6 +84,74 @@ def make_client(
         log.warning("TLS settings are ignored for %s (use mqtts:// to enable TLS)", url)
     client.reconnect_delay_set(min_delay=reconnect_delay[0], max_delay=reconnect_delay[1])
     return client
+
+
+READ_SIZE = 65_536  # bytes asked of the socket at once (TLS gives one record, ≤ 16 KB, per call)
+
+
+class ReadBuffered:
+    """A connected socket whose `recv` takes what the kernel has, up to `READ_SIZE`, and hands it out as
+    asked: paho reads each packet with three or four `recv` calls (its type byte, each byte of its length,
+    its body), each a system call. `pending()` counts what is held here (and in a TLS socket's own buffer),
+    which paho's loop reads before it waits in `select` again, as it does for TLS. Everything else is the
+    socket's."""
+
+    __slots__ = ("_buf", "_pos", "_sock")
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            buf = self._sock.recv(max(size, READ_SIZE))  # BlockingIOError, EOF (b""): as the socket says
+            if not buf:
+                return buf
+            pos = 0
+        end = min(pos + size, len(buf))
+        self._buf, self._pos = buf, end
+        return buf[pos:end]
+
+    def pending(self) -> int:
+        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
+        return len(self._buf) - self._pos + int(inner)
+
+    def send(self, data: bytes | bytearray) -> int:
+        return int(self._sock.send(data))
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def fileno(self) -> int:
+        return int(self._sock.fileno())
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class ReadBufferedClient(mqtt.Client):
+    """paho's client on a `ReadBuffered` socket, reading every packet already received before it waits
+    again (paho reads one per pass of its loop, each pass a `select`); at most `MAX_READ` a pass, so its
+    writes and keep-alive are not held back long."""
+
+    MAX_READ = 100
+
+    def _create_socket(self) -> Any:
+        return ReadBuffered(super()._create_socket())
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        for _ in range(self.MAX_READ):
+            sock = self._sock
+            if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or not isinstance(sock, ReadBuffered) or not sock.pending():
+                break
+            rc = super().loop_read(1)
+        return rc
 
 
 _PUBACK = struct.Struct("!BBH")  # PUBACK (0x40), remaining length 2, packet id: success (MQTT 3.1.1 and 5)
