@@ -6,7 +6,7 @@ and the constructor dispatched through several Python calls and a memo of every 
 the same loader with two shortcuts, each falling back to PyYAML's own code wherever it does not apply:
 
 - `resolve`: a plain scalar's tag depends only on its text, so the safe resolver's answer is remembered for
-  the texts a tag map repeats (field names, types, units), up to `RESOLVED_KEPT` of them;
+  the texts a tag map repeats (field names, types, units), up to `RESOLVED_KEPT` of them, for one document;
 - `construct_document`: strings, plain mappings (scalar keys, no merge key `<<` nor `=`) and plain
   sequences are built directly; any other node (numbers, booleans, null, timestamps, `!!set`, merge keys, a
   non-scalar key) is built by PyYAML's constructor, so it gives the same values and raises the same errors.
@@ -19,7 +19,7 @@ This module imports only PyYAML: a child process loads it by path, without the c
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -37,7 +37,11 @@ RESOLVED_KEPT = 8192  # distinct scalar texts whose resolved tag is remembered (
 class FastSafeLoader(_Base):
     """`yaml.CSafeLoader` (or `SafeLoader`) with the shortcuts of the module's doc."""
 
-    _resolved: ClassVar[dict[tuple[str, Any], str]] = {}
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        # this document's remembered tags: let go with the loader (kept across documents, the unique texts
+        # of a large tag map stayed in the agent's heap: +2.5 MB at 10,000 OPC UA nodes)
+        self._resolved: dict[tuple[str, Any], str] = {}
 
     def resolve(self, kind: type[Node], value: Any, implicit: Any) -> Any:
         if kind is not ScalarNode or self.yaml_path_resolvers:

@@ -164,6 +164,11 @@ def test_the_values_of_a_tag_map_are_pyyaml_s() -> None:
     assert yaml.load("d: 2024-01-02\n", Loader=FastSafeLoader) == {"d": dt.date(2024, 1, 2)}
 
 
-def test_the_resolved_tags_it_remembers_are_bounded() -> None:
-    yaml.load("".join(f"- v{i}\n" for i in range(yamlfast.RESOLVED_KEPT + 500)), Loader=FastSafeLoader)
-    assert len(FastSafeLoader._resolved) <= yamlfast.RESOLVED_KEPT
+def test_the_resolved_tags_it_remembers_are_bounded_and_let_go_with_the_document() -> None:
+    loader = FastSafeLoader("".join(f"- v{i}\n" for i in range(yamlfast.RESOLVED_KEPT + 500)))
+    try:
+        assert len(loader.get_single_data()) == yamlfast.RESOLVED_KEPT + 500
+        assert len(loader._resolved) == yamlfast.RESOLVED_KEPT
+    finally:
+        loader.dispose()
+    assert FastSafeLoader("a: 1\n")._resolved == {}  # nothing kept from another document
