@@ -264,10 +264,14 @@ def _forked(path: Path) -> bytes | None:
 
 
 def _spawned(path: Path) -> bytes | None:
-    """The same made by a new interpreter (`python -m gateway.compact FILE`)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "gateway.compact", str(path)], capture_output=True, timeout=600, check=False
-    )
+    """The same made by a new interpreter (`python -m gateway.compact FILE`); None if it failed or took over
+    10 minutes (the file is then loaded here, which says what is wrong)."""
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "gateway.compact", str(path)], capture_output=True, timeout=600, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
     return out.stdout if out.returncode == 0 else None
 
 

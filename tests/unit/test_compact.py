@@ -334,6 +334,25 @@ async def test_each_device_s_metadata_goes_first_from_tags_validated_once_and_ag
         assert metas(rt, "loom-01")[1]["tags"][4]["unit"] == "m/min"
 
 
+def test_a_child_that_cannot_start_or_finish_leaves_the_file_to_load_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    import gateway.compact as compact_module
+
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(raw_config(tags=12_000)))
+    want = load_gateway_config(path)
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        raise subprocess.TimeoutExpired(args[0], kwargs.get("timeout") or 0)
+
+    monkeypatch.setattr(compact_module, "_can_fork", lambda: False)
+    monkeypatch.setattr(compact_module.subprocess, "run", run)  # every child: this one's and the loader's
+    assert load_compact(path).full() == want
+
+
 def test_the_config_is_loaded_by_a_forked_copy_only_while_no_other_thread_runs() -> None:
     import threading
 
