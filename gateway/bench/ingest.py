@@ -301,7 +301,7 @@ def ledger_samples(ledger_url: str, ent: str) -> int:
 
 
 def floor_run(vm: VictoriaMetrics, ent: str, messages: list[tuple[str, bytes]]) -> dict[str, Any]:
-    from cloud_bridge.wire.codec import decode_data
+    from cloud_bridge.wire.fastdecode import decode_data
 
     decoded = [decode_data(payload) for _, payload in messages]
     lines = [line for msg in decoded for line in to_lines("sf", ent, msg)]

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 NOT_AT_START = ("jinja2", "argon2", "prometheus_client", "simulators", "openpyxl", "asyncua", "influxdb_client",
                 "psycopg", "sqlalchemy", "websockets", "httptools", "matplotlib", "cloud_bridge.cloud",
                 "gateway.bench", "uvicorn", "starlette", "fastapi", "anyio", "gateway.api",
-                "cryptography")  # fmt: skip
+                "cryptography", "msgspec")  # fmt: skip
 
 PROBE = r"""
 import json, os, signal, sys, threading, time, urllib.request

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import lz4.block
+import msgspec
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event, text
@@ -103,6 +106,29 @@ def test_record_data_stats(ledger: Ledger) -> None:
     )  # latest ts, not last in list
     assert (tags["recipe"]["unit"], tags["recipe"]["last_value_text"]) == (None, "A-12")
     assert tags["door"]["last_value_text"] == "true"
+
+
+def test_tag_statistics_pending_from_the_previous_version_fold_alike(tmp_path: Path) -> None:
+    """A ledger upgraded with statistics still pending: a body the previous writer wrote (`json.dumps`, here
+    with non-ASCII text as it wrote it) folds to what the same batch folds to when written now."""
+    batch = data(1, [*MSG.samples, Sample("温度", "高 \u00b0C", 2500)], 温度="°C", speed="rpm")
+    folded = []
+    for old in (False, True):
+        led = Ledger(f"sqlite:///{tmp_path}/{old}.db")
+        assert led.record_data("ent-1", batch)
+        if old:
+            with led.db.engine.begin() as conn:
+                [(pid, body)] = conn.execute(text("SELECT id, body FROM tag_stats_pending")).all()
+                rows = msgspec.json.decode(lz4.block.decompress(body))
+                written = json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode()
+                conn.execute(
+                    text("UPDATE tag_stats_pending SET body = :b WHERE id = :i"),
+                    {"b": lz4.block.compress(written), "i": pid},
+                )
+        folded.append(led.tag_stats("loom-01"))
+        led.close()
+    assert folded[0] == folded[1] and len(folded[0]) == 4
+    assert {t["tag"]: (t["unit"], t["last_value_text"]) for t in folded[0]}["温度"] == ("°C", "高 °C")
 
 
 def test_duplicate_changes_nothing(ledger: Ledger) -> None:

@@ -1,6 +1,7 @@
-"""The data decoder's fast paths (one loop over the samples, a payload-wide check for NUL and surrogates, the
-slug short cut) against the careful reference they replace: the same message, or the same WireError, for
-valid and broken payloads alike."""
+"""The data decoder's fast paths (msgspec's compiled decoder for the well-formed message; in the careful path
+one loop over the samples, a payload-wide check for NUL and surrogates, the slug short cut) against the
+careful reference they replace: the same message, or the same WireError, for valid and broken payloads
+alike, with msgspec and without it."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from cloud_bridge.wire.codec import (
     _sample_checked,
     decode_data,
 )
+from cloud_bridge.wire.fastdecode import decode as msgspec_decode
+from cloud_bridge.wire.fastdecode import decode_data as decode_data_fast
 
 
 def _reference_str(obj: dict[str, Any], key: str, *, slug: bool = False, default: str | None = None) -> str:
@@ -128,7 +131,66 @@ def payload(draw: st.DrawFn) -> bytes:
 @settings(max_examples=1500, deadline=None)
 @given(payload())
 def test_the_fast_decoder_equals_the_reference(data: bytes) -> None:
-    assert outcome(decode_data, data) == outcome(reference_decode_data, data)
+    expected = outcome(reference_decode_data, data)
+    assert outcome(decode_data_fast, data) == expected
+    assert outcome(decode_data, data) == expected  # the careful path alone
+    fast = msgspec_decode(data)
+    assert fast is None or fast == expected
+
+
+_HEAD = '{"v":1,"gw":"gw-1","dev":"dev-1","seq":1,"samples":[{"tag":"t","v":1.5,"ts":1000}],"hist":false}'
+# where a compiled JSON decoder may part from json.loads and the careful checks: every one answered as they do
+MSGSPEC_EDGES = [
+    _HEAD.encode(),
+    *(_HEAD.replace('"v":1,', f'"v":{v},').encode() for v in ("1.0", "true", "2", '"1"', "null")),
+    *(_HEAD.replace('"seq":1', f'"seq":{v}').encode()
+      for v in ("1.0", "true", "-1", str(2**63 - 1), str(2**63), str(2**64), "1e3")),
+    *(_HEAD.replace('"ts":1000', f'"ts":{v}').encode() for v in ("-0", "0", "1000.0", "1e3", str(2**63), "false")),
+    *(_HEAD.replace('"v":1.5', f'"v":{v}').encode()
+      for v in ("NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e-400", "-0.0", "-0", "2.2250738585072011e-308",
+                "0.1000000000000000055511151231257827", "123456789012345678901234567890", str(2**64), str(-(2**63) - 1),
+                "true", "null", '"x"', '"a\\u0000b"', '"\\udfff"', '"' + "x" * 4097 + '"', "[1]", "{}", "1E5", "0e0")),
+    _HEAD.replace('"gw":"gw-1"', '"gw":"gw-1","gw":"gw-2"').encode(),  # a duplicate key: the last one
+    _HEAD.replace('"samples"', '"samples":[],"samples"').encode(),
+    _HEAD.replace('"hist":false', '"hist":false,"ent":null').encode(),
+    _HEAD.replace('"hist":false', '"hist":false,"ent":"e-1","prev":null').encode(),
+    _HEAD.replace('"hist":false', '"hist":false,"prev":"' + "AB" * 32 + '"').encode(),
+    _HEAD.replace('"hist":false', '"hist":false,"prev":"' + "ab" * 32 + '\\n"').encode(),
+    _HEAD.replace('"hist":false', '"hist":false,"units":null').encode(),
+    _HEAD.replace('"hist":false', '"hist":false,"units":{"t":1}').encode(),
+    _HEAD.replace('"hist":false', '"hist":false,"units":{"t":"\\u00b0C","t":"K"}').encode(),
+    _HEAD.replace('"hist":false', '"hist":0').encode(),
+    _HEAD.replace('"samples":[', '"samples":[null,').encode(),
+    _HEAD.replace(',"ts":1000}', ',"ts":1000,"q":null}').encode(),
+    _HEAD.replace(',"ts":1000}', ',"ts":1000,"q":"good","q":"bad"}').encode(),
+    _HEAD.replace('"tag":"t"', '"tag":"' + "x" * 129 + '"').encode(),
+    _HEAD.replace('"tag":"t"', '"tag":"\\u0000"').encode(),
+    _HEAD.replace('"tag":"t"', '"tag":"\\u6e29\\u5ea6"').encode(),  # escaped CJK: not "clean", still fine
+    _HEAD.replace('"tag":"t"', '"tag":"\\udc00"').encode(),
+    _HEAD.replace('"gw":"gw-1"', '"gw":"gw\\u002d1"').encode(),  # an escaped slug
+    (" \n" + _HEAD + " \t").encode(),
+    (_HEAD + "x").encode(),
+    _HEAD.encode()[:-1],
+    b"[]",
+    b'{"v":1,"samples":' + b"[" * 5000 + b"]" * 5000 + b"}",
+    _HEAD.encode().replace(b'"t"', b'"\xff"'),  # not UTF-8
+    "\ufeff".encode() + _HEAD.encode(),  # a byte-order mark
+]  # fmt: skip
+
+
+def test_msgspec_takes_the_well_formed_message_and_leaves_the_rest() -> None:
+    """The fast path is taken (a silent fallback would pass the tests above and lose the speed), and it
+    answers only when the careful path would give the same message."""
+    well_formed = MSGSPEC_EDGES[0]
+    assert msgspec_decode(well_formed) == reference_decode_data(well_formed)
+    assert msgspec_decode(well_formed.replace(b'"hist":false', b'"hist":false,"units":{"t":"kW"}')) is not None
+    taken = 0
+    for data in MSGSPEC_EDGES:
+        fast = msgspec_decode(data)
+        if fast is not None:
+            taken += 1
+            assert fast == reference_decode_data(data), data
+    assert taken >= 10
 
 
 def test_the_fast_decoder_equals_the_reference_on_chosen_payloads() -> None:
@@ -146,8 +208,10 @@ def test_the_fast_decoder_equals_the_reference_on_chosen_payloads() -> None:
         (head % (sample % "x")).encode().replace(b'"gw-1"', b'"gw\\u0000"'),
         (head % ",".join([sample % f"t{i}" for i in range(50)])).encode(),
     ]
-    for data in payloads:
-        assert outcome(decode_data, data) == outcome(reference_decode_data, data), data
+    for data in payloads + MSGSPEC_EDGES:
+        expected = outcome(reference_decode_data, data)
+        assert outcome(decode_data_fast, data) == expected, data
+        assert outcome(decode_data, data) == expected, data
     msg = decode_data(payloads[0])
     assert msg.samples[0] == ("speed", 1.5, 1000, "good") and type(msg.samples[0]).__name__ == "Sample"
     assert math.isinf(json.loads(payloads[6])["samples"][0]["v"])

@@ -74,12 +74,12 @@ from cloud_bridge.wire.codec import (
     Status,
     TopicInfo,
     WireError,
-    decode_data,
     decode_events,
     decode_meta,
     decode_status,
     parse_topic,
 )
+from cloud_bridge.wire.fastdecode import decode_data
 from cloud_bridge.wire.mqtt import host_port, make_client, send_pubacks, share_property_tables
 from cloud_bridge.wire.signing import chain_hash, signed_part
 from edge_config.models import CloudConfig

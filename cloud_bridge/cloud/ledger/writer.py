@@ -16,7 +16,6 @@ per message, `device_activity` per 10 s slot) are turned into ranges and hours a
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 import lz4.block
+import msgspec
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -808,7 +808,7 @@ def _pending_tag_stats(tags: _TagStats) -> bytes | None:
             for (e, g, v), dev in tags.items()]  # fmt: skip
     if not rows:
         return None
-    return lz4.block.compress(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode())
+    return lz4.block.compress(msgspec.json.encode(rows))  # ≈ 5× json.dumps (bench ingest: 3 % of the ingester's CPU)
 
 
 @dataclass(frozen=True, slots=True)
@@ -845,7 +845,7 @@ def _fold(conn: Connection, bulk: _Bulk, fallback: Executable, limit: int) -> in
     taken = conn.execute(delete(tag_stats_pending).where(p.id.in_(ids)).returning(p.id, p.body)).all()
     merged: dict[tuple[str, str, str, str], list[Any]] = {}  # → [unit, samples, last_ts, last_value_text]
     for _, body in sorted(taken, key=lambda r: int(r[0])):  # the order they were recorded in
-        for e, g, v, dev_tags in json.loads(lz4.block.decompress(body)):
+        for e, g, v, dev_tags in msgspec.json.decode(lz4.block.decompress(body)):
             for tag, n, ts, text, unit in dev_tags:
                 m = merged.get((e, g, v, tag))
                 if m is None:

@@ -53,7 +53,8 @@ from cloud_bridge.cloud.ledger.schema import (
 from cloud_bridge.cloud.ledger.sqldb import Database
 from cloud_bridge.cloud.trust import archive
 from cloud_bridge.cloud.trust.registry import Registry
-from cloud_bridge.wire.codec import DataMessage, EventMessage, WireError, decode_data, decode_events
+from cloud_bridge.wire.codec import DataMessage, EventMessage, WireError, decode_events
+from cloud_bridge.wire.fastdecode import decode_data
 from cloud_bridge.wire.signing import GENESIS, Checkpoint, SignatureError, decode_checkpoint, verify_sealed
 
 MARGIN_MS = 3_600_000  # checkpoints sealed up to an hour outside the period are read too
