@@ -107,6 +107,31 @@ def test_the_series_cap_counts_exactly_only_near_the_cap(tmp_path: Path) -> None
         again.ledger.close()
 
 
+def test_the_series_sets_keep_one_string_per_name(tmp_path: Path) -> None:
+    """The cap's sets hold each tag and device name once, however many devices, gateways and messages
+    carry it (each message decodes its own strings): ≈ 10⁶ series of a city in 43 MB instead of 95."""
+    ts = now_ms()
+    ing = ingester(tmp_path, max_series_per_gateway=1000)
+    other = Topics("sf/v1", "ent-1", "gw-2")
+    try:
+        for seq, dev in enumerate(["d1", "d2", "d3"], start=1):
+            ing.handle_batch([data(seq, [Sample(f"tag-{i}", 1.0, ts) for i in range(5)], dev=dev)])
+        m = mqtt.MQTTMessage(topic=other.data("d1").encode())
+        m.payload = envelope("gw-2", "d1", 1, False, encode_data_body([Sample("tag-0", 1.0, ts)]))
+        ing.handle_batch([m])
+        assert ing.ledger.received_count() == 4
+        kept = [(dev, tag) for devices in ing._series.values() for dev, tags in devices.items() for tag in tags]
+        assert len(kept) == 16
+        by_name: dict[str, set[int]] = {}
+        for dev, tag in kept:
+            by_name.setdefault(tag, set()).add(id(tag))
+            by_name.setdefault(dev, set()).add(id(dev))
+        assert len(by_name["tag-0"]) == 1 and len(by_name["d1"]) == 1, "one object per name"
+        assert all(len(ids) == 1 for ids in by_name.values())
+    finally:
+        ing.ledger.close()
+
+
 def test_dead_letters_are_deleted_after_their_retention(tmp_path: Path) -> None:
     ing = ingester(tmp_path, dead_letter_retention="1s")
     try:

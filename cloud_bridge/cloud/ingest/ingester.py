@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import chain
+from sys import intern
 from typing import Any, NamedTuple, TypeVar
 
 import paho.mqtt.client as mqtt
@@ -740,7 +741,9 @@ class Ingester:
             return False
         key = (p.ent, msg.gw)
         devices = self._series[key]
-        known = devices.setdefault(msg.dev, set())
+        known = devices.get(msg.dev)
+        if known is None:
+            known = devices[intern(msg.dev)] = set()
         tags = {s.tag for s in msg.samples}
         if tags <= known:
             return False
@@ -749,13 +752,13 @@ class Ingester:
         if self._series_count[key] + len(new) > cap and key not in self._series_exact:
             exact: dict[str, set[str]] = {}
             for dev, tag in self._retry(partial(self.ledger.series, p.ent, msg.gw)):
-                exact.setdefault(dev, set()).add(tag)
+                exact.setdefault(intern(dev), set()).add(intern(tag))
             for dev, seen in devices.items():  # let through in a batch not recorded yet: counted too
                 exact.setdefault(dev, set()).update(seen)
             self._series[key] = devices = exact
             self._series_count[key] = sum(len(t) for t in exact.values())
             self._series_exact.add(key)
-            known = devices.setdefault(msg.dev, set())
+            known = devices.setdefault(intern(msg.dev), set())
             new = tags - known
             if not new:
                 return False
@@ -763,7 +766,9 @@ class Ingester:
             p.reason = f"{len(new)} new series would take {p.ent}/{msg.gw} past limits.max_series_per_gateway ({cap})"
             p.record, p.samples = None, 0
             return True
-        known.update(new)
+        # one string per tag name however many devices and gateways carry it: the names repeat (devices of
+        # one model), the strings each message decodes do not (≈ 10⁶ series: 95 → 43 MB, README "Ingester")
+        known.update(map(intern, new))
         self._series_count[key] += len(new)
         return False
 
