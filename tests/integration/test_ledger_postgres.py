@@ -251,7 +251,7 @@ def test_pending_tag_stats_fold_once_whoever_folds(pg_ledger: Ledger, pg_url: st
     try:
         results: list[int] = []
         with pg_ledger.db.transaction() as conn:  # the first fold holds the pending rows, not committed
-            first = _fold(conn, pg_ledger._bulk.tag_stats, pg_ledger._writes.tag_stats, 200)
+            first, _ = _fold(conn, pg_ledger._bulk.tag_stats, pg_ledger._writes.tag_stats, 200)
             waiting = threading.Thread(target=lambda: results.append(other.fold_tag_stats()))
             waiting.start()
             waiting.join(0.5)

@@ -101,3 +101,42 @@ def test_the_plan_is_taken_for_the_bulk_writes_and_refused_where_it_would_bind_o
             assert len(writer._PLANS) == before  # compiled once
     finally:
         led.close()
+
+
+def test_a_fold_takes_batches_until_its_rows_reach_the_bound(tmp_path: Path, monkeypatch: Any) -> None:
+    """Batches of many distinct rows are folded a few at a time (memory), batches that merge into few rows
+    all at once (fewer statements); the statistics equal one fold of everything, every batch once."""
+    monkeypatch.setattr(writer, "FOLD_CHUNK", 2)
+    taken: list[int] = []
+    fold = writer._fold
+
+    def counting(conn: Any, bulk: Any, fallback: Any, limit: int) -> tuple[int, bool]:
+        n, more = fold(conn, bulk, fallback, limit)
+        taken.append(n)
+        return n, more
+
+    monkeypatch.setattr(writer, "_fold", counting)
+    results = []
+    for name, bound in (("bounded", 40), ("whole", 10**9)):
+        monkeypatch.setattr(writer, "FOLD_ROWS", bound)
+        led = Ledger(f"sqlite:///{tmp_path}/{name}.db")
+        try:
+            for seq in range(1, 31):  # 30 batches, each of 10 tags no other batch has
+                samples = [Sample(f"t{seq}-{i}", float(i), 1_000 + seq) for i in range(10)]
+                led.record_batch([("e", DataMessage("gw", "d", seq, False, tuple(samples), {}))])
+            taken.clear()
+            assert led.fold_tag_stats() == 30
+            distinct = list(taken)
+            for seq in range(31, 61):  # then 30 batches of the same 10 tags: they merge
+                samples = [Sample(f"t1-{i}", float(seq), 1_000 + seq) for i in range(10)]
+                led.record_batch([("e", DataMessage("gw", "d", seq, False, tuple(samples), {}))])
+            taken.clear()
+            assert led.fold_tag_stats() == 30
+            results.append((distinct, list(taken), led.tag_stats("d")))
+        finally:
+            led.close()
+    (distinct, same, stats), (_, _, whole) = results
+    assert distinct == [4, 4, 4, 4, 4, 4, 4, 2]  # 40 rows merged: written, the rest in the next transaction
+    assert same == [30]  # 10 rows however many batches
+    assert stats == whole and len(stats) == 300
+    assert {t["tag"]: (t["samples"], t["last_value_text"]) for t in stats}["t1-3"] == (31, "60.0")
