@@ -65,7 +65,7 @@ def free_port_block(count: int) -> int:
     raise RuntimeError(f"no {count} consecutive free ports")
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return True
@@ -155,7 +155,7 @@ class MosquittoServer:
                 [MOSQUITTO_BIN, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
             )
         deadline = time.monotonic() + START_TIMEOUT
-        while not _port_open(self.port):
+        while not port_open(self.port):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {_tail(self._log)}")
             if time.monotonic() > deadline:

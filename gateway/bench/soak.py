@@ -24,7 +24,15 @@ from typing import Any
 
 import yaml
 
-from gateway.bench.servers import MosquittoServer, free_port, proc_cpu_seconds, start_with_retry, stop_process
+from gateway.bench.servers import (
+    MosquittoServer,
+    free_port,
+    free_port_block,
+    port_open,
+    proc_cpu_seconds,
+    start_with_retry,
+    stop_process,
+)
 from gateway.users import UserStore
 
 LOOMS = 4
@@ -71,12 +79,22 @@ def flatness(samples: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def run_soak(hours: float, every: float, poll: str, broker_restart: float, workdir: Path) -> dict[str, Any]:
-    base = free_port()
+    base = free_port_block(LOOMS)  # one port per loom
     sims = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "simulate", "--industry", "textiles", "--devices", f"{LOOMS},0",
          "--port", str(base)],
         stdout=subprocess.DEVNULL, stderr=(workdir / "simulators.log").open("wb"),
     )  # fmt: skip
+    # the looms' ports taken before any other port is chosen: a broker or API port inside the block, picked
+    # while the simulators were still starting, left a loom without its port (a flaky smoke test)
+    deadline = time.monotonic() + 60
+    while not all(port_open(base + i) for i in range(LOOMS)):
+        if sims.poll() is not None or time.monotonic() > deadline:
+            stop_process(sims)
+            raise RuntimeError(
+                f"the simulators did not listen on {base}..{base + LOOMS - 1}; see {workdir}/simulators.log"
+            )
+        time.sleep(0.1)
     broker = start_with_retry(lambda port: MosquittoServer(port, workdir / "mq", persistence=True))
     from simulators.workshop import Workshop, WorkshopSpec
 
@@ -95,7 +113,6 @@ def run_soak(hours: float, every: float, poll: str, broker_restart: float, workd
     users = UserStore(workdir / "data" / "users.json")
     users.add("soak", "viewer", secrets.token_hex(16))
     token = users.add_token("soak")
-    time.sleep(1.0)  # the simulators listen
     agent = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "run", "-c", str(workdir / "gw.yaml")],
         stdout=subprocess.DEVNULL, stderr=(workdir / "agent.log").open("wb"),
@@ -158,6 +175,9 @@ def report(r: dict[str, Any]) -> str:
     if not v.get("enough_samples"):
         lines.append("  样本不足 / not enough samples for a verdict (run longer)")
         return "\n".join(lines)
+    if not r["samples_read"]:
+        lines.append(f"  未读到数据 / no sample read: an idle agent, no verdict (see {r['workdir']}/*.log)")
+        return "\n".join(lines)
     for key, name in (("rss_mb", "RSS"), ("fds", "open files"), ("threads", "threads")):
         x = v[key]
         lines.append(
@@ -174,4 +194,4 @@ def cmd_soak(args: argparse.Namespace) -> int:
     print(report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
-    return 0 if result["agent_exit"] == 0 else 1
+    return 0 if result["agent_exit"] == 0 and result["samples_read"] else 1
