@@ -177,3 +177,22 @@ def test_any_upload_is_unpacked_inside_or_refused(tmp_path_factory: pytest.TempP
         assert root.resolve().is_relative_to(dest.resolve())
     outside = [p for p in base.rglob("*") if not p.resolve().is_relative_to(dest.resolve())]
     assert outside == [], outside
+
+
+def test_a_folder_over_a_file_and_damaged_offsets_are_refused_not_raised(tmp_path: Path) -> None:
+    """Two uploads the fuzz test above found raising instead of refusing: a folder entry where a file of the
+    same name was unpacked (or a file inside a path that is a file), and a zip whose central directory points
+    its entries before the start of the data (zipfile seeks to a negative offset)."""
+    for i, entries in enumerate(({"a": b"x", "a/": b""}, {"a": b"x", "a/b": b"y"})):
+        dest = tmp_path / f"folder-{i}"
+        dest.mkdir()
+        with pytest.raises(PackRefused, match="a file and a folder of the same name"):
+            unpack_zip(make_zip(entries), dest)
+    good = make_zip({"manifest.json": b"{}"})
+    end = good.rfind(b"PK\x05\x06")  # the end of central directory record: its offset field at +16
+    offset = int.from_bytes(good[end + 16 : end + 20], "little")
+    damaged = good[: end + 16] + (offset + (1 << 24)).to_bytes(4, "little") + good[end + 20 :]
+    dest = tmp_path / "damaged"
+    dest.mkdir()
+    with pytest.raises(PackRefused, match="cannot be unpacked"):
+        unpack_zip(damaged, dest)

@@ -95,10 +95,12 @@ def unpack_zip(data: bytes, dest: Path) -> Path:
         written = 0
         for info in infos:
             target = dest.joinpath(*_safe_name(info.filename).parts)
+            try:
+                (target if info.is_dir() else target.parent).mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise PackRefused(f"{info.filename!r}: a file and a folder of the same name") from None
             if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with archive.open(info) as src, target.open("xb") as out:
                     while chunk := src.read(_CHUNK):
@@ -106,9 +108,14 @@ def unpack_zip(data: bytes, dest: Path) -> Path:
                         if written > MAX_UNPACKED:  # the sizes in the zip lied
                             raise PackRefused(f"more than {MAX_UNPACKED >> 20} MB once unpacked")
                         out.write(chunk)
+            except PackRefused:
+                raise
             except FileExistsError:
                 raise PackRefused(f"{info.filename!r}: appears twice") from None
-            except (zipfile.BadZipFile, EOFError, NotImplementedError, OSError) as e:
+            except IsADirectoryError:
+                raise PackRefused(f"{info.filename!r}: a file and a folder of the same name") from None
+            # ValueError: zipfile seeking before the data (a central directory that lies about offsets)
+            except (zipfile.BadZipFile, EOFError, NotImplementedError, OSError, ValueError) as e:
                 raise PackRefused(f"{info.filename!r}: cannot be unpacked ({e})") from None
     if (dest / MANIFEST).is_file():
         return dest
