@@ -47,14 +47,24 @@ def skip_monitored_item_copies() -> None:
 async def _serve_bulk(args: argparse.Namespace) -> None:
     sim = OpcUaSimulator([], host=args.host, port=args.port, pki_dir=args.pki_dir, security=args.security.split(","),
                          bulk=args.bulk, period=args.period, type_test=False)  # fmt: skip
+    stop = _stop_on_signals()
     await sim.start()
     gc.collect()
     gc.freeze()  # the address space lives for the whole run: keep it out of the GC's full passes
     print(f"ready {sim.endpoint} bulk={sim.bulk}", flush=True)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
-        await sim.close()
+        await sim.close()  # its temporary PKI directory too
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (how the benches and `edgegw simulate` stop this process)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 async def _serve_shard(args: argparse.Namespace) -> None:
@@ -66,10 +76,7 @@ async def _serve_shard(args: argparse.Namespace) -> None:
         security=tuple(args.security.split(",")), faults=fault_specs(args.fault), period=args.period,
     )  # fmt: skip
     ws = Workshop(spec, serve_shards={args.shard}, local=False, pki_dir=args.pki_dir)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     await ws.start()
     gc.collect()
     gc.freeze()

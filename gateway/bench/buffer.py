@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -63,4 +64,6 @@ def cmd_buffer(args: argparse.Namespace) -> int:
     )
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=2))
+    if not args.dir:
+        shutil.rmtree(directory, ignore_errors=True)
     return 0

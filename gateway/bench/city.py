@@ -64,7 +64,14 @@ from cloud_bridge.wire.mqtt import host_port, make_client
 from edge_config.models import MqttSection
 from gateway.bench.city_seed import SeedEnterprise, load
 from gateway.bench.ingest import _end_session, _width, cloud_config, preload
-from gateway.bench.servers import MosquittoServer, VictoriaMetrics, free_port, proc_cpu_seconds, start_with_retry
+from gateway.bench.servers import (
+    BenchFailed,
+    MosquittoServer,
+    VictoriaMetrics,
+    free_port,
+    proc_cpu_seconds,
+    start_with_retry,
+)
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SAMPLES = 10  # per message
@@ -158,7 +165,7 @@ class VirtualGateway:
         """`count` data messages sealed at once: (topic, payload, seq), the checkpoint (seq None) first."""
         buf, pub = self._buffer, self._publisher
         if buf is None or pub is None:
-            raise RuntimeError("open the gateway first")
+            raise BenchFailed("open the gateway first")
         bodies = [self._body(ts) for _ in range(count)]
         buf.enqueue([Outgoing("data", self.topics.data(d), d, b, samples=SAMPLES) for d, b in bodies], ts)
         buf.seal_if_due(ts, force=True)
@@ -399,7 +406,7 @@ def drain_phase(
     reports = workers.stop()
     got = recorded_keys(ledger) - before
     if not all(reports):
-        raise RuntimeError(f"an ingester process failed; see {work}/*.log")
+        raise BenchFailed(f"an ingester process failed; see {work}/*.log")
     wall = max(r["t_last"] for r in reports) - min(r["t_start"] for r in reports)
     samples = sum(r["samples"] for r in reports)
     return {
@@ -615,7 +622,7 @@ def serve_api(ledger_url: str, seed: list[SeedEnterprise]) -> Iterator[tuple[str
     deadline = time.monotonic() + 30
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the evidence API did not start")
+            raise BenchFailed("the evidence API did not start")
         time.sleep(0.05)
     try:
         yield f"http://127.0.0.1:{port}", app
@@ -664,7 +671,7 @@ def api_phase(ledger_url: str, seed: list[SeedEnterprise], days: int, calls: int
         fill = _first_fill(app)
         status, body, cold = _get(f"{base}/api/v1/overview?{q}", token)
         if status != 200:
-            raise RuntimeError(f"GET /api/v1/overview: {status} {body[:300]!r}")
+            raise BenchFailed(f"GET /api/v1/overview: {status} {body[:300]!r}")
         ov = json.loads(body)
         warm = [_get(f"{base}/api/v1/overview?{q}", token)[2] for _ in range(max(1, calls))]
         ev_status, ev_body, ev_s = _get(f"{base}/api/v1/enterprises/{big.id}/evidence?{q}", token)

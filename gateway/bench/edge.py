@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,7 +36,14 @@ from typing import Any
 
 import yaml
 
-from gateway.bench.servers import MosquittoServer, free_port, proc_cpu_seconds, start_with_retry, stop_process
+from gateway.bench.servers import (
+    BenchFailed,
+    MosquittoServer,
+    free_port,
+    proc_cpu_seconds,
+    start_with_retry,
+    stop_process,
+)
 from gateway.users import UserStore
 
 ENT, GW = "ent-bench", "gw-bench"
@@ -66,7 +74,7 @@ class Arrivals:
         self.client.subscribe([("sf/v1/+/+/+/data", 1), ("bare/+/data", 1)])
         self.client.loop_start()
         if not ready.wait(10):
-            raise RuntimeError("the counting subscriber could not subscribe")
+            raise BenchFailed("the counting subscriber could not subscribe")
 
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
         now = time.time() * 1000
@@ -92,7 +100,7 @@ class Arrivals:
 def _window(proc: subprocess.Popen[bytes], arrivals: Arrivals, warmup: float, seconds: float) -> dict[str, Any]:
     time.sleep(warmup)
     if proc.poll() is not None:
-        raise RuntimeError(f"the measured process exited with {proc.returncode}")
+        raise BenchFailed(f"the measured process exited with {proc.returncode}")
     arrivals.take()
     cpu0, t0 = proc_cpu_seconds(proc.pid), time.monotonic()
     time.sleep(seconds)
@@ -268,7 +276,7 @@ def start_bare(work: Path, spec: dict[str, Any]) -> subprocess.Popen[bytes]:
     )
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != b"ready":
-        raise RuntimeError(f"the bare loop did not start; see {work}/bare.log")
+        raise BenchFailed(f"the bare loop did not start; see {work}/bare.log")
     return proc
 
 
@@ -316,12 +324,12 @@ def run_edge_bench(
     finally:
         arrivals.close()
         broker.stop()
+    shutil.rmtree(work, ignore_errors=True)  # a clean run; a failed one keeps it for its logs
     return {
         "workload": {"devices": devices, "registers": registers, "tags": len(tags) * devices, "interval_s": interval,
                      "seconds": seconds, "warmup_s": warmup},
         "runs": runs,
         "goals": {"ratio_at_100": 2.0, "ratio_at_10": 1.2},
-        "workdir": str(work),
     }  # fmt: skip
 
 
@@ -394,7 +402,7 @@ def run_memory_bench(
                         started = time.monotonic() - t0
                         break
                     if gw.poll() is not None:
-                        raise RuntimeError(f"the agent exited; see {work}/gateway.log")
+                        raise BenchFailed(f"the agent exited; see {work}/gateway.log")
                     time.sleep(0.05)
                 fig = _window(gw, arrivals, settle, seconds)
                 online, total = devices_online(listen, token)  # the console's first request: the web stack loads
@@ -412,6 +420,7 @@ def run_memory_bench(
     finally:
         arrivals.close()
         broker.stop()
+    shutil.rmtree(work, ignore_errors=True)  # a clean run; a failed one keeps it for its logs
     return {"protocol": protocol, "interval_s": interval, "change": 1.0 if protocol == "opcua" else change,
             "points": out, "goals_mb": {"10000": 60, "100000": 200}}  # fmt: skip
 

@@ -56,7 +56,7 @@ from cloud_bridge.wire.codec import Sample, Topics, encode_data_body, envelope
 from cloud_bridge.wire.mqtt import host_port, make_client
 from cloud_bridge.wire.signing import decode_checkpoint
 from edge_config.models import CloudConfig, InfluxSection, MqttSection
-from gateway.bench.servers import MosquittoServer, VictoriaMetrics, proc_cpu_seconds, start_with_retry
+from gateway.bench.servers import BenchFailed, MosquittoServer, VictoriaMetrics, proc_cpu_seconds, start_with_retry
 
 GOAL = 100_000  # samples/s for one ingester
 GOAL_MESSAGES = 10_000  # messages/s for one ingester (small messages)
@@ -256,7 +256,7 @@ def _offline_session(host: str, port: int, client_id: str, group: str) -> None:
     c.loop_start()
     c.subscribe(f"$share/{group}/sf/v1/#", qos=1)
     if not subscribed.wait(10):
-        raise RuntimeError("preload: the broker did not grant the subscription")
+        raise BenchFailed("preload: the broker did not grant the subscription")
     c.disconnect()
     c.loop_stop()
 
@@ -497,7 +497,7 @@ def ingesters_run(
     for cid in client_ids:
         _end_session(*host_port(broker.url), cid)
     if not all(reports):
-        raise RuntimeError(f"an ingester process failed; see {work}/*.log")
+        raise BenchFailed(f"an ingester process failed; see {work}/*.log")
     start = min(r["t_start"] for r in reports)
     end = max(r["t_last"] for r in reports)
     wall = end - start

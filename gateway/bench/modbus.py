@@ -42,6 +42,7 @@ from drivers.modbus import ModbusDriver
 from drivers.modbus.plan import Block, plan_blocks
 from edge_config.modbus import parse_address
 from edge_config.models import ModbusTcpDevice
+from gateway.bench.servers import BenchFailed
 from gateway.channel import DeviceChannel, DeviceState
 from gateway.heap import settle_heap
 from gateway.normalize import Normalizer, TagSpec
@@ -241,7 +242,7 @@ class Simulators:
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
             self.close()
-            raise RuntimeError(f"the simulator process did not start: {line!r}")
+            raise BenchFailed(f"the simulator process did not start: {line!r}")
 
     def cpu_seconds(self) -> float | None:
         """The simulator process's CPU so far (Linux only)."""
@@ -340,7 +341,7 @@ async def bare_phase(ports: list[int], blocks: list[Block], interval: float, war
     clients = [AsyncModbusTcpClient("127.0.0.1", port=p, retries=0, reconnect_delay=0, timeout=2) for p in ports]
     for c in clients:
         if not await c.connect():
-            raise RuntimeError("the bare client could not connect to the simulator")
+            raise BenchFailed("the bare client could not connect to the simulator")
 
     async def device(client: Any, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -387,7 +388,7 @@ class _NormalizingChannel:
 
     def set_online(self, online: bool, reason: str) -> None:
         if not online:
-            raise RuntimeError(f"{self.state.id} went offline during the bench: {reason}")
+            raise BenchFailed(f"{self.state.id} went offline during the bench: {reason}")
 
     def emit_changes(self, scan: Changes) -> int:
         self.state.samples_read += scan.read

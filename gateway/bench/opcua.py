@@ -32,6 +32,8 @@ from typing import Any
 
 import yaml
 
+from gateway.bench.servers import BenchFailed
+
 GOAL_CPU_RATIO = 1.5
 GOAL_P99_MS = 250.0
 SAMPLING_MS = 1000.0  # the nodes change once per second
@@ -164,7 +166,7 @@ async def _gateway(config_path: str, seconds: float, warmup: float) -> dict[str,
         while not state.online and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         if not state.online:
-            raise RuntimeError(f"the gateway did not get {DEV} online: {state.reason}")
+            raise BenchFailed(f"the gateway did not get {DEV} online: {state.reason}")
         await asyncio.sleep(warmup)
         n0, c0, t0, w0 = state.samples_read, time.process_time(), time.monotonic(), time.time()
         await asyncio.sleep(seconds)
@@ -217,7 +219,7 @@ def _run_worker(args: list[str], timeout: float) -> dict[str, Any]:
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"worker {args[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        raise BenchFailed(f"worker {args[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(lines[-1])
     return result
 
@@ -239,7 +241,7 @@ class _Simulator:
         line = self.proc.stdout.readline()  # "ready opc.tcp://... bulk=N" once serving
         if not line.startswith("ready "):
             self.__exit__()
-            raise RuntimeError(f"the OPC UA simulator did not start: {line!r}")
+            raise BenchFailed(f"the OPC UA simulator did not start: {line!r}")
         return line.split()[1]
 
     def __exit__(self, *exc: object) -> None:
@@ -270,7 +272,7 @@ class _LatencySpy:
         self.client.subscribe(f"sf/v1/{ENT}/{GW}/{DEV}/data", qos=1)
         self.client.loop_start()
         if not ready.wait(10):
-            raise RuntimeError("the latency subscriber could not subscribe")
+            raise BenchFailed("the latency subscriber could not subscribe")
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         now = time.time()

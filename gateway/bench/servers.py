@@ -36,6 +36,10 @@ class MissingBinary(FileNotFoundError):
     """A server binary is not installed (the message names the Debian package)."""
 
 
+class BenchFailed(RuntimeError):
+    """A bench could not measure (a server or process did not start or failed): the reason, for the user."""
+
+
 def _require_binary(path: str, package: str) -> None:
     if not os.access(path, os.X_OK):
         raise MissingBinary(f"{path} not found: install the Debian package {package!r} (apt-get install {package})")
@@ -62,7 +66,7 @@ def free_port_block(count: int) -> int:
         base = free_port()
         if base + count <= 65536 and all(port_free(base + i) for i in range(1, count)):
             return base
-    raise RuntimeError(f"no {count} consecutive free ports")
+    raise BenchFailed(f"no {count} consecutive free ports")
 
 
 def port_open(port: int) -> bool:
@@ -73,7 +77,7 @@ def port_open(port: int) -> bool:
         return False
 
 
-def _tail(path: Path, chars: int = 2000) -> str:
+def log_tail(path: Path, chars: int = 2000) -> str:
     try:
         return path.read_text(errors="replace")[-chars:]
     except OSError:
@@ -110,9 +114,9 @@ def start_with_retry(make: Callable[[int], S], attempts: int = 3) -> S:
         try:
             server.start()
             return server
-        except RuntimeError as e:
+        except BenchFailed as e:
             last = e
-    raise RuntimeError(f"could not start server: {last}")
+    raise BenchFailed(f"could not start server: {last}")
 
 
 class MosquittoServer:
@@ -157,10 +161,10 @@ class MosquittoServer:
         deadline = time.monotonic() + START_TIMEOUT
         while not port_open(self.port):
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {_tail(self._log)}")
+                raise BenchFailed(f"mosquitto exited with {self.proc.returncode}: {log_tail(self._log)}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"mosquitto did not listen on {self.port} within {START_TIMEOUT} s")
+                raise BenchFailed(f"mosquitto did not listen on {self.port} within {START_TIMEOUT} s")
             time.sleep(0.02)
 
     def stop(self) -> None:
@@ -211,7 +215,7 @@ class VictoriaMetrics:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"victoria-metrics exited with {self.proc.returncode}: {_tail(self._log)}")
+                raise BenchFailed(f"victoria-metrics exited with {self.proc.returncode}: {log_tail(self._log)}")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=0.5) as r:
                     if r.status == 200:
@@ -220,7 +224,7 @@ class VictoriaMetrics:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"victoria-metrics was not healthy on {self.port} within {START_TIMEOUT} s")
+                raise BenchFailed(f"victoria-metrics was not healthy on {self.port} within {START_TIMEOUT} s")
             time.sleep(0.05)
 
     def stop(self) -> None:

@@ -31,8 +31,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.bench.servers import BenchFailed, log_tail
+
 KINDS = 11  # kinds of machine in `--industry all`
-STATS_EVERY = 5.0
+STATS_EVERY = 5.0  # seconds between the simulator's stats lines (shorter for a shorter window)
 
 
 def cmd_simulators(args: argparse.Namespace) -> int:
@@ -78,10 +80,11 @@ class Simulator:
 
         self.config = tmp / f"gw-{protocol}.yaml"
         per_kind = math.ceil(args.devices / KINDS)
+        self.every = min(STATS_EVERY, max(0.5, args.seconds / 2))  # a line before the window and one after
         self.cmd = [sys.executable, "-m", "gateway.cli", "simulate", "--industry", "all", "--devices", str(per_kind),
                     "--protocol", protocol, "--points", str(points_for(args.tags)),
                     "--point-change", str(args.point_change), "--write-config", str(self.config),
-                    "--data-dir", str(tmp / "edge"), "--stats-every", str(STATS_EVERY)]  # fmt: skip
+                    "--data-dir", str(tmp / "edge"), "--stats-every", str(self.every)]  # fmt: skip
         if protocol == "modbus":
             self.cmd += ["--port", str(free_port_block(per_kind * KINDS))]
         else:
@@ -98,7 +101,7 @@ class Simulator:
         deadline = time.monotonic() + 600
         while not self.config.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the simulator did not start: {self.log.read_text()[-2000:]}")
+                raise BenchFailed(f"the simulator did not start: {log_tail(self.log)}")
             time.sleep(0.2)
         return self
 
@@ -109,11 +112,19 @@ class Simulator:
                 self.lines.append((time.time(), json.loads(line)["stats"]))
 
     def loops(self, start: float, end: float) -> dict[str, dict[str, float]]:
-        """Each update loop's work between the stats lines bracketing [start, end], by name."""
-        inside = [s for t, s in self.lines if start - STATS_EVERY <= t <= end + STATS_EVERY]
-        if len(inside) < 2:
-            raise RuntimeError("the simulator printed too few stats lines in the window")
-        first, last = inside[0], inside[-1]
+        """Each update loop's work between the stats lines bracketing [start, end], by name: the last line
+        printed before `start` (the first line, when the window began before it) and the first after `end`,
+        waited for (a line every `every` seconds)."""
+        deadline = time.monotonic() + 3 * self.every
+        while not any(t >= end for t, _ in self.lines):
+            if time.monotonic() > deadline or (self.proc is not None and self.proc.poll() is not None):
+                raise BenchFailed(f"the simulator printed no stats line after the window: {log_tail(self.log)}")
+            time.sleep(0.1)
+        lines = list(self.lines)
+        first = next((s for t, s in reversed(lines) if t <= start), lines[0][1])
+        last = next(s for t, s in lines if t >= end)
+        if first is last:
+            raise BenchFailed(f"the simulator printed one stats line over the window: {log_tail(self.log)}")
         out = {"modbus": window(first["modbus"] | {"cpu_s": first["cpu_s"]}, last["modbus"] | {"cpu_s": last["cpu_s"]})}
         out["modbus"]["seconds"] = last["ts"] - first["ts"]
         for a, b in zip(first.get("shards", []), last.get("shards", []), strict=False):
@@ -144,9 +155,8 @@ def run_one(protocol: str, args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
         lines = [ln for ln in reader.stdout.splitlines() if ln.startswith("{")]
         if reader.returncode != 0 or not lines:
-            raise RuntimeError(f"the {protocol} reader failed: {reader.stderr[-2000:]}")
+            raise BenchFailed(f"the {protocol} reader failed: {reader.stderr[-2000:]}")
         read: dict[str, Any] = json.loads(lines[-1])
-        time.sleep(STATS_EVERY + 0.5)  # the stats line after the window
         loops = sim.loops(read["window"][0], read["window"][1])
     seconds = loops["modbus"]["seconds"] or args.seconds
     sim_cpu = sum(v["cpu_s"] for v in loops.values())

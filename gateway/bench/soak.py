@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from typing import Any
 import yaml
 
 from gateway.bench.servers import (
+    BenchFailed,
     MosquittoServer,
     free_port,
     free_port_block,
@@ -91,7 +93,7 @@ def run_soak(hours: float, every: float, poll: str, broker_restart: float, workd
     while not all(port_open(base + i) for i in range(LOOMS)):
         if sims.poll() is not None or time.monotonic() > deadline:
             stop_process(sims)
-            raise RuntimeError(
+            raise BenchFailed(
                 f"the simulators did not listen on {base}..{base + LOOMS - 1}; see {workdir}/simulators.log"
             )
         time.sleep(0.1)
@@ -125,7 +127,7 @@ def run_soak(hours: float, every: float, poll: str, broker_restart: float, workd
         while time.monotonic() - t0 < hours * 3600:
             time.sleep(every)
             if agent.poll() is not None:
-                raise RuntimeError(f"the agent exited with {agent.returncode}; see {workdir}/agent.log")
+                raise BenchFailed(f"the agent exited with {agent.returncode}; see {workdir}/agent.log")
             samples.append({"t_s": round(time.monotonic() - t0, 1), **proc_sample(agent.pid)})
             if time.monotonic() >= next_restart:
                 broker.stop()
@@ -191,7 +193,11 @@ def report(r: dict[str, Any]) -> str:
 def cmd_soak(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="edgegw-bench-soak-"))
     result = run_soak(args.hours, args.every, args.poll, args.broker_restart, work)
+    clean = result["agent_exit"] == 0 and bool(result["samples_read"])
+    if clean:  # a run that failed keeps its work directory for the logs
+        shutil.rmtree(work, ignore_errors=True)
+        result["workdir"] = None
     print(report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
-    return 0 if result["agent_exit"] == 0 and result["samples_read"] else 1
+    return 0 if clean else 1

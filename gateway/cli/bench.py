@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
 
 def later(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """`module.function(args)`, imported when the bench runs; a bench that could not measure (a server
+    missing or failing, a process that did not start) says why in one line and exits 1, no traceback."""
+
     def run(args: argparse.Namespace) -> int:
-        return int(getattr(importlib.import_module(module), function)(args))
+        from gateway.bench.servers import BenchFailed, MissingBinary
+
+        try:
+            return int(getattr(importlib.import_module(module), function)(args))
+        except (BenchFailed, MissingBinary) as e:
+            print(f"edgegw bench {args.bench_command}: {e}", file=sys.stderr)
+            return 1
 
     return run
 

@@ -1,11 +1,15 @@
-"""The benches that need no servers to compare against, seconds long (the figures of real runs are in the
-README): `edgegw bench soak` runs the agent as users do, restarts the broker under it, samples the process
-and says whether it stays flat; `edgegw bench buffer` measures the fsync per scan; `edgegw bench ledger-size`
-measures the ledger's bytes per device-hour (SQLite, and the machine's PostgreSQL where it answers)."""
+"""A seconds-long smoke of every `edgegw bench` (the figures of real runs are in the README): each runs the
+path users run against real servers and simulators, gives its figures, and removes its work directory after
+a clean run. `edgegw bench soak` runs the agent as users do, restarts the broker under it, samples the
+process and says whether it stays flat; `edgegw bench buffer` measures the fsync per scan; `edgegw bench
+ledger-size` measures the ledger's bytes per device-hour (SQLite, and the machine's PostgreSQL where it
+answers); `edge`, `modbus`, `opcua`, `pipeline` and `simulators` as the README's Performance section runs
+them, on a few devices for a few seconds."""
 
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +22,18 @@ from gateway.cli import main
 pytestmark = pytest.mark.integration
 
 
-def test_soak_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def bench_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the benches, and the processes they start, make their temporary directories in this test (to
+    see them removed)."""
+    d = tmp_path / "bench-tmp"
+    d.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(d))
+    monkeypatch.setenv("TMPDIR", str(d))
+    return d
+
+
+def test_soak_smoke(tmp_path: Path, bench_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "soak.json"
     code = main(["bench", "soak", "--hours", "0.004", "--every", "1", "--broker-restart", "6", "--json", str(out)])
     assert code == 0, capsys.readouterr()
@@ -27,6 +42,7 @@ def test_soak_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert r["devices_online"] == 4 and 0 < r["samples_published"] <= r["samples_read"]
     assert all(s["rss_mb"] > 0 and s["fds"] > 0 and s["threads"] >= 1 for s in r["samples"])
     assert "verdict" in capsys.readouterr().out
+    assert r["workdir"] is None and not list(bench_tmp.iterdir()), "a clean run removes its work directory"
 
 
 def test_buffer_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -112,7 +128,7 @@ def test_ledger_size_smoke(
 
 
 @pytest.mark.parametrize("protocol", ["modbus", "opcua"])
-def test_edge_memory_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str], protocol: str) -> None:
+def test_edge_memory_smoke(tmp_path: Path, bench_tmp: Path, capsys: pytest.CaptureFixture[str], protocol: str) -> None:
     """`bench edge --memory` runs the agent as users do (its identity made in data_dir/identity on the first
     start and kept between the points), over Modbus or OPC UA, and reports RSS and start-up per tag count."""
     out = tmp_path / "memory.json"
@@ -122,3 +138,77 @@ def test_edge_memory_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str], p
     assert r["protocol"] == protocol and [p["tags"] for p in r["points"]] == [100, 200]
     assert all(p["rss_mb"] > 10 and p["startup_s"] is not None and p["points_per_s"] > 0 for p in r["points"])
     assert "RSS MB" in capsys.readouterr().out
+    assert not list(bench_tmp.iterdir()), "a clean run removes its work directory"
+
+
+def test_edge_bench_smoke(tmp_path: Path, bench_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`bench edge`: the agent (`edgegw run`) and the bare pymodbus + paho loop on the same simulators, at
+    two change rates, each point counted at the broker."""
+    out = tmp_path / "edge.json"
+    args = ["bench", "edge", "--devices", "2", "--registers", "50", "--change", "0.1,1.0", "--seconds", "2"]
+    assert main([*args, "--warmup", "2", "--json", str(out)]) == 0, capsys.readouterr()
+    r = json.loads(out.read_text())
+    assert [x["change"] for x in r["runs"]] == [0.1, 1.0] and r["workload"]["tags"] == 52
+    for run in r["runs"]:
+        assert run["bare"]["points"] > 0 and run["gateway"]["points"] > 0, run
+        assert run["bare"]["rss_mb"] > 10 and run["gateway"]["rss_mb"] > 10
+    full = r["runs"][1]  # every tag changes every second: both deliver a scan's 52 points a second
+    assert full["bare"]["points"] >= 52 and full["gateway"]["points"] >= 52, full
+    assert "gateway ÷ bare" in capsys.readouterr().out
+    assert not list(bench_tmp.iterdir()), "a clean run removes its work directory"
+
+
+def test_modbus_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`bench modbus`: the gateway's driver against bare pymodbus reading the same blocks of a simulator."""
+    out = tmp_path / "modbus.json"
+    args = ["bench", "modbus", "--devices", "2", "--registers", "100", "--seconds", "1", "--rounds", "1"]
+    assert main([*args, "--max-seconds", "1", "--json", str(out)]) == 0, capsys.readouterr()
+    r = json.loads(out.read_text())
+    assert r["requests_per_scan"]["equal"], r["requests_per_scan"]
+    for side in ("floor", "gateway"):
+        # a scan reads one device's 100 registers
+        assert r[side]["registers"] == r[side]["scans"] * 100 > 0 and r[side]["overruns"] == 0, r[side]
+    assert r["gateway"]["samples"] > 0 and r["ratio"] is not None
+    assert r["back_to_back"]["gateway"]["registers"] > 0
+    assert "bare pymodbus" in capsys.readouterr().out
+
+
+def test_opcua_bench_smoke(tmp_path: Path, bench_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`bench opcua`: the gateway's OPC UA path (subscription → buffer → MQTT) against bare asyncua clients."""
+    out = tmp_path / "opcua.json"
+    args = ["bench", "opcua", "--nodes", "100", "--seconds", "2", "--warmup", "1", "--json", str(out)]
+    assert main(args) == 0, capsys.readouterr()
+    [run] = json.loads(out.read_text())["runs"]
+    assert run["nodes"] == 100 and run["gateway"]["online"], run
+    for side in ("bare_client", "bare_floor", "gateway"):
+        assert run[side]["notifications"] > 0, side
+    assert run["gateway"]["samples_buffered"] > 0 and run["gateway"]["mqtt_samples_in_window"] > 0
+    assert "gateway ÷ bare" in capsys.readouterr().out
+    assert not list(bench_tmp.iterdir()), "the simulator process removed its PKI directory"
+
+
+def test_pipeline_bench_smoke(tmp_path: Path, bench_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`bench pipeline`: buffer → MQTT → `edgegw ingest` → stores, live, sustained and after an outage."""
+    out = tmp_path / "pipeline.json"
+    args = ["bench", "pipeline", "--devices", "2", "--tags", "10", "--live-seconds", "3", "--sustained-seconds", "2"]
+    assert main([*args, "--outage", "3", "--json", str(out)]) == 0, capsys.readouterr()
+    r = json.loads(out.read_text())
+    assert r["live"]["all_ingested"] and r["live"]["samples"] > 0
+    assert r["sustained"]["samples_s"] > 0 and r["sustained"]["all_ingested"]  # what the broker took, once
+    assert r["buffer"]["backlog_samples"] == 3 * 2 * 10  # the outage's scans, all in the buffer
+    assert r["drain"]["to_broker_s"] > 0 and r["drain"]["to_stores_s"] > 0, r["drain"]  # -1: never arrived
+    assert "drain" in capsys.readouterr().out
+    assert not list(bench_tmp.iterdir()), "a clean run removes its work directory"
+
+
+def test_simulators_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`bench simulators`: the pilot industries' machines over Modbus and OPC UA, read every second."""
+    out = tmp_path / "sim.json"
+    args = ["bench", "simulators", "--devices", "4", "--tags", "20", "--shards", "1", "--seconds", "2"]
+    assert main([*args, "--warmup", "1", "--json", str(out)]) == 0, capsys.readouterr()
+    modbus, opcua = json.loads(out.read_text())["runs"]
+    assert (modbus["protocol"], opcua["protocol"]) == ("modbus", "opcua")
+    for run in (modbus, opcua):
+        assert run["devices"] == 11 and run["tags"] > 11 * 10 and run["ticks"] > 0, run  # one machine of each kind
+    assert modbus["reader"]["values_read_per_s"] > 0 and opcua["reader"]["notifications_per_s"] > 0
+    assert "simulator CPU" in capsys.readouterr().out
