@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -26,10 +27,79 @@ def later(module: str, function: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+# ---------------------------------------------------------------- option types: bounded before any bench runs
+
+
+def whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A whole number in low…high (argparse says which option and why otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            bound = f"at least {low:,}" if high is None else f"{low:,}…{high:,}"
+            raise argparse.ArgumentTypeError(f"{value:,} is out of range: {bound}")
+        return value
+
+    return parse
+
+
+def positive(*, zero: bool = False) -> Callable[[str], float]:
+    """A finite number above 0 (or 0 too when `zero`: "none"), such as seconds or a rate."""
+
+    def parse(text: str) -> float:
+        value = _finite(text)
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"{text} must be {'0 or more' if zero else 'more than 0'}")
+        return value
+
+    return parse
+
+
+def share(text: str) -> float:
+    """A share of tags or a chance: 0…1."""
+    value = _finite(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share: 0…1")
+    return value
+
+
+def shares(text: str) -> str:
+    """A comma-separated list of shares (0…1), kept as written."""
+    _items(text, share)
+    return text
+
+
+def counts(text: str) -> str:
+    """A comma-separated list of counts (at least 1), kept as written."""
+    _items(text, whole(1))
+    return text
+
+
+def _items(text: str, parse: Callable[[str], object]) -> None:
+    items = text.split(",")
+    if len(items) > 100:
+        raise argparse.ArgumentTypeError("at most 100 values")
+    for item in items:
+        parse(item.strip())
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
+
+
 def _ingest(bsub: Any) -> None:
     p: argparse.ArgumentParser = bsub.add_parser("ingest", help="cloud ingester: MQTT → VictoriaMetrics + ledger")
-    p.add_argument("--messages", type=int, default=5000, help="messages per run (default 5000)")
-    p.add_argument("--samples", type=int, default=100, help="samples per message, one per tag (default 100)")
+    p.add_argument("--messages", type=whole(1, 90_000), default=5000, help="messages per run (default 5000)")
+    p.add_argument("--samples", type=whole(1), default=100, help="samples per message, one per tag (default 100)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the figures to FILE")
     p.add_argument(
         "--ledger",
@@ -37,11 +107,13 @@ def _ingest(bsub: Any) -> None:
         metavar="URL",
         help="ledger of every run, e.g. postgresql://user@host/db (default: SQLite files in the work dir)",
     )
-    p.add_argument("--gateways", type=int, default=1, help="gateways the messages come from (default 1)")
-    p.add_argument("--devices", type=int, default=20, help="devices per gateway (default 20)")
-    p.add_argument("--tags", type=int, default=0, help="tags per device, ≥ --samples (default: as many as --samples)")
+    p.add_argument("--gateways", type=whole(1), default=1, help="gateways the messages come from (default 1)")
+    p.add_argument("--devices", type=whole(1), default=20, help="devices per gateway (default 20)")
+    p.add_argument(
+        "--tags", type=whole(0), default=0, help="tags per device, ≥ --samples (default: as many as --samples)"
+    )
     p.add_argument("--phases", default="floor,core,one,two", help="runs to make (default floor,core,one,two)")
-    p.add_argument("--rounds", type=int, default=3, help="core rounds, chained against unchained (default 3)")
+    p.add_argument("--rounds", type=whole(1), default=3, help="core rounds, chained against unchained (default 3)")
     p.add_argument("--profile", action="store_true", help="one more core run under cProfile: µs per step")
     p.set_defaults(func=later("gateway.bench.ingest", "cmd_ingest_bench"))
 
@@ -51,19 +123,27 @@ def _city(bsub: Any) -> None:
         "city", help="the pilot city: virtual gateways → Mosquitto → K ingesters → VM + PostgreSQL; the overview API"
     )
     p.add_argument("--ingesters", default="1,2,4", help="ingester processes per run, a list (default 1,2,4)")
-    p.add_argument("--enterprises", type=int, default=408, help="enterprises of the seed (default all 408)")
-    p.add_argument("--messages", type=int, default=20_000, help="messages drained per run, 10 samples each (0: none)")
+    p.add_argument("--enterprises", type=whole(1), default=408, help="enterprises of the seed (default all 408)")
+    p.add_argument(
+        "--messages", type=whole(0), default=20_000, help="messages drained per run, 10 samples each (0: none)"
+    )
     p.add_argument(
         "--backlog",
         default="gateways,broker",
         help="what the drain drains, a list: gateways (their store-and-forward, gateway by gateway), broker (the "
         "city's traffic held while the ingesters were away, in arrival order); default both",
     )
-    p.add_argument("--seconds", type=float, default=20, help="seconds of the city's live traffic per run (0: none)")
-    p.add_argument("--rate", type=float, default=1.0, help="the city's traffic × this in the live runs (default 1)")
-    p.add_argument("--history-days", type=int, default=0, help="fill this many days of history, then time the API")
-    p.add_argument("--history-every", type=int, default=21_600, help="seconds between history samples (default 6 h)")
-    p.add_argument("--calls", type=int, default=5, help="overview calls after the first (default 5)")
+    p.add_argument(
+        "--seconds", type=positive(zero=True), default=20, help="seconds of the city's live traffic per run (0: none)"
+    )
+    p.add_argument(
+        "--rate", type=positive(), default=1.0, help="the city's traffic × this in the live runs (default 1)"
+    )
+    p.add_argument("--history-days", type=whole(0), default=0, help="fill this many days of history, then time the API")
+    p.add_argument(
+        "--history-every", type=whole(1), default=21_600, help="seconds between history samples (default 6 h)"
+    )
+    p.add_argument("--calls", type=whole(0), default=5, help="overview calls after the first (default 5)")
     p.add_argument("--keep", action="store_true", help="keep the PostgreSQL database and the work directory")
     p.add_argument(
         "--trust", choices=("enforce", "off"), default="enforce", help="the ingesters' trust.mode (default enforce)"
@@ -79,10 +159,10 @@ def _ledger_size(bsub: Any) -> None:
     p: argparse.ArgumentParser = bsub.add_parser(
         "ledger-size", help="evidence ledger: bytes per device-hour by table, before and after the archive step"
     )
-    p.add_argument("--devices", type=int, default=200, help="devices (default 200)")
-    p.add_argument("--hours", type=int, default=2, help="whole hours of messages (default 2)")
-    p.add_argument("--per-gateway", type=int, default=20, help="devices per gateway (default 20)")
-    p.add_argument("--samples", type=int, default=10, help="samples per message, one per tag (default 10)")
+    p.add_argument("--devices", type=whole(1), default=200, help="devices (default 200)")
+    p.add_argument("--hours", type=whole(1), default=2, help="whole hours of messages (default 2)")
+    p.add_argument("--per-gateway", type=whole(1), default=20, help="devices per gateway (default 20)")
+    p.add_argument("--samples", type=whole(1), default=10, help="samples per message, one per tag (default 10)")
     p.add_argument("--spread", action="store_true", help="devices publish spread over the minute (a checkpoint each)")
     p.add_argument("--ledger", default=None, metavar="URL", help="an empty ledger database (default: SQLite)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the figures to FILE")
@@ -93,13 +173,13 @@ def _modbus(bsub: Any) -> None:
     p: argparse.ArgumentParser = bsub.add_parser(
         "modbus", help="Modbus TCP: requests per scan, registers/s, CPU per register against bare pymodbus"
     )
-    p.add_argument("--devices", type=int, default=20, help="simulated devices (default 20)")
-    p.add_argument("--registers", type=int, default=500, help="holding registers per device (default 500)")
-    p.add_argument("--interval", type=float, default=1.0, help="poll interval, seconds (default 1)")
-    p.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run (default 6)")
-    p.add_argument("--change", type=float, default=0.1, help="share of values that change per second (default 0.1)")
-    p.add_argument("--rounds", type=int, default=5, help="floor/gateway runs, alternating (default 5)")
-    p.add_argument("--max-seconds", type=float, default=3.0, help="back-to-back phase, seconds (0: skip)")
+    p.add_argument("--devices", type=whole(1), default=20, help="simulated devices (default 20)")
+    p.add_argument("--registers", type=whole(1, 65_536), default=500, help="holding registers per device (default 500)")
+    p.add_argument("--interval", type=positive(), default=1.0, help="poll interval, seconds (default 1)")
+    p.add_argument("--seconds", type=positive(), default=6.0, help="measured seconds per run (default 6)")
+    p.add_argument("--change", type=share, default=0.1, help="share of values that change per second (default 0.1)")
+    p.add_argument("--rounds", type=whole(1), default=5, help="floor/gateway runs, alternating (default 5)")
+    p.add_argument("--max-seconds", type=positive(zero=True), default=3.0, help="back-to-back phase, seconds (0: skip)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.set_defaults(func=later("gateway.bench.modbus", "cmd_modbus"))
 
@@ -108,10 +188,10 @@ def _opcua(bsub: Any) -> None:
     p: argparse.ArgumentParser = bsub.add_parser(
         "opcua", help="OPC UA: notifications/s, CPU per 1,000 and latency, gateway vs a bare asyncua client"
     )
-    p.add_argument("--nodes", default="1000,10000", help="node counts to measure (default 1000,10000)")
-    p.add_argument("--seconds", type=float, default=20.0, help="measuring window per phase (default 20)")
-    p.add_argument("--warmup", type=float, default=5.0, help="seconds after subscribing before measuring")
-    p.add_argument("--publishing-ms", type=float, default=100.0, help="subscription publishing interval (100)")
+    p.add_argument("--nodes", type=counts, default="1000,10000", help="node counts to measure (default 1000,10000)")
+    p.add_argument("--seconds", type=positive(), default=20.0, help="measuring window per phase (default 20)")
+    p.add_argument("--warmup", type=positive(zero=True), default=5.0, help="seconds after subscribing before measuring")
+    p.add_argument("--publishing-ms", type=positive(), default=100.0, help="subscription publishing interval (100)")
     p.add_argument("--mqtt-url", default=None, help="use this broker instead of starting a Mosquitto")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.set_defaults(func=later("gateway.bench.opcua", "cmd_opcua"))
@@ -119,13 +199,13 @@ def _opcua(bsub: Any) -> None:
 
 def _pipeline(bsub: Any) -> None:
     p: argparse.ArgumentParser = bsub.add_parser("pipeline", help="store-and-forward → MQTT → ingester → stores")
-    p.add_argument("--devices", type=int, default=20, help="devices in the synthetic workshop (default 20)")
-    p.add_argument("--tags", type=int, default=100, help="tags per device, one scan per second (default 100)")
+    p.add_argument("--devices", type=whole(1), default=20, help="devices in the synthetic workshop (default 20)")
+    p.add_argument("--tags", type=whole(1), default=100, help="tags per device, one scan per second (default 100)")
     p.add_argument(
-        "--live-seconds", type=float, default=30.0, help="live phase, in 3 rounds with and without the chain"
+        "--live-seconds", type=positive(), default=30.0, help="live phase, in 3 rounds with and without the chain"
     )
-    p.add_argument("--sustained-seconds", type=float, default=15.0)
-    p.add_argument("--outage", type=float, default=600.0, help="outage to simulate, seconds (default 600)")
+    p.add_argument("--sustained-seconds", type=positive(), default=15.0)
+    p.add_argument("--outage", type=positive(), default=600.0, help="outage to simulate, seconds (default 600)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.set_defaults(func=later("gateway.bench.pipeline", "cmd_pipeline"))
 
@@ -134,10 +214,12 @@ def _soak(bsub: Any) -> None:
     p: argparse.ArgumentParser = bsub.add_parser(
         "soak", help="the agent for hours (time compressed): RSS, open files and threads over time"
     )
-    p.add_argument("--hours", type=float, default=1.0, help="how long (default 1)")
-    p.add_argument("--every", type=float, default=30.0, help="seconds between samples (default 30)")
+    p.add_argument("--hours", type=positive(), default=1.0, help="how long (default 1)")
+    p.add_argument("--every", type=positive(), default=30.0, help="seconds between samples (default 30)")
     p.add_argument("--poll", default="100ms", help="the looms' poll interval: time compression (default 100ms)")
-    p.add_argument("--broker-restart", type=float, default=600.0, help="restart the broker every N s (0: never)")
+    p.add_argument(
+        "--broker-restart", type=positive(zero=True), default=600.0, help="restart the broker every N s (0: never)"
+    )
     p.add_argument("--json", default=None, metavar="FILE", help="also write every sample to FILE")
     p.set_defaults(func=later("gateway.bench.soak", "cmd_soak"))
 
@@ -147,8 +229,8 @@ def _buffer(bsub: Any) -> None:
         "buffer", help="store-and-forward durability: time and CPU per scan, synchronous FULL against NORMAL"
     )
     p.add_argument("--dir", default=None, help="measure this disk (e.g. the gateway's data_dir); default a temp dir")
-    p.add_argument("--scans", type=int, default=2000)
-    p.add_argument("--tags", type=int, default=100, help="samples per scan (default 100)")
+    p.add_argument("--scans", type=whole(1), default=2000)
+    p.add_argument("--tags", type=whole(1), default=100, help="samples per scan (default 100)")
     p.add_argument("--json", default=None, metavar="FILE")
     p.set_defaults(func=later("gateway.bench.buffer", "cmd_buffer"))
 
@@ -157,19 +239,30 @@ def _edge(bsub: Any) -> None:
     p: argparse.ArgumentParser = bsub.add_parser(
         "edge", help="the agent end to end (buffer + MQTT) against a bare pymodbus + paho loop; --memory: RSS by tags"
     )
-    p.add_argument("--devices", type=int, default=20)
-    p.add_argument("--registers", type=int, default=500, help="holding registers per device (default 500)")
-    p.add_argument("--interval", type=float, default=1.0, help="poll interval, seconds (default 1)")
-    p.add_argument("--change", default="0.1,0.5,1.0", help="shares of tags changing per second (default 0.1,0.5,1.0)")
-    p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per phase (default 20)")
+    p.add_argument("--devices", type=whole(1), default=20)
+    p.add_argument("--registers", type=whole(1, 65_536), default=500, help="holding registers per device (default 500)")
+    p.add_argument("--interval", type=positive(), default=1.0, help="poll interval, seconds (default 1)")
     p.add_argument(
-        "--warmup", type=float, default=12.0, help="seconds before measuring (default 12: past the heap settling)"
+        "--change", type=shares, default="0.1,0.5,1.0", help="shares of tags changing per second (default 0.1,0.5,1.0)"
     )
-    p.add_argument("--memory", default=None, metavar="N,...", help="instead: RSS and start-up at these tag counts")
-    p.add_argument("--per-device", type=int, default=1000, help="with --memory: tags per device (default 1000)")
-    p.add_argument("--settle", type=float, default=10.0, help="with --memory: seconds scanning before RSS is read")
-    p.add_argument("--memory-change", type=float, default=0.1, help="with --memory: share changing per second")
-    p.add_argument("--memory-seconds", type=float, default=5.0, help="with --memory: seconds measured per point")
+    p.add_argument("--seconds", type=positive(), default=20.0, help="measured seconds per phase (default 20)")
+    p.add_argument(
+        "--warmup",
+        type=positive(zero=True),
+        default=12.0,
+        help="seconds before measuring (default 12: past the heap settling)",
+    )
+    p.add_argument(
+        "--memory", type=counts, default=None, metavar="N,...", help="instead: RSS and start-up at these tag counts"
+    )
+    p.add_argument(
+        "--per-device", type=whole(1, 65_536), default=1000, help="with --memory: tags per device (default 1000)"
+    )
+    p.add_argument(
+        "--settle", type=positive(zero=True), default=10.0, help="with --memory: seconds scanning before RSS is read"
+    )
+    p.add_argument("--memory-change", type=share, default=0.1, help="with --memory: share changing per second")
+    p.add_argument("--memory-seconds", type=positive(), default=5.0, help="with --memory: seconds measured per point")
     p.add_argument(
         "--protocol",
         choices=["modbus", "opcua"],
@@ -189,12 +282,14 @@ def _simulators(bsub: Any) -> None:
         "simulators", help="simulators: 200 devices / 50,000 tags at 1 s; update lag and CPU per protocol"
     )
     p.add_argument("--protocol", default="modbus,opcua", help="modbus, opcua or both (default)")
-    p.add_argument("--devices", type=int, default=200, help="at least this many devices (default 200)")
-    p.add_argument("--tags", type=int, default=250, help="tags per device on average: signals plus points (250)")
-    p.add_argument("--point-change", type=float, default=0.2, help="chance a point moves each second (0.2)")
-    p.add_argument("--shards", type=int, default=2, help="OPC UA server processes (default 2)")
-    p.add_argument("--seconds", type=float, default=30.0, help="measuring window (default 30)")
-    p.add_argument("--warmup", type=float, default=10.0, help="seconds after the reader is up before measuring")
+    p.add_argument("--devices", type=whole(1), default=200, help="at least this many devices (default 200)")
+    p.add_argument("--tags", type=whole(1), default=250, help="tags per device on average: signals plus points (250)")
+    p.add_argument("--point-change", type=share, default=0.2, help="chance a point moves each second (0.2)")
+    p.add_argument("--shards", type=whole(1), default=2, help="OPC UA server processes (default 2)")
+    p.add_argument("--seconds", type=positive(), default=30.0, help="measuring window (default 30)")
+    p.add_argument(
+        "--warmup", type=positive(zero=True), default=10.0, help="seconds after the reader is up before measuring"
+    )
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.set_defaults(func=later("gateway.bench.simulators", "cmd_simulators"))
 
