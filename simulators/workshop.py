@@ -194,6 +194,10 @@ class Workshop:
                 endpoint = f"opc.tcp://{s.host}:{s.opcua_port + shard}"
                 self.devices.append(SimDevice(p.device_id, p.name, p.machine, protocol, {"endpoint": endpoint},
                                               shard=shard))  # fmt: skip
+        if tcp_index and not 1 <= s.port <= s.port + tcp_index - 1 <= 65_535:
+            raise ValueError(f"{tcp_index} Modbus TCP ports from {s.port}: beyond 1…65535 (choose a lower --port)")
+        if opcua_index and not 1 <= s.opcua_port <= s.opcua_port + min(s.shards, opcua_index) - 1 <= 65_535:
+            raise ValueError(f"OPC UA ports from {s.opcua_port}: beyond 1…65535 (choose a lower --opcua-port)")
 
     def _serial_connection(self, **extra: Any) -> dict[str, Any]:
         s = self.spec

@@ -24,7 +24,7 @@ def _bug(args: argparse.Namespace) -> int:
 
 
 def test_a_failed_bench_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
-    args = argparse.Namespace(bench_command="ingest")
+    args = argparse.Namespace(command="bench", bench_command="ingest")
     assert later(__name__, "_fails")(args) == 1
     assert capsys.readouterr().err == "edgegw bench ingest: mosquitto did not listen on 1883 within 5.0 s\n"
     assert later(__name__, "_missing")(args) == 1
@@ -33,7 +33,7 @@ def test_a_failed_bench_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str
 
 def test_a_bug_still_raises() -> None:
     with pytest.raises(KeyError):  # only a bench's own failure is turned into a message
-        later(__name__, "_bug")(argparse.Namespace(bench_command="ingest"))
+        later(__name__, "_bug")(argparse.Namespace(command="bench", bench_command="ingest"))
 
 
 BAD_OPTIONS = [

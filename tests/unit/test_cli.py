@@ -98,7 +98,8 @@ def test_buffer_commands_list_and_replay_dead_letters(tmp_path: Path, capsys: py
         (["--protocol", "rtu"], "protocol rtu needs a serial port (--serial /dev/ttyUSB1, or --serial pty"),
         (["--devices", "two"], "--devices 'two': a number"),
         (["--devices", "0"], "devices must be 1 or more"),
-        (["--speed", "0"], "--speed must be above 0"),
+        (["--industry", "power", "--port", "65535", "--devices", "3"], "6 Modbus TCP ports from 65535: beyond"),
+        (["--industry", "all", "--protocol", "opcua", "--opcua-port", "65535", "--shards", "2"], "OPC UA ports from"),
         (["--meters"], "DL/T 645 meters are on a serial line: they need protocol rtu"),
         (["--fault", "loom-01:offlin"], "unknown fault 'offlin'"),
         (["--fault", "loom-09:offline"], "no device 'loom-09'"),
@@ -112,6 +113,26 @@ def test_buffer_commands_list_and_replay_dead_letters(tmp_path: Path, capsys: py
 )
 def test_simulate_says_what_is_wrong(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--speed", "0"], "argument --speed: 0 must be more than 0"),
+        (["--speed", "nan"], "argument --speed: nan is not a finite number"),  # was "cannot convert float NaN"
+        (["--port", "70000"], "argument --port: 70,000 is out of range: 1…65,535"),  # was an OverflowError
+        (["--point-change", "2"], "argument --point-change: 2 is not a share: 0…1"),  # was accepted
+        (["--stats-every", "0"], "argument --stats-every: 0 must be more than 0"),
+        (["--shards", "0"], "argument --shards: 0 is out of range: 1…64"),
+        (["--seconds", "-5"], "argument --seconds: -5 must be more than 0"),
+    ],
+)
+def test_simulate_options_are_bounded(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["simulate", *argv])
+    assert e.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
