@@ -25,6 +25,7 @@ from pydantic import (
 
 from edge_config.dlt645 import DataFormat
 from edge_config.durations import Duration
+from edge_config.listen import split_listen
 from edge_config.modbus import parse_address
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -173,9 +174,7 @@ class ApiSection(Frozen):
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{v!r} is not host:port")
+        split_listen(v)
         return v
 
     @property

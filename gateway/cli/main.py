@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from edge_config import ConfigError, json_schema, load_cloud_config, load_gateway_config
 from edge_config.version import __version__
 from gateway.cli.extras import missing_extra_message
+from gateway.cli.options import listen, positive, whole
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -120,11 +121,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     cfg = load_cloud_config(args.config)  # a ConfigError is reported by main()
 
-    listen = args.metrics_listen or cfg.ingest.metrics_listen
-    host, _, port = (listen or "").rpartition(":")
-    if listen and (not host or not port.isdigit() or not 0 < int(port) < 65536):
-        print(f"edgegw ingest: --metrics-listen {listen!r} is not host:port", file=sys.stderr)
-        return 2
+    listen = args.metrics_listen or cfg.ingest.metrics_listen  # both checked: the option's type, the model
 
     async def main() -> int:
         stop = await _until_signal()
@@ -178,12 +175,12 @@ def build_parser(commands: bool = True) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="embedded broker + simulated workshop + gateway + ingester + API")
-    d.add_argument("--seconds", type=float, default=None, help="stop after N seconds and print a summary")
+    d.add_argument("--seconds", type=positive(), default=None, help="stop after N seconds and print a summary")
     d.add_argument("--industry", default=None, help="textiles (default), power, chemicals, nonferrous, food, "
                    "new_materials or all (a mixed workshop)")  # fmt: skip
-    d.add_argument("--devices", type=int, default=None, help="machines of each kind (default 1; textiles: --looms)")
-    d.add_argument("--looms", type=int, default=3, help="air-jet looms of the textiles demo (default 3)")
-    d.add_argument("--api", default="127.0.0.1:8080", help="edge API listen address")
+    d.add_argument("--devices", type=whole(1), default=None, help="machines of each kind (default 1; textiles: looms)")
+    d.add_argument("--looms", type=whole(1), default=3, help="air-jet looms of the textiles demo (default 3)")
+    d.add_argument("--api", type=listen, default="127.0.0.1:8080", help="edge API listen address")
     d.add_argument("--data-dir", default="./edgegw-data/demo", help="where the buffer and ledger live")
     d.add_argument("--influx-url", default=None, help="also write to an InfluxDB v2 API (e.g. VictoriaMetrics)")
     d.set_defaults(func=cmd_demo)
@@ -204,7 +201,9 @@ def build_parser(commands: bool = True) -> argparse.ArgumentParser:
 
     i = sub.add_parser("ingest", help="run the cloud ingester")
     i.add_argument("-c", "--config", required=True, help="cloud.yaml")
-    i.add_argument("--metrics-listen", default=None, help="HOST:PORT of /metrics (default: ingest.metrics_listen)")
+    i.add_argument(
+        "--metrics-listen", type=listen, default=None, help="HOST:PORT of /metrics (default: ingest.metrics_listen)"
+    )
     i.set_defaults(func=cmd_ingest)
 
     for name in COMMAND_MODULES if commands else ():

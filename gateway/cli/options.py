@@ -7,6 +7,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+from edge_config.listen import split_listen
+
 
 def whole(low: int, high: int | None = None) -> Callable[[str], int]:
     """A whole number in low…high (argparse says which option and why otherwise)."""
@@ -72,3 +74,12 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text} is not a finite number")
     return value
+
+
+def listen(text: str) -> str:
+    """A listen address, HOST:PORT (port 1…65535), kept as written."""
+    try:
+        split_listen(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text

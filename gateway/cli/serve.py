@@ -7,7 +7,9 @@ import sys
 from typing import Any
 
 from edge_config import load_cloud_config
+from edge_config.listen import split_listen
 from edge_config.secrets import redact_url
+from gateway.cli.options import listen as listen_address
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -16,11 +18,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cloud_bridge.cloud.api.app import create_cloud_app
 
     cfg = load_cloud_config(args.config)  # a ConfigError is reported by main()
-    listen = args.listen or cfg.api.listen
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        print(f"edgegw serve: --listen {listen!r} is not host:port", file=sys.stderr)
-        return 2
+    listen = args.listen or cfg.api.listen  # both checked: the option's type, the model
+    host, port = split_listen(listen)
     if cfg.api.token:
         print(
             "edgegw serve: api.token (or EDGEGW_API_TOKEN) is no longer accepted and is ignored; create an operator "
@@ -28,7 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(f"证据接口 / evidence API: http://{listen}/api/v1/enterprises  (ledger {redact_url(cfg.ledger.url)})")
-    uvicorn.run(create_cloud_app(cfg), host=host, port=int(port), log_level="warning")
+    uvicorn.run(create_cloud_app(cfg), host=host, port=port, log_level="warning")
     return 0
 
 
@@ -37,5 +36,5 @@ def register(sub: Any) -> None:
         "serve", help="the cloud evidence API: networked ratio, online time, OEE per enterprise and period"
     )
     p.add_argument("-c", "--config", required=True, help="cloud.yaml")
-    p.add_argument("--listen", default=None, help="HOST:PORT (default: api.listen of cloud.yaml)")
+    p.add_argument("--listen", type=listen_address, default=None, help="HOST:PORT (default: api.listen of cloud.yaml)")
     p.set_defaults(func=cmd_serve)

@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from gateway.cli.bench import later
-from gateway.cli.options import positive, share, whole
+from gateway.cli.options import listen, positive, share, whole
 
 # the same as simulators.registry.INDUSTRIES and simulators.workshop.PROTOCOLS (a unit test checks)
 INDUSTRIES = ("textiles", "power", "chemicals", "nonferrous", "food", "new_materials", "all")
@@ -49,7 +49,7 @@ def register(sub: Any) -> None:
     p.add_argument("--write-config", default=None, metavar="GW.YAML", help="write the gateway config that reads it")
     p.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", help="the written config's broker")
     p.add_argument("--data-dir", default="./edgegw-data/sim", help="the written config's data_dir")
-    p.add_argument("--api", default="127.0.0.1:8080", help="the written config's edge API address")
+    p.add_argument("--api", type=listen, default="127.0.0.1:8080", help="the written config's edge API address")
     p.add_argument("--seconds", type=positive(), default=None, help="stop after N seconds")
     p.add_argument("--stats-every", type=positive(), default=None, metavar="SECONDS",
                    help="print the update loops' stats and the CPU as a JSON line this often")  # fmt: skip

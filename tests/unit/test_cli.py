@@ -163,3 +163,46 @@ def test_a_fault_for_every_device_goes_to_those_that_can_show_it() -> None:
     ws = Workshop(WorkshopSpec(industry="all", faults=[parse_fault_spec("*:slow=1s@5s+10s")]))
     assert {d for _, d, _, _ in ws.schedule} == {d.id for d in ws.devices if d.protocol == "modbus"}
     assert all((at, str(f), s) == (5.0, "slow=1s", 10.0) for at, _, f, s in ws.schedule)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "-c", "cloud.yaml", "--listen", "127.0.0.1:99999"],  # was an OverflowError from bind()
+        ["serve", "-c", "cloud.yaml", "--listen", "abc"],
+        ["ingest", "-c", "cloud.yaml", "--metrics-listen", "127.0.0.1:0"],
+        ["demo", "--api", "bad"],  # was a ValueError from int()
+        ["simulate", "--api", ":8080"],
+    ],
+)
+def test_listen_addresses_are_checked_before_a_command_runs(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "is not host:port (a port 1…65535)" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--seconds", "nan"], "argument --seconds: nan is not a finite number"),  # ran for ever
+        (["demo", "--seconds", "-1"], "argument --seconds: -1 must be more than 0"),  # ran and stopped at once
+        (["demo", "--looms", "0"], "argument --looms: 0 is out of range: at least 1"),
+    ],
+)
+def test_demo_options_are_bounded(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_config_listen_address_has_the_same_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cloud = tmp_path / "cloud.yaml"
+    cloud.write_text('api:\n  listen: "127.0.0.1:70000"\n', encoding="utf-8")
+    assert main(["config", "validate", "--cloud", str(cloud)]) == 2
+    err = capsys.readouterr().err
+    assert "cloud.yaml:2: api.listen" in err and "is not host:port (a port 1…65535)" in err
