@@ -8,7 +8,12 @@ deltas between consecutive readings:
 - the value fell and a wrap is plausible: delta = (counter_max − prev) + resolution + cur
   ("plausible" means the wrapped delta is at most `max_plausible`: twice what the machine could
   make at its ideal rate in the elapsed time, or half the counter range when no rate is known);
-- otherwise it was reset: delta = cur (counted up from zero since the reset).
+- otherwise it was reset: delta = cur (counted up from zero since the reset);
+- unless cur is more than the machine could have counted up from zero in the elapsed time (known from
+  `max_plausible`): then it was not reset to zero but set back to another value (a PLC replaced or
+  restored from a backup, a preset counter, another device at the address): a jump, delta = 0 (what
+  was made between the two readings cannot be known; counting `cur` would add the counter's whole
+  history as production).
 
 Pure functions, no I/O.
 """
@@ -20,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-Change = Literal["count", "rollover", "reset"]
+Change = Literal["count", "rollover", "reset", "jump"]
 
 # largest raw value of the integer register types; floats do not wrap
 RAW_MAX: dict[str, int] = {
@@ -65,6 +70,8 @@ def counter_delta(
         limit = max_plausible if max_plausible is not None else (counter_max + resolution) / 2
         if 0 <= wrapped <= limit:
             return Delta(wrapped, "rollover")
+    if max_plausible is not None and cur > max_plausible:
+        return Delta(0.0, "jump")
     return Delta(max(cur, 0.0), "reset")
 
 

@@ -50,6 +50,10 @@ FLAGS: dict[str, Label] = {
     ),
     "counter_rollover": Label("计数器溢出回绕已处理", "counter rollover handled"),
     "counter_reset": Label("计数器清零已处理", "counter reset handled"),
+    "counter_jump": Label(
+        "计数器跳回非零值（如更换或恢复PLC）：该段产量未计入",
+        "counter set back to a non-zero value (PLC replaced or restored?): that step not counted",
+    ),
     "no_planned_busy_time": Label("无负荷时间", "no planned busy time"),
     "mostly_unobserved": Label(
         "计划时间过半未观测到（离线或状态未知）：A、P、Q只代表观测到的部分",

@@ -452,10 +452,13 @@ def _aggregate(
     # a wrap or reset belongs to the window that holds the reading that shows it
     rollovers = sum(1 for s in steps["total"] if s.change == "rollover" and start < s.t1 <= end)
     resets = sum(1 for s in steps["total"] if s.change == "reset" and start < s.t1 <= end)
+    jumps = sum(1 for s in steps["total"] if s.change == "jump" and start < s.t1 <= end)
     if rollovers:
         flags.append("counter_rollover")
     if resets:
         flags.append("counter_reset")
+    if jumps:
+        flags.append("counter_jump")  # set back to a value it could not have counted up to: not counted
 
     # time-equivalent losses over the whole APT (production scaled up when the counters cover part of it)
     scale = apt / counted_apt if counted_apt > 0 else 0.0
@@ -476,6 +479,7 @@ def _aggregate(
         "outside_plan": outside_plan,
         "rollovers": float(rollovers),
         "resets": float(resets),
+        "jumps": float(jumps),
     }
     return OeeResult(
         start,

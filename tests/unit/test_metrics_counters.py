@@ -1,4 +1,5 @@
-"""Counter deltas: growth, wraps (16/32-bit, scaled), resets, told apart by plausibility; spreading over time."""
+"""Counter deltas: growth, wraps (16/32-bit, scaled), resets and jumps, told apart by plausibility; spreading
+over time."""
 
 from __future__ import annotations
 
@@ -32,6 +33,11 @@ from cloud_bridge.metrics.counters import (
         (10.5, 2.0, None, None, 2.0, "reset"),
         # a signed counter reset below zero counts nothing
         (100, -5, None, None, 0.0, "reset"),
+        # set back to a value it could not have counted up to from zero in the time (at most 200 here): a
+        # PLC restored from a backup, a preset counter; counting `cur` would add its whole history
+        (5_000_000, 4_000_010, 0xFFFF_FFFF, 200, 0.0, "jump"),
+        (5_000_000, 200, 0xFFFF_FFFF, 200, 200, "reset"),  # at the bound: a reset
+        (5_000_000, 4_000_010, 0xFFFF_FFFF, None, 4_000_010, "reset"),  # no rate known: cannot tell
     ],
 )
 def test_counter_delta(

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from cloud_bridge.metrics import CountPoint, OeeParams, ShiftSpec, compute_oee
+from cloud_bridge.metrics import CountPoint, OeeParams, OeeResult, ShiftSpec, compute_oee
 from cloud_bridge.metrics.calendar import local_ms
 
 TZ = "Asia/Shanghai"
@@ -164,6 +164,20 @@ def test_time_outside_every_shift_is_unscheduled() -> None:
     assert r.availability == 1.0 and r.performance == pytest.approx(1.0)
 
 
+def running_12_to_15(counts: list[CountPoint], counter_max: float) -> OeeResult:
+    """A device running 12:00–15:00 with these counter readings, 1 s ideal cycle time, no shifts."""
+    return compute_oee(
+        start=at(12),
+        end=at(15),
+        states=[(at(12), "running")],
+        online=ALWAYS_ONLINE,
+        counts=counts,
+        shifts=[],
+        tz=TZ,
+        params=OeeParams(ideal_cycle_time_s=1.0, counter_max=counter_max),
+    )
+
+
 def test_reset_at_shift_change_counts_from_zero() -> None:
     """Reset by hand at 14:00 (12 199 → 1): the 1 part after the reset counts, nothing is lost."""
     counts = [
@@ -173,19 +187,27 @@ def test_reset_at_shift_change_counts_from_zero() -> None:
         CountPoint(at(14, 0, 1), 1),
         CountPoint(at(15), 3_600),
     ]
-    r = compute_oee(
-        start=at(12),
-        end=at(15),
-        states=[(at(12), "running")],
-        online=ALWAYS_ONLINE,
-        counts=counts,
-        shifts=[],
-        tz=TZ,
-        params=OeeParams(ideal_cycle_time_s=1.0, counter_max=65_535),
-    )
+    r = running_12_to_15(counts, counter_max=65_535)
     assert r.counts["resets"] == 1 and r.counts["rollovers"] == 0 and "counter_reset" in r.flags
     assert r.counts["produced"] == pytest.approx(3_600 + 3_599 + 1 + 3_599)
     assert r.performance == pytest.approx(10_799 / 10_800)
+
+
+def test_a_counter_set_back_to_an_older_value_is_a_jump_not_production() -> None:
+    """Running 12:00–15:00 at 1 part/s; at 13:00 the PLC is restored from an older backup: its counter reads
+    2,000,002 two seconds later (3,003,600 before). A reset would count those 2,000,002 as parts made in two
+    seconds (P ≈ 186); they cannot have been: the step counts nothing and is flagged. Found by running
+    `edgegw demo` twice on one data directory (the simulated loom's counter starts at the same seeded value)."""
+    counts = [
+        CountPoint(at(12), 3_000_000),
+        CountPoint(at(13), 3_003_600),
+        CountPoint(at(13, 0, 2), 2_000_002),
+        CountPoint(at(15), 2_007_200),
+    ]
+    r = running_12_to_15(counts, counter_max=0xFFFF_FFFF)
+    assert r.counts["jumps"] == 1 and r.counts["resets"] == 0 and "counter_jump" in r.flags
+    assert r.counts["produced"] == pytest.approx(3_600 + 7_198)
+    assert r.performance == pytest.approx(10_798 / 10_800) and "performance_above_one" not in r.flags
 
 
 def test_offline_gap_is_reported_apart_not_as_running_or_idle() -> None:

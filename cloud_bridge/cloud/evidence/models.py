@@ -116,6 +116,7 @@ class OeeCounts(Model):
     outside_plan: float
     rollovers: float
     resets: float
+    jumps: float = 0.0  # packs made before counters' jumps were told apart have none
 
 
 class OeeFigures(Model):
