@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
+MAX_SECONDS = 87_600 * 3600.0  # ten years: longer is a mistake, and past what timers take
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h)?\s*$")
 
@@ -17,6 +19,8 @@ def parse_duration(value: Any) -> float:
         raise ValueError(f"{value!r} is not a duration (use 500ms, 1s, 2m)")
     if isinstance(value, int | float):
         seconds = float(value)
+        if not math.isfinite(seconds):  # YAML's .nan and .inf
+            raise ValueError(f"{value!r} is not a duration (use 500ms, 1s, 2m)")
     else:
         m = _PATTERN.match(str(value))
         if not m:
@@ -24,6 +28,8 @@ def parse_duration(value: Any) -> float:
         seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
     if seconds < 0:
         raise ValueError(f"{value!r}: a duration cannot be negative")
+    if not seconds <= MAX_SECONDS:  # NaN and infinity too
+        raise ValueError(f"{value!r}: a duration of at most 10 years (87600h)")
     return seconds
 
 
@@ -41,7 +47,7 @@ Duration = Annotated[
         {
             "anyOf": [
                 {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|min|m|h)?$"},
-                {"type": "number", "minimum": 0},
+                {"type": "number", "minimum": 0, "maximum": MAX_SECONDS},
             ],
             "description": "duration: 500ms, 1s, 2m, 1h, or seconds as a number",
         }

@@ -74,7 +74,8 @@ def _secret_from_file(data: Any, field: str = "password") -> Any:
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # no NaN or infinity in any number of a config (`.nan` and `.inf` are YAML floats)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- gateway, mqtt, api
@@ -221,6 +222,8 @@ class TagBase(Frozen):
 
     @model_validator(mode="after")
     def _check_reporting(self) -> TagBase:
+        if self.scale == 0:
+            raise LocatedError(("scale",), "scale 0 would make every value 0 (1: the raw value)")
         if self.deadband is not None and self.deadband_percent is not None:
             raise LocatedError(("deadband_percent",), "use deadband (absolute) or deadband_percent, not both")
         if self.heartbeat is not None and self.heartbeat <= 0:
@@ -253,6 +256,12 @@ class ModbusTag(TagBase):
             raise LocatedError(("bit",), "bit: only for type bool read from a register")
         if self.type == "string" and self.length is None:
             raise LocatedError(("type",), "type string needs length: (registers)")
+        offset = parse_address(self.address).offset
+        if offset + self.register_count - 1 > 65535:
+            raise LocatedError(
+                ("address",),
+                f"{self.type} at {self.address} takes {self.register_count} registers: past 65535, the last address",
+            )
         return self
 
     @property

@@ -139,6 +139,26 @@ def test_models_are_frozen() -> None:
             "type: string}",
             "gateway.yaml:21: devices[0].tags[2].type: type string needs length: (registers)",
         ),
+        # numbers YAML allows and nothing here can use (each was accepted, the first stopping the poller)
+        (
+            "poll_interval: 1s",
+            "poll_interval: .nan",
+            "gateway.yaml:17: devices[0].poll_interval: nan is not a duration (use 500ms, 1s, 2m)",
+        ),
+        (
+            "timeout: 1s}",
+            "timeout: 99999999999s}",
+            "gateway.yaml:16: devices[0].connection.timeout: '99999999999s': a duration of at most 10 years",
+        ),
+        ("scale: 0.1", "scale: .inf", "gateway.yaml:19: devices[0].tags[0].scale: Input should be a finite number"),
+        ("scale: 0.1", "scale: 0", "gateway.yaml:19: devices[0].tags[0].scale: scale 0 would make every value 0"),
+        ("deadband: 0.5", "deadband: .nan", "gateway.yaml:19: devices[0].tags[0].deadband: Input should be a finite"),
+        # a 32-bit value at the last register would read past the address space
+        (
+            'address: "hr:21", type: uint32',
+            'address: "hr:65535", type: uint32',
+            "gateway.yaml:22: devices[0].tags[3].address: uint32 at hr:65535 takes 2 registers: past 65535",
+        ),
     ],
 )
 def test_each_kind_of_mistake_names_file_line_and_path(old: str, new: str, expected: str) -> None:
