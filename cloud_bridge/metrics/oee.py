@@ -246,15 +246,30 @@ def _atoms(segments: Sequence[Segment], slices: Sequence[Any]) -> list[_Atom]:
     return out
 
 
-def _cover(atoms: Sequence[_Atom], first: int, last: int) -> list[_Atom]:
-    """Cut the atoms at the first and last counter readings and mark those in between as covered:
+def _cover(atoms: Sequence[_Atom], spans: Sequence[tuple[int, int]]) -> list[_Atom]:
+    """Cut the atoms at the ends of `spans` (sorted, disjoint) and mark those inside one as covered:
     performance is measured where the counters say what was made."""
+    ends = sorted({t for span in spans for t in span})
     out: list[_Atom] = []
     for a in atoms:
-        cuts = sorted({a.start, a.end, *(t for t in (first, last) if a.start < t < a.end)})
+        cuts = sorted({a.start, a.end, *(t for t in ends if a.start < t < a.end)})
         for lo, hi in itertools.pairwise(cuts):
-            out.append(_Atom(lo, hi, a.state, a.micro, a.plan, a.shift, {}, first <= lo and hi <= last))
+            inside = any(s <= lo and hi <= e for s, e in spans)
+            out.append(_Atom(lo, hi, a.state, a.micro, a.plan, a.shift, {}, inside))
     return out
+
+
+def _covered_spans(totals: Sequence[int], steps: Sequence[CounterStep]) -> list[tuple[int, int]]:
+    """From the first to the last production counter reading, less the steps of a counter jump (what was
+    made in them is unknown, not zero)."""
+    spans, t = [], totals[0]
+    for st in sorted((s for s in steps if s.change == "jump"), key=lambda s: s.t0):
+        if st.t0 > t:
+            spans.append((t, st.t0))
+        t = max(t, st.t1)
+    if totals[-1] > t:
+        spans.append((t, totals[-1]))
+    return spans
 
 
 def _attribute(steps: Sequence[CounterStep], atoms: Sequence[_Atom], key: str) -> None:
@@ -306,16 +321,16 @@ def compute_oee(
     segments = state_timeline(states, online_intervals(online, lo, hi), lo, hi)
     segments = mark_micro_stops(segments, round(params.micro_stop_s * 1000))
     atoms = _atoms(segments, plan_slices(shifts, tz, lo, hi))
-    totals = sorted(c.ts for c in counts if c.total is not None)
-    if len(totals) >= 2:
-        atoms = _cover(atoms, totals[0], totals[-1])
-
     max_rate = 1.0 / params.ideal_cycle_time_s if params.ideal_cycle_time_s else None
     steps: dict[str, list[CounterStep]] = {}
     for key in ("total", "good", "reject"):
         pts = [(c.ts, float(v)) for c in counts if (v := getattr(c, key)) is not None]
         steps[key] = counter_steps(pts, params.counter_max, resolution=params.resolution, max_rate=max_rate)
-        _attribute(steps[key], atoms, key)
+    totals = sorted(c.ts for c in counts if c.total is not None)
+    if len(totals) >= 2:
+        atoms = _cover(atoms, _covered_spans(totals, steps["total"]))
+    for key, key_steps in steps.items():
+        _attribute(key_steps, atoms, key)
 
     inside = _clip_atoms(atoms, start, end)
     whole = _aggregate(inside, start, end, params, steps, None)

@@ -196,7 +196,8 @@ def test_reset_at_shift_change_counts_from_zero() -> None:
 def test_a_counter_set_back_to_an_older_value_is_a_jump_not_production() -> None:
     """Running 12:00–15:00 at 1 part/s; at 13:00 the PLC is restored from an older backup: its counter reads
     2,000,002 two seconds later (3,003,600 before). A reset would count those 2,000,002 as parts made in two
-    seconds (P ≈ 186); they cannot have been: the step counts nothing and is flagged. Found by running
+    seconds (P ≈ 186); they cannot have been: the step counts nothing, its time is left out of the run time P
+    is measured on (what was made in it is unknown), and it is flagged. Found by running
     `edgegw demo` twice on one data directory (the simulated loom's counter starts at the same seeded value)."""
     counts = [
         CountPoint(at(12), 3_000_000),
@@ -207,7 +208,9 @@ def test_a_counter_set_back_to_an_older_value_is_a_jump_not_production() -> None
     r = running_12_to_15(counts, counter_max=0xFFFF_FFFF)
     assert r.counts["jumps"] == 1 and r.counts["resets"] == 0 and "counter_jump" in r.flags
     assert r.counts["produced"] == pytest.approx(3_600 + 7_198)
-    assert r.performance == pytest.approx(10_798 / 10_800) and "performance_above_one" not in r.flags
+    # P on the run time the counts cover: the jump's 2 s are unknown, not 2 s of making nothing
+    assert r.performance == pytest.approx(1.0) and "counts_cover_part" in r.flags
+    assert "performance_above_one" not in r.flags and r.availability == 1.0
 
 
 def test_offline_gap_is_reported_apart_not_as_running_or_idle() -> None:
