@@ -232,6 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except OSError as e:  # a file or directory the command needs: missing, not a directory, not writable, full
+        logging.getLogger("edgegw").debug("%s", e, exc_info=True)  # the traceback with -v
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"edgegw {args.command}: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

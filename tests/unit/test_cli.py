@@ -49,6 +49,26 @@ def test_run_with_a_bad_config_exits_2_without_traceback(tmp_path: Path, capsys:
     assert "gateway.enterprise_id: required field is missing" in err and "Traceback" not in err
 
 
+def test_an_unusable_data_dir_is_named_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A data_dir under a file (or where it cannot be made): `run` and `user add` name the path, exit 2 (both
+    ended in a traceback: NotADirectoryError from the users file, FileNotFoundError from mkdir)."""
+    (tmp_path / "a-file").write_text("")
+    cfg = tmp_path / "gw.yaml"
+    data_dir = tmp_path / "a-file" / "data"
+    cfg.write_text(
+        f"gateway: {{id: gw-1, enterprise_id: ent-1, data_dir: {data_dir}}}\n"
+        "devices:\n  - {id: m1, name: m1, driver: modbus_tcp, connection: {host: 127.0.0.1, port: 1},"
+        " tags: [{name: t, address: hr:0}]}\n",
+        encoding="utf-8",
+    )
+    assert main(["run", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"edgegw run: {data_dir}") and "Not a directory" in err and "Traceback" not in err
+    assert main(["user", "add", "bob", "--role", "admin", "--token", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"edgegw user: {data_dir}") and "Not a directory" in err
+
+
 def test_a_missing_extra_is_named_with_no_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
