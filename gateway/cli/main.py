@@ -118,8 +118,13 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from cloud_bridge.cloud.ingest.ingester import Ingester
+    from cloud_bridge.cloud.ledger.sqldb import unusable
+    from edge_config.secrets import redact_url
 
     cfg = load_cloud_config(args.config)  # a ConfigError is reported by main()
+    if why := unusable(cfg.ledger.url):
+        print(f"edgegw ingest: the ledger {redact_url(cfg.ledger.url)} cannot be used: {why}", file=sys.stderr)
+        return 1
 
     listen = args.metrics_listen or cfg.ingest.metrics_listen  # both checked: the option's type, the model
 

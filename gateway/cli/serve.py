@@ -16,10 +16,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from cloud_bridge.cloud.api.app import create_cloud_app
+    from cloud_bridge.cloud.ledger.sqldb import unusable
 
     cfg = load_cloud_config(args.config)  # a ConfigError is reported by main()
     listen = args.listen or cfg.api.listen  # both checked: the option's type, the model
     host, port = split_listen(listen)
+    if why := unusable(cfg.ledger.url):
+        print(f"edgegw serve: the ledger {redact_url(cfg.ledger.url)} cannot be used: {why}", file=sys.stderr)
+        return 1
     if cfg.api.token:
         print(
             "edgegw serve: api.token (or EDGEGW_API_TOKEN) is no longer accepted and is ignored; create an operator "

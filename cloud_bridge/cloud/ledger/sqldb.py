@@ -49,7 +49,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.sql.elements import ColumnElement, KeyedColumnElement
@@ -76,6 +76,23 @@ def engine_url(url: str) -> URL:
     if u.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
         return u.set(drivername="postgresql+psycopg")
     raise ValueError(problem)
+
+
+def unusable(url: str) -> str | None:
+    """Why the database at `url` cannot be used (refused, unknown host, no such file, no rights), or None
+    when it answers: for the commands that serve it to say so at start, in one line."""
+    try:
+        db = Database(url, busy_timeout=5.0)
+        try:
+            with db.engine.connect() as c:
+                c.exec_driver_sql("SELECT 1")
+        finally:
+            db.close()
+    except DBAPIError as e:
+        return "; ".join(line.strip() for line in str(e.orig or e).splitlines() if line.strip())
+    except OSError as e:
+        return f"{e.filename}: {e.strerror}" if e.filename else str(e)
+    return None
 
 
 class Database:
