@@ -124,7 +124,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     cfg = load_cloud_config(args.config)  # a ConfigError is reported by main()
     if why := unusable(cfg.ledger.url):
         print(f"edgegw ingest: the ledger {redact_url(cfg.ledger.url)} cannot be used: {why}", file=sys.stderr)
-        return 1
+        return 2
 
     listen = args.metrics_listen or cfg.ingest.metrics_listen  # both checked: the option's type, the model
 
@@ -220,6 +220,20 @@ def _command(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+def _database_error(e: BaseException) -> str | None:
+    """The reason of a database error (refused, lost, no rights: SQLAlchemy's DBAPIError), else None. Only
+    the commands that use a database have loaded SQLAlchemy; the others do not import it for this."""
+    if "sqlalchemy.exc" not in sys.modules:
+        return None
+    from sqlalchemy.exc import DBAPIError
+
+    if not isinstance(e, DBAPIError):
+        return None
+    from cloud_bridge.cloud.ledger.sqldb import db_reason
+
+    return db_reason(e)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(commands=_command(argv) != "run").parse_args(argv)
@@ -242,6 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"edgegw {args.command}: {where}{e.strerror or e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if (why := _database_error(e)) is None:
+            raise
+        logging.getLogger("edgegw").debug("%s", e, exc_info=True)
+        print(f"edgegw {args.command}: the database cannot be used: {why}", file=sys.stderr)
+        return 2  # not 1: for the evidence commands 1 says the evidence failed its check
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, port = split_listen(listen)
     if why := unusable(cfg.ledger.url):
         print(f"edgegw serve: the ledger {redact_url(cfg.ledger.url)} cannot be used: {why}", file=sys.stderr)
-        return 1
+        return 2
     if cfg.api.token:
         print(
             "edgegw serve: api.token (or EDGEGW_API_TOKEN) is no longer accepted and is ignored; create an operator "

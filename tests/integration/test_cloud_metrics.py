@@ -144,32 +144,6 @@ def test_ingest_refuses_a_bad_metrics_address(tmp_path: Path) -> None:
     assert out.returncode == 2 and "is not host:port" in out.stderr
 
 
-@pytest.mark.parametrize("command", ["ingest", "serve"])
-@pytest.mark.parametrize("ledger", ["postgresql", "sqlite"])
-def test_a_ledger_that_cannot_be_used_is_said_in_one_line(tmp_path: Path, command: str, ledger: str) -> None:
-    """A PostgreSQL nobody listens on, or a SQLite file under a file: one line naming the ledger (its
-    password left out) and why, exit 1 (both commands ended in a traceback: `serve` from uvicorn's start-up,
-    exit 3)."""
-    (tmp_path / "a-file").write_text("")
-    url = (
-        f"postgresql://ingest:s3cret@127.0.0.1:{free_port()}/test"
-        if ledger == "postgresql"
-        else f"sqlite:///{tmp_path}/a-file/ledger.db"
-    )
-    cloud = tmp_path / "cloud.yaml"
-    cloud.write_text(f'ledger: {{url: "{url}"}}\n', encoding="utf-8")
-    out = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", command, "-c", str(cloud)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 1, out.stderr
-    assert out.stderr.startswith(f"edgegw {command}: the ledger ") and "cannot be used: " in out.stderr
-    assert "Traceback" not in out.stderr and "s3cret" not in out.stderr
-    assert ("Connection refused" if ledger == "postgresql" else "a-file: File exists") in out.stderr
-
-
 def test_serve_metrics(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/ledger.db"
     fill_day(url)

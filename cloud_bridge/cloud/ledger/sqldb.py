@@ -78,6 +78,11 @@ def engine_url(url: str) -> URL:
     raise ValueError(problem)
 
 
+def db_reason(e: DBAPIError) -> str:
+    """The driver's reason for a database error, on one line (no SQLAlchemy background link)."""
+    return "; ".join(line.strip() for line in str(e.orig or e).splitlines() if line.strip())
+
+
 def unusable(url: str) -> str | None:
     """Why the database at `url` cannot be used (refused, unknown host, no such file, no rights), or None
     when it answers: for the commands that serve it to say so at start, in one line."""
@@ -89,7 +94,7 @@ def unusable(url: str) -> str | None:
         finally:
             db.close()
     except DBAPIError as e:
-        return "; ".join(line.strip() for line in str(e.orig or e).splitlines() if line.strip())
+        return db_reason(e)
     except OSError as e:
         return f"{e.filename}: {e.strerror}" if e.filename else str(e)
     return None
