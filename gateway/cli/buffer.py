@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_config import load_gateway_config
+from gateway.cli.options import whole
 
 
 def _buffer(args: argparse.Namespace) -> Any:
@@ -48,7 +49,9 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     ids: list[int] | None = None
     if args.replay and args.replay != "all":
         try:
-            ids = [int(x) for x in args.replay.split(",") if x.strip()]
+            ids = [int(x) for x in args.replay.split(",", 100_000) if x.strip()]
+            if len(ids) > 100_000 or not all(0 < i < 2**63 for i in ids):  # SQLite's integers
+                raise ValueError
         except ValueError:
             print(
                 f"edgegw buffer dead-letters: --replay takes 'all' or ids like 3,7 (not {args.replay!r})",
@@ -82,5 +85,5 @@ def register(sub: Any) -> None:
     d = bsub.add_parser("dead-letters", help="list the dead letters, or put them back in the queue")
     d.add_argument("-c", "--config", required=True, help="gateway.yaml")
     d.add_argument("--replay", default=None, metavar="all|ID,...", help="queue these again (or all)")
-    d.add_argument("--limit", type=int, default=1000)
+    d.add_argument("--limit", type=whole(1, 1_000_000), default=1000)
     d.set_defaults(func=cmd_dead_letters)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from drivers.base import DriverError
 from edge_config.models import OpcUaConnection
 from edge_config.opcua import parse_node_id
+from gateway.cli.options import whole
 
 
 def register(sub: Any) -> None:
@@ -26,8 +27,8 @@ def register(sub: Any) -> None:
     b.add_argument("--out", default=None, help="FILE.yaml (a gateway config) or FILE.csv (tag rows); default stdout")
     b.add_argument("--device-id", default=None, help="device id in the YAML (default from the endpoint)")
     b.add_argument("--mode", choices=["subscribe", "poll"], default="subscribe", help="mode of every tag")
-    b.add_argument("--depth", type=int, default=12, help="levels below the root (default 12)")
-    b.add_argument("--max-nodes", type=int, default=100_000)
+    b.add_argument("--depth", type=whole(0, 64), default=12, help="levels below the root (default 12)")
+    b.add_argument("--max-nodes", type=whole(1, 1_000_000), default=100_000)
     b.add_argument("--security-policy", default="None", help="None, Basic256Sha256, Aes128_Sha256_RsaOaep, ...")
     b.add_argument("--security-mode", default=None, help="Sign or SignAndEncrypt (default SignAndEncrypt if secured)")
     b.add_argument("--username", default=None)

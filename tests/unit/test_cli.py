@@ -102,6 +102,13 @@ def test_buffer_commands_list_and_replay_dead_letters(tmp_path: Path, capsys: py
     assert main(["buffer", "dead-letters", "-c", str(cfg)]) == 0
     assert "seq=1" in capsys.readouterr().out
     assert main(["buffer", "dead-letters", "-c", str(cfg), "--replay", "x"]) == 2
+    for beyond in ("99999999999999999999999", "-5", "0"):  # the first raised OverflowError from SQLite
+        assert main(["buffer", "dead-letters", "-c", str(cfg), "--replay", beyond]) == 2
+        assert "--replay takes 'all' or ids like 3,7" in capsys.readouterr().err
+    for argv in (["buffer", "dead-letters", "-c", str(cfg), "--limit", "0"], ["opcua", "browse", "x", "--depth", "-1"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "is out of range" in capsys.readouterr().err
     assert main(["buffer", "dead-letters", "-c", str(cfg), "--replay", "all"]) == 0
     assert "1 messages" in capsys.readouterr().out
     assert main(["buffer", "status", "-c", str(cfg)]) == 0
