@@ -131,10 +131,13 @@ def sheet_rows(data: bytes, filename: str, preferred: Iterable[str] = ()) -> Ite
     if kind not in SHEET_SUFFIXES:
         raise SheetError([f"{filename}: use a .csv or .xlsx file"])
     rows = csv_rows(data) if kind == ".csv" else xlsx_rows(data, preferred)
-    for row_no, cells in rows:
-        stripped = [c.strip() for c in cells]
-        if any(stripped):
-            yield row_no, stripped
+    try:
+        for row_no, cells in rows:
+            stripped = [c.strip() for c in cells]
+            if any(stripped):
+                yield row_no, stripped
+    except SheetError as e:  # about the whole file (not a workbook, not text, too large): say which file
+        raise SheetError([i if i.startswith(f"{filename}:") else f"{filename}: {i}" for i in e.issues]) from None
 
 
 @dataclass(frozen=True, slots=True)
