@@ -95,13 +95,17 @@ def _message(err: Any) -> str:
     return msg
 
 
+def error_loc(err: Any) -> PathKey:
+    """Where a pydantic error is: its location, and for a check across fields the field it names."""
+    loc = _clean_loc(err["loc"])
+    cause = (err.get("ctx") or {}).get("error")
+    return (*loc, *cause.loc) if isinstance(cause, LocatedError) else loc
+
+
 def _issues(file: str, lines: dict[PathKey, int], exc: ValidationError) -> Iterator[ConfigIssue]:
     for err in exc.errors():
-        loc = _clean_loc(err["loc"])
-        cause = (err.get("ctx") or {}).get("error")
-        if isinstance(cause, LocatedError):
-            loc = (*loc, *cause.loc)
-        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc = error_loc(err)
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = (*loc, "driver")  # the discriminator's own line (or, when missing, the device's)
         yield ConfigIssue(file, _line_for(lines, loc), format_path(loc), _message(err))
 

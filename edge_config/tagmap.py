@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from edge_config.loader import format_path
+from edge_config.loader import error_loc, format_path
 from edge_config.models import ModbusTag, OpcUaTag
 from edge_config.sheets import Header, SheetError, read_header, sheet_rows
 
@@ -78,8 +78,9 @@ def read_tags(data: bytes, filename: str, kind: TagKind | None = None) -> tuple[
             tag = _MODELS[kind].model_validate(raw)
         except ValidationError as e:
             for err in e.errors():
-                field = format_path(tuple(err["loc"])) or "row"
-                col = header.names.get(str(err["loc"][0]), field) if err["loc"] else "row"
+                loc = error_loc(err)
+                field = format_path(loc) or "row"
+                col = header.names.get(str(loc[0]), field) if loc else "row"
                 msg = err["msg"].removeprefix("Value error, ")
                 if err["type"] == "missing":
                     msg = "is empty"

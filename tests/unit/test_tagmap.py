@@ -41,6 +41,19 @@ def test_every_mistake_is_reported_with_row_and_column() -> None:
     assert any(i.startswith("tags.csv:5: 倍率:") for i in issues)
 
 
+def test_a_check_across_columns_names_its_column() -> None:
+    """A check across fields (a 32-bit value at the last register, a scale of 0) names the column it is
+    about, in the sheet's own words; it said `row:` before, and NaN went through."""
+    text = CHINESE_CSV + "last,hr:65535,uint32,,,,,,,\nzero,hr:20,uint16,0,,,,,,\nnan,hr:21,uint16,nan,,,,,,\n"
+    with pytest.raises(SheetError) as info:
+        read_tags(text.encode(), "tags.csv")
+    assert info.value.issues == [
+        "tags.csv:5: 地址: uint32 at hr:65535 takes 2 registers: past 65535, the last address",
+        "tags.csv:6: 倍率: scale 0 would make every value 0 (1: the raw value)",
+        "tags.csv:7: 倍率: Input should be a finite number",
+    ]
+
+
 def test_duplicate_names_and_missing_columns() -> None:
     with pytest.raises(SheetError, match=r"tags.csv:3: name: 'a' is already on row 2"):
         read_tags(b"name,address\na,hr:0\na,hr:1\n", "tags.csv")
