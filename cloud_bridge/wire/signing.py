@@ -87,6 +87,18 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(data)
 
 
+def forgeable(key: Ed25519PublicKey) -> bool:
+    """True for a point no gateway's key can be: of small order, or not canonical. Under such a key a
+    verifier that does not refuse it (OpenSSL's) takes forged signatures: one made of the identity point and
+    S = 0 verifies for about one message in four under the all-zero key. libsodium's check, through PyNaCl
+    (the cloud extra); without it, False: nothing to check with."""
+    try:
+        from nacl.bindings import crypto_core_ed25519_is_valid_point
+    except ImportError:
+        return False
+    return not crypto_core_ed25519_is_valid_point(public_key_bytes(key))
+
+
 def fingerprint(key: SigningKey | Ed25519PrivateKey | Ed25519PublicKey) -> str:
     """SHA-256 of the raw public key, hex: how people compare keys (`SHA256:` + the first 32 hex shown)."""
     return hashlib.sha256(public_key_bytes(key)).hexdigest()

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from cloud_bridge.cloud.ingest.ingester import Ingester
 from cloud_bridge.cloud.ledger import schema
+from cloud_bridge.cloud.ledger.sqldb import Database
 from cloud_bridge.cloud.trust.broker import hash_parts, mosquitto_hash
 from cloud_bridge.cloud.trust.registry import Registry, RegistryError
 from cloud_bridge.uplink.buffer import Buffer, Chain, Outgoing, Pending
@@ -227,6 +228,40 @@ def test_a_flood_of_unproven_messages_is_bounded(tmp_path: Path) -> None:
         assert len(ing.ledger.db.rows(select(schema.unproven))) == 3
     finally:
         ing.ledger.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "forged"),
+    [
+        (bytes(32), range(1, 200)),  # y = 0: a point of order 4
+        (bytes([1]) + bytes(31), range(1, 200)),  # the identity: order 1
+    ],
+    ids=["zero", "identity"],
+)
+def test_a_small_order_key_cannot_be_registered(tmp_path: Path, raw: bytes, forged: range) -> None:
+    """Under a small-order key OpenSSL's verification (the fallback without PyNaCl) takes a signature nobody
+    made: the identity point and S = 0, for every message under the identity key and about one in four under
+    the all-zero key. libsodium refuses such keys; the registry refuses to register them (it took them)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    key = Ed25519PublicKey.from_public_bytes(raw)
+    nobody = bytes([1]) + bytes(31) + bytes(32)
+    taken = 0
+    for i in forged:
+        try:
+            key.verify(nobody, b"a checkpoint nobody signed %d" % i)
+            taken += 1
+        except InvalidSignature:
+            pass
+    assert taken > 10, "why the registry refuses such a key: OpenSSL takes forged signatures under it"
+    assert signing.forgeable(key)
+    registry = Registry(Database(f"sqlite:///{tmp_path}/l.db"))
+    with pytest.raises(RegistryError, match="small-order or non-canonical Ed25519 point"):
+        registry.add(ENT, GW, "ed25519:" + base64.b64encode(raw).decode())
+    real = load_or_create_identity(tmp_path / "id").public_key
+    assert not signing.forgeable(signing.parse_public_key(real))
+    registry.add(ENT, GW, real)
 
 
 def test_unregistered_revoked_unchained_and_unsigned_are_refused_and_counted(tmp_path: Path) -> None:

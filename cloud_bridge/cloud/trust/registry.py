@@ -24,7 +24,7 @@ from sqlalchemy import insert, select, tuple_, update
 from cloud_bridge.cloud.ledger.schema import TRUST_TABLES, gateway_keys, metadata
 from cloud_bridge.cloud.ledger.sqldb import Database
 from cloud_bridge.cloud.trust.broker import mosquitto_hash
-from cloud_bridge.wire.signing import fingerprint, parse_public_key
+from cloud_bridge.wire.signing import fingerprint, forgeable, parse_public_key
 from edge_config.timing import now_ms
 
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -77,6 +77,11 @@ class Registry:
             key = parse_public_key(public_key)
         except ValueError as e:
             raise RegistryError(str(e)) from None
+        if forgeable(key):
+            raise RegistryError(
+                "not a key a gateway makes: a small-order or non-canonical Ed25519 point, under which signatures "
+                "can be forged (register the key `edgegw identity show` prints)"
+            )
         fp = fingerprint(key)
         k = gateway_keys.c
         password = secrets.token_urlsafe(24)
