@@ -23,7 +23,7 @@ from cloud_bridge.cloud.evidence.export import ExportError, Pack, export_pack, p
 from cloud_bridge.cloud.evidence.models import AuditRecord
 from cloud_bridge.cloud.evidence.recompute import RecomputeError, recompute_pack
 from cloud_bridge.cloud.evidence.report import render_report
-from cloud_bridge.cloud.evidence.signing import fingerprint
+from cloud_bridge.cloud.evidence.signing import SigningError, fingerprint, load_public_key
 from cloud_bridge.cloud.ledger.store import EvidenceStore
 from edge_config.secrets import redact_url
 from tests.unit.test_evidence_build import CONFIG, NOW, period, store  # noqa: F401  (the hand-built day)
@@ -148,6 +148,20 @@ def test_verify_catches_edits_additions_removals_and_a_replaced_manifest(pack) -
     (d / "manifest.json").write_text(json.dumps(manifest))
     v = verify_pack(d, out.manifest_sha256)
     assert any("manifest edited?" in p for p in v.problems)
+
+
+@pytest.mark.parametrize("raw", [bytes(32), bytes([1]) + bytes(31)], ids=["zero", "identity"])
+def test_a_small_order_public_key_is_refused_as_a_trusted_key(tmp_path: Path, raw: bytes) -> None:
+    """`evidence verify --public-key`: a key under which OpenSSL takes signatures nobody made (the registry's
+    test shows it) proves nothing; it is refused with the reason instead of checked against."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    path = tmp_path / "platform.pub"
+    key = Ed25519PublicKey.from_public_bytes(raw)
+    path.write_bytes(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    with pytest.raises(SigningError, match="small-order or non-canonical Ed25519 key: it proves no signature"):
+        load_public_key(path)
 
 
 def test_verify_refuses_what_is_not_a_pack(tmp_path: Path) -> None:

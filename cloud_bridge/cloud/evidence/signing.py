@@ -24,6 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from cloud_bridge.wire.signing import forgeable
+
 SIGNATURE = "signature.json"
 SIGNATURE_SCHEMA = "edgegw-evidence-signature/1"
 ALGORITHM = "Ed25519"
@@ -97,6 +99,8 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
         raise SigningError(f"--public-key: {p} is not a PEM public key ({e})") from None
     if not isinstance(key, Ed25519PublicKey):
         raise SigningError(f"--public-key: {p} is not an Ed25519 public key")
+    if forgeable(key):  # OpenSSL would take signatures nobody made under it
+        raise SigningError(f"--public-key: {p} is a small-order or non-canonical Ed25519 key: it proves no signature")
     return key
 
 
