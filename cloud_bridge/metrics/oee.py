@@ -263,7 +263,7 @@ def _covered_spans(totals: Sequence[int], steps: Sequence[CounterStep]) -> list[
     """From the first to the last production counter reading, less the steps of a counter jump (what was
     made in them is unknown, not zero)."""
     spans, t = [], totals[0]
-    for st in sorted((s for s in steps if s.change == "jump"), key=lambda s: s.t0):
+    for st in (s for s in steps if s.change == "jump"):  # in time order, as counter_steps makes them
         if st.t0 > t:
             spans.append((t, st.t0))
         t = max(t, st.t1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -31,6 +32,13 @@ def bench_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(tempfile, "tempdir", str(d))
     monkeypatch.setenv("TMPDIR", str(d))
     return d
+
+
+def bench(tmp_path: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    """`edgegw bench ARGV --json FILE`, which must exit 0: the figures it wrote."""
+    out = tmp_path / f"{argv[0]}.json"
+    assert main(["bench", *argv, "--json", str(out)]) == 0, capsys.readouterr()
+    return json.loads(out.read_text())
 
 
 def test_soak_smoke(tmp_path: Path, bench_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -131,10 +139,8 @@ def test_ledger_size_smoke(
 def test_edge_memory_smoke(tmp_path: Path, bench_tmp: Path, capsys: pytest.CaptureFixture[str], protocol: str) -> None:
     """`bench edge --memory` runs the agent as users do (its identity made in data_dir/identity on the first
     start and kept between the points), over Modbus or OPC UA, and reports RSS and start-up per tag count."""
-    out = tmp_path / "memory.json"
-    args = ["bench", "edge", "--memory", "100,200", "--per-device", "100", "--settle", "1", "--memory-seconds", "1"]
-    assert main([*args, "--protocol", protocol, "--json", str(out)]) == 0, capsys.readouterr()
-    r = json.loads(out.read_text())
+    args = ["edge", "--memory", "100,200", "--per-device", "100", "--settle", "1", "--memory-seconds", "1"]
+    r = bench(tmp_path, capsys, *args, "--protocol", protocol)
     assert r["protocol"] == protocol and [p["tags"] for p in r["points"]] == [100, 200]
     assert all(p["rss_mb"] > 10 and p["startup_s"] is not None and p["points_per_s"] > 0 for p in r["points"])
     assert "RSS MB" in capsys.readouterr().out
@@ -144,10 +150,8 @@ def test_edge_memory_smoke(tmp_path: Path, bench_tmp: Path, capsys: pytest.Captu
 def test_edge_bench_smoke(tmp_path: Path, bench_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`bench edge`: the agent (`edgegw run`) and the bare pymodbus + paho loop on the same simulators, at
     two change rates, each point counted at the broker."""
-    out = tmp_path / "edge.json"
-    args = ["bench", "edge", "--devices", "2", "--registers", "50", "--change", "0.1,1.0", "--seconds", "2"]
-    assert main([*args, "--warmup", "2", "--json", str(out)]) == 0, capsys.readouterr()
-    r = json.loads(out.read_text())
+    args = ["edge", "--devices", "2", "--registers", "50", "--change", "0.1,1.0", "--seconds", "2", "--warmup", "2"]
+    r = bench(tmp_path, capsys, *args)
     assert [x["change"] for x in r["runs"]] == [0.1, 1.0] and r["workload"]["tags"] == 52
     for run in r["runs"]:
         assert run["bare"]["points"] > 0 and run["gateway"]["points"] > 0, run
@@ -160,10 +164,8 @@ def test_edge_bench_smoke(tmp_path: Path, bench_tmp: Path, capsys: pytest.Captur
 
 def test_modbus_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`bench modbus`: the gateway's driver against bare pymodbus reading the same blocks of a simulator."""
-    out = tmp_path / "modbus.json"
-    args = ["bench", "modbus", "--devices", "2", "--registers", "100", "--seconds", "1", "--rounds", "1"]
-    assert main([*args, "--max-seconds", "1", "--json", str(out)]) == 0, capsys.readouterr()
-    r = json.loads(out.read_text())
+    args = ["modbus", "--devices", "2", "--registers", "100", "--seconds", "1", "--rounds", "1", "--max-seconds", "1"]
+    r = bench(tmp_path, capsys, *args)
     assert r["requests_per_scan"]["equal"], r["requests_per_scan"]
     for side in ("floor", "gateway"):
         # a scan reads one device's 100 registers
@@ -175,10 +177,7 @@ def test_modbus_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 def test_opcua_bench_smoke(tmp_path: Path, bench_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`bench opcua`: the gateway's OPC UA path (subscription → buffer → MQTT) against bare asyncua clients."""
-    out = tmp_path / "opcua.json"
-    args = ["bench", "opcua", "--nodes", "100", "--seconds", "2", "--warmup", "1", "--json", str(out)]
-    assert main(args) == 0, capsys.readouterr()
-    [run] = json.loads(out.read_text())["runs"]
+    [run] = bench(tmp_path, capsys, "opcua", "--nodes", "100", "--seconds", "2", "--warmup", "1")["runs"]
     assert run["nodes"] == 100 and run["gateway"]["online"], run
     for side in ("bare_client", "bare_floor", "gateway"):
         assert run[side]["notifications"] > 0, side
@@ -189,10 +188,8 @@ def test_opcua_bench_smoke(tmp_path: Path, bench_tmp: Path, capsys: pytest.Captu
 
 def test_pipeline_bench_smoke(tmp_path: Path, bench_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`bench pipeline`: buffer → MQTT → `edgegw ingest` → stores, live, sustained and after an outage."""
-    out = tmp_path / "pipeline.json"
-    args = ["bench", "pipeline", "--devices", "2", "--tags", "10", "--live-seconds", "3", "--sustained-seconds", "2"]
-    assert main([*args, "--outage", "3", "--json", str(out)]) == 0, capsys.readouterr()
-    r = json.loads(out.read_text())
+    args = ["pipeline", "--devices", "2", "--tags", "10", "--live-seconds", "3", "--sustained-seconds", "2"]
+    r = bench(tmp_path, capsys, *args, "--outage", "3")
     assert r["live"]["all_ingested"] and r["live"]["samples"] > 0
     assert r["sustained"]["samples_s"] > 0 and r["sustained"]["all_ingested"]  # what the broker took, once
     assert r["buffer"]["backlog_samples"] == 3 * 2 * 10  # the outage's scans, all in the buffer
@@ -203,10 +200,8 @@ def test_pipeline_bench_smoke(tmp_path: Path, bench_tmp: Path, capsys: pytest.Ca
 
 def test_simulators_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`bench simulators`: the pilot industries' machines over Modbus and OPC UA, read every second."""
-    out = tmp_path / "sim.json"
-    args = ["bench", "simulators", "--devices", "4", "--tags", "20", "--shards", "1", "--seconds", "2"]
-    assert main([*args, "--warmup", "1", "--json", str(out)]) == 0, capsys.readouterr()
-    modbus, opcua = json.loads(out.read_text())["runs"]
+    args = ["simulators", "--devices", "4", "--tags", "20", "--shards", "1", "--seconds", "2", "--warmup", "1"]
+    modbus, opcua = bench(tmp_path, capsys, *args)["runs"]
     assert (modbus["protocol"], opcua["protocol"]) == ("modbus", "opcua")
     for run in (modbus, opcua):
         assert run["devices"] == 11 and run["tags"] > 11 * 10 and run["ticks"] > 0, run  # one machine of each kind
