@@ -250,11 +250,13 @@ def _cover(atoms: Sequence[_Atom], spans: Sequence[tuple[int, int]]) -> list[_At
     """Cut the atoms at the ends of `spans` (sorted, disjoint) and mark those inside one as covered:
     performance is measured where the counters say what was made."""
     ends = sorted({t for span in spans for t in span})
+    starts = [s for s, _ in spans]
     out: list[_Atom] = []
     for a in atoms:
         cuts = sorted({a.start, a.end, *(t for t in ends if a.start < t < a.end)})
         for lo, hi in itertools.pairwise(cuts):
-            inside = any(s <= lo and hi <= e for s, e in spans)
+            i = bisect.bisect_right(starts, lo) - 1  # the span starting at or before lo
+            inside = i >= 0 and hi <= spans[i][1]
             out.append(_Atom(lo, hi, a.state, a.micro, a.plan, a.shift, {}, inside))
     return out
 
