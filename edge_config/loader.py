@@ -112,8 +112,8 @@ def _issues(file: str, lines: dict[PathKey, int], exc: ValidationError) -> Itera
 
 # libyaml through PyYAML's C binding when present (five times faster than the pure-Python scanner on a
 # large tag map, FACTS.md), with the safe constructor's common nodes built directly (`yamlfast`: the same
-# data, half the time)
-_Loader: Any = yamlfast.FastSafeLoader
+# data, half the time), refusing alias bombs and cycles before anything is built
+_Loader: Any = yamlfast.BoundedLoader
 
 
 @contextmanager
@@ -133,7 +133,8 @@ def _collector_paused() -> Iterator[None]:
 def _syntax_error(file: str, e: yaml.MarkedYAMLError) -> ConfigError:
     mark = e.problem_mark or e.context_mark
     line = mark.line + 1 if mark else 1
-    return ConfigError([ConfigIssue(file, line, "", f"YAML syntax: {e.problem or e}")])
+    what = "YAML" if isinstance(e, yamlfast.AliasError) else "YAML syntax"
+    return ConfigError([ConfigIssue(file, line, "", f"{what}: {e.problem or e}")])
 
 
 # A tag map this large is parsed in a short-lived child process: PyYAML builds a node graph of about
@@ -149,7 +150,7 @@ _CHILD = (
     "spec = importlib.util.spec_from_file_location('edgegw_yamlfast', sys.argv[1])\n"
     "fast = importlib.util.module_from_spec(spec)\n"
     "spec.loader.exec_module(fast)\n"
-    "sys.stdout.write(json.dumps(yaml.load(sys.stdin.read(), Loader=fast.FastSafeLoader), allow_nan=False))\n"
+    "sys.stdout.write(json.dumps(yaml.load(sys.stdin.read(), Loader=fast.BoundedLoader), allow_nan=False))\n"
 )
 
 
@@ -183,11 +184,16 @@ def load_text(text: str, model: type[M], file: str = "<config>") -> M:
         raise _syntax_error(file, e) from None
     except yaml.YAMLError as e:
         raise ConfigError([ConfigIssue(file, 1, "", f"YAML: {e}")]) from None
+    except RecursionError:  # libyaml allows 1,000 levels; building them takes more frames than Python has
+        raise ConfigError([ConfigIssue(file, 1, "", "YAML: nested too deeply")]) from None
     if data is None:
         raise ConfigError([ConfigIssue(file, 1, "", "the file is empty")])
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(file, 1, "", "the top level must be a mapping (key: value)")])
-    return _validate(text, data, model, file)
+    try:
+        return _validate(text, data, model, file)
+    except RecursionError:
+        raise ConfigError([ConfigIssue(file, 1, "", "YAML: nested too deeply")]) from None
 
 
 def _validate(text: str, data: dict[str, Any] | bytes, model: type[M], file: str) -> M:

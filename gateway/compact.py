@@ -36,7 +36,7 @@ from edge_config import load_gateway_config
 from edge_config.loader import PARSE_ELSEWHERE_BYTES, load_text
 from edge_config.models import GatewayConfig
 from edge_config.secrets import with_env_secrets
-from edge_config.yamlfast import FastSafeLoader
+from edge_config.yamlfast import BoundedLoader
 from gateway.oee.tracker import canonical_dump, config_hash
 
 
@@ -281,7 +281,7 @@ def _parts_json(path: Path) -> bytes:
     import yaml
 
     gc.disable()
-    data = yaml.load(path.read_text(encoding="utf-8"), Loader=FastSafeLoader)
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=BoundedLoader)
     config = GatewayConfig.model_validate(data)
     del data
     return json.dumps(compact_parts(config), ensure_ascii=False).encode()

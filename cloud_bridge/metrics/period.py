@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 from cloud_bridge.metrics.calendar import local_ms
 
 MAX_DAYS = 400
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MAX_TEXT = 40  # characters of a date, date-time or epoch ms; anything longer is refused before it is read
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class PeriodError(ValueError):
@@ -69,13 +70,15 @@ def _instant(text: str, tz: str, end: bool) -> int:
     t = text.strip()
     if not t:
         raise PeriodError("empty date")
-    if _DATE.match(t):
+    if len(t) > MAX_TEXT:
+        raise PeriodError(f"{t[:MAX_TEXT]!r}… is too long for a date, a date-time or epoch ms")
+    if _DATE.fullmatch(t):
         try:
             d = date.fromisoformat(t)
         except ValueError:
             raise PeriodError(f"{text!r} is not a date (YYYY-MM-DD)") from None
         return local_ms(d + timedelta(days=1) if end else d, 0, tz)
-    if t.isdigit() and len(t) >= 10:
+    if t.isascii() and t.isdigit() and len(t) >= 10:  # not '²' nor other digits int() refuses
         return int(t)
     try:
         dt = datetime.fromisoformat(t.replace("Z", "+00:00").replace(" ", "T", 1))

@@ -300,3 +300,62 @@ def test_a_large_tag_map_with_mistakes_still_names_their_lines() -> None:
     assert any(e.startswith(f"gateway.yaml:{line_no}:") for e in errs)
     broken = text.replace("    tags:\n", "    tags: [\n", 1)  # a YAML syntax error: the child gives up
     assert "YAML syntax" in errors_of(broken)[0]
+
+
+def _alias_bomb(levels: int) -> str:
+    """Each level a list of ten aliases of the one before: 10**levels values from a few hundred bytes."""
+    anchors = ["  l0: &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    anchors += [f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return GOOD.replace("mqtt:\n", "mqtt:\n" + "\n".join(anchors) + "\n", 1)
+
+
+def test_an_alias_bomb_is_refused_at_its_line_before_anything_is_built() -> None:
+    # nine levels stand for a billion values: validated (or its error lines mapped) it ate every GB the
+    # machine had (23 GB before it was killed, from the console's editor)
+    errs = errors_of(_alias_bomb(9))
+    assert len(errs) == 1, errs
+    line = next(i for i, ln in enumerate(_alias_bomb(9).splitlines(), 1) if "&l7" in ln)
+    assert errs[0].startswith(f"gateway.yaml:{line}: YAML: its aliases repeat nodes to "), errs
+    stood_for = int(errs[0].split(" to ")[1].split(" in all")[0].replace(",", ""))
+    assert stood_for > 10**9 and "(at most 1,000,000)" in errs[0]
+    # the same in the child a large config is parsed in, and without the line map's walk
+    big = _big(8000).replace("mqtt:\n", "mqtt:\n" + _alias_bomb(9).split("mqtt:\n")[1].split("  url:")[0], 1)
+    from edge_config import loader
+
+    assert len(big) > loader.PARSE_ELSEWHERE_BYTES
+    assert "YAML: its aliases repeat nodes" in errors_of(big)[0]
+
+
+def test_aliases_a_config_uses_load_as_written() -> None:
+    shared = GOOD.replace("connection: {host", "connection: &conn {host", 1) + "".join(
+        f"  - {{id: loom-{i:02d}, driver: modbus_tcp, connection: *conn, tags: [{{name: s, address: '40001'}}]}}\n"
+        for i in range(2, 40)
+    )
+    config = load_text(shared, GatewayConfig, "gateway.yaml")
+    assert len(config.devices) == 39 and config.devices[38].connection == config.devices[0].connection
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("x: &a [1, *a]\n", "gateway.yaml:1: YAML: an alias refers to a node it is inside of (a cycle)"),
+        ("x: &m {k: {j: *m}}\n", "gateway.yaml:1: YAML: an alias refers to a node it is inside of (a cycle)"),
+        ("x: " + "[" * 400 + "]" * 400 + "\n", "gateway.yaml:1: YAML: nested too deeply"),
+        ("x: " + "[" * 990 + "]" * 990 + "\n", "gateway.yaml:1: YAML: nested too deeply"),
+        ("x: " + "[" * 2000 + "]" * 2000 + "\n", "gateway.yaml:1: YAML syntax: exceeded maximum nesting depth"),
+    ],
+)
+def test_a_cycle_or_deep_nesting_is_a_config_error_not_a_recursion_error(text: str, expected: str) -> None:
+    assert errors_of(text) == [expected]
+
+
+@pytest.mark.parametrize("field", ["connection", "oee", "tags.0.extra"])
+def test_the_editor_form_refuses_an_alias_bomb_or_a_cycle_in_its_yaml_fields(field: str) -> None:
+    from gateway.api.console.forms import FormError, device_from_form
+
+    bomb = _alias_bomb(9).split("mqtt:\n")[1].split("  url:")[0].replace("\n  ", ", ").strip().rstrip(",")
+    for text in ("{" + bomb + "}", "&a {k: [*a]}"):
+        form = {"id": "loom-01", "driver": "modbus_tcp", "tags.0.name": "s", field: text}
+        with pytest.raises(FormError) as info:
+            device_from_form(form)
+        assert info.value.field == field and str(info.value).startswith("YAML: "), info.value

@@ -95,3 +95,21 @@ def test_instants_are_taken_between_2000_and_2100_only() -> None:
     for text in ("1999-12-31", "2100-01-02", "0001-01-01", "123456789012345678901234567890", "9999-12-31T00:00+14:00"):
         with pytest.raises(PeriodError, match="out of range"):
             parse_instant(text, "Asia/Shanghai")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("9" * 5000, "too long"),  # int() refuses over 4,300 digits: a ValueError and a 500 before
+        ("9" * 41, "too long"),
+        ("²" * 10, "is not a date"),  # str.isdigit() is true for '²', int() refuses it
+        ("٢٠٢٤-٠٥-٠١", "is not a date"),  # Arabic-Indic digits
+        ("١٧٠٠٠٠٠٠٠٠٠٠٠", "is not a date"),
+    ],
+)
+def test_an_instant_too_long_or_in_other_digits_is_a_period_error(text: str, reason: str) -> None:
+    from cloud_bridge.metrics.period import PeriodError, parse_instant
+
+    with pytest.raises(PeriodError, match=reason) as info:
+        parse_instant(text, "Asia/Shanghai")
+    assert len(str(info.value)) < 200  # the value is not echoed whole

@@ -172,3 +172,30 @@ def test_the_resolved_tags_it_remembers_are_bounded_and_let_go_with_the_document
     finally:
         loader.dispose()
     assert FastSafeLoader("a: 1\n")._resolved == {}  # nothing kept from another document
+
+
+def test_the_bounded_loader_loads_what_the_fast_one_does() -> None:
+    for text in (ANCHORS, "a: 1\n", "".join(f"- {{n: {i}, <<: *d}}\n" for i in range(3)).join(["- &d {u: kWh}\n", ""])):
+        assert same(yaml.load(text, Loader=yamlfast.BoundedLoader), yaml.load(text, Loader=FastSafeLoader))
+
+
+@pytest.mark.parametrize("levels", [7, 12])
+def test_the_bounded_loader_refuses_an_alias_bomb(levels: int) -> None:
+    text = "l0: &l0 [a, b, c, d, e, f, g, h, i, j]\n" + "".join(
+        f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, levels)
+    )
+    with pytest.raises(yamlfast.AliasError) as info:
+        yaml.load(text, Loader=yamlfast.BoundedLoader)
+    assert info.value.problem_mark is not None and info.value.problem_mark.line == levels - 2  # the heaviest anchor
+    # the root, and per level its key and its list: 1 + 10 × the level below's (11 for the ten scalars)
+    assert f"to {1 + sum(1 + (10 ** (i + 2) - 1) // 9 for i in range(levels)):,} in all" in str(info.value)
+
+
+def test_the_bounded_loader_allows_up_to_four_times_the_written_nodes() -> None:
+    # 300 devices each merging one 5-key default (11 nodes): 1,200 nodes from 300 aliases, well within
+    text = "d: &d {a: 1, b: 2, c: 3, e: 4, f: 5}\nl:\n" + "".join(f"  - {{n: {i}, <<: *d}}\n" for i in range(300))
+    assert len(yaml.load(text, Loader=yamlfast.BoundedLoader)["l"]) == 300
+    root = yaml.compose(text, Loader=FastSafeLoader)
+    yamlfast.check_aliases(root)  # no error
+    with pytest.raises(yamlfast.AliasError, match="a cycle"):
+        yaml.load("&a [1, *a]\n", Loader=yamlfast.BoundedLoader)

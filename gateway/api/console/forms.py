@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from edge_config.loader import ConfigIssue
+from edge_config.yamlfast import BoundedLoader
 
 DEVICE_FIELDS = ("id", "name", "type", "line", "driver", "poll_interval")
 TAG_FIELDS = ("name", "address", "node", "type", "scale", "unit", "deadband", "domain", "extra")
@@ -33,9 +34,11 @@ def _flow(field: str, text: str) -> Any:
     if not text.strip():
         return None
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=BoundedLoader)  # no alias bombs nor cycles
     except yaml.YAMLError as e:
         raise FormError(field, f"YAML: {getattr(e, 'problem', None) or e}") from None
+    except RecursionError:
+        raise FormError(field, "YAML: nested too deeply") from None
     if not isinstance(value, dict):
         raise FormError(field, "write a mapping, e.g. {host: 127.0.0.1, port: 502}")
     return value
