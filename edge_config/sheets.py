@@ -4,10 +4,11 @@ CSV may be UTF-8 (with or without BOM) or GB18030 (what Excel on a Chinese Windo
 delimiter is sniffed (`,`, `;`, tab). XLSX is read with openpyxl, the first sheet unless a
 preferred sheet name exists.
 
-Hostile files are bounded before and while they are read: at most `MAX_ROWS` rows and `MAX_COLUMNS`
-columns; an XLSX is a zip, so before openpyxl opens it its entries are checked (count, unpacked size,
-and how much each one unpacks per byte stored: a "zip bomb" of a few KB that unpacks to gigabytes is
-refused at once), and the sheet's declared dimensions too; rows are then streamed (read-only mode).
+Hostile files are bounded before and while they are read: at most `MAX_FILE_BYTES` read from a file,
+`MAX_ROWS` rows and `MAX_COLUMNS` columns, CSV cells as Python's csv module bounds them (128 KiB); an XLSX
+is a zip, so before openpyxl opens it its entries are checked (count, unpacked size, and how much each one
+unpacks per byte stored: a "zip bomb" of a few KB that unpacks to gigabytes is refused at once), and the
+sheet's declared dimensions too; rows are then streamed (read-only mode).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class SheetError(ValueError):
 
 
 SHEET_SUFFIXES = (".csv", ".xlsx", ".xlsm")
+MAX_FILE_BYTES = 20 << 20  # a sheet file; the cloud API takes uploads of the same size
 MAX_ROWS = 100_000
 MAX_COLUMNS = 256
 MAX_UNPACKED = 64 << 20  # an XLSX whose entries unpack to more than this is refused
@@ -86,15 +88,30 @@ def decode_csv(data: bytes) -> str:
     raise SheetError(["the CSV file is neither UTF-8 nor GB18030 text"])
 
 
+def read_sheet_file(path: Path) -> bytes:
+    """The bytes of a sheet file, refused (SheetError naming it) over `MAX_FILE_BYTES` before it is read whole;
+    OSError when it cannot be read."""
+    with path.open("rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise SheetError([f"{path}: larger than {MAX_FILE_BYTES >> 20} MB: split the sheet"])
+    return data
+
+
 def csv_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
     text = decode_csv(data)
     try:
         dialect: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    for row_no, cells in enumerate(csv.reader(io.StringIO(text), dialect), start=1):
-        _too_many(row_no, len(cells))
-        yield row_no, cells
+    reader = csv.reader(io.StringIO(text), dialect)
+    row_no = 0
+    try:
+        for row_no, cells in enumerate(reader, start=1):
+            _too_many(row_no, len(cells))
+            yield row_no, cells
+    except csv.Error as e:  # a cell over the module's field limit (128 KiB), a NUL in strict dialects, ...
+        raise SheetError([f"row {row_no + 1}: not a readable CSV row: {e}"]) from None
 
 
 def cell_text(v: Any) -> str:

@@ -173,15 +173,19 @@ def cmd_recompute(args: argparse.Namespace) -> int:
 def cmd_import_equipment(args: argparse.Namespace) -> int:
     from cloud_bridge.cloud.ledger.equipment import EquipmentError
     from cloud_bridge.cloud.ledger.store import EvidenceStore
+    from edge_config.sheets import SheetError, read_sheet_file
 
     cfg = _config(args)
     if cfg is None:
         return 2
     path = Path(args.file)
     try:
-        data = path.read_bytes()
+        data = read_sheet_file(path)
     except OSError as e:
         print(f"{path}: cannot read: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except SheetError as e:
+        print(e, file=sys.stderr)
         return 2
     store = EvidenceStore(cfg.ledger.url)
     try:

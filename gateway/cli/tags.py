@@ -11,7 +11,7 @@ import yaml
 
 from edge_config import ConfigError, load_gateway_config, load_text
 from edge_config.models import GatewayConfig
-from edge_config.sheets import SheetError
+from edge_config.sheets import SheetError, read_sheet_file
 from edge_config.tagmap import read_tags, write_tags
 
 
@@ -39,7 +39,7 @@ def _tag_dicts(tags: list[Any]) -> list[dict[str, Any]]:
 def cmd_import(args: argparse.Namespace) -> int:
     path = Path(args.file)
     try:
-        tags, kind, ignored = read_tags(path.read_bytes(), str(path), args.driver)
+        tags, kind, ignored = read_tags(read_sheet_file(path), str(path), args.driver)
     except OSError as e:
         print(f"{path}: cannot read: {e.strerror or e}", file=sys.stderr)
         return 2

@@ -181,3 +181,34 @@ def test_the_audit_runs_at_export_and_a_failed_one_is_refused(
     _audit(monkeypatch, cloud, breaks)
     assert main([*argv, "-o", str(tmp_path / "broken")]) == 1
     assert "could not run: the audit failed to run: RuntimeError: no chain table" in capsys.readouterr().err
+
+
+def test_a_sheet_too_large_or_unreadable_as_csv_exits_2_in_one_line(
+    cloud: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_config import sheets
+
+    cell, tag_cell = tmp_path / "cell.csv", tmp_path / "tag_cell.csv"
+    cell.write_bytes(b"id,name\nL-01," + b"x" * 200_000 + b"\n")  # a traceback and exit 1 before
+    tag_cell.write_bytes(b"name,address\nspeed," + b"x" * 200_000 + b"\n")
+    for argv in (["evidence", "import-equipment", str(cell), "--enterprise", "ent-1", "-c", str(cloud)],
+                 ["tags", "import", str(tag_cell), "--device", "loom-01"]):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "row 2: not a readable CSV row" in err and "Traceback" not in err, err
+    monkeypatch.setattr(sheets, "MAX_FILE_BYTES", 1000)  # 20 MB in use; read whole before (400 MB: 2.9 GB RSS)
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"id,name\n" + b"L-01,loom\n" * 200)
+    for argv in (["evidence", "import-equipment", str(big), "--enterprise", "ent-1", "-c", str(cloud)],
+                 ["tags", "import", str(big), "--device", "loom-01"]):  # fmt: skip
+        assert main(argv) == 2
+        assert f"{big}: larger than 0 MB: split the sheet" in capsys.readouterr().err
+
+
+def test_a_period_in_other_digits_or_too_long_exits_2(
+    cloud: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for text in ("²" * 10, "9" * 5000):  # a ValueError traceback and exit 1 before
+        argv = ["evidence", "export", "--enterprise", "ent-1", "--from", text, "--to", "2024-05-01"]
+        assert main([*argv, "-c", str(cloud), "-o", str(tmp_path / "p")]) == 2
+        assert "bad period:" in capsys.readouterr().err

@@ -223,3 +223,11 @@ def test_declared_and_actual_sizes_are_bounded() -> None:
     tall = b"id,name\n" + b"x,y\n" * (MAX_ROWS + 1)
     with pytest.raises(SheetError, match="rows"):
         list(sheet_rows(tall, "ledger.csv"))
+
+
+def test_a_csv_cell_over_the_csv_module_s_limit_is_a_sheet_error_naming_its_row() -> None:
+    big = b"id,name\nL-01,loom\nL-02," + b"x" * 200_000 + b"\n"
+    with pytest.raises(SheetError, match=r"ledger.csv: row 3: not a readable CSV row: field larger"):
+        list(sheet_rows(big, "ledger.csv"))
+    with pytest.raises(EquipmentError):  # the cloud API's PUT answered 500 for it
+        parse_equipment(big, "ledger.csv")
