@@ -4,6 +4,11 @@ allowed", and rendering a page in the shared layout (`cloud_bridge.web`).
 
 Each application passes what differs: its templates, its navigation, how a user name and password are
 checked (`check_login`), and how the session key is found. It imports nothing of the cloud service.
+
+Logins are throttled (`cloud_bridge.webauth.LoginGuard`, kept as `app.state.login_guard`): at most two
+password checks at once, the rest wait up to 3 s and are then answered 503; five failures within a minute
+from one address or for one user name are answered 429 until the minute has passed. Logging out revokes
+the session on the server (`Sessions.revoke`), not only in the browser.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Form, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -30,6 +36,7 @@ from cloud_bridge.webauth import (
     SESSION_COOKIE,
     BodyLimit,
     Forbidden,
+    LoginGuard,
     LoginRequired,
     Sessions,
     cookie_settings,
@@ -172,14 +179,63 @@ def install(app: FastAPI, site: Site, *, max_body: int) -> None:
     def login_page(request: Request, next: str = "/") -> HTMLResponse:
         return site.render(request, "login.html.j2", title="login", next=_local(next), failed=False)
 
+    guard = LoginGuard()
+    app.state.login_guard = guard
+
+    def refuse_login(request: Request, next: str, status: int, wait: int, zh: str, en: str) -> Response:
+        text = en if site.lang(request) == "en" else zh
+        r = site.render(
+            request,
+            "login.html.j2",
+            title="login",
+            status=status,
+            next=_local(next),
+            failed=False,
+            flashes=[("error", text)],
+        )
+        r.headers["retry-after"] = str(max(1, wait))
+        return r
+
     @app.post("/login", include_in_schema=False)
-    def login(
+    async def login(
         request: Request,
         username: Annotated[str, Form(max_length=64)],
         password: Annotated[str, Form(max_length=1024)],
         next: Annotated[str, Form(max_length=2000)] = "/",
     ) -> Response:
-        epoch = site.check_login(username, password)
+        address = request.client.host if request.client is not None else ""
+
+        def too_many(wait: int) -> Response:
+            return refuse_login(
+                request,
+                next,
+                429,
+                wait,
+                f"登录失败次数过多，请 {wait} 秒后再试",
+                f"too many failed logins, try again in {wait} s",
+            )
+
+        wait = guard.refused(address, username)
+        if wait:
+            return too_many(wait)
+        if not await guard.slot():  # every slot busy for LOGIN_WAIT_S: no hash queued without bound
+            return refuse_login(
+                request,
+                next,
+                503,
+                1,
+                "同时登录的请求过多，请稍后再试",
+                "too many logins at once, try again in a moment",
+            )
+        try:
+            wait = guard.refused(address, username)  # failures recorded while this one waited
+            if wait:
+                return too_many(wait)
+            epoch = await run_in_threadpool(site.check_login, username, password)
+            # recorded before the slot is given back: a login waiting for it sees this failure
+            (guard.failed if epoch is None else guard.succeeded)(address, username)
+        finally:
+            guard.release()
         if epoch is None:
             return site.render(request, "login.html.j2", title="login", status=401, next=_local(next), failed=True)
         sessions = site.sessions(request)
@@ -194,7 +250,9 @@ def install(app: FastAPI, site: Site, *, max_body: int) -> None:
 
     @app.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
-        await enforce_csrf(request, site.sessions(request))
+        sessions = site.sessions(request)
+        await enforce_csrf(request, sessions)
+        await run_in_threadpool(sessions.revoke, request.cookies.get(SESSION_COOKIE))  # the edge writes a file
         r = RedirectResponse("/login", status_code=303)
         r.delete_cookie(SESSION_COOKIE, path="/")
         return r

@@ -7,8 +7,12 @@
   kept (a token is random, so a fast hash is enough and a lookup by hash is possible); compared with
   `hmac.compare_digest`.
 - Sessions: a cookie signed with a per-installation key (itsdangerous, HMAC-SHA256, timestamped), HttpOnly,
-  SameSite=Strict, holding the user name and the user's session epoch (raised when a password changes
-  or the user is removed, which ends every session of theirs).
+  SameSite=Strict, holding the user name, the user's session epoch (a new one when a password changes or
+  the user is added again, which ends every session of theirs) and a random nonce; logging out revokes
+  the nonce until the cookie would have expired (`SessionRevocations`).
+- Logins (`LoginGuard`): at most `LOGIN_SLOTS` password checks at once (each argon2 check holds 64 MiB), and
+  after `MAX_FAILURES` failed logins within `FAILURE_WINDOW_S` from one address or for one user name, that
+  address or name is refused (429) until the window has passed; the table is bounded.
 - CSRF: every state-changing request that authenticates with the session cookie carries
   `X-CSRF-Token` (or the form field `csrf`), an HMAC of the session value under the same key; bearer-token
   requests carry no ambient authority and need none.
@@ -20,13 +24,19 @@ password and token hashes) before its web stack is loaded (`gateway.listen`).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
+import math
 import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
@@ -37,6 +47,12 @@ CSRF_FIELD = "csrf"
 TOKEN_PREFIX = "egw_"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_PASSWORD = 1024  # characters: bound the work a login can cause
+LOGIN_SLOTS = 2  # password checks at once: argon2 holds 64 MiB for each
+LOGIN_WAIT_S = 3.0  # how long a login waits for a free slot before it is answered 503
+MAX_FAILURES = 5  # failed logins from one address, or for one user name, within FAILURE_WINDOW_S ...
+FAILURE_WINDOW_S = 60.0  # ... and the next login of that address or name is refused until the window passes
+MAX_TRACKED = 10_000  # addresses and names whose failures are remembered (the oldest are forgotten first)
+MAX_REVOKED = 10_000  # logged-out sessions remembered in memory until they would have expired
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
@@ -116,14 +132,54 @@ def bearer(authorization: str | None) -> str | None:
 class SessionData:
     user: str
     epoch: int
+    nonce: str = ""
+    expires_s: float = 0.0  # wall-clock time at which the cookie's signature stops being accepted
+
+
+class SessionRevocations(Protocol):
+    """Where logged-out sessions are remembered (by their nonce) until they would have expired anyway."""
+
+    def revoked(self, nonce: str) -> bool: ...
+
+    def revoke(self, nonce: str, until_s: float) -> None: ...
+
+
+class MemoryRevocations:
+    """Revoked session nonces in this process's memory: at most `cap`, the expired dropped first, then the
+    ones closest to expiring."""
+
+    def __init__(self, cap: int = MAX_REVOKED, clock: Callable[[], float] = time.time) -> None:
+        self.cap = cap
+        self.clock = clock
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def revoked(self, nonce: str) -> bool:
+        with self._lock:
+            until = self._until.get(nonce)
+        return until is not None and until > self.clock()
+
+    def revoke(self, nonce: str, until_s: float) -> None:
+        with self._lock:
+            self._until[nonce] = until_s
+            if len(self._until) > self.cap:
+                now = self.clock()
+                self._until = {n: u for n, u in self._until.items() if u > now}
+                while len(self._until) > self.cap:
+                    del self._until[min(self._until, key=self._until.__getitem__)]
+
+    def __len__(self) -> int:
+        return len(self._until)
 
 
 @dataclass
 class Sessions:
-    """Signs and reads session cookies and derives their CSRF tokens from one secret key."""
+    """Signs and reads session cookies and derives their CSRF tokens from one secret key; a cookie whose
+    nonce was revoked (logged out) is refused."""
 
     key: bytes
     max_age_s: float = 12 * 3600
+    revocations: SessionRevocations = field(default_factory=MemoryRevocations)
     _serializer: URLSafeTimedSerializer = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -132,22 +188,115 @@ class Sessions:
     def issue(self, user: str, epoch: int) -> str:
         return self._serializer.dumps({"u": user, "e": epoch, "n": secrets.token_hex(8)})
 
-    def read(self, cookie: str | None) -> SessionData | None:
+    def _load(self, cookie: str | None) -> SessionData | None:
         if not cookie or len(cookie) > 4096:
             return None
         try:
-            data = self._serializer.loads(cookie, max_age=int(self.max_age_s))
+            data, signed = self._serializer.loads(cookie, max_age=int(self.max_age_s), return_timestamp=True)
         except BadSignature:
             return None
         if not isinstance(data, dict) or not isinstance(data.get("u"), str) or not isinstance(data.get("e"), int):
             return None
-        return SessionData(data["u"], data["e"])
+        nonce = data.get("n")
+        if not isinstance(nonce, str) or not nonce:
+            return None
+        return SessionData(data["u"], data["e"], nonce, signed.timestamp() + self.max_age_s)
+
+    def read(self, cookie: str | None) -> SessionData | None:
+        data = self._load(cookie)
+        if data is None or self.revocations.revoked(data.nonce):
+            return None
+        return data
+
+    def revoke(self, cookie: str | None) -> None:
+        """Logging out: the cookie is refused from now on, by every reader sharing `revocations`."""
+        data = self._load(cookie)
+        if data is not None:
+            self.revocations.revoke(data.nonce, data.expires_s)
 
     def csrf(self, cookie: str) -> str:
         return hmac.new(self.key, b"csrf:" + cookie.encode(), hashlib.sha256).hexdigest()
 
     def csrf_ok(self, cookie: str, presented: str | None) -> bool:
         return presented is not None and same_secret(self.csrf(cookie), presented)
+
+
+class LoginGuard:
+    """Throttles logins. `refused(address, name)` is the seconds to wait when that client address or user
+    name has failed `max_failures` times within `window_s` (0 when it may try); `failed` and `succeeded`
+    record the outcome; `slot()` waits (at most `wait_s`) for one of `slots` password checks, so at most
+    that many argon2 hashes are in memory at once. Failures are kept for at most `max_tracked` keys."""
+
+    def __init__(
+        self,
+        *,
+        slots: int = LOGIN_SLOTS,
+        wait_s: float = LOGIN_WAIT_S,
+        max_failures: int = MAX_FAILURES,
+        window_s: float = FAILURE_WINDOW_S,
+        max_tracked: int = MAX_TRACKED,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.slots, self.wait_s = slots, wait_s
+        self.max_failures, self.window_s, self.max_tracked = max_failures, window_s, max_tracked
+        self.clock = clock
+        self._busy = 0
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _keys(address: str, name: str) -> tuple[str, str]:
+        return f"a:{address}", f"u:{name}"
+
+    def refused(self, address: str, name: str) -> int:
+        now = self.clock()
+        wait = 0.0
+        with self._lock:
+            for key in self._keys(address, name):
+                times = self._failures.get(key)
+                if times is not None and len(times) >= self.max_failures:
+                    wait = max(wait, times[0] + self.window_s - now)
+        return math.ceil(wait) if wait > 0 else 0
+
+    def failed(self, address: str, name: str) -> None:
+        now = self.clock()
+        with self._lock:
+            for key in self._keys(address, name):
+                times = self._failures.pop(key, None)
+                if times is None:
+                    times = deque(maxlen=self.max_failures)
+                times.append(now)
+                self._failures[key] = times  # the most recent at the end
+            while len(self._failures) > self.max_tracked:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, address: str, name: str) -> None:
+        with self._lock:
+            for key in self._keys(address, name):
+                self._failures.pop(key, None)
+
+    def tracked(self) -> int:
+        return len(self._failures)
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            if self._busy >= self.slots:
+                return False
+            self._busy += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._busy = max(0, self._busy - 1)
+
+    async def slot(self) -> bool:
+        """True once a password-check slot is held (give it back with `release`); False after `wait_s`."""
+        deadline = time.monotonic() + self.wait_s
+        while not self.try_acquire():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
 
 def cookie_settings(secure: bool = False) -> dict[str, object]:

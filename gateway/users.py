@@ -1,8 +1,12 @@
 """The edge's local users and API tokens: one JSON file (default `<data_dir>/users.json`, mode 0600).
 
 Passwords are argon2id hashes, tokens SHA-256 hashes (`cloud_bridge.webauth`); the file also holds the
-key that signs session cookies. `edgegw user add|list|remove|token` edits it; the running agent reads it
-again whenever it changes, so a user added while the agent runs can log in at once.
+key that signs session cookies, the sessions logged out before they expire, and `last_epoch`: every user
+added or changed takes the next session epoch from this file-wide counter, which only goes up, so a user
+removed and added again never gets an epoch an earlier session of that name carries.
+`edgegw user add|list|remove|token` edits it; the running agent reads it again whenever it changes, so a
+user added while the agent runs can log in at once. A file that cannot be read fails closed (`UserError`:
+the API answers 503, nobody is let in).
 
 Roles, each including the one before: `viewer` (every page and read route), `engineer` (edit the tag map,
 apply it, browse OPC UA, test-read Modbus), `admin` (the users page too).
@@ -27,6 +31,7 @@ from edge_config.models import GatewayConfig
 Role = Literal["viewer", "engineer", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "engineer", "admin")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+MAX_REVOKED = 1000  # logged-out sessions kept in the file until they expire (the ones expiring first go first)
 
 
 class UserError(ValueError):
@@ -45,7 +50,7 @@ def role_at_least(role: str, needed: Role) -> bool:
 class User:
     name: str
     role: Role
-    epoch: int  # raised when the password changes: every earlier session ends
+    epoch: int  # a new one (from the file's counter) when the password changes: every earlier session ends
     tokens: int
 
 
@@ -72,9 +77,9 @@ class UserStore:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
-            raise UserError(f"{self.path}: cannot read the users file: {e}") from None
+            raise UserError(f"cannot read the users file {self.path}: {e}") from None
         if not isinstance(data, dict) or not isinstance(data.get("users"), dict):
-            raise UserError(f"{self.path}: not a users file")
+            raise UserError(f"cannot read the users file {self.path}: not a users file")
         self._data, self._stamp = data, stamp
 
     def users(self) -> list[User]:
@@ -112,6 +117,27 @@ class UserStore:
         u = self._data["users"].get(name)
         return None if u is None else User(name, u["role"], int(u.get("epoch", 0)), len(u.get("tokens", {})))
 
+    # ------------------------------------------------------------ logged-out sessions (`SessionRevocations`)
+
+    def revoked(self, nonce: str) -> bool:
+        self.reload_if_changed()
+        until = self._data.get("revoked_sessions", {}).get(nonce)
+        return isinstance(until, (int, float)) and until > time.time()
+
+    def revoke(self, nonce: str, until_s: float) -> None:
+        """Remember a logged-out session until it would have expired (kept in the file: every process reading
+        it, and the agent after a restart, refuse it too)."""
+        self.reload_if_changed()
+        now = time.time()
+        kept = {
+            n: u for n, u in self._data.get("revoked_sessions", {}).items() if isinstance(u, (int, float)) and u > now
+        }
+        kept[nonce] = until_s
+        for n in sorted(kept, key=kept.__getitem__)[: max(0, len(kept) - MAX_REVOKED)]:
+            del kept[n]
+        self._data["revoked_sessions"] = kept
+        self._save()
+
     def by_token(self, secret: str) -> User | None:
         """The user a token belongs to (its hash compared in constant time), or None."""
         from cloud_bridge.webauth import token_hash, token_id_of
@@ -142,7 +168,7 @@ class UserStore:
         users[name] = {
             "role": role,
             "password": _hash(password),
-            "epoch": int(old.get("epoch", 0)) + 1,
+            "epoch": self._next_epoch(),
             "tokens": old.get("tokens", {}),
             "created_ms": old.get("created_ms", int(time.time() * 1000)),
         }
@@ -150,9 +176,23 @@ class UserStore:
 
     def remove(self, name: str) -> None:
         self.reload_if_changed()
-        if self._data["users"].pop(name, None) is None:
+        if name not in self._data["users"]:
             raise UserError(f"no user {name!r}")
+        self._next_epoch()  # the counter passes every epoch given out, this user's included
+        del self._data["users"][name]
         self._save()
+
+    def _next_epoch(self) -> int:
+        """The next value of the file-wide epoch counter, which only goes up. A file written before the counter
+        existed (epochs counted per user from 1, and from 1 again for a name removed and added again) gets a
+        counter started at a random point above 2**32, beyond every epoch an earlier version gave out."""
+        last = self._data.get("last_epoch")
+        if not isinstance(last, int):
+            last = (1 << 32) + secrets.randbelow(1 << 32)
+        given = [int(u.get("epoch", 0)) for u in self._data["users"].values()]
+        epoch = max([last, *given]) + 1
+        self._data["last_epoch"] = epoch
+        return epoch
 
     def add_token(self, name: str, label: str = "") -> str:
         """A new API token for `name`; the secret is returned once and only its hash is kept."""

@@ -1,14 +1,18 @@
 """Builds the edge API application: the JSON API, `/metrics`, and the console's pages, all behind the
-login but `GET /api/v1/health` (see `gateway.api.auth`)."""
+login but `GET /api/v1/health` (see `gateway.api.auth`). No `/docs`, `/redoc` or `/openapi.json`: they
+would be open without a login, and the docs pages load scripts from a CDN (refused by the console's CSP,
+and offline anyway); `app.openapi()` still builds the document in-process."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from cloud_bridge.webapp import Site, install
+from cloud_bridge.webauth import wants_html
 from edge_config.version import __version__
 from gateway.api.auth import EdgeAuth, get_auth, requires
 from gateway.api.console.editor import build_editor
@@ -17,7 +21,9 @@ from gateway.api.console.users import build_users
 from gateway.api.metrics_routes import build_metrics_router
 from gateway.api.routes import build_health_router, build_router
 from gateway.api.view import AgentView
-from gateway.users import role_at_least
+from gateway.users import UserError, role_at_least
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 8 << 20  # the largest request body: a tag sheet (5 MB) and its form around it
 NAV = [("/", "ui.devices"), ("/editor", "ui.editor"), ("/users", "ui.users")]
@@ -39,9 +45,31 @@ def create_app(agent: AgentView) -> FastAPI:
         secure_cookies=lambda r: get_auth(r).secure_cookies,
         nav_visible=lambda user, href: href != "/users" or role_at_least(user.role, "admin"),
     )
-    app = FastAPI(title="edgegw edge API", version=__version__)
+    app = FastAPI(title="edgegw edge API", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.auth = auth
     install(app, site, max_body=MAX_BODY)
+    logged: list[str] = []  # the users-file problem last logged: each one once, not at every request
+
+    @app.exception_handler(UserError)
+    async def users_file_broken(request: Request, exc: UserError) -> Response:
+        """The users file cannot be read: fail closed (nobody is let in) with 503 and the reason."""
+        reason = str(exc)
+        if logged != [reason]:
+            logged[:] = [reason]
+            log.error("%s: every login and authenticated request is refused until it is fixed", reason)
+        if not wants_html(request):
+            return JSONResponse({"detail": reason}, status_code=503)
+        zh = "无法读取用户文件" + reason.removeprefix("cannot read the users file")
+        return site.render(
+            request,
+            "login.html.j2",
+            title="login",
+            status=503,
+            next="/",
+            failed=False,
+            flashes=[("error", reason if site.lang(request) == "en" else zh)],
+        )
+
     viewer = [Depends(requires("viewer"))]
     app.include_router(build_health_router(agent))
     app.include_router(build_router(agent), dependencies=viewer)

@@ -2,7 +2,8 @@
 
 Every route but `GET /api/v1/health` depends on `Viewer`, `Engineer` or `Admin`. API routes answer 401
 (no or a bad credential) or 403 (role too low, or a cookie request without its CSRF token); console pages
-redirect to the login page instead.
+redirect to the login page instead. A users file that cannot be read raises `UserError`: the app answers
+503 (`gateway.api.app`), nobody is let in.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class EdgeAuth:
     def __init__(self, users: UserStore, session_ttl: float, secure_cookies: bool = False) -> None:
         self.users = users
         self.secure_cookies = secure_cookies
-        self.sessions = Sessions(users.session_key(), max_age_s=session_ttl)
+        # logged-out sessions are kept in the users file: refused by every process, and after a restart
+        self.sessions = Sessions(users.session_key(), max_age_s=session_ttl, revocations=users)
 
     def from_cookie(self, cookie: str | None) -> User | None:
         data = self.sessions.read(cookie)

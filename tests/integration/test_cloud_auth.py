@@ -13,7 +13,8 @@ from sqlalchemy import select
 from cloud_bridge.cloud.api.app import create_cloud_app
 from cloud_bridge.cloud.ledger.schema import api_tokens, api_users
 from cloud_bridge.cloud.ledger.store import EvidenceStore
-from cloud_bridge.cloud.ledger.users import CloudUsers
+from cloud_bridge.cloud.ledger.users import CloudUserError, CloudUsers
+from cloud_bridge.webauth import SESSION_COOKIE
 from tests.integration.test_cloud_api import DAY, add_user, config
 from tests.unit.test_evidence_build import LEDGER_CSV, fill_day
 
@@ -103,3 +104,32 @@ def test_session_cookie_needs_csrf_for_writes(setup: tuple[TestClient, dict[str,
     assert client.get("/api/v1/enterprises/ent-1/summary", params=DAY).status_code == 200
     put = client.put("/api/v1/enterprises/ent-1/equipment", params={"filename": "l.csv"}, content=LEDGER_CSV.encode())
     assert put.status_code == 403 and "CSRF" in put.json()["detail"]
+
+
+def test_logout_ends_the_portal_session_on_the_server(setup: tuple[TestClient, dict[str, str], str]) -> None:
+    client, _tokens, _url = setup
+    assert client.post("/login", data={"username": "evaluator", "password": "evaluator-pw"}).status_code == 303
+    cookie = client.cookies[SESSION_COOKIE]
+    page = client.get("/", params={"start": "2024-05-01", "end": "2024-05-01"}).text
+    csrf = page.split('name="csrf-token" content="')[1].split('"')[0]
+    assert client.post("/logout", headers={"X-CSRF-Token": csrf}).status_code == 303
+    client.cookies.set(SESSION_COOKIE, cookie)  # a copy kept from before the logout
+    assert client.get("/api/v1/enterprises/ent-1/summary", params=DAY).status_code == 401
+
+
+def test_a_revoked_name_cannot_be_added_again(setup: tuple[TestClient, dict[str, str], str]) -> None:
+    """The cloud keeps a revoked user's row (its epoch raised): adding the name again is refused, so an old
+    session or token of that name never comes back with a new role."""
+    client, tokens, url = setup
+    assert client.post("/login", data={"username": "evaluator1", "password": "evaluator1-pw"}).status_code == 303
+    store = EvidenceStore(url)
+    try:
+        users = CloudUsers(store.db)
+        users.revoke("evaluator1")
+        with pytest.raises(CloudUserError, match="exists"):
+            users.add("evaluator1", "admin", [], password="evaluator1-pw")
+    finally:
+        store.close()
+    assert client.get("/api/v1/enterprises/ent-1/summary", params=DAY).status_code == 401
+    h = {"Authorization": f"Bearer {tokens['evaluator1']}"}
+    assert client.get("/api/v1/enterprises/ent-1/summary", params=DAY, headers=h).status_code == 401

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -164,3 +165,84 @@ def test_run_with_its_api_port_taken_says_so(tmp_path: Path, capsys: pytest.Capt
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port} for the API" in err and "in use" in err
     assert "Traceback" not in err
+
+
+def test_a_user_removed_and_added_again_gets_back_no_session_or_token(agent: Agent, client: TestClient) -> None:
+    """The epoch comes from a file-wide counter that only goes up: re-adding a name (now an admin) does not
+    bring back the viewer's old cookie or token (it used to restart at 1 and match the old cookie)."""
+    agent.users.add("alice", "viewer", "alice-pw")
+    old_token = token(agent, "alice")
+    login(client, "alice")
+    agent.users.remove("alice")
+    assert client.get("/api/v1/devices").status_code == 401
+    agent.users.add("alice", "admin", "alice-pw")
+    assert client.get("/users").status_code == 303  # to the login page, not the admin's users page
+    assert client.get("/api/v1/devices").status_code == 401
+    assert client.get("/api/v1/devices", headers=old_token).status_code == 401
+    # the same through the console's users page (an admin's token: no CSRF token needed)
+    admin = token(agent, "admin")
+    login(client, "alice")
+    assert client.post("/users/alice/remove", headers=admin).status_code == 200
+    form = {"name": "alice", "role": "admin", "password": "alice-pw"}
+    assert client.post("/users", data=form, headers=admin).status_code == 200
+    assert client.get("/api/v1/devices").status_code == 401
+
+
+def test_a_users_file_from_before_the_counter_gives_no_old_epoch_again(agent: Agent, tmp_path: Path) -> None:
+    """Earlier versions counted epochs per user from 1 and forgot them with the user: a file they wrote, with
+    a name removed, still gives that name an epoch no earlier cookie carries when it is added again."""
+    path = tmp_path / "users.json"
+    data = json.loads(path.read_text())
+    del data["last_epoch"]
+    data["users"]["viewer"]["epoch"] = 1
+    path.write_text(json.dumps(data))
+    users = UserStore(path)
+    users.remove("viewer")
+    users.add("viewer", "viewer", "viewer-pw")
+    user = users.user("viewer")
+    assert user is not None and user.epoch > 1 << 32
+    users.add("viewer", "viewer", "new-pw", replace=True)
+    again = users.user("viewer")
+    assert again is not None and again.epoch > user.epoch
+
+
+def test_logout_ends_the_session_on_the_server(agent: Agent, client: TestClient) -> None:
+    csrf = login(client, "viewer")
+    cookie = client.cookies[SESSION_COOKIE]
+    assert client.post("/logout", headers={"X-CSRF-Token": csrf}).status_code == 303
+    client.cookies.set(SESSION_COOKIE, cookie)  # a copy of the cookie kept from before
+    assert client.get("/api/v1/devices").status_code == 401
+    assert client.get("/").status_code == 303
+    with TestClient(create_app(agent), follow_redirects=False) as restarted:  # kept in the users file
+        restarted.cookies.set(SESSION_COOKIE, cookie)
+        assert restarted.get("/api/v1/devices").status_code == 401
+    client.cookies.clear()
+    login(client, "viewer")  # a new login is a new session
+    assert client.get("/api/v1/devices").status_code == 200
+
+
+def test_a_damaged_users_file_answers_503_with_the_reason(
+    agent: Agent, client: TestClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = token(agent, "viewer")
+    login(client, "viewer")
+    path = tmp_path / "users.json"
+    path.write_text('{"users": ')
+    with caplog.at_level("ERROR"):
+        for r in (client.get("/api/v1/devices"), client.get("/api/v1/devices", headers=h)):
+            assert r.status_code == 503, r.text
+            assert r.json()["detail"].startswith(f"cannot read the users file {path}: Expecting value")
+        for r in (client.get("/"), client.post("/login", data={"username": "viewer", "password": "viewer-pw"})):
+            assert r.status_code == 503 and f"无法读取用户文件 {path}: Expecting value" in r.text, r.text
+        en = client.get("/?lang=en")
+        assert en.status_code == 503 and f"cannot read the users file {path}" in en.text
+    assert client.get("/api/v1/health").status_code == 200
+    logged = [r for r in caplog.records if "cannot read the users file" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is None, logged
+
+
+def test_no_api_docs_without_a_login(client: TestClient) -> None:
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+        assert client.get(path).status_code == 404, path
+    app = client.app
+    assert isinstance(app, FastAPI) and "/api/v1/devices" in app.openapi()["paths"]  # in-process, for the fuzz

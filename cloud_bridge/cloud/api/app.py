@@ -60,7 +60,9 @@ def create_cloud_app(
             if own:
                 app.state.store.close()
 
-    app = FastAPI(title="edgegw evidence API", version=__version__, lifespan=lifespan)
+    # the OpenAPI document is the API's published contract (README "APIs"); the docs pages are not served:
+    # they load their scripts from a CDN, which the pages' CSP refuses and a plant's network may not reach
+    app = FastAPI(title="edgegw evidence API", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.config = config
     app.state.clock = clock
     app.state.store = store
