@@ -56,7 +56,7 @@ MAX_REVOKED = 10_000  # logged-out sessions remembered in memory until they woul
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
-    from fastapi import Request
+    from fastapi import HTTPException, Request
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -346,6 +346,25 @@ def wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and request.url.path != "/metrics"
 
 
+@cache
+def _too_large_type() -> type[HTTPException]:
+    """An HTTPException of its own (made at first use: this module loads before the web stack), so that
+    FastAPI answers it where an endpoint reads the body and `BodyLimit` knows it when it escapes elsewhere."""
+    from fastapi import HTTPException as Base
+
+    class BodyTooLarge(Base):
+        pass
+
+    return BodyTooLarge
+
+
+def _holds_too_large(e: BaseException) -> bool:
+    group = getattr(e, "exceptions", None)  # an exception group (built in from Python 3.11, anyio's before)
+    if isinstance(group, (list, tuple)):
+        return any(_holds_too_large(x) for x in group)
+    return isinstance(e, _too_large_type())
+
+
 class BodyLimit:
     """ASGI middleware: a request body larger than `limit` bytes is refused with 413 before it is read
     whole (by its Content-Length, or as it streams in)."""
@@ -363,6 +382,7 @@ class BodyLimit:
             await self._refuse(send)
             return
         seen = 0
+        started = False
 
         async def limited() -> Message:
             nonlocal seen
@@ -370,12 +390,22 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    from fastapi import HTTPException
-
-                    raise HTTPException(413, detail=f"request body larger than {self.limit >> 20} MB")
+                    # FastAPI answers it where the body is read
+                    raise _too_large_type()(413, detail=f"request body larger than {self.limit >> 20} MB")
             return message
 
-        await self.app(scope, limited, send)
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, watched)
+        except Exception as e:  # read outside an endpoint (a middleware's task): it arrives here, maybe in a group
+            if not _holds_too_large(e):
+                raise
+            if not started:
+                await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
         body = f'{{"detail":"request body larger than {self.limit >> 20} MB"}}'.encode()

@@ -301,3 +301,15 @@ def test_a_signed_pack_from_the_same_ledger_recomputes_and_agrees_with_the_api(
     assert forged.returncode == 1 and "the manifest was changed after signing" in forged.stdout
     redone = _edgegw("evidence", "recompute", str(out))
     assert redone.returncode == 1 and "summary.networked.numerator: pack 3, recomputed 1" in redone.stdout
+
+
+def test_a_body_over_the_limit_sent_in_chunks_is_413_not_500(client: TestClient) -> None:
+    from cloud_bridge.cloud.api.app import MAX_BODY
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is only seen as the body streams in
+        for _ in range(MAX_BODY // (1 << 20) + 2):
+            yield b"a" * (1 << 20)
+
+    r = client.put("/api/v1/enterprises/ent-1/equipment", params={"filename": "x.csv"}, content=chunks())
+    assert r.status_code == 413 and "request body larger than" in r.json()["detail"], r.text
+    assert client.get("/api/v1/enterprises/ent-1/equipment").status_code == 200  # the ledger is as it was
