@@ -13,16 +13,19 @@ the session on the server (`Sessions.revoke`), not only in the browser.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Form, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from cloud_bridge.metrics.labels import label
@@ -41,6 +44,7 @@ from cloud_bridge.webauth import (
     Sessions,
     cookie_settings,
     enforce_csrf,
+    wants_html,
 )
 
 SECURITY_HEADERS = {
@@ -166,6 +170,32 @@ def install(app: FastAPI, site: Site, *, max_body: int) -> None:
     @app.exception_handler(Forbidden)
     async def not_allowed(request: Request, exc: Forbidden) -> Response:
         return site.render(request, "forbidden.html.j2", title="403", status=403, role=str(exc.args[0]))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if not wants_html(request) or request.headers.get("hx-request"):  # the API, an htmx fragment: JSON
+            return await http_exception_handler(request, exc)
+        return error_page(request, exc.status_code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if not wants_html(request) or request.headers.get("hx-request"):
+            return await request_validation_exception_handler(request, exc)
+        parts = []
+        for e in exc.errors()[:5]:
+            where = ".".join(str(p) for p in e.get("loc", ())[1:])
+            parts.append(f"{where}: {e.get('msg', '')}" if where else str(e.get("msg", "")))
+        message = "; ".join(parts)
+        return error_page(request, 422, message[:500])
+
+    def error_page(request: Request, status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+        """A page's error as a page in the user's language (the API's stay JSON): what went wrong, and a way back."""
+        key = f"error_{status}" if status in (403, 404, 413, 422, 429) else "error"
+        r = site.render(
+            request, "error.html.j2", title=str(status), status=status, heading=f"ui.{key}", message=message
+        )
+        r.headers.update(headers or {})
+        return r
 
     @app.get("/lang/{code}", include_in_schema=False)
     def switch_language(code: str, next: str = "/") -> Response:

@@ -133,3 +133,22 @@ def test_a_revoked_name_cannot_be_added_again(setup: tuple[TestClient, dict[str,
     assert client.get("/api/v1/enterprises/ent-1/summary", params=DAY).status_code == 401
     h = {"Authorization": f"Bearer {tokens['evaluator1']}"}
     assert client.get("/api/v1/enterprises/ent-1/summary", params=DAY, headers=h).status_code == 401
+
+
+def test_a_page_s_error_is_a_page_in_the_user_s_language_and_the_api_s_stays_json(
+    setup: tuple[TestClient, dict[str, str], str],
+) -> None:
+    client, _tokens, _url = setup
+    assert client.post("/login", data={"username": "evaluator1", "password": "evaluator1-pw"}).status_code == 303
+    for lang, heading in (("zh", "无权访问"), ("en", "Not allowed")):
+        client.cookies.set("edgegw_lang", lang)
+        r = client.get("/enterprises/ent-2", params={"start": "2024-05-01", "end": "2024-05-01"})
+        assert r.status_code == 403 and r.headers["content-type"].startswith("text/html"), r.text
+        assert heading in r.text and "may not read enterprise" in r.text and 'href="/"' in r.text
+    client.cookies.set("edgegw_lang", "zh")
+    assert "页面不存在" in client.get("/nosuchpage").text
+    client.cookies.set("edgegw_lang", "en")
+    bad = client.get("/", params={"start": "garbage"})
+    assert bad.status_code == 422 and "Bad request" in bad.text and "<html" in bad.text
+    api = client.get("/api/v1/enterprises/ent-2/summary", params=DAY)  # the API answers JSON, as before
+    assert api.status_code == 403 and "may not read" in api.json()["detail"]
