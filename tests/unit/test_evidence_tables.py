@@ -38,8 +38,10 @@ PACK_CSVS: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
 
 
 def flattened(model: type[BaseModel], exclude: tuple[str, ...], keys: tuple[str, ...] = ()) -> list[str]:
-    """The rule, written out again: nested models prefixed `name_`, instants `x_ms` as `x` and `x_ms`."""
+    """The rule, written out again: nested models prefixed `name_`, instants `x_ms` as `x` and `x_ms` (as
+    `x_local` and `x_ms` when `x` is another field's column: `announced` beside `announced_ms`)."""
     out: list[str] = []
+    fields = {"_".join((*keys, f.alias or n)) for n, f in model.model_fields.items()}
     for name, f in model.model_fields.items():
         path = (*keys, f.alias or name)
         if ".".join(path) in exclude:
@@ -49,6 +51,8 @@ def flattened(model: type[BaseModel], exclude: tuple[str, ...], keys: tuple[str,
         instant = "epoch milliseconds" in str(model.model_json_schema()["properties"][f.alias or name])
         if isinstance(inner[0], type) and issubclass(inner[0], BaseModel):
             out += flattened(inner[0], exclude, path)
+        elif col.endswith("_ms") and col.removesuffix("_ms") in fields:
+            out += [f"{col.removesuffix('_ms')}_local", col]
         elif col.endswith("_ms"):
             out += [col.removesuffix("_ms"), col]
         elif instant:
@@ -65,6 +69,7 @@ def test_the_packs_csv_headers_are_the_model_fields(store: EvidenceStore, tmp_pa
         assert data.startswith(b"\xef\xbb\xbf"), name  # UTF-8 with a BOM
         header = next(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
         assert header == flattened(model, exclude) == [c.name for c in columns(model, exclude)], name
+        assert len(set(header)) == len(header), name  # no column named twice
     devices = next(csv.reader(io.StringIO((out.directory / "csv" / "devices.csv").read_text(encoding="utf-8-sig"))))
     assert {"completeness_ratio", "first_seen", "first_seen_ms", "oee_availability", "online_now"} <= set(devices)
     oee = next(csv.reader(io.StringIO((out.directory / "csv" / "oee.csv").read_text(encoding="utf-8-sig"))))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import PlainTextResponse
@@ -196,7 +196,12 @@ def oee(
     responses={200: {"content": {"text/csv": {}}, "description": "the ledger, or with `format=csv` the sheet"}},
 )
 def equipment(
-    ent: str, store: Store, config: Config, user: Caller, users: Users, format: str = "json"
+    ent: str,
+    store: Store,
+    config: Config,
+    user: Caller,
+    users: Users,
+    format: Annotated[Literal["json", "csv"], Query(description="`csv` for the sheet")] = "json",
 ) -> Response | EquipmentLedger:
     """The equipment ledger as imported; `format=csv` for the sheet."""
     _enterprise(store, config, ent, user)

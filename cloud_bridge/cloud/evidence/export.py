@@ -54,6 +54,12 @@ SETTINGS = "settings.json"
 AUDIT = "audit.json"
 MANIFEST_SCHEMA = "edgegw-evidence-manifest/1"
 NOT_LISTED = (MANIFEST, SIGNATURE)  # the manifest cannot list itself, nor the signature of itself
+# What a reader takes from a pack before refusing it: a pack holds a few dozen files and a manifest of a few
+# kilobytes per hundred devices; anything far larger is not a pack (and would pin the verifier).
+MAX_MANIFEST_FILES = 1000  # entries of manifest.json's "files"
+MAX_MANIFEST_BYTES = 32 << 20  # manifest.json
+MAX_SIGNATURE_BYTES = 64 << 10  # signature.json
+_CHUNK = 1 << 20
 
 
 class ExportError(Exception):
@@ -243,8 +249,15 @@ class PackReadError(Exception):
 def pack_entries(root: Path) -> tuple[dict[str, int], list[str]]:
     """Every regular file under `root` (relative POSIX path → size) and the problems: symbolic links and
     anything that is neither a file nor a directory. Links are never followed."""
+    files, problems, _ = _pack_entries(root)
+    return files, problems
+
+
+def _pack_entries(root: Path) -> tuple[dict[str, int], list[str], set[str]]:
+    """`pack_entries`, and the paths its problems name."""
     files: dict[str, int] = {}
     problems: list[str] = []
+    refused: set[str] = set()
     for base, dirs, names in os.walk(root, followlinks=False):
         for name in sorted([*dirs, *names]):
             path = Path(base) / name
@@ -252,12 +265,14 @@ def pack_entries(root: Path) -> tuple[dict[str, int], list[str]]:
             st = path.lstat()
             if stat.S_ISLNK(st.st_mode):
                 problems.append(f"{rel}: a symbolic link (refused: a pack holds its own files)")
+                refused.add(rel)
             elif stat.S_ISREG(st.st_mode):
                 files[rel] = st.st_size
             elif not stat.S_ISDIR(st.st_mode):
                 problems.append(f"{rel}: not a regular file (refused)")
+                refused.add(rel)
         dirs[:] = [d for d in dirs if not (Path(base) / d).is_symlink()]
-    return files, problems
+    return files, problems, refused
 
 
 def safe_name(name: object) -> str | None:
@@ -270,8 +285,9 @@ def safe_name(name: object) -> str | None:
     return name
 
 
-def read_in_pack(root: Path, name: str) -> bytes:
-    """A regular file of the pack, never through a symbolic link, never outside `root`."""
+def _open_in_pack(root: Path, name: str) -> Any:
+    """A regular file of the pack opened for reading (binary), never through a symbolic link, never outside
+    `root`."""
     rel = safe_name(name)
     if rel is None:
         raise PackReadError(f"{name!r}: not a path inside the pack")
@@ -288,10 +304,57 @@ def read_in_pack(root: Path, name: str) -> bytes:
         if e.errno == errno.ELOOP:
             raise PackReadError(f"{rel}: a symbolic link") from None
         raise
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise PackReadError(f"{rel}: not a regular file")
-        return f.read()
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        f.close()
+        raise PackReadError(f"{rel}: not a regular file")
+    return f
+
+
+def read_in_pack(root: Path, name: str, limit: int | None = None) -> bytes:
+    """A regular file of the pack, never through a symbolic link, never outside `root`; PackReadError,
+    before anything is read, when it holds more than `limit` bytes."""
+    with _open_in_pack(root, name) as f:
+        if limit is not None:
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise PackReadError(f"{name}: {size} bytes, more than the {limit} it may hold here (refused unread)")
+            parts: list[bytes] = []
+            got = 0
+            while chunk := f.read(min(_CHUNK, limit + 1 - got)):  # not read(limit + 1): that allocates it all
+                parts.append(chunk)
+                got += len(chunk)
+                if got > limit:  # grew while read
+                    raise PackReadError(f"{name}: more than the {limit} bytes it may hold here (refused)")
+            return b"".join(parts)
+        whole: bytes = f.read()
+        return whole
+
+
+def sha256_in_pack(root: Path, name: str) -> str:
+    """The SHA-256 of a regular file of the pack (as `read_in_pack` opens it), read in chunks."""
+    h = hashlib.sha256()
+    with _open_in_pack(root, name) as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_json(data: bytes) -> Any:
+    """JSON, or None when it is not JSON: not UTF-8, malformed, or nested too deep to parse."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):  # ValueError: not JSON or not UTF-8
+        return None
+
+
+def _short(v: Any, most: int = 200) -> str:
+    """A value of a manifest in a problem: its repr, cut short, whatever its depth."""
+    try:
+        text = repr(v)
+    except RecursionError:
+        return f"<a {type(v).__name__} nested too deep>"
+    return text if len(text) <= most else f"{text[:most]}… ({len(text)} characters)"
 
 
 # ---------------------------------------------------------------- verification
@@ -317,9 +380,9 @@ def verify_pack(
     root = Path(directory)
     if not root.is_dir():
         return Verification(False, [f"{root}: not a directory"], None, 0)
-    present, problems = pack_entries(root)
+    present, problems, refused = _pack_entries(root)
     try:
-        raw = read_in_pack(root, MANIFEST)
+        raw = read_in_pack(root, MANIFEST, MAX_MANIFEST_BYTES)
     except (OSError, PackReadError) as e:
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         return Verification(False, [*problems, f"{MANIFEST}: cannot read the manifest ({why})"], None, 0)
@@ -338,7 +401,7 @@ def verify_pack(
             problems.append(f"{SIGNATURE}: missing — the pack is unsigned")
         else:
             try:
-                check = check_signature(public_key, raw, read_in_pack(root, SIGNATURE))
+                check = check_signature(public_key, raw, read_in_pack(root, SIGNATURE, MAX_SIGNATURE_BYTES))
             except (OSError, PackReadError) as e:
                 problems.append(f"{SIGNATURE}: cannot read ({e})")
             else:
@@ -347,38 +410,39 @@ def verify_pack(
                     anchored = True
                 else:
                     problems.append(check.problem)
-    try:
-        doc = json.loads(raw)
-    except ValueError:  # not JSON, or not UTF-8
-        doc = None
+    doc = load_json(raw)
     listed = doc.get("files") if isinstance(doc, dict) else None
     if not isinstance(doc, dict) or doc.get("schema") != MANIFEST_SCHEMA or not isinstance(listed, list):
         return Verification(False, [*problems, f"{MANIFEST}: not an edgegw evidence manifest"], msha, 0)
+    if len(listed) > MAX_MANIFEST_FILES:
+        why = f"lists {len(listed)} files, more than the {MAX_MANIFEST_FILES} a pack may hold: not an evidence pack"
+        return Verification(False, [*problems, f"{MANIFEST}: {why} (refused)"], msha, 0)
     names: set[str] = set()
     for entry in listed:
         raw_name = entry.get("path") if isinstance(entry, dict) else None
         digest = entry.get("sha256") if isinstance(entry, dict) else None
         name = safe_name(raw_name)
         if name is None or name in NOT_LISTED:
-            problems.append(f"{MANIFEST}: bad file entry {entry!r} (a path that leaves the pack, or a reserved name)")
+            problems.append(
+                f"{MANIFEST}: bad file entry {_short(entry)} (a path that leaves the pack, or a reserved name)"
+            )
             continue
         if name in names:
             problems.append(f"{MANIFEST}: {name} is listed twice")
             continue
         if not isinstance(digest, str) or not _HEX64.match(digest):
-            problems.append(f"{MANIFEST}: {name}: bad SHA-256 {digest!r}")
+            problems.append(f"{MANIFEST}: {name}: bad SHA-256 {_short(digest)}")
             continue
         names.add(name)
         if name not in present:
-            if not any(p.startswith(f"{name}:") for p in problems):
+            if name not in refused:  # a link or special file in its place is already a problem
                 problems.append(f"{name}: missing")
             continue
         try:
-            data = read_in_pack(root, name)
+            actual = sha256_in_pack(root, name)
         except (OSError, PackReadError) as e:
             problems.append(f"{name}: cannot read ({e})")
             continue
-        actual = sha256_bytes(data)
         if actual != digest:
             problems.append(f"{name}: SHA-256 {actual} does not match the manifest's {digest} (edited)")
     for rel in sorted(present):

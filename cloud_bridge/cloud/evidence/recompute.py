@@ -3,8 +3,13 @@
 The inputs are read back from the pack (`settings.json`, the input CSVs, the equipment sheet as imported) into
 the same `EvidenceInputs` the exporter computed from; `compute_evidence` — the same code and the same pure
 maths (`cloud_bridge.metrics`) as the export and the API — turns them into the figures; every file of the pack
-that is made from them (`evidence.json`, the figure CSVs, the input CSVs as written, the report when this is
-the version that wrote it) is made again and compared with the pack's, cell by cell and key by key.
+that is made from them (`evidence.json`, the figure CSVs, the input CSVs as written, the report) is made again
+and compared with the pack's, cell by cell and key by key. A report written by another version cannot be made
+again: such a pack never passes (RecomputeError "cannot be made again and compared", or a difference beside the
+others), since the generator it names is the pack's own, editable claim.
+
+A hostile pack is read within bounds: no file is read when it is far larger than the manifest records or
+larger than MAX_FILE_BYTES, and JSON nested too deep is a difference or a RecomputeError, not a crash.
 
 What it proves: the figures follow from the input files by the published maths. Not that the input files are
 what the platform exported (`verify --public-key` proves that), nor that the ledger held what the gateways
@@ -28,20 +33,27 @@ from cloud_bridge.cloud.evidence.export import (
     AUDIT,
     INPUT_TABLES,
     MANIFEST,
+    MAX_MANIFEST_BYTES,
     NOT_LISTED,
     SETTINGS,
     PackReadError,
     figure_files,
     input_files,
+    load_json,
     pack_entries,
     read_in_pack,
 )
 from cloud_bridge.cloud.evidence.models import AuditRecord, PackSettings
-from cloud_bridge.cloud.evidence.tables import TableError, read_table
+from cloud_bridge.cloud.evidence.tables import TableError, csv_table, older_header, read_table
 from cloud_bridge.cloud.ledger.equipment import Equipment, EquipmentError, parse_equipment
 from edge_config.version import __version__
 
 MAX_PER_FILE = 20  # differences listed per file; the rest are counted
+# The most a file of a pack may hold to be read (recomputing takes several times a file's size in memory), and
+# less when the manifest records its size: twice that and a mebibyte (room for an edit to show as a difference,
+# not room for a file swapped for a huge one). A file larger than that is refused before it is read.
+MAX_FILE_BYTES = 256 << 20
+SIZE_SLACK = 1 << 20
 
 
 class RecomputeError(Exception):
@@ -59,9 +71,15 @@ class Recomputation:
         return not self.differences
 
 
-def _read(root: Path, name: str) -> bytes:
+def _read(root: Path, name: str, sizes: dict[str, int] | None = None) -> bytes:
+    """A file of the pack, refused before it is read when it is much larger than the manifest records
+    (`sizes`) or larger than MAX_FILE_BYTES."""
+    limit = MAX_MANIFEST_BYTES if name == MANIFEST else MAX_FILE_BYTES
+    recorded = (sizes or {}).get(name)
+    if recorded is not None:
+        limit = min(limit, 2 * recorded + SIZE_SLACK)
     try:
-        return read_in_pack(root, name)
+        return read_in_pack(root, name, limit)
     except FileNotFoundError:
         raise RecomputeError(f"{name}: missing — the pack was exported without its inputs (--format csv)") from None
     except (OSError, PackReadError) as e:
@@ -72,30 +90,45 @@ def _ledger_rows(items: list[Equipment]) -> list[tuple[Any, ...]]:
     return [(e.id, e.name, e.type, e.line, e.key_process, e.digitized, e.gateway, e.device) for e in items]
 
 
-def read_inputs(root: Path, differences: list[str] | None = None) -> EvidenceInputs:
-    """The inputs of a pack, read back from its files (RecomputeError when they do not read). The equipment
-    sheet as imported is checked against the SHA-256 the pack cites and the ledger rows it holds; what differs
-    is added to `differences`."""
+def recorded_sizes(doc: Any) -> dict[str, int]:
+    """The size of each file as manifest.json (parsed: `doc`) records it (nothing when it does not)."""
+    listed = doc.get("files") if isinstance(doc, dict) else None
+    out: dict[str, int] = {}
+    for entry in listed if isinstance(listed, list) else ():
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            size = entry.get("bytes")
+            if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+                out.setdefault(entry["path"], size)
+    return out
+
+
+def read_inputs(
+    root: Path, differences: list[str] | None = None, sizes: dict[str, int] | None = None
+) -> EvidenceInputs:
+    """The inputs of a pack, read back from its files (RecomputeError when they do not read; `sizes`: what the
+    manifest records, no file read is larger). The equipment sheet as imported is checked against the SHA-256
+    the pack cites and the ledger rows it holds; what differs is added to `differences`."""
     diffs = differences if differences is not None else []
     try:
-        settings = PackSettings.model_validate_json(_read(root, SETTINGS))
+        settings = PackSettings.model_validate_json(_read(root, SETTINGS, sizes))
     except ValidationError as e:
         first = e.errors()[0]
         raise RecomputeError(f"{SETTINGS}: {'.'.join(str(x) for x in first['loc'])}: {first['msg']}") from None
     tables: dict[str, list[Any]] = {}
     try:
         for name, model in INPUT_TABLES.items():
-            tables[name] = read_table(model, _read(root, f"csv/{name}"), f"csv/{name}")
+            tables[name] = read_table(model, _read(root, f"csv/{name}", sizes), f"csv/{name}")
     except TableError as e:
         raise RecomputeError(str(e)) from None
     try:
-        equipment = parse_equipment(_read(root, "csv/equipment_ledger.csv"), "csv/equipment_ledger.csv").items
+        ledger = _read(root, "csv/equipment_ledger.csv", sizes)
+        equipment = parse_equipment(ledger, "csv/equipment_ledger.csv", escaped=True).items
     except EquipmentError as e:
         raise RecomputeError("; ".join(e.issues)) from None
     sheet = None
     imp = settings.ledger_import
     if settings.equipment_file is not None:
-        sheet = _read(root, settings.equipment_file)
+        sheet = _read(root, settings.equipment_file, sizes)
         sha = hashlib.sha256(sheet).hexdigest()
         if imp is None or sha != imp.sha256:
             cited = imp.sha256 if imp else "none"
@@ -170,7 +203,16 @@ def _json_diff(path: str, a: Any, b: Any, out: list[str]) -> None:
         if len(a) != len(b):
             out.append(f"{path}: {len(a)} items, recomputed {len(b)}")
     elif a != b or type(a) is not type(b):
-        out.append(f"{path}: pack {json.dumps(a, ensure_ascii=False)}, recomputed {json.dumps(b, ensure_ascii=False)}")
+        out.append(f"{path}: pack {_shown(a)}, recomputed {_shown(b)}")
+
+
+def _shown(v: Any, most: int = 200) -> str:
+    """A JSON value in a difference: short, and whatever its depth."""
+    try:
+        text = json.dumps(v, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        text = f"<{type(v).__name__} nested too deep>"
+    return text if len(text) <= most else f"{text[:most]}… ({len(text)} characters)"
 
 
 def _diff(name: str, pack: bytes, made: bytes) -> list[str]:
@@ -181,10 +223,13 @@ def _diff(name: str, pack: bytes, made: bytes) -> list[str]:
     if name.endswith(".json"):
         try:
             a = json.loads(pack)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep to parse
             return [f"{name}: not JSON"]
         out: list[str] = []
-        _json_diff("", a, json.loads(made), out)
+        try:
+            _json_diff("", a, json.loads(made), out)
+        except RecursionError:  # made holds no such depth: the pack's nesting is what differs
+            out.append(f"{name}: nested deeper than the recomputed file")
         found = [f"{name}: {d.removeprefix('.')}" for d in out]
         return _capped(name, found or [f"{name}: differs from the recomputed file (layout)"])
     return [f"{name}: differs from the one made from the recomputed figures"]
@@ -199,7 +244,13 @@ def recompute_pack(directory: str | Path) -> Recomputation:
     if refused:
         raise RecomputeError("; ".join(refused))
     differences: list[str] = []
-    inputs = read_inputs(root, differences)
+    doc: Any = None
+    if MANIFEST in present:
+        doc = load_json(_read(root, MANIFEST))
+        if not isinstance(doc, dict):
+            differences.append(f"{MANIFEST}: not JSON")
+    sizes = recorded_sizes(doc)
+    inputs = read_inputs(root, differences, sizes)
     try:
         computed = compute_evidence(inputs)
     except (ValueError, KeyError, TypeError, OverflowError) as e:  # e.g. a time zone or a period no calendar holds
@@ -207,32 +258,52 @@ def recompute_pack(directory: str | Path) -> Recomputation:
     audit = None
     if AUDIT in present:
         try:
-            audit = AuditRecord.model_validate_json(_read(root, AUDIT))
+            audit = AuditRecord.model_validate_json(_read(root, AUDIT, sizes))
         except ValidationError:
             differences.append(f"{AUDIT}: not an audit record")
-    signer = None
-    if MANIFEST in present:
-        try:
-            doc = json.loads(_read(root, MANIFEST))
-            signer = (doc.get("signer") or {}).get("public_key_fingerprint")
-        except (ValueError, AttributeError):
-            differences.append(f"{MANIFEST}: not JSON")
+    named = doc.get("signer") if isinstance(doc, dict) else None
+    signer = named.get("public_key_fingerprint") if isinstance(named, dict) else None
+    signer = signer if isinstance(signer, str) else None
     formats = [f for f, name in (("json", "evidence.json"), ("csv", "csv/summary.csv"), ("html", "report.html"))
                if name in present]  # fmt: skip
     made = {**figure_files(computed, formats, audit=audit, signer=signer), **input_files(inputs, computed)}
     notes: list[str] = []
+    uncompared = ""
     if "report.html" in made and inputs.settings.generator != f"edgegw {__version__}":
         del made["report.html"]
-        notes.append(
-            f"report.html not compared: written by {inputs.settings.generator}, this is edgegw {__version__} (its "
-            "figures are those of evidence.json)"
+        uncompared = (
+            f"report.html: written by {inputs.settings.generator}, this is edgegw {__version__}: the printed "
+            f"report cannot be made again and compared (recompute with {inputs.settings.generator})"
         )
     for name in sorted(made):
         if name not in present:
             differences.append(f"{name}: missing from the pack")
             continue
-        differences.extend(_diff(name, _read(root, name), made[name]))
+        pack = _read(root, name, sizes)
+        table = name.removeprefix("csv/")
+        if name.startswith("csv/") and table in INPUT_TABLES and pack != made[name]:
+            model = INPUT_TABLES[table]
+            if _header(pack) == older_header(model) != _header(made[name]):  # written before a column was renamed
+                rows = read_table(model, made[name], name)
+                made[name] = csv_table(model, rows, inputs.period.timezone, precise=True, older_header=True)
+        differences.extend(_diff(name, pack, made[name]))
     others = sorted(n for n in present if n not in made and n not in (*NOT_LISTED, AUDIT))
     if others:
         notes.append("not made from the figures, not compared: " + ", ".join(others))
+    if uncompared:
+        # a pack's own (editable) generator cannot excuse its printed report from the comparison: never a pass
+        if differences:
+            differences.append(uncompared)
+        else:
+            raise RecomputeError(uncompared)
     return Recomputation(differences, sorted(n for n in made if n in present), notes)
+
+
+def _header(data: bytes) -> list[str]:
+    """The first row of a CSV ([] when there is none)."""
+    end = data.find(b"\n")
+    text = data[: end + 1 if end >= 0 else None].decode("utf-8-sig", errors="replace")
+    try:
+        return next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error:
+        return []

@@ -128,7 +128,7 @@ def check_signature(trusted: Ed25519PublicKey, manifest: bytes, document: bytes)
     """Is `document` (signature.json) a valid signature of these manifest bytes by the trusted key?"""
     try:
         doc: Any = json.loads(document)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep to parse
         doc = None
     if not isinstance(doc, dict) or doc.get("schema") != SIGNATURE_SCHEMA:
         return SignatureCheck(False, f"{SIGNATURE}: not an edgegw signature", "")

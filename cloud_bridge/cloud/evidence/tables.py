@@ -7,15 +7,21 @@ How fields become columns (`columns`):
 - a nested model `a` gives its own columns, named `a_` + theirs (`completeness.ratio` → `completeness_ratio`);
   when it is None, all of them are empty;
 - an instant (`EpochMs`) named `x_ms` gives two columns: `x`, its local time (ISO 8601 with the offset, in
-  the period's time zone), then `x_ms` (an instant not named `_ms`: `x_local`, then `x`);
+  the period's time zone), then `x_ms` (an instant not named `_ms`, or one whose `x` is another field's column,
+  as `announced` beside `announced_ms` in `device_meta.csv`: `x_local`, then `x` / `x_ms`);
 - a list of plain values is one cell, the values joined by `;`;
 - a list of models or of pairs has no cell: leave it out with `exclude` (dotted JSON keys, e.g.
   `oee.shifts`) and write it as a CSV of its own.
 Cells: None is empty, booleans `true` / `false`, floats to 6 significant digits — or, in the tables the
 figures are computed from (`precise=True`), exactly (the shortest text that reads back as the same float).
+A text cell (a `str` or `Literal` field, or a list of them) that starts with `=` `+` `-` `@`, a tab or a carriage
+return — what a spreadsheet would take for a formula — or with `'` is written with a `'` in front (OWASP's
+defence against CSV injection; `formula_safe`), and read back without it (`unescape_cell`). Numbers are not
+text cells: a negative number stays a number.
 
 `read_table` reads such a CSV back into its models (the local-time columns are left out: the `_ms` column is
-the value), so `edgegw evidence recompute` can compute the figures again from a pack's own files.
+the value; the header of an older pack, whose `device_meta.csv` named a local-time column `announced` twice, is
+taken too), so `edgegw evidence recompute` can compute the figures again from a pack's own files.
 
 CSVs are UTF-8 with a BOM, so Excel shows the Chinese right.
 """
@@ -43,6 +49,7 @@ from cloud_bridge.cloud.evidence.models import (
     SummaryRow,
     Timestamp,
 )
+from cloud_bridge.cloud.ledger.equipment import formula_safe, unescape_cell
 from cloud_bridge.metrics.evidence import ratio
 from cloud_bridge.metrics.labels import INDICATORS, TEXTS, Label
 from cloud_bridge.metrics.oee import TimelineSegment
@@ -60,6 +67,17 @@ class Column:
 
     annotation: Any = str  # the field's type, without `| None` and Annotated (what a cell reads back as)
     optional: bool = False
+    legacy: str = ""  # the name older packs gave the column, when it was another
+
+    @property
+    def text(self) -> bool:
+        """A text cell (escaped against formulas): a str or Literal field, or a list of them."""
+        if self.local_time:
+            return False
+        t = self.annotation
+        if typing.get_origin(t) is list:
+            t = _unwrap(typing.get_args(t)[0])[0]
+        return t is str or typing.get_origin(t) is typing.Literal
 
     def cell(self, row: BaseModel, tz: str, precise: bool = False) -> str:
         v: Any = row
@@ -69,7 +87,8 @@ class Column:
                 return ""
         if self.local_time:
             return iso_local(v, tz)
-        return _cell(v, precise)
+        text = _cell(v, precise)
+        return formula_safe(text) if self.text else text
 
 
 def _cell(v: Any, precise: bool = False) -> str:
@@ -111,9 +130,25 @@ def _plain(t: Any) -> bool:
     return t in _SCALARS or typing.get_origin(t) is typing.Literal
 
 
+def _plain_columns(model: type[BaseModel], exclude: Collection[str], keys: tuple[str, ...] = ()) -> list[Column]:
+    """The columns that are not local times (what a local-time column's name may not repeat)."""
+    out: list[Column] = []
+    for name, f in model.model_fields.items():
+        key = f.alias or name
+        if ".".join((*keys, key)) in exclude:
+            continue
+        t, _ = _unwrap(f.annotation)
+        if _is_model(t):
+            out.extend(_plain_columns(t, exclude, (*keys, key)))
+        else:
+            out.append(Column("_".join((*keys, key)), ()))
+    return out
+
+
 def columns(model: type[BaseModel], exclude: Collection[str] = ()) -> list[Column]:
     """The CSV columns of `model` by the rules above; `exclude` names fields (dotted JSON keys) to leave out."""
     out: list[Column] = []
+    names = {c.name for c in _plain_columns(model, exclude)}
 
     def walk(m: type[BaseModel], path: tuple[str, ...], keys: tuple[str, ...]) -> None:
         for name, f in m.model_fields.items():
@@ -129,9 +164,13 @@ def columns(model: type[BaseModel], exclude: Collection[str] = ()) -> list[Colum
                 walk(t, (*path, name), (*keys, key))
             elif instant:
                 local = col.removesuffix("_ms") if col.endswith("_ms") else f"{col}_local"
+                if local in names:  # another field's column (`announced` beside `announced_ms`)
+                    local, legacy = f"{local}_local", local
+                else:
+                    legacy = ""
                 out.extend(
                     (
-                        Column(local, (*path, name), local_time=True),
+                        Column(local, (*path, name), local_time=True, legacy=legacy),
                         Column(col, (*path, name), annotation=int, optional=optional),
                     )
                 )
@@ -147,28 +186,44 @@ def columns(model: type[BaseModel], exclude: Collection[str] = ()) -> list[Colum
 
 
 def csv_table(
-    model: type[M], rows: Iterable[M], tz: str, *, exclude: Collection[str] = (), precise: bool = False
+    model: type[M],
+    rows: Iterable[M],
+    tz: str,
+    *,
+    exclude: Collection[str] = (),
+    precise: bool = False,
+    older_header: bool = False,
 ) -> bytes:
-    """`rows` as CSV (UTF-8 with a BOM, CRLF), the header from `model`'s fields."""
+    """`rows` as CSV (UTF-8 with a BOM, CRLF), the header from `model`'s fields (`older_header`: as packs
+    written before the local-time columns were renamed, to compare such a pack with)."""
     cols = columns(model, exclude)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow([c.name for c in cols])
+    w.writerow([(c.legacy or c.name) if older_header else c.name for c in cols])
     for r in rows:
         w.writerow([c.cell(r, tz, precise) for c in cols])
     return buf.getvalue().encode("utf-8-sig")
+
+
+def older_header(model: type[BaseModel], exclude: Collection[str] = ()) -> list[str]:
+    """The header packs written before the local-time columns were renamed have (`device_meta.csv`'s
+    `announced,announced,announced_ms`)."""
+    return [c.legacy or c.name for c in columns(model, exclude)]
 
 
 class TableError(ValueError):
     """A CSV that does not read back into its model: `file:row: column: message`."""
 
 
-def _value(col: Column, text: str) -> Any:
+def _value(col: Column, text: str, *, escaped: bool = True) -> Any:
+    if escaped and col.text:
+        text = unescape_cell(text)
     t = col.annotation
     if typing.get_origin(t) is list and not (col.optional and text == ""):
         (inner,) = typing.get_args(t)
         item = Column(col.name, col.path, annotation=_unwrap(inner)[0])
-        return [_value(item, x) for x in text.split(";")] if text else []
+        # the whole cell was unescaped above, not each value
+        return [_value(item, x, escaped=False) for x in text.split(";")] if text else []
     if text == "" and (col.optional or t is not str):
         return None
     if t is bool:
@@ -194,7 +249,8 @@ def read_table(model: type[M], data: bytes, name: str, *, exclude: Collection[st
     except csv.Error as e:
         raise TableError(f"{name}: not a CSV table ({e})") from None
     wanted = [c.name for c in cols]
-    if not rows or rows[0] != wanted:
+    older = older_header(model, exclude)
+    if not rows or rows[0] not in (wanted, older):
         raise TableError(f"{name}:1: the header is not {','.join(wanted)}")
     out: list[M] = []
     for n, cells in enumerate(rows[1:], start=2):

@@ -17,6 +17,11 @@ Chinese headers, any order, case-insensitive):
 An import replaces the enterprise's whole ledger in one transaction and is logged with the SHA-256
 of the file; the file's bytes are kept (`equipment_files`), so the evidence pack holds exactly the sheet
 it counted against.
+
+The ledger written out as CSV (`equipment_csv`: the API's `format=csv`, the pack's `equipment_ledger.csv`) is
+opened in spreadsheets: a text cell that a spreadsheet would take for a formula (starting with = + - @, tab or
+CR), or that starts with `'`, is written with a `'` in front (`formula_safe`, OWASP's defence against CSV
+injection); `parse_equipment(..., escaped=True)` takes it off again.
 """
 
 from __future__ import annotations
@@ -49,6 +54,18 @@ _TRUE = frozenset(("true", "yes", "y", "1", "是", "√", "✓"))
 _FALSE = frozenset(("false", "no", "n", "0", "否", "", "×", "✗", "-"))
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_ROWS = 100_000
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula
+
+
+def formula_safe(text: str) -> str:
+    """A text cell as a spreadsheet shows it as text: `'` in front of one that would start a formula (= + - @,
+    tab, CR) or that starts with `'` itself (so that `unescape_cell` undoes exactly this)."""
+    return f"'{text}" if text.startswith((*FORMULA_START, "'")) else text
+
+
+def unescape_cell(text: str) -> str:
+    """The text `formula_safe` was given."""
+    return text[1:] if text.startswith("'") else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +119,11 @@ def _bool(text: str) -> bool | None:
     return None
 
 
-def parse_equipment(data: bytes, filename: str) -> EquipmentSheet:
+def parse_equipment(data: bytes, filename: str, *, escaped: bool = False) -> EquipmentSheet:
     """Rows of an equipment sheet (`.csv` or `.xlsx` by the file name); EquipmentError lists every problem.
-    Columns that are none of ours are ignored (and listed in the result)."""
+    Columns that are none of ours are ignored (and listed in the result). `escaped`: a sheet `equipment_csv`
+    wrote, whose text cells are escaped against formulas (`formula_safe`); a sheet as the enterprise keeps it
+    is read as it is."""
     issues: list[str] = []
     header: Header | None = None
     out: list[Equipment] = []
@@ -125,7 +144,8 @@ def parse_equipment(data: bytes, filename: str) -> EquipmentSheet:
             break
 
         def cell(key: str, _cells: list[str] = cells, _header: Header = header) -> str:
-            return _header.cell(_cells, key)
+            text = _header.cell(_cells, key)
+            return unescape_cell(text) if escaped else text
 
         item: dict[str, Any] = {"row": row_no}
         for key in ("id", "name", "type", "line", "gateway", "device"):
@@ -164,13 +184,15 @@ def parse_equipment(data: bytes, filename: str) -> EquipmentSheet:
 
 
 def equipment_csv(items: list[Equipment]) -> str:
-    """The ledger as CSV with English headers (what `parse_equipment` reads back)."""
+    """The ledger as CSV with English headers, text cells escaped against formulas (what
+    `parse_equipment(..., escaped=True)` reads back)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["id", "name", "type", "line", "key_process", "digitized", "gateway", "device"])
     for e in items:
+        text = [formula_safe(x) for x in (e.id, e.name, e.type, e.line)]
         w.writerow(
-            [e.id, e.name, e.type, e.line, str(e.key_process).lower(), str(e.digitized).lower(), e.gateway, e.device]
+            [*text, str(e.key_process).lower(), str(e.digitized).lower(), *map(formula_safe, (e.gateway, e.device))]
         )
     return buf.getvalue()
 

@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse, Response
 from cloud_bridge.cloud.api.auth import Caller, Users
 from cloud_bridge.cloud.api.portal.pages import enterprise_evidence
 from cloud_bridge.cloud.api.routes import MAX_UPLOAD, Config, Store, import_sheet, may_import
-from cloud_bridge.cloud.evidence.export import MANIFEST, ExportError, verify_pack
+from cloud_bridge.cloud.evidence.export import MANIFEST, ExportError, Verification, verify_pack
 from cloud_bridge.cloud.evidence.packing import AuditRefused, make_pack
 from cloud_bridge.cloud.evidence.signing import SigningError, load_private_key
 from cloud_bridge.cloud.ledger.equipment import EquipmentError
@@ -125,6 +125,17 @@ def unpack_zip(data: bytes, dest: Path) -> Path:
     raise PackRefused(f"no {MANIFEST} at the top of the zip (nor in its one folder): not an evidence pack")
 
 
+def check_upload(data: bytes, expect: str | None, config: Any) -> tuple[Verification | None, str]:
+    """An uploaded zip unpacked into a temporary directory and verified: (the verification, "") or (None, why
+    it was refused). Blocking: the portal runs it in a worker thread."""
+    with tempfile.TemporaryDirectory(prefix="edgegw-verify-") as tmp:
+        try:
+            root = unpack_zip(data, Path(tmp))
+        except PackRefused as e:
+            return None, str(e)
+        return verify_pack(root, expect, platform_public_key(config)), ""
+
+
 def zip_dir(root: Path) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
@@ -193,16 +204,9 @@ def build_packs(site: Site) -> APIRouter:
         data = await pack.read(MAX_PACK + 1)
         if len(data) > MAX_PACK:
             raise HTTPException(413, detail=f"the pack is larger than {MAX_PACK >> 20} MB")
-        result: Any = None
-        refused = ""
-        with tempfile.TemporaryDirectory(prefix="edgegw-verify-") as tmp:
-            try:
-                root = unpack_zip(data, Path(tmp))
-            except PackRefused as e:
-                refused = str(e)
-            else:
-                result = verify_pack(root, expect.strip() or None, platform_public_key(config))
-        verdict = "refused" if refused else ("proven" if result.proven else "intact" if result.ok else "broken")
+        # unpacking, hashing and removing the files is blocking work: off the event loop, which serves everyone
+        result, refused = await asyncio.to_thread(check_upload, data, expect.strip() or None, config)
+        verdict = "refused" if result is None else "proven" if result.proven else "intact" if result.ok else "broken"
         users.audit(
             user.name,
             "verify",
@@ -210,7 +214,7 @@ def build_packs(site: Site) -> APIRouter:
             f"evidence pack {pack.filename!r} (portal): {verdict}"
             + (f", manifest sha256 {result.manifest_sha256}" if result is not None else f": {refused}"),
         )
-        status = 422 if refused else 200
+        status = 422 if result is None else 200
         return site.render(
             request, "verify.html.j2", title="verify", status=status, result=result, refused=refused, expect=expect
         )
