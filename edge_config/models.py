@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     WithJsonSchema,
     field_validator,
@@ -27,6 +28,9 @@ from edge_config.dlt645 import DataFormat
 from edge_config.durations import Duration
 from edge_config.listen import split_listen
 from edge_config.modbus import parse_address
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 TagName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")]
@@ -60,7 +64,9 @@ class LocatedError(ValueError):
 
 def _secret_from_file(data: Any, field: str = "password") -> Any:
     """`{field}_file: PATH` reads the secret from that file (e.g. a systemd credential in
-    $CREDENTIALS_DIRECTORY, or a 0600 file), so it need not be written in the YAML."""
+    $CREDENTIALS_DIRECTORY, or a 0600 file), so it need not be written in the YAML. The model holds both
+    (the secret read, for whoever connects, and the file's path); writing the config back leaves the secret
+    out (`gateway.reload.file_data`), so it stays a `{field}_file`."""
     if not isinstance(data, dict) or not data.get(f"{field}_file"):
         return data
     if data.get(field) is not None:
@@ -76,6 +82,25 @@ def _secret_from_file(data: Any, field: str = "password") -> Any:
 class Frozen(BaseModel):
     # no NaN or infinity in any number of a config (`.nan` and `.inf` are YAML floats)
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class EnvSecretSection(Frozen):
+    """A section with a secret the environment may set (`edge_config.secrets.with_env_secrets`). It remembers
+    what the file gave each field the environment replaced, so that writing the config back (the console's
+    editor, `gateway.reload.file_data`) writes the file's value, never the environment's."""
+
+    _file_values: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def with_env_value(self, field: str, value: str) -> Self:
+        """This section with `field` set from the environment (the file's value remembered)."""
+        copy = self.model_copy(update={field: value})
+        copy._file_values = {**self._file_values, field: self._file_values.get(field, getattr(self, field))}
+        return copy
+
+    @property
+    def file_values(self) -> dict[str, Any]:
+        """The file's value of each field the environment replaced (None: the file gave none)."""
+        return dict(self._file_values)
 
 
 # ---------------------------------------------------------------- gateway, mqtt, api
@@ -95,7 +120,7 @@ class TlsSettings(Frozen):
     insecure: bool = Field(False, description="skip server hostname check (test benches only)")
 
 
-class MqttSection(Frozen):
+class MqttSection(EnvSecretSection):
     url: str = "mqtt://127.0.0.1:1883"
     protocol: Literal["5", "3.1.1"] = "5"
     username: str | None = None
@@ -164,7 +189,7 @@ class BufferSection(Frozen):
     status_interval: Duration = Field(10.0, description="how often the gateway status topic reports the backlog")
 
 
-class ApiSection(Frozen):
+class ApiSection(EnvSecretSection):
     listen: str = "127.0.0.1:8080"
     token: str | None = Field(
         None,
@@ -813,7 +838,7 @@ class GatewayConfig(Frozen):
 # ---------------------------------------------------------------- cloud side
 
 
-class InfluxSection(Frozen):
+class InfluxSection(EnvSecretSection):
     url: str
     token: str = Field("edgegw", description="or set EDGEGW_INFLUX_TOKEN")
     org: str = "edgegw"

@@ -29,7 +29,9 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def with_env_secrets(cfg: M, env: EnvSecrets | None = None) -> M:
-    """`cfg` with every secret the environment sets put in place of the file's value."""
+    """`cfg` with every secret the environment sets put in place of the file's value. A section that knows
+    (`EnvSecretSection`) remembers the file's value, so that writing the config back never writes the
+    environment's secret (`gateway.reload.file_data`)."""
     if env is None:
         if not any(k.upper().startswith("EDGEGW_") for k in os.environ):
             return cfg  # nothing to read: pydantic-settings (≈ 5 MB once imported) stays unloaded
@@ -41,7 +43,9 @@ def with_env_secrets(cfg: M, env: EnvSecrets | None = None) -> M:
         part = getattr(cfg, section, None)
         if secret is None or part is None or field not in type(part).model_fields:
             continue
-        part = part.model_copy(update={field: secret.get_secret_value()})
+        value = secret.get_secret_value()
+        with_env = getattr(part, "with_env_value", None)
+        part = with_env(field, value) if with_env is not None else part.model_copy(update={field: value})
         cfg = cfg.model_copy(update={section: part})
     return cfg
 

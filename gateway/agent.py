@@ -22,7 +22,7 @@ from gateway.compact import CompactConfig
 from gateway.heap import settle_heap, trim_heap
 from gateway.listen import bind, serve_when_asked
 from gateway.poller import sleep_or_stop
-from gateway.reload import ReloadPlan
+from gateway.reload import ReloadPlan, file_sha256
 from gateway.runtime import Runtime
 from gateway.users import UserStore, users_path
 
@@ -36,6 +36,8 @@ class Agent:
         compact = config if isinstance(config, CompactConfig) else CompactConfig(config)
         config = compact.light  # the config's models without the tag lists (gateway.compact)
         self.config_path = Path(config_path) if config_path is not None else None
+        # the file as loaded: the console's editor writes over it only while it still holds these bytes
+        self.config_sha256 = file_sha256(self.config_path) if self.config_path is not None else ""
         self.users = UserStore(users_path(config))
         self.started_ms = now_ms()
         gw = config.gateway

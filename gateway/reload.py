@@ -11,6 +11,7 @@ next start: the plan names those sections.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import time
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from edge_config.models import GatewayConfig
+from edge_config.models import EnvSecretSection, GatewayConfig
 from gateway.compact import device_digest
 
 HOT_SECTIONS = ("devices", "timezone", "shifts")
@@ -63,10 +64,55 @@ def plan_reload(old: GatewayConfig, new: GatewayConfig, old_devices: Mapping[str
     )
 
 
-def config_text(config: GatewayConfig) -> str:
-    """The config as YAML a person can read: what differs from the defaults, in the models' field order."""
+def file_data(config: GatewayConfig) -> dict[str, Any]:
+    """The config as its file holds it: what differs from the defaults, in the models' field order, with each
+    secret as the file gave it. A secret the environment supplied (`EDGEGW_MQTT_PASSWORD`, …) is not there
+    (the file's own value is, if it had one); one read from `{name}_file` is not there either (the
+    `{name}_file` is). What the tag-map editor edits and writes."""
     data = config.model_dump(mode="json", exclude_defaults=True)
-    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=120)
+    for name in type(config).model_fields:
+        section = getattr(config, name)
+        if not isinstance(section, EnvSecretSection) or not section.file_values:
+            continue
+        part = data.setdefault(name, {})
+        defaults = type(section).model_fields
+        for key, value in section.file_values.items():
+            if value is None or value == defaults[key].default:
+                part.pop(key, None)
+            else:
+                part[key] = value
+        if not part:
+            del data[name]
+    return _without_read_secrets(data)
+
+
+def _without_read_secrets(obj: Any) -> Any:
+    """`obj` without each secret that a `{name}_file` beside it gave."""
+    if isinstance(obj, dict):
+        read = {k[: -len("_file")] for k, v in obj.items() if k.endswith("_file") and v is not None}
+        return {k: _without_read_secrets(v) for k, v in obj.items() if k not in read}
+    if isinstance(obj, list):
+        return [_without_read_secrets(v) for v in obj]
+    return obj
+
+
+def data_text(data: Mapping[str, Any]) -> str:
+    """Config data as YAML a person can read (the order given)."""
+    return yaml.safe_dump(dict(data), allow_unicode=True, sort_keys=False, width=120)
+
+
+def config_text(config: GatewayConfig) -> str:
+    """The config as its file is written: `file_data` as YAML (no secret of the environment's or of a
+    secret file in it)."""
+    return data_text(file_data(config))
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of the file's bytes; "" when there is no such file."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return ""
 
 
 def unified_diff(old_text: str, new_text: str, name: str = "gateway.yaml") -> str:

@@ -32,6 +32,10 @@ class AgentView(Protocol):
     @property
     def started_ms(self) -> int: ...
 
+    @property
+    def config_sha256(self) -> str:
+        """SHA-256 of the config file's bytes when the agent loaded it ("": no file)."""
+
     def full_config(self) -> GatewayConfig:
         """`config` with every device's tags (validated again on each call: for the editor, not per request)."""
 
