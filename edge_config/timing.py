@@ -15,6 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 
+# 2000-01-01 UTC: no reading's, message's or period's time is earlier (a PLC or a PC whose clock was never set
+# says 1970, 1984 or 1994; VictoriaMetrics takes a line-protocol timestamp of 0 for "now")
+EARLIEST_MS = 946_684_800_000
 DEFAULT_MAX_FUTURE_SKEW_MS = 300_000  # a timestamp further ahead of the receiver's clock is from the future
 
 

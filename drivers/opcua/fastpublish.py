@@ -25,6 +25,8 @@ from typing import Any
 from asyncua import ua
 from asyncua.ua.ua_binary import get_string_encoding
 
+from edge_config.timing import EARLIEST_MS
+
 Change = tuple[int, Any, int, int, int | None]  # client handle, value, variant type, status code, ts ms
 
 _PUBLISH_RESPONSE = ua.ObjectIds.PublishResponse_Encoding_DefaultBinary
@@ -85,13 +87,15 @@ class PublishResponse:
 
 def epoch_ms_of_ticks(ticks: int) -> int | None:
     """A DateTime's 100 ns ticks since 1601 as epoch ms, the same as `values.epoch_ms` of asyncua's datetime:
-    None before 1601-01-02 (OPC UA's 'no timestamp'). Ticks asyncua clamps (negative, year 9999 on) raise."""
+    None before 1601-01-02 (OPC UA's 'no timestamp') and before 2000 (a clock never set: `EARLIEST_MS`). Ticks
+    asyncua clamps (negative, year 9999 on) raise."""
     if ticks < 0 or ticks >= _MAX_TICKS:
         raise _NotCommon
     us = ticks // 10
     if us < _DAY_US:
         return None
-    return int((us - _TICKS_1970_US) / 10**6 * 1000)  # datetime.timestamp()'s arithmetic, to the same float
+    ms = int((us - _TICKS_1970_US) / 10**6 * 1000)  # datetime.timestamp()'s arithmetic, to the same float
+    return ms if ms >= EARLIEST_MS else None
 
 
 def _node_id(data: bytes, pos: int) -> tuple[int, int]:

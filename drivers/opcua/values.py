@@ -20,6 +20,7 @@ from asyncua import ua
 from asyncua.ua import status_codes
 
 from drivers.base import Quality, RawValue, Reading
+from edge_config.timing import EARLIEST_MS
 
 MAX_TEXT = 4096  # longest string the wire contract accepts
 _FLOAT = ua.VariantType.Float
@@ -45,14 +46,16 @@ def status_name(code: int) -> str:
 
 
 def epoch_ms(dt: datetime | None) -> int | None:
-    """UTC epoch milliseconds, or None for a missing or 'null' (1601) timestamp."""
+    """UTC epoch milliseconds, or None for a missing or 'null' (1601) timestamp, and for one before 2000
+    (`EARLIEST_MS`: a server or PLC whose clock was never set; the reading takes the next time there is)."""
     if dt is None:
         return None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     if dt < _EPOCH_MIN:
         return None
-    return int(dt.timestamp() * 1000)
+    ms = int(dt.timestamp() * 1000)
+    return ms if ms >= EARLIEST_MS else None
 
 
 def _json_safe(value: Any, is_float32: bool = False) -> Any:

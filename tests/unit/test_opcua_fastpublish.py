@@ -175,6 +175,9 @@ def test_ticks_to_epoch_ms_as_asyncua_and_epoch_ms() -> None:
     samples += [116_444_736_000_000_000 + rng.randrange(-(10**15), 10**15) for _ in range(20_000)]
     for ticks in samples:
         assert epoch_ms_of_ticks(ticks) == epoch_ms(ua.win_epoch_to_datetime(ticks)), ticks
+    y1994, y2000 = (757_382_400 + 11_644_473_600) * 10**7, (946_684_800 + 11_644_473_600) * 10**7
+    assert epoch_ms_of_ticks(y1994) is None and epoch_ms_of_ticks(y2000 - 10_000) is None  # a clock never set
+    assert epoch_ms_of_ticks(y2000) == 946_684_800_000
 
 
 def test_data_changes_hold_their_items() -> None:

@@ -107,6 +107,10 @@ def test_epoch_ms() -> None:
     assert epoch_ms(T0.replace(tzinfo=None)) == T0_MS  # naive means UTC
     assert epoch_ms(None) is None
     assert epoch_ms(datetime(1601, 1, 1, tzinfo=timezone.utc)) is None  # OPC UA's "no timestamp"
+    # a clock never set (the cloud refuses a message stamped before 2000 whole)
+    assert epoch_ms(datetime(1994, 1, 1, tzinfo=timezone.utc)) is None
+    assert epoch_ms(datetime(1999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)) is None
+    assert epoch_ms(datetime(2000, 1, 1, tzinfo=timezone.utc)) == 946_684_800_000
 
 
 def dv(
@@ -120,6 +124,10 @@ READINGS = [
     ("source timestamp kept", dv(1.5, VT.Double, server=T0 + timedelta(seconds=3)), Reading("t", 1.5, T0_MS)),
     ("server timestamp as fallback", dv(1.5, VT.Double, source=None, server=T0), Reading("t", 1.5, T0_MS)),
     ("receipt time when neither", dv(1.5, VT.Double, source=None), Reading("t", 1.5, NOW_MS)),
+    ("a PLC's clock never set: the server's", dv(1.5, VT.Double, source=datetime(1994, 1, 1), server=T0),
+     Reading("t", 1.5, T0_MS)),
+    ("neither clock set: receipt time", dv(1.5, VT.Double, source=datetime(1970, 1, 2), server=datetime(1984, 1, 1)),
+     Reading("t", 1.5, NOW_MS)),
     ("uncertain keeps the value", dv(7.5, VT.Double, SC.UncertainLastUsableValue),
      Reading("t", 7.5, T0_MS, "uncertain", "UncertainLastUsableValue (0x40900000)")),
     ("bad drops the value", dv(7.5, VT.Double, SC.BadSensorFailure),
