@@ -126,7 +126,7 @@ def test_a_revoked_name_cannot_be_added_again(setup: tuple[TestClient, dict[str,
     try:
         users = CloudUsers(store.db)
         users.revoke("evaluator1")
-        with pytest.raises(CloudUserError, match="exists"):
+        with pytest.raises(CloudUserError, match="was revoked: a name is not given again"):
             users.add("evaluator1", "admin", [], password="evaluator1-pw")
     finally:
         store.close()

@@ -73,8 +73,12 @@ class CloudUsers:
             raise CloudUserError(f"not enterprise ids: {', '.join(bad)}")
         if role == "operator" and not enterprises:
             raise CloudUserError("an operator belongs to an enterprise: give --enterprise")
-        if self.db.rows(select(api_users.c.name).where(api_users.c.name == name)):
-            raise CloudUserError(f"user {name!r} exists (revoke it first, or choose another name)")
+        found = self.db.rows(select(api_users.c.revoked).where(api_users.c.name == name))
+        if found and found[0]["revoked"]:  # the row stays, so that no old session or token of the name comes back
+            raise CloudUserError(f"user {name!r} was revoked: a name is not given again (the audit log keeps it); "
+                                 "choose another name")  # fmt: skip
+        if found:
+            raise CloudUserError(f"user {name!r} exists: choose another name")
         hashed = hash_password(password) if password else None
         tok = new_token()
         with self.db.transaction() as conn:
