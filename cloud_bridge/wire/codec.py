@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from math import isfinite
@@ -24,6 +25,14 @@ _MAX_SAMPLES = 100_000
 _MAX_STR = 4096
 _MAX_UNITS = 10_000
 _MAX_EVENTS = 10_000
+_MAX_NAME = 128  # tag names, units, event states, status versions: short texts (some become TSDB labels)
+# What the cloud takes (`earliest_ms=EARLIEST_MS`, the ingester's decoders and `fastdecode`): timestamps from
+# 2000-01-01 (the floor of `cloud_bridge.metrics.period`): no reading of the pilot is older, a gateway that
+# stamps one has lost its clock (an RTC reset to 1970), and VictoriaMetrics takes a line-protocol timestamp of
+# 0 for "now" while the ledger would keep 1970. Beyond the present, `trust.max_future_skew` flags (README
+# "Trust model"). The decoders' default (0) reads whatever a gateway may have written, for tools and tests.
+EARLIEST_MS = 946_684_800_000
+_SINCE_2000 = " (2000-01-01)"
 
 
 class WireError(ValueError):
@@ -248,7 +257,11 @@ def _require(cond: bool, reason: str) -> None:
 
 
 INT64_MAX = 2**63 - 1  # every integer of the envelope (seq, timestamps) fits a signed 64-bit column
+_FLOAT_MAX_INT = int(sys.float_info.max)  # the largest integer a float (a Double column) can take
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates: no store takes them
+# in a name that becomes a TSDB label (tag names, units): control characters too (line protocol escapes
+# a newline as `\n`, which VictoriaMetrics keeps as a backslash and an n: the label no longer matches)
+_BAD_NAME_CHARS = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
@@ -271,6 +284,27 @@ def _int(obj: dict[str, Any], key: str) -> int:
     return int(v)  # type: ignore[arg-type]
 
 
+def _stamp(obj: dict[str, Any], earliest_ms: int, key: str = "ts") -> int:
+    """A timestamp: integer milliseconds from `earliest_ms` (EARLIEST_MS in the cloud) to 2**63 - 1."""
+    if not earliest_ms:
+        return _int(obj, key)
+    v = obj.get(key)
+    _require(
+        isinstance(v, int) and not isinstance(v, bool) and earliest_ms <= v <= INT64_MAX,
+        f"{key!r} must be integer milliseconds from {earliest_ms}{_SINCE_2000 if earliest_ms == EARLIEST_MS else ''}"
+        " to 2**63 - 1",
+    )
+    return int(v)  # type: ignore[arg-type]
+
+
+def _name(obj: dict[str, Any], key: str, what: str) -> str:
+    """A tag name: 1..128 characters, no control character, NUL or lone surrogate."""
+    v = _str(obj, key)
+    _require(0 < len(v) <= _MAX_NAME, f"{what} must be 1..{_MAX_NAME} characters")
+    _require(not _BAD_NAME_CHARS.search(v), f"{what} {v!r} contains a control character")
+    return v
+
+
 def _str(obj: dict[str, Any], key: str, *, slug: bool = False, default: str | None = None) -> str:
     v = obj.get(key, default)
     if slug and type(v) is str and _SLUG.match(v):
@@ -285,8 +319,8 @@ def _str(obj: dict[str, Any], key: str, *, slug: bool = False, default: str | No
 def _load(payload: bytes) -> dict[str, Any]:
     try:
         obj = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise WireError(f"not JSON: {e}") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, an integer of > 4300 digits
+        raise WireError(f"not JSON: {str(e)[:200]}") from None
     if not isinstance(obj, dict):
         raise WireError("payload must be a JSON object")
     return obj
@@ -312,7 +346,7 @@ def _chain_fields(obj: dict[str, Any]) -> tuple[str | None, bytes | None]:
     return ent, bytes.fromhex(prev)
 
 
-def _samples(raw: list[Any], clean: bool) -> tuple[Sample, ...]:
+def _samples(raw: list[Any], clean: bool, earliest_ms: int = 0) -> tuple[Sample, ...]:
     """The samples of a data message. A fast path for the common, well-formed sample (exact types), in
     one loop rather than a call per sample; anything else takes `_sample_checked`, which gives the
     precise reason. `clean`: the payload can hold no NUL nor surrogate in any string (`_clean`), so the
@@ -326,30 +360,30 @@ def _samples(raw: list[Any], clean: bool) -> tuple[Sample, ...]:
             tag, v, ts, q = r.get("tag"), r.get("v"), r.get("ts"), r.get("q", "good")
             if (
                 type(tag) is str
-                and 0 < len(tag) <= 128
+                and 0 < len(tag) <= _MAX_NAME
                 and type(ts) is int
-                and 0 <= ts <= INT64_MAX
+                and earliest_ms <= ts <= INT64_MAX
                 and (q == "good" or q == "bad" or q == "uncertain")
                 and ((type(v) is float and isfinite(v)) or type(v) is int or type(v) is bool)
-                and (clean or not _BAD_CHARS.search(tag))
+                and (clean or not _BAD_NAME_CHARS.search(tag))
             ):
                 append(new(Sample, (tag, v, ts, q)))  # Sample(tag, v, ts, q) without the Python-level __new__
                 continue
-        append(_sample_checked(r))
+        append(_sample_checked(r, earliest_ms))
     return tuple(out)
 
 
 def _clean(payload: bytes | str) -> bool:
-    """True when no string the payload decodes to can hold NUL or a UTF-16 surrogate: pure ASCII (a
-    surrogate needs non-ASCII bytes, which json.loads would decode with surrogatepass) with no
-    `\\u` escape (raw control characters, NUL among them, are not valid JSON)."""
-    return isinstance(payload, bytes) and payload.isascii() and b"\\u" not in payload
+    """True when no string the payload decodes to can hold a control character (NUL among them) or a
+    UTF-16 surrogate: pure ASCII (a surrogate needs non-ASCII bytes, which json.loads would decode with
+    surrogatepass) with no escape at all (`\\n`, `\\u0000`, …: raw control characters are not valid JSON)
+    and no raw DEL (valid JSON, unescaped)."""
+    return isinstance(payload, bytes) and payload.isascii() and b"\\" not in payload and b"\x7f" not in payload
 
 
-def _sample_checked(raw: Any) -> Sample:
+def _sample_checked(raw: Any, earliest_ms: int = 0) -> Sample:
     _require(isinstance(raw, dict), "a sample must be an object")
-    tag = _str(raw, "tag")
-    _require(0 < len(tag) <= 128, "'tag' must be 1..128 characters")
+    tag = _name(raw, "tag", "'tag'")
     v = raw.get("v")
     _require(isinstance(v, bool | int | float | str), f"sample {tag!r}: 'v' must be a number, boolean or string")
     if isinstance(v, float):
@@ -359,10 +393,11 @@ def _sample_checked(raw: Any) -> Sample:
         _require(not _BAD_CHARS.search(v), f"sample {tag!r}: NUL or an unpaired surrogate in the value")
     q = raw.get("q", "good")
     _require(isinstance(q, str) and q in QUALITIES, f"sample {tag!r}: 'q' must be good, uncertain or bad")
-    return Sample(tag, v, _int(raw, "ts"), q)
+    return Sample(tag, v, _stamp(raw, earliest_ms), q)
 
 
-def decode_data(payload: bytes) -> DataMessage:
+def decode_data(payload: bytes, *, earliest_ms: int = 0) -> DataMessage:
+    """A data message; `earliest_ms`: the first timestamp taken (EARLIEST_MS in the cloud)."""
     obj = _load(payload)
     gw, dev, seq, hist = _envelope_fields(obj)
     raw = obj.get("samples")
@@ -374,10 +409,24 @@ def decode_data(payload: bytes) -> DataMessage:
         "'units' must map tag names to strings",
     )
     _require(len(units) <= _MAX_UNITS, f"'units' holds more than {_MAX_UNITS} entries")
-    return DataMessage(gw, dev, seq, hist, _samples(raw, _clean(payload)), units, *_chain_fields(obj))
+    _check_units(units)
+    return DataMessage(gw, dev, seq, hist, _samples(raw, _clean(payload), earliest_ms), units, *_chain_fields(obj))
 
 
-def decode_events(payload: bytes) -> EventMessage:
+def _check_units(units: dict[str, str]) -> None:
+    """Units become TSDB labels: tag names and units of at most 128 characters, no control character."""
+    for k, u in units.items():
+        _require(
+            len(k) <= _MAX_NAME and len(u) <= _MAX_NAME,
+            f"'units': tag names and units are at most {_MAX_NAME} characters",
+        )
+        _require(
+            not _BAD_NAME_CHARS.search(k) and not _BAD_NAME_CHARS.search(u),
+            "'units': a control character, NUL or an unpaired surrogate in a tag name or unit",
+        )
+
+
+def decode_events(payload: bytes, *, earliest_ms: int = 0) -> EventMessage:
     obj = _load(payload)
     gw, dev, seq, hist = _envelope_fields(obj)
     raw = obj.get("events")
@@ -390,16 +439,22 @@ def decode_events(payload: bytes) -> EventMessage:
         _require(kind in EVENT_KINDS, f"unknown event kind {kind!r}")
         state = e.get("state")
         _require(state is None or isinstance(state, str), "'state' must be a string")
+        if state is not None:  # bounded whatever the kind
+            _require(len(state) <= _MAX_NAME, f"'state' is at most {_MAX_NAME} characters")
+            _require(not _BAD_CHARS.search(state), "'state' contains NUL or an unpaired surrogate")
         if kind == "state" or (kind == "snapshot" and state is not None):
             _require(state in EVENT_STATES, f"{kind} event: 'state' must be one of {', '.join(sorted(EVENT_STATES))}")
         counts = _counts(e.get("counts"))
         _require(kind != "snapshot" or counts is not None, "a snapshot event needs 'counts'")
-        events.append(Event(kind, _int(e, "ts"), _str(e, "reason", default=""), state, counts))
+        events.append(Event(kind, _stamp(e, earliest_ms), _str(e, "reason", default=""), state, counts))
     return EventMessage(gw, dev, seq, hist, tuple(events), *_chain_fields(obj))
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite number a float (a Double column) can hold: an integer too large for one is not."""
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return isinstance(v, int) and not isinstance(v, bool) and -_FLOAT_MAX_INT <= v <= _FLOAT_MAX_INT
 
 
 def _counts(raw: Any) -> dict[str, int | float] | None:
@@ -412,21 +467,27 @@ def _counts(raw: Any) -> dict[str, int | float] | None:
     return dict(raw)
 
 
-def decode_status(payload: bytes) -> Status:
+def decode_status(payload: bytes, *, earliest_ms: int = 0) -> Status:
     obj = _load(payload)
     online = obj.get("online")
     _require(isinstance(online, bool), "'online' must be a boolean")
     version = obj.get("version")
-    _require(version is None or isinstance(version, str), "'version' must be a string")
+    _require(
+        version is None or (isinstance(version, str) and len(version) <= _MAX_NAME),
+        f"'version' must be a string of at most {_MAX_NAME} characters",
+    )
     backlog = obj.get("backlog")
     if backlog is not None:
         _require(
             isinstance(backlog, dict)
             and len(backlog) <= 16
-            and all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in backlog.items()),
-            "'backlog' must map names to integers",
+            and all(
+                isinstance(k, str) and len(k) <= _MAX_NAME and type(v) is int and -INT64_MAX <= v <= INT64_MAX
+                for k, v in backlog.items()
+            ),
+            "'backlog' must map names to 64-bit integers",
         )
-    return Status(online, _int(obj, "ts"), _str(obj, "reason", default=""), version, backlog)  # type: ignore[arg-type]
+    return Status(online, _stamp(obj, earliest_ms), _str(obj, "reason", default=""), version, backlog)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- device metadata (birth)
@@ -530,8 +591,7 @@ def _opt_num(obj: dict[str, Any], key: str, *, positive: bool = False) -> float 
 
 def _tag_meta(raw: Any) -> TagMeta:
     _require(isinstance(raw, dict), "a tag must be an object")
-    name = _str(raw, "name")
-    _require(0 < len(name) <= 128, "tag 'name' must be 1..128 characters")
+    name = _name(raw, "name", "tag 'name'")
     domain = _opt_str(raw, "domain")
     _require(domain is None or domain in DOMAINS, f"tag {name!r}: unknown domain {domain!r}")
     return TagMeta(name, _opt_str(raw, "unit"), domain, _opt_str(raw, "type"), _opt_num(raw, "interval_s"))
@@ -559,7 +619,7 @@ def _oee_meta(raw: Any) -> OeeMeta | None:
     )
 
 
-def decode_meta(payload: bytes) -> DeviceMeta:
+def decode_meta(payload: bytes, *, earliest_ms: int = 0) -> DeviceMeta:
     obj = _load(payload)
     _require(obj.get("v") == WIRE_VERSION, f"unsupported wire version {obj.get('v')!r}")
     production = obj.get("production", True)
@@ -571,7 +631,7 @@ def decode_meta(payload: bytes) -> DeviceMeta:
     return DeviceMeta(
         gw=_str(obj, "gw", slug=True),
         dev=_str(obj, "dev", slug=True),
-        ts=_int(obj, "ts"),
+        ts=_stamp(obj, earliest_ms),
         name=_str(obj, "name", default=""),
         type=_str(obj, "type", default=""),
         line=_str(obj, "line", default=""),

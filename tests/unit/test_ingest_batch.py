@@ -194,6 +194,9 @@ def message(topic: str, payload: bytes) -> mqtt.MQTTMessage:
     return m
 
 
+T0 = 1_700_000_000_000  # the ingester takes timestamps from 2000-01-01 (codec.EARLIEST_MS)
+
+
 def data(dev: str, seq: int, *samples: Sample) -> mqtt.MQTTMessage:
     return message(TOPICS.data(dev), envelope(GW, dev, seq, False, encode_data_body(samples)))
 
@@ -204,12 +207,14 @@ def test_handle_batch_one_request_dedupe_and_dead_letters(tmp_path: Path) -> Non
     try:
         ing.handle_batch(
             [
-                data("d1", 1, Sample("t", 1.0, 1), Sample("s", "text", 1)),
-                data("d2", 2, Sample("t", 2.0, 2)),
-                data("d1", 1, Sample("t", 1.0, 1)),  # the same (gw, seq) again in the batch
+                data("d1", 1, Sample("t", 1.0, T0 + 1), Sample("s", "text", T0 + 1)),
+                data("d2", 2, Sample("t", 2.0, T0 + 2)),
+                data("d1", 1, Sample("t", 1.0, T0 + 1)),  # the same (gw, seq) again in the batch
                 message(TOPICS.data("d1"), b"{broken"),
-                message(TOPICS.events("d1"), envelope(GW, "d1", 3, False, encode_event_body([Event("online", 5)]))),
-                message(TOPICS.device_status("d1"), encode_status(Status(True, 7, "up"))),
+                message(
+                    TOPICS.events("d1"), envelope(GW, "d1", 3, False, encode_event_body([Event("online", T0 + 5)]))
+                ),
+                message(TOPICS.device_status("d1"), encode_status(Status(True, T0 + 7, "up"))),
             ]
         )
         assert len(tsdb.requests) == 1 and len(tsdb.requests[0]) == 2  # one request, numbers only
@@ -219,7 +224,7 @@ def test_handle_batch_one_request_dedupe_and_dead_letters(tmp_path: Path) -> Non
         assert ing.ledger.dead_letters()[0]["reason"].startswith("not JSON")
 
         # Redelivered after being recorded: dropped before the TSDB write.
-        ing.handle_batch([data("d1", 1, Sample("t", 1.0, 1)), data("d2", 2, Sample("t", 2.0, 2))])
+        ing.handle_batch([data("d1", 1, Sample("t", 1.0, T0 + 1)), data("d2", 2, Sample("t", 2.0, T0 + 2))])
         assert len(tsdb.requests) == 1
         assert ing.stats.duplicates == 3 and ing.ledger.total_samples() == 3
     finally:
@@ -230,11 +235,11 @@ def test_tsdb_refusal_dead_letters_only_the_refused_message(tmp_path: Path) -> N
     tsdb = RecordingTsdb(poison="tag=poison")
     ing = make_ingester(tmp_path, tsdb)
     try:
-        batch = [data("d1", seq, Sample("t", float(seq), seq)) for seq in range(1, 8)]
-        batch.insert(5, data("d1", 100, Sample("poison", 1.0, 1)))
+        batch = [data("d1", seq, Sample("t", float(seq), T0 + seq)) for seq in range(1, 8)]
+        batch.insert(5, data("d1", 100, Sample("poison", 1.0, T0 + 1)))
         ing.handle_batch(batch)
         written = sorted(line for request in tsdb.requests for line in request)
-        assert written == sorted(f"sf,dev=d1,ent={ENT},gw={GW},q=good,tag=t v={float(s)} {s}" for s in range(1, 8))
+        assert written == sorted(f"sf,dev=d1,ent={ENT},gw={GW},q=good,tag=t v={float(s)} {T0 + s}" for s in range(1, 8))
         assert ing.stats.data_messages == 7 and ing.stats.dead_letters == 1
         [letter] = ing.ledger.dead_letters()
         assert letter["reason"].startswith("TSDB rejected the batch: HTTP 400")
@@ -257,8 +262,8 @@ def test_ledger_refusal_dead_letters_only_the_refused_message(tmp_path: Path) ->
                     " BEGIN SELECT RAISE(ABORT, 'poison refused'); END"
                 )
             )
-        batch = [data("d1", seq, Sample("t", float(seq), seq)) for seq in range(1, 8)]
-        batch.insert(3, data("poison", 100, Sample("t", 1.0, 1)))
+        batch = [data("d1", seq, Sample("t", float(seq), T0 + seq)) for seq in range(1, 8)]
+        batch.insert(3, data("poison", 100, Sample("t", 1.0, T0 + 1)))
         ing.handle_batch(batch)
         assert ing.stats.data_messages == 7 and ing.stats.dead_letters == 1 and ing.stats.errors == 0
         [letter] = ing.ledger.dead_letters()

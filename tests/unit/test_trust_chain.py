@@ -39,6 +39,7 @@ from edge_config.models import CloudConfig, IngestMqttSection, LedgerSection, Mq
 
 ENT, GW = "ent-1", "gw-1"
 TOPICS = Topics("sf/v1", ENT, GW)
+T0 = 1_700_000_000_000  # the ingester takes timestamps from 2000-01-01 (codec.EARLIEST_MS)
 
 
 def test_the_identity_is_made_once_private_and_kept(tmp_path: Path) -> None:
@@ -104,7 +105,7 @@ def chained_buffer(tmp_path: Path, every: int = 4, interval_ms: int = 60_000) ->
 
 
 def data(i: int) -> Outgoing:
-    body = encode_data_body([Sample("t", float(i), 1_000 + i)])
+    body = encode_data_body([Sample("t", float(i), T0 + i)])
     return Outgoing("data", TOPICS.data("d1"), "d1", body, samples=1)
 
 
@@ -277,11 +278,11 @@ def test_unregistered_revoked_unchained_and_unsigned_are_refused_and_counted(tmp
         ing.trust.registry.invalidate()  # type: ignore[union-attr]
         with pytest.raises(RegistryError):
             registry.add("ent-2", "gw-9", public)  # one key, one gateway
-        unchained = Outgoing("data", "", "d1", encode_data_body([Sample("t", 1.0, 5)]))
+        unchained = Outgoing("data", "", "d1", encode_data_body([Sample("t", 1.0, T0 + 5)]))
         from cloud_bridge.wire.codec import envelope
 
         ing.handle_batch([message(TOPICS.data("d1"), envelope(GW, "d1", 99, False, unchained.body))])
-        ing.handle_batch([message(TOPICS.status, encode_status(Status(False, 9, version="x")))])  # unsigned
+        ing.handle_batch([message(TOPICS.status, encode_status(Status(False, T0 + 9, version="x")))])  # unsigned
         ing.handle_batch(cps + msgs[1:3])
         assert recorded(ing) == [2, 3]
         registry.revoke(ENT, GW)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from typing import Any
 
 from hypothesis import given, settings
@@ -14,11 +15,13 @@ from hypothesis import strategies as st
 
 from cloud_bridge.wire.codec import (
     _BAD_CHARS,
+    _BAD_NAME_CHARS,
     _HEX64,
     _MAX_SAMPLES,
     _MAX_STR,
     _MAX_UNITS,
     _SLUG,
+    EARLIEST_MS,
     DataMessage,
     WireError,
     _load,
@@ -42,7 +45,8 @@ def _reference_str(obj: dict[str, Any], key: str, *, slug: bool = False, default
 
 
 def reference_decode_data(payload: bytes) -> DataMessage:
-    """`decode_data` as it was: every sample through the careful path, every string searched."""
+    """`decode_data` as it was (with the cloud's timestamp floor): every sample through the careful path,
+    every string searched."""
     obj = _load(payload)
     _require(obj.get("v") == 1, f"unsupported wire version {obj.get('v')!r}")
     hist = obj.get("hist", False)
@@ -62,13 +66,22 @@ def reference_decode_data(payload: bytes) -> DataMessage:
         "'units' must map tag names to strings",
     )
     _require(len(units) <= _MAX_UNITS, f"'units' holds more than {_MAX_UNITS} entries")
-    samples = tuple(_sample_checked(s) for s in raw)
+    for k, u in units.items():
+        _require(len(k) <= 128 and len(u) <= 128, "'units': tag names and units are at most 128 characters")
+        _require(
+            not _BAD_NAME_CHARS.search(k) and not _BAD_NAME_CHARS.search(u),
+            "'units': a control character, NUL or an unpaired surrogate in a tag name or unit",
+        )
+    samples = tuple(_sample_checked(s, EARLIEST_MS) for s in raw)
     ent = _reference_str(obj, "ent", slug=True) if "ent" in obj else None
     prev = obj.get("prev")
     if prev is not None:
         _require(isinstance(prev, str) and bool(_HEX64.match(prev)), "'prev' must be 64 lowercase hex digits")
         prev = bytes.fromhex(prev)
     return DataMessage(gw, dev, int(seq), hist, samples, units, ent, prev)  # type: ignore[arg-type]
+
+
+careful = partial(decode_data, earliest_ms=EARLIEST_MS)  # the careful path with the cloud's floor
 
 
 def outcome(decode: Any, payload: bytes) -> Any:
@@ -81,7 +94,7 @@ def outcome(decode: Any, payload: bytes) -> Any:
 # strings that the checks care about: NUL, lone surrogates, non-ASCII, quotes, backslashes, slugs and near-slugs
 TRICKY_TEXT = st.sampled_from(
     ["speed", "t", "", "x" * 128, "x" * 129, "温度", "a\x00b", "\ud800", "a\udfffb", "\U0001f600", 'q"uote', "b\\s",
-     "gw-1", "gw-1\n", "gw 1", "-gw", "a" * 64, "a" * 65, "dev.01_x", "\x7f", "é"]
+     "gw-1", "gw-1\n", "gw 1", "-gw", "a" * 64, "a" * 65, "dev.01_x", "\x7f", "é", "a\tb", "\r", "\x1f", "\x80"]
 )  # fmt: skip
 TEXT = st.one_of(TRICKY_TEXT, st.text(max_size=12))
 VALUE = st.one_of(
@@ -93,7 +106,14 @@ VALUE = st.one_of(
     st.just([1]),
     st.just({"a": 1}),
 )
-TS = st.one_of(st.integers(min_value=-5, max_value=2**64), st.just(1.5), st.just("1"), st.just(True), st.none())
+TS = st.one_of(
+    st.integers(min_value=-5, max_value=2**64),
+    st.sampled_from([0, EARLIEST_MS - 1, EARLIEST_MS]),
+    st.just(1.5),
+    st.just("1"),
+    st.just(True),
+    st.none(),
+)
 QUALITY = st.one_of(st.sampled_from(["good", "bad", "uncertain", "ok", "GOOD"]), st.just(1), st.none())
 MISSING = object()
 
@@ -104,7 +124,12 @@ def sample(draw: st.DrawFn) -> Any:
         return draw(st.sampled_from([1, "s", None, [], ["tag"]]))
     obj: dict[str, Any] = {}
     for key, strategy in (("tag", TEXT), ("v", VALUE), ("ts", TS), ("q", QUALITY)):
-        valid = {"tag": st.just("speed"), "v": st.floats(-1e6, 1e6), "ts": st.integers(0, 2**62), "q": st.just("good")}
+        valid = {
+            "tag": st.just("speed"),
+            "v": st.floats(-1e6, 1e6),
+            "ts": st.integers(EARLIEST_MS, 2**62),
+            "q": st.just("good"),
+        }
         choice = draw(st.integers(0, 9))
         if choice == 0:
             continue  # left out
@@ -122,6 +147,8 @@ def payload(draw: st.DrawFn) -> bytes:
             envelope[key] = draw(strategy)
     if draw(st.integers(0, 9)) == 0:
         envelope["units"] = draw(st.dictionaries(TEXT, TEXT, max_size=3))
+        if draw(st.integers(0, 3)) == 0:
+            envelope["units"] |= {"speed": draw(st.sampled_from(["x" * 128, "x" * 129, "r\npm"]))}
     envelope["samples"] = draw(st.lists(sample(), min_size=0, max_size=6))
     envelope["hist"] = draw(st.sampled_from([False, True, "no"]))
     text = json.dumps(envelope, ensure_ascii=draw(st.booleans()))
@@ -133,19 +160,21 @@ def payload(draw: st.DrawFn) -> bytes:
 def test_the_fast_decoder_equals_the_reference(data: bytes) -> None:
     expected = outcome(reference_decode_data, data)
     assert outcome(decode_data_fast, data) == expected
-    assert outcome(decode_data, data) == expected  # the careful path alone
+    assert outcome(careful, data) == expected  # the careful path alone
     fast = msgspec_decode(data)
     assert fast is None or fast == expected
 
 
-_HEAD = '{"v":1,"gw":"gw-1","dev":"dev-1","seq":1,"samples":[{"tag":"t","v":1.5,"ts":1000}],"hist":false}'
+_HEAD = '{"v":1,"gw":"gw-1","dev":"dev-1","seq":1,"samples":[{"tag":"t","v":1.5,"ts":1700000000000}],"hist":false}'
 # where a compiled JSON decoder may part from json.loads and the careful checks: every one answered as they do
 MSGSPEC_EDGES = [
     _HEAD.encode(),
     *(_HEAD.replace('"v":1,', f'"v":{v},').encode() for v in ("1.0", "true", "2", '"1"', "null")),
     *(_HEAD.replace('"seq":1', f'"seq":{v}').encode()
       for v in ("1.0", "true", "-1", str(2**63 - 1), str(2**63), str(2**64), "1e3")),
-    *(_HEAD.replace('"ts":1000', f'"ts":{v}').encode() for v in ("-0", "0", "1000.0", "1e3", str(2**63), "false")),
+    *(_HEAD.replace('"ts":1700000000000', f'"ts":{v}').encode()
+      for v in ("-0", "0", "1000", "1700000000000.0", "1.7e12", str(EARLIEST_MS - 1), str(EARLIEST_MS), str(2**63),
+                "false")),
     *(_HEAD.replace('"v":1.5', f'"v":{v}').encode()
       for v in ("NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e-400", "-0.0", "-0", "2.2250738585072011e-308",
                 "0.1000000000000000055511151231257827", "123456789012345678901234567890", str(2**64), str(-(2**63) - 1),
@@ -161,12 +190,17 @@ MSGSPEC_EDGES = [
     _HEAD.replace('"hist":false', '"hist":false,"units":{"t":"\\u00b0C","t":"K"}').encode(),
     _HEAD.replace('"hist":false', '"hist":0').encode(),
     _HEAD.replace('"samples":[', '"samples":[null,').encode(),
-    _HEAD.replace(',"ts":1000}', ',"ts":1000,"q":null}').encode(),
-    _HEAD.replace(',"ts":1000}', ',"ts":1000,"q":"good","q":"bad"}').encode(),
+    _HEAD.replace(',"ts":1700000000000}', ',"ts":1700000000000,"q":null}').encode(),
+    _HEAD.replace(',"ts":1700000000000}', ',"ts":1700000000000,"q":"good","q":"bad"}').encode(),
     _HEAD.replace('"tag":"t"', '"tag":"' + "x" * 129 + '"').encode(),
     _HEAD.replace('"tag":"t"', '"tag":"\\u0000"').encode(),
     _HEAD.replace('"tag":"t"', '"tag":"\\u6e29\\u5ea6"').encode(),  # escaped CJK: not "clean", still fine
     _HEAD.replace('"tag":"t"', '"tag":"\\udc00"').encode(),
+    _HEAD.replace('"tag":"t"', '"tag":"t\x7f"').encode(),  # a raw DEL: valid JSON, no escape
+    *(_HEAD.replace('"tag":"t"', f'"tag":"t{c}q"').encode() for c in ("\\n", "\\r", "\\t", "\\u007f", "\\u001f")),
+    *(_HEAD.replace('"hist":false', f'"hist":false,"units":{u}').encode()
+      for u in ('{"t":"' + "x" * 128 + '"}', '{"t":"' + "x" * 129 + '"}', '{"' + "x" * 129 + '":"K"}', '{"t":"r\\npm"}',
+                '{"t\\n":"K"}')),
     _HEAD.replace('"gw":"gw-1"', '"gw":"gw\\u002d1"').encode(),  # an escaped slug
     (" \n" + _HEAD + " \t").encode(),
     (_HEAD + "x").encode(),
@@ -194,7 +228,7 @@ def test_msgspec_takes_the_well_formed_message_and_leaves_the_rest() -> None:
 
 
 def test_the_fast_decoder_equals_the_reference_on_chosen_payloads() -> None:
-    sample = '{"tag":"%s","v":1.5,"ts":1000,"q":"good"}'
+    sample = '{"tag":"%s","v":1.5,"ts":1700000000000,"q":"good"}'
     head = '{"v":1,"gw":"gw-1","dev":"dev-1","seq":1,"samples":[%s],"hist":false}'
     payloads = [
         (head % (sample % "speed")).encode(),
@@ -211,7 +245,7 @@ def test_the_fast_decoder_equals_the_reference_on_chosen_payloads() -> None:
     for data in payloads + MSGSPEC_EDGES:
         expected = outcome(reference_decode_data, data)
         assert outcome(decode_data_fast, data) == expected, data
-        assert outcome(decode_data, data) == expected, data
+        assert outcome(careful, data) == expected, data
     msg = decode_data(payloads[0])
-    assert msg.samples[0] == ("speed", 1.5, 1000, "good") and type(msg.samples[0]).__name__ == "Sample"
+    assert msg.samples[0] == ("speed", 1.5, 1_700_000_000_000, "good") and type(msg.samples[0]).__name__ == "Sample"
     assert math.isinf(json.loads(payloads[6])["samples"][0]["v"])

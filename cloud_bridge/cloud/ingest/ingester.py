@@ -69,6 +69,7 @@ from cloud_bridge.cloud.ledger.writer import NO_HORIZON, Flags, Ledger
 from cloud_bridge.cloud.trust.archive import GRACE_MS, archive_closed
 from cloud_bridge.cloud.trust.gate import RELEASE_LIMIT, Held, Refusal, TrustGate
 from cloud_bridge.wire.codec import (
+    EARLIEST_MS,
     DataMessage,
     DeviceMeta,
     EventMessage,
@@ -533,6 +534,8 @@ class Ingester:
         if p.payload.count(b'"tag"') > self.limits.max_samples:  # counted before parsing
             raise WireError(f"more than limits.max_samples ({self.limits.max_samples}) samples in one message")
         data = decode_data(p.payload)
+        if len(data.samples) > self.limits.max_samples:  # the count above misses a key spelt "t\u0061g"
+            raise WireError(f"more than limits.max_samples ({self.limits.max_samples}) samples in one message")
         _check_ids(info, data.gw, data.dev, data.ent)
         _check_storable(p.payload, lambda: _data_strings(data))
         p.ent, p.record, p.samples = info.enterprise_id, data, len(data.samples)
@@ -551,7 +554,7 @@ class Ingester:
         p.ent, p.checkpoint = info.enterprise_id, True
 
     def _decode_events(self, info: TopicInfo, message: mqtt.MQTTMessage, p: _Parsed) -> None:
-        events = decode_events(p.payload)
+        events = decode_events(p.payload, earliest_ms=EARLIEST_MS)
         _check_ids(info, events.gw, events.dev, events.ent)
         _check_storable(
             p.payload,
@@ -562,13 +565,13 @@ class Ingester:
 
     def _decode_status(self, info: TopicInfo, message: mqtt.MQTTMessage, p: _Parsed) -> None:
         if self._wanted(message):
-            status = decode_status(p.payload)
+            status = decode_status(p.payload, earliest_ms=EARLIEST_MS)
             _check_storable(p.payload, lambda: (status.reason, status.version or ""))
             p.ent, p.status = info.enterprise_id, status
 
     def _decode_meta(self, info: TopicInfo, message: mqtt.MQTTMessage, p: _Parsed) -> None:
         if self._wanted(message):
-            meta = decode_meta(p.payload)
+            meta = decode_meta(p.payload, earliest_ms=EARLIEST_MS)
             _check_ids(info, meta.gw, meta.dev)
             _check_storable(p.payload, lambda: (p.payload.decode(errors="replace"),))
             p.ent, p.meta = info.enterprise_id, meta
@@ -599,9 +602,10 @@ class Ingester:
         counts = dict.fromkeys(IngestStats.__dataclass_fields__, 0)
         counts["messages"], counts["batches"] = len(batch), 1
 
-        # Trust: registry, signatures, checkpoints; each chained message proven, held or refused.
+        # Trust: registry, signatures, checkpoints; each chained message proven, held or refused. Retried
+        # only while a store is down: anything else escapes to _process_safely, which finds its message.
         if self.trust is not None:
-            counts["checkpoints"] += self._retry(partial(self._screen, batch))
+            counts["checkpoints"] += self._retry(partial(self._screen, batch), refusal=_not_an_outage)
 
         self._store(batch, counts)
 
@@ -810,7 +814,8 @@ class Ingester:
     def _screen(self, batch: list[_Parsed]) -> int:
         """Topic, envelope and registry against each other; signatures; each chained message proven
         (its hash is the one its gateway signed), held (no checkpoint yet) or refused. Returns the
-        checkpoints kept. Idempotent: retried whole if the ledger fails."""
+        checkpoints kept. Idempotent: retried whole if the ledger fails. A message whose checks raise
+        anything but a store failure is a dead letter (a store failure is retried: `_not_an_outage`)."""
         gate = self.trust
         assert gate is not None
         checkpoints = []
@@ -822,22 +827,31 @@ class Ingester:
                 continue
             ent, gw = info.enterprise_id, info.gateway_id
             refusal: Refusal | None = None
-            if p.checkpoint:
-                c = gate.check_checkpoint(ent, gw, p.topic, p.payload)
-                if isinstance(c, Refusal):
-                    refusal = c
-                else:
-                    checkpoints.append((c, p.topic, p.payload))
-            elif p.status is not None or p.meta is not None:
-                refusal = gate.check_sealed(ent, gw, p.topic, p.payload)
-            elif p.record is not None:
-                if (ent, gw) not in gateways:
-                    gateways[(ent, gw)] = gate.gateway(ent, gw)
-                refusal = gateways[(ent, gw)]
-                if refusal is None and p.h is None:
-                    refusal = Refusal(
-                        "unchained", "no hash chain ('prev') in the envelope: not provably from the gateway"
-                    )
+            try:
+                if p.checkpoint:
+                    c = gate.check_checkpoint(ent, gw, p.topic, p.payload)
+                    if isinstance(c, Refusal):
+                        refusal = c
+                    else:
+                        checkpoints.append((c, p.topic, p.payload))
+                elif p.status is not None or p.meta is not None:
+                    refusal = gate.check_sealed(ent, gw, p.topic, p.payload)
+                elif p.record is not None:
+                    if (ent, gw) not in gateways:
+                        gateways[(ent, gw)] = gate.gateway(ent, gw)
+                    refusal = gateways[(ent, gw)]
+                    if refusal is None and p.h is None:
+                        refusal = Refusal(
+                            "unchained", "no hash chain ('prev') in the envelope: not provably from the gateway"
+                        )
+            except Exception as e:
+                if _not_an_outage(e) is None:
+                    raise  # the ledger is down: the batch is retried whole
+                # this message's own doing (a bug of ours it trips): it must not hold up every other one
+                log.exception("unexpected error checking a message on %r", p.topic)
+                _refuse(p, Refusal("internal", f"internal: {e!r}"[:1000]))
+                p.refused = None  # not a trust refusal: not counted per gateway
+                continue
             if refusal is not None:
                 _refuse(p, refusal)
         gate.keep_checkpoints(checkpoints)
@@ -1065,6 +1079,20 @@ def _tsdb_refusal(e: Exception) -> str | None:
 
 # DB-API exception classes (sqlite3, psycopg) raised for what a statement holds, not for an outage
 _DATA_ERRORS = frozenset(("DataError", "IntegrityError", "ProgrammingError", "NotSupportedError"))
+
+
+# DB-API and SQLAlchemy exception classes of a store that does not answer (retried), by name: sqlite3's,
+# psycopg's and SQLAlchemy's wrappers of them alike
+_OUTAGE_ERRORS = frozenset(("OperationalError", "InterfaceError", "InternalError", "DatabaseError", "SQLAlchemyError"))
+
+
+def _not_an_outage(e: Exception) -> str | None:
+    """None for a store failure worth retrying (the database or the network down); otherwise the reason:
+    an error no retry can cure (retrying it would stop the ingester for every gateway)."""
+    names = {c.__name__ for c in type(e).__mro__}
+    if isinstance(e, OSError) or (names & _OUTAGE_ERRORS and not names & _DATA_ERRORS):
+        return None
+    return f"not a store failure: {type(e).__name__}: {e}"[:1000]
 
 
 def _ledger_refusal(e: Exception) -> str | None:

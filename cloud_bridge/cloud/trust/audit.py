@@ -53,8 +53,8 @@ from cloud_bridge.cloud.ledger.schema import (
 from cloud_bridge.cloud.ledger.sqldb import Database
 from cloud_bridge.cloud.trust import archive
 from cloud_bridge.cloud.trust.registry import Registry
-from cloud_bridge.wire.codec import DataMessage, EventMessage, WireError, decode_events
-from cloud_bridge.wire.fastdecode import decode_data
+from cloud_bridge.wire.codec import DataMessage, EventMessage, WireError, decode_data, decode_events
+from cloud_bridge.wire.fastdecode import decode as fast_decode
 from cloud_bridge.wire.signing import GENESIS, Checkpoint, SignatureError, decode_checkpoint, verify_sealed
 
 MARGIN_MS = 3_600_000  # checkpoints sealed up to an hour outside the period are read too
@@ -327,9 +327,13 @@ def _inflate(stored: bytes) -> bytes | None:
 
 
 def _decode(body: bytes) -> DataMessage | EventMessage | None:
+    """A recorded body, read as the rules it was recorded under took it: without the ingester's timestamp
+    floor (EARLIEST_MS), which came later (a body an older ingester recorded still reads)."""
     payload = body + b',"hist":false}'
     try:
-        return decode_data(payload) if b'"samples":' in body else decode_events(payload)
+        if b'"samples":' in body:
+            return fast_decode(payload) or decode_data(payload)
+        return decode_events(payload)
     except WireError:
         return None
 

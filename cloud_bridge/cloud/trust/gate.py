@@ -108,8 +108,8 @@ class TrustGate:
             return refusal
         try:
             c = decode_checkpoint(payload)
-        except SignatureError as e:
-            return Refusal("signature", f"checkpoint: {e}")
+        except (ValueError, TypeError, RecursionError) as e:  # SignatureError; anything else malformed, too
+            return Refusal("signature", f"checkpoint: {e}"[:500])
         if (c.ent, c.gw) != (ent, gw):
             return Refusal("mismatch-topic", f"checkpoint of {c.ent}/{c.gw} on {ent}/{gw}'s topic")
         return c
