@@ -34,6 +34,18 @@ if TYPE_CHECKING:
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 TagName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")]
+# a unit travels with the samples and is stored beside the series: the cloud takes at most 128 characters and
+# no control character (`cloud_bridge.wire.codec`), so a config the gateway runs on never makes a message it refuses
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control(text: str) -> str:
+    if _CONTROL.search(text):
+        raise ValueError(f"{text!r}: no control character (a newline, a tab) in a unit")
+    return text
+
+
+Unit = Annotated[str, StringConstraints(max_length=128), AfterValidator(_no_control)]
 
 TagType = Literal["bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string"]
 ByteOrder = Literal["ABCD", "BADC", "CDAB", "DCBA"]
@@ -233,7 +245,7 @@ class TagBase(Frozen):
     type: TagType = "uint16"
     scale: float = 1.0
     offset: float = 0.0
-    unit: str | None = None
+    unit: Unit | None = None
     deadband: float | None = Field(None, ge=0, description="absolute change needed to report a new value")
     deadband_percent: float | None = Field(
         None, ge=0, description="change needed to report a new value, in % of the last reported value"

@@ -44,6 +44,16 @@ CONFIG_TYPES = {
     "XmlElement": "string", "NodeId": "string", "ExpandedNodeId": "string", "QualifiedName": "string",
     "LocalizedText": "string", "StatusCode": "uint32", "Enumeration": "int32",
 }  # fmt: skip
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def unit_text(text: str | None) -> str | None:
+    """A server's unit as a config takes it (`edge_config.models.Unit`): control characters as spaces, at
+    most 128 characters; None for none."""
+    cleaned = _CONTROL.sub(" ", text or "").strip()[:128]
+    return cleaned or None
+
+
 CSV_COLUMNS = ["name", "node", "mode", "type", "unit", "sampling_interval", "deadband", "domain", "description"]
 
 
@@ -336,7 +346,7 @@ async def _describe(client: Client, items: list[_Found]) -> list[BrowsedTag]:
         unit = None
         if f.unit_node is not None:
             eu = _value(units[f.unit_node])
-            unit = (eu.DisplayName.Text or None) if isinstance(eu, ua.EUInformation) else None
+            unit = unit_text(eu.DisplayName.Text) if isinstance(eu, ua.EUInformation) else None
         eu_range = None
         if f.range_node is not None:
             rg = _value(ranges[f.range_node])

@@ -159,6 +159,9 @@ def test_models_are_frozen() -> None:
             'address: "hr:65535", type: uint32',
             "gateway.yaml:22: devices[0].tags[3].address: uint32 at hr:65535 takes 2 registers: past 65535",
         ),
+        # the cloud refuses a message whose unit is longer or holds a control character: the whole message
+        ("unit: rpm", 'unit: "r\\npm"', "gateway.yaml:19: devices[0].tags[0].unit: 'r\\npm': no control character"),
+        ("unit: rpm", "unit: " + "x" * 129, "gateway.yaml:19: devices[0].tags[0].unit: String should have at most 128"),
     ],
 )
 def test_each_kind_of_mistake_names_file_line_and_path(old: str, new: str, expected: str) -> None:

@@ -140,3 +140,14 @@ READINGS = [
 @pytest.mark.parametrize(("case", "value", "expected"), READINGS, ids=[c for c, _, _ in READINGS])
 def test_reading_from_a_data_value(case: str, value: ua.DataValue, expected: Reading) -> None:
     assert reading_from("t", value, NOW_MS) == expected
+
+
+def test_a_browsed_unit_becomes_one_a_config_takes() -> None:
+    from drivers.opcua.browse import unit_text
+    from edge_config.models import TagBase
+
+    for raw, want in [("°C", "°C"), ("m³/h\n", "m³/h"), ("kW\th", "kW h"), ("", None), (None, None), ("\x01", None)]:
+        assert unit_text(raw) == want
+    long = unit_text("x" * 500)
+    assert long is not None and len(long) == 128
+    TagBase(name="t", unit=long)  # validates (a longer or a control character would not: test_config)
