@@ -36,7 +36,7 @@ def gateway(work: Path, gw: str, count: int) -> tuple[str, Wire, Wire, dict[int,
     ident = load_or_create_identity(work / gw / "id")
     buf = Buffer(work / gw / "buffer.db", chain=Chain(ENT, gw, ident.key, topics.checkpoint, every=count))
     try:
-        bodies = [encode_data_body([Sample("t", float(i), 1_000 + i)]) for i in range(count)]
+        bodies = [encode_data_body([Sample("t", float(i), 1_700_000_000_000 + i)]) for i in range(count)]
         buf.enqueue([Outgoing("data", topics.data("d1"), "d1", body, samples=1) for body in bodies])
         pub = Publisher(MqttSection(), topics, buf, version="t")
         cps = [(c.topic, c.body) for c in buf.checkpoints()]
