@@ -7,7 +7,8 @@ from its current values. Unmapped registers answer ILLEGAL DATA ADDRESS, as most
 and discrete inputs read as 0 between the first and the last mapped bit.
 
 Faults can be injected per unit while the server runs (`faults(unit)`): an exception at chosen
-addresses, a delay before answering, dropped answers, a dead unit, a limit on the request size; the
+addresses, exceptions to the next few reads (`glitches`), a delay before answering, dropped answers,
+a dead unit, a limit on the request size; the
 TCP server can also drop every connection (`drop_connections`) or stop and start again on the same
 port (a PLC power cycle).
 
@@ -165,6 +166,7 @@ class Faults(LineFaults):
     exceptions: dict[tuple[Table, int], int] = field(default_factory=dict)  # address -> exception code
     drop: float = 0.0  # share of requests left unanswered (0..1)
     max_count: int | None = None  # larger reads answer ILLEGAL DATA VALUE: a device that chokes
+    glitches: list[int] = field(default_factory=list)  # exception codes for the next reads, one each (busy, booting)
 
     def refuse(self, address: str, code: int = ILLEGAL_ADDRESS) -> None:
         """Answer `code` to any read that touches `address` (`hr:12`, `40013`)."""
@@ -183,6 +185,7 @@ class Faults(LineFaults):
         self.delay = self.drop = self.corrupt = 0.0
         self.silent = False
         self.max_count = None
+        self.glitches.clear()
 
 
 class SimUnit:
@@ -271,6 +274,8 @@ class ModbusSimulator:
         if table is None or len(pdu) != 5:
             return exception_pdu(function, ILLEGAL_FUNCTION)
         _, start, count = struct.unpack(">BHH", pdu)
+        if unit.faults.glitches:
+            return exception_pdu(function, unit.faults.glitches.pop(0))
         limit = 2000 if table.is_bit else 125
         max_count = unit.faults.max_count
         if not 1 <= count <= limit or (max_count is not None and count > max_count):

@@ -3,15 +3,20 @@
 When a device answers a block with ILLEGAL DATA ADDRESS (or ILLEGAL DATA VALUE, which devices that
 choke on large requests give), the block is split at a clean cut (no tag straddles it) near its
 middle and both halves are read, recursively, until the refused tags are found. Only those tags
-are marked bad, with the exception. What the search learned is kept:
+are marked bad, with the exception. What the search learned is kept until it is tried again:
 
 - the refused tags are left out and their registers become *barriers* the planner never reads across;
 - when both halves of a refused piece read fine, the gap (or the cut) between them is the barrier,
   or, for ILLEGAL DATA VALUE, the device's largest request is taken as the larger half;
 
 and the block's good tags are planned again around the barriers, so the next scan reads them in as
-few requests as before minus what the device refuses, without searching again. The refused tags are
-re-read alone every `bad_retry` seconds; one that answers again rejoins the plan.
+few requests as before minus what the device refuses, without searching again. Every `bad_retry`
+seconds (and at the first scan after a reconnect) the refused tags are re-read alone, one that answers
+again rejoining the plan, and each refused piece that taught a barrier or a smaller request size is
+read again whole: when it reads fine (the refusal was a one-off: a device busy or booting) what it
+taught is dropped and the block is planned as before. A scan that would send no request (every tag
+of the block refused, the retry not due) re-reads the smallest refused piece as a probe that the
+device still answers (`read(..., probe=True)`, the driver's choice).
 """
 
 from __future__ import annotations
@@ -207,6 +212,15 @@ def clean_cut(refs: Sequence[TagRef]) -> tuple[list[TagRef], list[TagRef]] | Non
     return list(refs[:best]), list(refs[best:])
 
 
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """What the search of one refused piece taught that a later read of the piece can undo."""
+
+    piece: Piece  # the request the device refused, read again whole to check
+    gaps: tuple[Barrier, ...]
+    limit: int | None
+
+
 @dataclass
 class Found:
     """What one isolation search learned."""
@@ -269,13 +283,41 @@ class BlockState:
         self.label = label
         self.pieces: list[Piece] = [Piece(block.table, self.refs)]
         self.bad: dict[tuple[int, int], tuple[Piece, int]] = {}  # window -> refused piece, exception code
-        self.gaps: list[Barrier] = []
-        self.limit = limits.max_bits if block.table.is_bit else limits.max_registers  # learned: may shrink
+        self.learned: list[Learned] = []  # barriers and request sizes taught by refused pieces that read fine
+        self.max_count = limits.max_bits if block.table.is_bit else limits.max_registers
         self.retry_at = 0.0
         self.searches = 0
 
-    async def read(self, request: Request, sink: Sink, now: float) -> None:
-        """Read every piece into `sink`; bad readings for what the device refuses."""
+    @property
+    def gaps(self) -> list[Barrier]:
+        """The barriers learned from refused pieces whose halves read fine."""
+        return [g for entry in self.learned for g in entry.gaps]
+
+    @property
+    def limit(self) -> int:
+        """The largest request the device is read in now: the configured one, or smaller as learned."""
+        limit = min([self.max_count, *(e.limit for e in self.learned if e.limit is not None)])
+        return max(limit, max(r.count for r in self.refs))
+
+    def due(self, now: float) -> bool:
+        """Is a retry of the refused pieces (and of what they taught) due at `now`?"""
+        return bool(self.bad or self.learned) and now >= self.retry_at
+
+    def sends(self, now: float) -> bool:
+        """Does a scan at `now` send a request without a probe (a piece to read, or a retry due)?"""
+        return bool(self.pieces) or self.due(now)
+
+    def smallest_refused(self) -> Piece | None:
+        """The refused piece a probe reads (the smallest, the first of equals); None if nothing is refused."""
+        pieces = [p for p, _ in self.bad.values()]
+        return min(pieces, key=lambda p: (p.count, p.start)) if pieces else None
+
+    async def read(self, request: Request, sink: Sink, now: float, probe: bool = False) -> None:
+        """Read every piece into `sink`; bad readings for what the device refuses.
+
+        `probe`: when no retry is due, re-read the smallest refused piece anyway (the driver asks for it
+        when the scan would otherwise send nothing, so that a dead device cannot look alive).
+        """
         for piece in self.pieces:
             try:
                 data = await request(piece)
@@ -286,15 +328,21 @@ class BlockState:
                     sink.bad(piece, exception_text(exc.code))
                 continue
             sink.good(piece, data)
-        if self.bad and now >= self.retry_at:
+        if self.due(now):
             await self._retry(request, sink, now)
+        elif probe:
+            smallest = self.smallest_refused()
+            if smallest is not None and await self._reread([smallest], request, sink):
+                self._replan()
         for piece, code in self.bad.values():
             sink.bad(piece, exception_text(code))
 
     def forget(self) -> None:
-        """Report every tag on the next scan by exception (after a reconnect: anything may have changed)."""
+        """Report every tag on the next scan by exception (after a reconnect: anything may have changed),
+        and retry what the device refused at that scan (it may have been restarted or reprogrammed)."""
         for piece in [*self.pieces, *(p for p, _ in self.bad.values())]:
             piece.last_data = piece.last_values = None
+        self.retry_at = 0.0
 
     async def _isolate(self, piece: Piece, code: int, request: Request, sink: Sink, now: float) -> None:
         self.searches += 1
@@ -303,9 +351,10 @@ class BlockState:
             sink.good(part, data)
         for part, c in found.bad:
             self.bad[(part.start, part.end)] = (part, c)
-        self.gaps.extend(found.gaps)
+        if found.gaps or found.limit is not None:
+            self.learned.append(Learned(piece, tuple(found.gaps), found.limit))
+            self.retry_at = now + self.limits.bad_retry
         if found.limit is not None:
-            self.limit = max(min(self.limit, found.limit), max(r.count for r in self.refs))
             log.warning("%s: %s refused; reading at most %d at a time", self.label, piece, self.limit)
         if found.bad:
             self.retry_at = now + self.limits.bad_retry
@@ -317,9 +366,11 @@ class BlockState:
             )
         self._replan()
 
-    async def _retry(self, request: Request, sink: Sink, now: float) -> None:
+    async def _reread(self, pieces: Sequence[Piece], request: Request, sink: Sink) -> bool:
+        """Read refused pieces again: those that answer rejoin (True if any did)."""
         recovered = False
-        for window, (piece, _) in list(self.bad.items()):
+        for piece in pieces:
+            window = (piece.start, piece.end)
             try:
                 data = await request(piece)
             except DeviceException as exc:
@@ -329,16 +380,31 @@ class BlockState:
             sink.good(piece, data)
             recovered = True
             log.info("%s: %s answers again: %s", self.label, piece, ", ".join(piece.names))
+        return recovered
+
+    async def _retry(self, request: Request, sink: Sink, now: float) -> None:
+        changed = await self._reread([p for p, _ in self.bad.values()], request, sink)
+        # what refused pieces taught: read each whole again (its tags are read by this scan's pieces: the
+        # data only says whether the device takes the request now)
+        for entry in list(self.learned):
+            try:
+                await request(entry.piece)
+            except DeviceException:
+                continue
+            self.learned.remove(entry)
+            changed = True
+            log.info("%s: %s reads whole again; planned as before it was refused", self.label, entry.piece)
         self.retry_at = now + self.limits.bad_retry
-        if recovered:
+        if changed:
             self._replan()
 
     def _replan(self) -> None:
         refused = {i for piece, _ in self.bad.values() for i in piece.indices}
         good = [r for r in self.refs if r.index not in refused]
         barriers = [*self.gaps, *self.bad]
+        limit = self.limit
         blocks = plan_blocks(
-            [r.span for r in good], min(self.limit, 125), self.limits.max_gap, self.limit, {self.block.table: barriers}
+            [r.span for r in good], min(limit, 125), self.limits.max_gap, limit, {self.block.table: barriers}
         )
         by_name = {r.name: r for r in good}
         self.pieces = [Piece(b.table, [by_name[n] for n in b.tags]) for b in blocks]

@@ -20,13 +20,33 @@ from drivers.base import Changes, DriverError, Reading, shared, without_tags
 from drivers.bus import Bus, BusClient, BusPool, LineSettings, Link, SerialLink
 from drivers.modbus.blocks import AllReadings, BlockState, ChangedReadings, Limits, Piece, Sink, TagRef
 from drivers.modbus.plan import Block, plan_blocks
-from drivers.modbus.protocol import UNIT_DOWN_CODES, DeviceException, exception_text, read_payload
+from drivers.modbus.protocol import UNIT_DOWN_CODES, BadFrame, DeviceException, exception_text, read_payload
 from drivers.modbus.transport import TcpLink, rtu_transact
 from edge_config.modbus import parse_address
 from edge_config.models import ModbusRtuDevice, ModbusTcpDevice
 from edge_config.timing import now_ms
 
 __all__ = ["ModbusDriver", "PollGroup", "exception_text"]
+
+
+class Garbled(bytes):
+    """A garbled Modbus TCP answer (another unit's), handed past the bus as the exchange's result and
+    raised as BadFrame by `_answer`, as a malformed PDU is. Raised inside the exchange the bus would
+    count it as silence, and drop a connection that does answer before the retry could be asked."""
+
+    reason: str
+
+    def __new__(cls, reason: str) -> Garbled:
+        self = super().__new__(cls)
+        self.reason = reason
+        return self
+
+
+def _answer(piece: Piece, response: bytes) -> bytes:
+    """The data bytes of `piece`'s answer; DeviceException for a refusal, BadFrame for a garbled answer."""
+    if type(response) is Garbled:
+        raise BadFrame(response.reason)
+    return read_payload(piece.function, piece.size, response)
 
 
 @dataclass
@@ -166,9 +186,15 @@ class ModbusDriver:
         if not bus.is_open:
             raise DriverError(f"connection lost to {self.endpoint}")
         now = self._clock()
-        for group in self.groups if groups is None else [self.groups[i] for i in groups]:
-            for state in group.blocks:
-                await state.read(self._request, sink, now)
+        states = [s for g in (self.groups if groups is None else [self.groups[i] for i in groups]) for s in g.blocks]
+        probe = None
+        if not any(state.sends(now) for state in states):
+            # every tag of this scan is refused and no retry is due: a scan that sent nothing would say the
+            # device answers while it may be dead, so its smallest refused piece is read as a probe
+            candidates = [(p.count, i) for i, state in enumerate(states) if (p := state.smallest_refused())]
+            probe = min(candidates)[1] if candidates else None
+        for i, state in enumerate(states):
+            await state.read(self._request, sink, now, probe=i == probe)
 
     async def close(self) -> None:
         await self._client.leave()
@@ -183,7 +209,10 @@ class ModbusDriver:
             if isinstance(link, SerialLink):
                 return await rtu_transact(link, unit, pdu, timeout)
             assert isinstance(link, TcpLink)
-            return await link.transact(unit, pdu, timeout)
+            try:
+                return await link.transact(unit, pdu, timeout)
+            except BadFrame as exc:  # an answer came: raised by `_answer`, past the bus (see `Garbled`)
+                return Garbled(str(exc))
 
         return exchange
 
@@ -191,8 +220,7 @@ class ModbusDriver:
         """The data bytes of one read; DeviceException for a refusal; DriverError when the unit is down."""
         try:
             return await self._client.ask(
-                self._exchange(piece.pdu), lambda response: read_payload(piece.function, piece.size, response),
-                self._where,
+                self._exchange(piece.pdu), lambda response: _answer(piece, response), self._where,
             )  # fmt: skip
         except DeviceException as exc:
             if exc.code in UNIT_DOWN_CODES:

@@ -67,7 +67,9 @@ def payload_size(table: Table, count: int) -> int:
 
 def read_payload(function: int, size: int, response: bytes) -> bytes:
     """The data bytes of a read response PDU; DeviceException for an exception, BadFrame if malformed."""
-    if len(response) >= 2 and response[0] == function | 0x80:
+    if response[:1] == bytes((function | 0x80,)):
+        if len(response) != 2:  # an exception PDU is the function code and the exception code, no more
+            raise BadFrame(f"malformed exception answer to function {function}: {response[:8].hex()}")
         raise DeviceException(response[1])
     if len(response) != size + 2 or response[0] != function or response[1] != size:
         raise BadFrame(f"malformed answer to function {function}: {response[:8].hex()}")

@@ -5,8 +5,9 @@ in time; `BadFrame` when the answer was garbled) or `LinkDown` (the connection o
 Serialising requests is the bus's job (`drivers.bus`).
 
 Modbus TCP is a small asyncio protocol: the request frame is built with one `struct` call, the
-response is matched by transaction id (a late answer to a timed-out request is dropped), and the
-timeout is a timer handle, not a task. Modbus RTU frames go through `drivers.bus.SerialLink`, which
+response is matched by transaction id (a late answer to a timed-out request is dropped) and must
+carry the unit id asked (another unit's answer is garbled, `BadFrame`, as on RTU), and the timeout
+is a timer handle, not a task. Modbus RTU frames go through `drivers.bus.SerialLink`, which
 DL/T 645 meters on the same port share.
 """
 
@@ -36,6 +37,7 @@ class TcpLink(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._tid = 0
+        self._unit = 0  # the unit id of the request waited for
         self._waiter: asyncio.Future[bytes] | None = None
         self._lost_reason = ""
 
@@ -77,7 +79,7 @@ class TcpLink(asyncio.Protocol):
         buf = self._buffer
         buf += data
         while len(buf) >= 8:
-            tid, protocol, length, _unit = MBAP.unpack_from(buf)
+            tid, protocol, length, unit = MBAP.unpack_from(buf)
             if protocol != 0 or not 2 <= length <= 254:
                 # not Modbus TCP, or out of step: nothing after this can be trusted
                 buf.clear()
@@ -89,7 +91,10 @@ class TcpLink(asyncio.Protocol):
                 return
             waiter = self._waiter
             if waiter is not None and tid == self._tid and not waiter.done():
-                waiter.set_result(bytes(buf[7:end]))
+                if unit == self._unit:
+                    waiter.set_result(bytes(buf[7:end]))
+                else:  # another unit's registers (a TCP-to-RTU gateway's mix-up) are not this unit's values
+                    waiter.set_exception(BadFrame(f"unexpected answer from unit {unit} to unit {self._unit}"))
             del buf[:end]  # anything else is a late answer to a request that timed out
 
     async def transact(self, unit: int, pdu: bytes, timeout: float) -> bytes:
@@ -98,6 +103,7 @@ class TcpLink(asyncio.Protocol):
             raise LinkDown(self._lost_reason or f"not connected to {self.name}")
         loop = asyncio.get_running_loop()
         self._tid = tid = self._tid + 1 if self._tid < 0xFFFF else 1
+        self._unit = unit
         waiter: asyncio.Future[bytes] = loop.create_future()
         self._waiter = waiter
         transport.write(MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu)

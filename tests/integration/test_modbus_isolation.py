@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from drivers.base import DriverError
 from drivers.modbus import BusPool, ModbusDriver
 from edge_config.models import ModbusRtuDevice, ModbusTcpDevice
 from simulators.modbus_rtu import ModbusRtuSimulator
@@ -154,5 +155,79 @@ async def test_a_device_that_chokes_on_large_requests(rig: Rig) -> None:
         # a lower limit in the config avoids the search altogether
         drv2 = ModbusDriver(rig.device(max_registers=10), BusPool())
         assert len(drv2.blocks) == 4
+    finally:
+        await drv.close()
+
+
+class Clock:
+    """The driver's clock, moved by the test: retries fall due when the test says, not by waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_device_whose_every_tag_is_refused_is_still_asked_every_scan(rig: Rig) -> None:
+    """With every tag refused and no retry due, each scan still reads one refused tag (the smallest) as a
+    probe: a device that then goes silent fails its next scan, as any other would, instead of looking
+    alive on scans that sent nothing."""
+    for a in range(31):  # hr:0..29 and the float64 at hr:30
+        rig.sim.faults().refuse(f"hr:{a}")
+    drv = ModbusDriver(rig.device(bad_retry="1h"), BusPool(), clock=Clock())
+    await drv.connect()
+    try:
+        changes = await drv.read_changes()
+        assert changes.read == changes.bad == len(TAGS) and not drv.pieces
+        for _ in range(3):
+            rig.sim.trace = []
+            changes = await drv.read_changes()
+            assert [pdu for _, _, pdu in rig.sim.trace] == [bytes.fromhex("03 0000 0001")]  # r0, alone
+            assert changes.read == changes.bad == len(TAGS)
+        rig.sim.faults().silent = True  # the device dies; on TCP the connection stays open
+        with pytest.raises(DriverError, match="no response from unit 1"):
+            await drv.read_changes()
+    finally:
+        await drv.close()
+
+
+async def test_a_one_off_refusal_is_undone_at_the_next_retry(rig: Rig) -> None:
+    """A device busy or booting refuses one read (exception 2, or 3): the block is read in pieces until
+    bad_retry, when the refused read is tried whole again, and from then on in one request again; a
+    reconnect tries it at once. A tag the device really refuses stays isolated across the retries."""
+    clock = Clock()
+    drv = ModbusDriver(rig.device(), BusPool(), clock=clock)  # bad_retry 500 ms
+    await drv.connect()
+    try:
+        _, requests = await scan(drv, rig.sim)
+        assert requests == 1
+        for code in (2, 3, 2):
+            rig.sim.faults().glitches = [code]
+            got, _ = await scan(drv, rig.sim)
+            assert all(r.quality == "good" for r in got.values())
+            _, requests = await scan(drv, rig.sim)
+            pieces = len(drv.pieces)
+            assert requests == pieces > 1  # kept until the retry
+            if code == 3:
+                clock.now += 0.5  # the retry: the pieces, and the refused read whole again, as a test
+                _, requests = await scan(drv, rig.sim)
+                assert requests == pieces + 1
+            else:
+                await drv.close()  # a reconnect: the device may have restarted
+                await drv.connect()
+                await scan(drv, rig.sim)
+            assert len(drv.pieces) == 1
+            _, requests = await scan(drv, rig.sim)
+            assert requests == 1
+
+        rig.sim.faults().refuse("hr:12")  # a real refusal
+        await scan(drv, rig.sim)
+        for _ in range(3):
+            clock.now += 0.5
+            got, _ = await scan(drv, rig.sim)
+            assert [t for t, r in got.items() if r.quality == "bad"] == ["r12"]
+            _, requests = await scan(drv, rig.sim)
+            assert requests == 2 == len(drv.pieces)
     finally:
         await drv.close()

@@ -1,9 +1,12 @@
 """Modbus TCP over loopback: reconnect after a power cycle or a reset, units behind one gateway,
-poll groups, slow and silent devices."""
+poll groups, slow and silent devices, answers that must not be taken (another unit's, a malformed exception)."""
 
 from __future__ import annotations
 
 import asyncio
+import struct
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -193,3 +196,111 @@ async def test_a_nan_register_is_a_bad_sample_and_the_device_keeps_being_read() 
     ]
     assert samples == [("power", 0, "bad"), ("count", 1, "good"), ("power", 12.5, "good"), ("count", 2, "good")]
     assert ch.state.online and ch.state.scans >= 8
+
+
+Answer = Callable[[int, bytes], tuple[int, bytes]]  # (unit, request PDU) -> (unit, response PDU)
+
+
+@asynccontextmanager
+async def answering(answer: Answer) -> AsyncIterator[tuple[int, list[tuple[int, bytes]]]]:
+    """A Modbus TCP server on loopback that answers every request as `answer` says: its port, and the
+    (unit, PDU) of every request it got."""
+    got: list[tuple[int, bytes]] = []
+    handlers: set[asyncio.Task[Any]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            while True:
+                tid, _, length, unit = struct.unpack(">HHHB", await reader.readexactly(7))
+                pdu = await reader.readexactly(length - 1)
+                got.append((unit, pdu))
+                to, response = answer(unit, pdu)
+                writer.write(struct.pack(">HHHB", tid, 0, len(response) + 1, to) + response)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], got
+    finally:
+        server.close()
+        await server.wait_closed()
+        if handlers:  # each ends when its client has closed the connection
+            await asyncio.wait(handlers, timeout=5)
+
+
+def one_register(port: int, unit: int) -> ModbusTcpDevice:
+    return ModbusTcpDevice.model_validate(
+        {
+            "id": f"press-{unit}",
+            "driver": "modbus_tcp",
+            "connection": {"host": "127.0.0.1", "port": port, "unit_id": unit, "timeout": "1s"},
+            "tags": [{"name": "strokes", "address": "hr:0", "type": "uint16"}],
+        }
+    )
+
+
+async def test_an_answer_from_another_unit_is_not_taken_for_this_units_values() -> None:
+    """A TCP-to-RTU gateway that mixes units up: unit 1's request answered, with the right transaction
+    id, by unit 2 and its registers. Asked again, then the scan fails as a garbled answer: the device
+    goes offline, 9999 is never this unit's value. Unit 3, answered as itself, reads on the same link.
+    Alone on its connection, the unit fails the same way (the connection is not dropped before the retry)."""
+
+    def mixed_up(unit: int, pdu: bytes) -> tuple[int, bytes]:
+        return (2, bytes.fromhex("03 02 270F")) if unit == 1 else (unit, bytes.fromhex("03 02 002A"))
+
+    async with answering(mixed_up) as (port, got):
+        pool = BusPool()
+        unit1, unit3 = ModbusDriver(one_register(port, 1), pool), ModbusDriver(one_register(port, 3), pool)
+        await unit1.connect()
+        await unit3.connect()
+        try:
+            with pytest.raises(DriverError) as info:
+                await unit1.read()
+            assert str(info.value) == (
+                f"garbled answer from unit 1 at 127.0.0.1:{port}: unexpected answer from unit 2 to unit 1"
+            )
+            assert [u for u, _ in got] == [1, 1]  # asked once more, as for any garbled answer
+            (reading,) = await unit3.read()  # the connection answers: it is kept
+            assert (reading.value, reading.quality) == (42, "good")
+        finally:
+            await unit1.close()
+            await unit3.close()
+        alone = ModbusDriver(one_register(port, 1), BusPool())
+        await alone.connect()
+        try:
+            got.clear()
+            with pytest.raises(DriverError, match=r"garbled answer from unit 1 .*: unexpected answer from unit 2"):
+                await alone.read()
+            assert len(got) == 2
+        finally:
+            await alone.close()
+
+
+async def test_a_malformed_exception_answer_is_garbled_not_a_refusal() -> None:
+    """`83 02` and four more bytes is no exception 2: the tag is not refused (no isolation, no bad_retry
+    wait) and the scan fails as a garbled answer; the next good answer reads at once."""
+    answers = {"mode": "junk"}
+
+    def answer(unit: int, pdu: bytes) -> tuple[int, bytes]:
+        junk = answers["mode"] == "junk"
+        return unit, bytes.fromhex("83 02 DEAD BEEF" if junk else "03 02 0007")
+
+    async with answering(answer) as (port, got):
+        drv = ModbusDriver(one_register(port, 1), BusPool())
+        await drv.connect()
+        try:
+            with pytest.raises(DriverError, match=r"garbled answer from unit 1 .*malformed exception answer"):
+                await drv.read()
+            assert len(got) == 2 and not drv.groups[0].blocks[0].bad
+            answers["mode"] = "good"
+            got.clear()
+            (reading,) = await drv.read()
+            assert (reading.value, reading.quality) == (7, "good") and len(got) == 1
+        finally:
+            await drv.close()

@@ -135,3 +135,83 @@ def test_clean_cut() -> None:
     assert [r.offset for r in left] == [0, 1] and [r.offset for r in right] == [2, 3]
     left, right = clean_cut(refs((0, 4), (1, 1), (4, 1), (5, 1))) or ([], [])
     assert [r.offset for r in left] == [0, 1] and [r.offset for r in right] == [4, 5]
+
+
+class Glitch(Device):
+    """A device that answers `code` to the next `times` requests (busy or booting), then reads fine."""
+
+    def __init__(self, code: int, times: int = 1) -> None:
+        super().__init__()
+        self.code, self.times = code, times
+
+    async def request(self, piece: Piece) -> bytes:
+        if self.times:
+            self.requests.append((piece.start, piece.count))
+            self.times -= 1
+            raise DeviceException(self.code)
+        return await super().request(piece)
+
+
+async def test_a_one_off_refusal_is_tried_again_and_the_block_planned_as_before() -> None:
+    for code in (2, 3):  # illegal data address (a barrier between halves), illegal data value (a size limit)
+        tags = refs(*[(a, 1) for a in range(4)])
+        s, dev = state(tags, bad_retry=30.0), Glitch(code)
+        readings = await scan(s, dev, now=0)
+        assert all(r.quality == "good" for r in readings) and not s.bad
+        await scan(s, dev, now=1)
+        assert dev.requests == [(0, 2), (2, 2)]  # what the search learned, kept until the retry
+        await scan(s, dev, now=30)
+        assert dev.requests == [(0, 2), (2, 2), (0, 4)]  # the refused piece read whole again: it reads
+        assert not s.gaps and s.limit == 125
+        await scan(s, dev, now=31)
+        assert dev.requests == [(0, 4)]  # one request again, as before the refusal
+
+
+async def test_one_off_refusals_do_not_accumulate_barriers() -> None:
+    tags = refs(*[(a, 1) for a in range(10)])
+    s, dev = state(tags, bad_retry=60.0), Device()
+    await scan(s, dev, now=0)
+    for t in range(1, 6):  # five glitches before the retry is due
+        glitch = Glitch(2)
+        await scan(s, glitch, now=t)
+    await scan(s, dev, now=6)
+    assert len(dev.requests) > 1
+    assert s.retry_at == 65  # each search puts the retry off by bad_retry
+    await scan(s, dev, now=65)  # the retry: every piece that taught a barrier reads whole
+    assert not s.gaps and not s.bad
+    await scan(s, dev, now=66)
+    assert dev.requests == [(0, 10)]
+
+
+async def test_a_real_refusal_stays_isolated_across_retries() -> None:
+    # an unmapped gap (5..7) and a refused tag (hr:12): retried every bad_retry, still refused, still kept
+    tags = refs(*[(a, 1) for a in [*range(5), *range(8, 13)]])
+    s, dev = state(tags, max_gap=4, bad_retry=30.0), Device(refused={5, 6, 7, 12})
+    await scan(s, dev, now=0)
+    await scan(s, dev, now=1)
+    assert s.gaps == [(5, 8)] and sorted(s.bad) == [(12, 13)]
+    searches = s.searches
+    for now in (40, 80, 120):
+        readings = await scan(s, dev, now=now)
+        assert [r.tag for r in readings if r.quality == "bad"] == ["t12"]
+        assert s.gaps == [(5, 8)] and sorted(s.bad) == [(12, 13)] and s.searches == searches
+        await scan(s, dev, now=now + 1)
+        assert dev.requests == [(0, 5), (8, 4)]  # no new search between retries, the gap read around
+
+
+async def test_a_probe_reads_the_smallest_refused_piece_when_nothing_else_would_be_sent() -> None:
+    tags = refs((0, 4), (4, 1))  # a string and a uint16, both refused
+    s, dev = state(tags), Device(refused={0, 1, 2, 3, 4})
+    await scan(s, dev, now=0)
+    assert not s.pieces and sorted(s.bad) == [(0, 4), (4, 5)]
+    assert not s.sends(now=1) and s.smallest_refused() is not None
+    sink = AllReadings(len(s.refs), ts=1)
+    dev.requests.clear()
+    await s.read(dev.request, sink, now=1, probe=True)
+    assert dev.requests == [(4, 1)]  # the smallest, alone
+    assert [r.quality for r in sink.readings()] == ["bad", "bad"]
+    dev.refused = {0, 1, 2, 3}  # hr:4 answers again: the probe finds it and it rejoins
+    sink = AllReadings(len(s.refs), ts=1)
+    await s.read(dev.request, sink, now=2, probe=True)
+    assert [(r.tag, r.quality) for r in sink.readings()] == [("t0", "bad"), ("t4", "good")]
+    assert [(p.start, p.count) for p in s.pieces] == [(4, 1)]

@@ -40,6 +40,10 @@ def test_read_payload() -> None:
     for garbled in ("03 04 022B 0000", "04 06 022B 0000 0064", "03 06 022B 0000", ""):
         with pytest.raises(BadFrame):
             read_payload(3, 6, bytes.fromhex(garbled))
+    # an exception PDU is exactly function | 0x80 and the code: anything longer or shorter is garbled
+    for garbled in ("83 02 DEAD BEEF", "83 02 00", "83"):
+        with pytest.raises(BadFrame, match="malformed exception answer to function 3"):
+            read_payload(3, 6, bytes.fromhex(garbled))
 
 
 def test_crc_of_known_frames() -> None:
