@@ -13,6 +13,7 @@ from edge_config import ConfigError, load_gateway_config, load_text
 from edge_config.models import GatewayConfig
 from edge_config.sheets import SheetError, read_sheet_file
 from edge_config.tagmap import read_tags, write_tags
+from gateway.reload import file_data
 
 
 def register(sub: Any) -> None:
@@ -50,7 +51,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"{path}: 忽略的列 / ignored columns: {', '.join(ignored)}", file=sys.stderr)
     if args.config:
         cfg = load_gateway_config(args.config)  # a ConfigError is reported by main()
-        data = cfg.model_dump(mode="json", exclude_defaults=True)
+        data = file_data(cfg)  # secrets as the file gave them: none from the environment or a password_file
         devices = data.get("devices", [])
         match = [d for d in devices if d["id"] == args.device]
         if not match:

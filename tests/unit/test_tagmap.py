@@ -96,3 +96,26 @@ def test_cli_import_into_a_config_and_export(tmp_path: Path, capsys: pytest.Capt
     bad.write_text("name,address\nspeed,hr:x\n")
     assert main(["tags", "import", str(bad), "--device", "loom-01"]) == 2
     assert "bad.csv:2: address:" in capsys.readouterr().err
+
+
+def test_cli_import_into_a_config_writes_no_secret_it_did_not_find_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mqtt.pw").write_text("file-secret")
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(
+        "gateway: {id: gw-1, enterprise_id: ent-1}\n"
+        f"mqtt: {{url: 'mqtt://127.0.0.1:1883', username: gw, password_file: {tmp_path / 'mqtt.pw'}}}\n"
+        "api: {token: file-token}\n"
+        "devices:\n  - {id: loom-01, driver: modbus_tcp, connection: {host: 127.0.0.1},\n"
+        "     tags: [{name: s, address: '40001'}]}\n"
+    )
+    monkeypatch.setenv("EDGEGW_API_TOKEN", "env-token")
+    sheet = tmp_path / "tags.csv"
+    sheet.write_text("name,address\nspeed,hr:5\n")
+    out = tmp_path / "out.yaml"
+    assert main(["tags", "import", str(sheet), "--device", "loom-01", "-c", str(cfg), "-o", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    # the secret read from the file and the environment's token were written into the config before
+    assert "file-secret" not in text and "env-token" not in text and "password_file" in text
+    assert "token: file-token" in text and main(["config", "validate", str(out)]) == 0
