@@ -167,21 +167,21 @@ class _Parts:
         self.sha: str = data["sha"]
 
 
-def _without_read_secrets(obj: Any) -> Any:
+def without_read_secrets(obj: Any) -> Any:
     """`obj` without a secret that a `{name}_file` beside it gave (validation reads the file again), so the
     light config validates as the file did and nothing of a secret file travels through a pipe."""
     if isinstance(obj, dict):
         read = {k[: -len("_file")] for k, v in obj.items() if k.endswith("_file") and v is not None}
-        return {k: _without_read_secrets(v) for k, v in obj.items() if k not in read}
+        return {k: without_read_secrets(v) for k, v in obj.items() if k not in read}
     if isinstance(obj, list):
-        return [_without_read_secrets(v) for v in obj]
+        return [without_read_secrets(v) for v in obj]
     return obj
 
 
 def compact_parts(config: GatewayConfig) -> dict[str, Any]:
     """What the child hands back: the config without tag lists (but the OEE tags), as JSON data, and
     `_packed`."""
-    return {"light": _without_read_secrets(light_config(config).model_dump(mode="json")), **_packed(config)}
+    return {"light": without_read_secrets(light_config(config).model_dump(mode="json")), **_packed(config)}
 
 
 def _packed(config: GatewayConfig) -> dict[str, Any]:

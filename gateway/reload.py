@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from edge_config.models import EnvSecretSection, GatewayConfig
-from gateway.compact import device_digest
+from gateway.compact import device_digest, without_read_secrets
 
 HOT_SECTIONS = ("devices", "timezone", "shifts")
 
@@ -83,17 +83,7 @@ def file_data(config: GatewayConfig) -> dict[str, Any]:
                 part[key] = value
         if not part:
             del data[name]
-    return _without_read_secrets(data)
-
-
-def _without_read_secrets(obj: Any) -> Any:
-    """`obj` without each secret that a `{name}_file` beside it gave."""
-    if isinstance(obj, dict):
-        read = {k[: -len("_file")] for k, v in obj.items() if k.endswith("_file") and v is not None}
-        return {k: _without_read_secrets(v) for k, v in obj.items() if k not in read}
-    if isinstance(obj, list):
-        return [_without_read_secrets(v) for v in obj]
-    return obj
+    return without_read_secrets(data)
 
 
 def data_text(data: Mapping[str, Any]) -> str:

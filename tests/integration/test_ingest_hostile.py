@@ -8,8 +8,7 @@ both stores; after a restart of the ingester (its persistent session) ingestion 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -33,6 +32,7 @@ from cloud_bridge.wire.signing import (
 )
 from edge_config.models import CloudConfig
 from edge_config.timing import now_ms
+from tests.integration.test_ingest_faults import wait_until
 from tests.servers import MosquittoServer, VictoriaMetrics, wait_for_samples
 
 pytestmark = pytest.mark.integration
@@ -72,14 +72,6 @@ class Gateway:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
