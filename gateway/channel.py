@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 Enqueue = Callable[[list[Outgoing]], None]
 LOSS_LOG_EVERY = 60.0  # seconds between log lines about messages the buffer refused
+REASON_EVERY = 10.0  # seconds at least between retained statuses sent again for a new offline reason
 
 
 @dataclass
@@ -66,14 +67,26 @@ class DeviceChannel:
         self._enqueue = enqueue
         self.observer = observer
         self._loss_logged = -LOSS_LOG_EVERY
+        self._since_ms = 0  # when the reported status began
+        self._sent_reason = ""  # the reason in the last status sent
+        self._reason_due = 0.0  # monotonic time from which a changed reason may be sent again
+        self.clock: Callable[[], float] = time.monotonic
 
     def set_online(self, online: bool, reason: str) -> None:
-        """Report a change of the device's reachability (first report always goes out)."""
+        """Report a change of the device's reachability (first report always goes out). A device that stays
+        offline for another reason has its reason updated at once and its retained status sent again
+        with it (the time it went offline kept) at most every `REASON_EVERY` seconds; the offline event
+        is not repeated."""
         state = self.state
         if state.reported and state.online == online:
+            if not online:
+                state.reason = reason
+                self._refresh_reason()
             return
         state.online, state.reason, state.reported = online, reason, True
         ts = now_ms()
+        self._since_ms, self._sent_reason = ts, reason
+        self._reason_due = self.clock() + REASON_EVERY
         kind = "online" if online else "offline"
         log.info("device %s %s: %s", state.id, kind, reason)
         if self.observer is not None:
@@ -83,15 +96,25 @@ class DeviceChannel:
                 Outgoing(
                     "events", self.topics.events(state.id), state.id, encode_event_body([Event(kind, ts, reason)])
                 ),
-                Outgoing(
-                    "status",
-                    self.topics.device_status(state.id),
-                    state.id,
-                    encode_status(Status(online, ts, reason)),
-                    retain=True,
-                ),
+                self._status(online, ts, reason),
             ]
         )
+
+    def _status(self, online: bool, ts: int, reason: str) -> Outgoing:
+        state = self.state
+        return Outgoing("status", self.topics.device_status(state.id), state.id,
+                        encode_status(Status(online, ts, reason)), retain=True)  # fmt: skip
+
+    def _refresh_reason(self) -> None:
+        """The retained offline status again, when its reason is not the current one and the last was
+        sent `REASON_EVERY` ago (a reason changing on every probe sends no more than that)."""
+        state = self.state
+        now = self.clock()
+        if state.reason == self._sent_reason or now < self._reason_due:
+            return
+        self._sent_reason, self._reason_due = state.reason, now + REASON_EVERY
+        log.info("device %s still offline: %s", state.id, state.reason)
+        self._put([self._status(False, self._since_ms, state.reason)])
 
     def emit(self, readings: Sequence[Reading]) -> int:
         """Normalize a scan's (or a notification batch's) readings and buffer what is worth sending."""

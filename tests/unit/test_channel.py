@@ -8,7 +8,7 @@ import pytest
 
 from cloud_bridge.uplink.buffer import Buffer as SqliteBuffer
 from cloud_bridge.uplink.buffer import Outgoing
-from cloud_bridge.wire.codec import Sample, Topics, decode_data, envelope
+from cloud_bridge.wire.codec import Sample, Topics, decode_data, decode_status, envelope
 from drivers.base import Reading
 from gateway.channel import DeviceChannel, DeviceState
 from gateway.normalize import Normalizer, TagSpec
@@ -87,3 +87,43 @@ def test_with_the_real_buffer_on_a_full_disk(tmp_path: Path) -> None:
     assert ch.emit([Reading("count", 999, 1000)]) == 1
     seqs = [r.seq for r in buf.peek(10_000) if r.seq is not None]
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_a_device_that_stays_offline_for_another_reason_has_its_reason_and_status_follow() -> None:
+    """The reason was frozen at the first failure (garbled answers, then silence: still "garbled");
+    now it follows at once, and the retained status is sent again at most every REASON_EVERY seconds,
+    with the time the device went offline; the offline event is not repeated."""
+    import gateway.channel
+
+    REASON_EVERY = getattr(gateway.channel, "REASON_EVERY", 10.0)
+    buf = Buffer()
+    ch = channel(buf)
+    now = [1000.0]
+    ch.clock = lambda: now[0]
+    ch.set_online(False, "garbled answer from unit 1: malformed answer to function 3")
+    assert [m.kind for m in buf.messages] == ["events", "status"]
+    went_offline = decode_status(buf.messages[1].body).ts
+
+    def statuses() -> list[tuple[bool, int, str]]:
+        return [(s.online, s.ts, s.reason) for m in buf.messages if m.kind == "status" for s in [decode_status(m.body)]]
+
+    now[0] += 5
+    ch.set_online(False, "no response from unit 1 within 0.5s")
+    assert ch.state.reason == "no response from unit 1 within 0.5s"  # the API has it at once
+    assert len(buf.messages) == 2  # the status not yet: one every REASON_EVERY at most
+    now[0] += REASON_EVERY - 5
+    ch.set_online(False, "no response from unit 1 within 0.5s")
+    assert [m.kind for m in buf.messages] == ["events", "status", "status"]  # no second offline event
+    assert buf.messages[2].retain
+    assert statuses()[-1] == (False, went_offline, "no response from unit 1 within 0.5s")
+    for _ in range(3):  # the same reason: nothing more
+        now[0] += REASON_EVERY
+        ch.set_online(False, "no response from unit 1 within 0.5s")
+    assert len(buf.messages) == 3
+    for i in range(5):  # a reason that changes on every probe: at most one status per REASON_EVERY
+        now[0] += 1
+        ch.set_online(False, f"garbled answer {i}")
+    assert len(buf.messages) == 4 and ch.state.reason == "garbled answer 4"
+    ch.set_online(True, "responding")
+    assert [m.kind for m in buf.messages[4:]] == ["events", "status"]
+    assert statuses()[-1][::2] == (True, "responding")
