@@ -38,6 +38,15 @@ class DriverError(Exception):
     """Raised by `connect`/`read` when the device cannot be reached at all (the whole device is down)."""
 
 
+class NoAnswer(DriverError):
+    """A request the device did not answer in time (`drivers.bus.BusClient.ask`)."""
+
+
+class GarbledAnswer(DriverError):
+    """A request the device answered garbled, and again when asked once more (`drivers.bus.BusClient.ask`):
+    something is on the line, but that request's answer cannot be used."""
+
+
 @runtime_checkable
 class Driver(Protocol):
     """A polled device: `connect`, then `read` once per scan, `close` at the end.

@@ -182,8 +182,9 @@ class BusClient:
 
     async def ask(self, exchange: Callable[[Any], Awaitable[bytes]], answer: Callable[[bytes], T], where: str) -> T:
         """`answer(exchange(link))` when the bus is free: what `answer` makes of the reply (it raises
-        BadFrame for a garbled one: asked once more). DriverError when the device does not answer."""
-        from drivers.base import DriverError
+        BadFrame for a garbled one: asked once more). DriverError when the device does not answer (its
+        subclasses NoAnswer for no answer in time, GarbledAnswer for a garbled answer twice)."""
+        from drivers.base import DriverError, GarbledAnswer, NoAnswer
 
         bus = self.bus
         if bus is None:
@@ -195,9 +196,9 @@ class BusClient:
             except BadFrame as exc:
                 if attempt == 1:
                     continue  # line noise: once more
-                raise DriverError(f"garbled answer from {where}: {exc}") from None
+                raise GarbledAnswer(f"garbled answer from {where}: {exc}") from None
             except NoResponse:
-                raise DriverError(f"no response from {where} within {self.timeout:g}s") from None
+                raise NoAnswer(f"no response from {where} within {self.timeout:g}s") from None
             except LinkDown as exc:
                 raise DriverError(str(exc) or f"connection lost to {self.endpoint}") from None
         raise AssertionError("unreachable")  # pragma: no cover

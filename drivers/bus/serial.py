@@ -76,39 +76,51 @@ class LineSettings:
 
 
 class PortReader:
-    """The receiving side of one exchange, in the link's worker thread."""
+    """The receiving side of one exchange, in the link's worker thread.
 
-    def __init__(self, ser: Any, line: LineSettings, timeout: float) -> None:
+    The exchange has one absolute deadline, counted once from its start (just before the request
+    went out): the request's transmission time, the answer timeout, and the answer's own
+    transmission time at the line's baud rate as far as the protocol knows its length (`expect`).
+    Every read waits at most until then, however the answer trickles in: a device that sends its
+    bytes slowly cannot hold the shared bus beyond it, and an answer not complete by then is not
+    taken (no response, or a garbled answer)."""
+
+    def __init__(self, ser: Any, line: LineSettings, timeout: float, start: float | None = None,
+                 sent: int = 0) -> None:  # fmt: skip
         self.ser = ser
         self.line = line
         self.timeout = timeout
-        self.deadline = time.monotonic() + timeout
+        self.start = time.monotonic() if start is None else start
+        self._base = self.start + sent * line.char_time + timeout
+        self.deadline = self._base
 
-    def read(self, n: int, deadline: float | None = None) -> bytes:
-        """Up to `n` bytes, waiting until `deadline` (default: the answer's timeout)."""
-        end = self.deadline if deadline is None else deadline
+    def expect(self, n: int) -> None:
+        """The answer is (at least) `n` bytes long in all, wake-up bytes included: allow their
+        transmission time once, on top of the timeout (the deadline never moves earlier)."""
+        self.deadline = max(self.deadline, self._base + n * self.line.char_time)
+
+    def read(self, n: int) -> bytes:
+        """Up to `n` bytes, waiting at most until the exchange's deadline (bytes that came by then are
+        taken even if this thread was late to look)."""
         ser = self.ser
         buf = b""
         while len(buf) < n:
-            left = end - time.monotonic()
+            left = self.deadline - time.monotonic()
+            ser.timeout = max(left, 0)  # past the deadline: only what is already in
+            buf += ser.read(n - len(buf))
             if left <= 0:
                 break
-            ser.timeout = left
-            chunk = ser.read(n - len(buf))
-            if chunk:
-                buf += chunk
         return buf
 
-    def read_rest(self, n: int) -> bytes:
-        """The rest of a frame that has begun: it follows without pause, so allow its transmission
-        time twice over (plus the timeout: a pty or a USB adapter may deliver in bursts)."""
-        return self.read(n, time.monotonic() + max(0.05, 2 * n * self.line.char_time) + self.timeout)
-
     def drain(self) -> None:
-        """Read and drop bytes until the line has been quiet for a silence period."""
-        self.ser.timeout = max(self.line.gap, 0.002)
-        for _ in range(256):
-            if not self.ser.read(256):
+        """Read and drop bytes until the line has been quiet for a silence period, but not beyond the
+        exchange's deadline (plus one silence period): a babbling device does not hold the bus either."""
+        ser = self.ser
+        gap = max(self.line.gap, 0.002)
+        end = max(self.deadline, time.monotonic()) + gap
+        while (left := end - time.monotonic()) > 0:
+            ser.timeout = min(gap, left)
+            if not ser.read(256):
                 return
 
 
@@ -170,10 +182,11 @@ class SerialLink:
             if wait > 0:
                 time.sleep(wait)
             ser.reset_input_buffer()  # a late answer to an earlier request must not be taken for this one
+            start = time.monotonic()  # the exchange's one deadline counts from here (`PortReader`)
             ser.write(frame)
             ser.flush()
             try:
-                return receive(PortReader(ser, self.line, timeout))
+                return receive(PortReader(ser, self.line, timeout, start, len(frame)))
             finally:
                 self._quiet_until = time.monotonic() + self.line.gap
         except LinkError:  # the answer's business (no answer, a garbled one)

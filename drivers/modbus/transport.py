@@ -129,16 +129,21 @@ def _rtu_answer(unit: int, function: int) -> Receive:
     """Take a Modbus RTU answer of `unit` to `function` off the line: its PDU."""
 
     def receive(r: PortReader) -> bytes:
-        head = r.read(3)
-        if len(head) < 3:
-            if head:
-                raise BadFrame(f"answer from unit {unit} cut short after {len(head)} bytes")
+        # every read waits at most until the exchange's one deadline: the timeout and the answer's
+        # transmission time, as far as its length is known (5 bytes at least, an exception answer)
+        head = r.read(1)
+        if not head:
             raise NoResponse()
+        r.expect(5)
+        head += r.read(2)
+        if len(head) < 3:
+            raise BadFrame(f"answer from unit {unit} cut short after {len(head)} bytes")
         if head[0] != unit or head[1] & 0x7F != function:
             r.drain()
             raise BadFrame(f"unexpected answer {head.hex()} to unit {unit} function {function}")
         rest = 2 if head[1] & 0x80 else head[2] + 2
-        more = r.read_rest(rest)
+        r.expect(3 + rest)
+        more = r.read(rest)
         frame = head + more
         if len(more) < rest or not rtu_check(frame):
             r.drain()

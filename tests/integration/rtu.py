@@ -1,12 +1,13 @@
 """Helpers for the Modbus integration tests: a `socat` pty pair standing in for an RS-485 line (the
-gateway opens one end, a simulator the other), and a device channel that records what a poll loop
-reports."""
+gateway opens one end, a simulator the other), a hostile far end that answers as a test says, and a
+device channel that records what a poll loop reports."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -84,3 +85,58 @@ async def poll_for(pairs: Sequence[tuple[Any, Recorder]], seconds: float) -> Non
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
+
+
+Pieces = Sequence[tuple[float, bytes]]
+
+
+class HostileLine:
+    """The devices' end of a line, answering as a test says (in a thread): `answer(request)` gives the
+    answer as pieces `(seconds after the request, bytes)`. A request that arrives while an answer is
+    still going out cuts the rest of it off (the device turns to the new request), so a device that
+    trickles its answer holds the line only as long as the gateway waits for it."""
+
+    def __init__(self, port: str, answer: Callable[[bytes], Pieces]) -> None:
+        self.port = port
+        self.answer = answer
+        self.requests: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hostile line", daemon=True)
+        self._ser: Any = None
+
+    def __enter__(self) -> HostileLine:
+        import serial  # pyserial
+
+        self._ser = serial.Serial(self.port, 9600, timeout=0.01)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._ser.close()
+
+    def _run(self) -> None:
+        ser = self._ser
+        pending = b""
+        while not self._stop.is_set():
+            chunk = ser.read(256)
+            if chunk:
+                pending += chunk
+                continue
+            if not pending:
+                continue
+            frame, pending, start = pending, b"", time.monotonic()  # 10 ms quiet: the request is whole
+            self.requests.append(frame)
+            for at, piece in self.answer(frame):
+                while time.monotonic() < start + at and not ser.in_waiting and not self._stop.is_set():
+                    time.sleep(0.002)
+                if ser.in_waiting or self._stop.is_set():
+                    break  # a new request: the rest of this answer is not sent
+                ser.write(piece)
+                ser.flush()
+
+
+def trickle(data: bytes, every: float, first: float = 0.01) -> Pieces:
+    """`data` a byte at a time, `every` seconds apart."""
+    return [(first + i * every, data[i : i + 1]) for i in range(len(data))]

@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 
+from drivers.base import DriverError
 from drivers.modbus import BusPool, ModbusDriver
+from drivers.modbus.protocol import rtu_frame
 from edge_config.models import ModbusRtuDevice
 from simulators.loom import AirJetLoom, loom_device_config
 from simulators.modbus_rtu import ModbusRtuSimulator
-from tests.integration.rtu import Recorder, poll_for, pty_pair
+from tests.integration.rtu import HostileLine, Pieces, Recorder, poll_for, pty_pair, trickle
 
 pytestmark = pytest.mark.integration
 
@@ -131,3 +133,41 @@ async def test_inter_frame_silence_is_kept(line: tuple[str, str]) -> None:
         if before:
             gaps.append(t - before[-1])
     assert gaps and min(gaps) >= 0.035
+
+
+async def test_an_answer_trickled_past_the_deadline_is_not_taken_and_the_bus_moves_on(
+    line: tuple[str, str],
+) -> None:
+    """Unit 2 sends its answer a byte every 0.1 s (0.7 s for 7 bytes, timeout 0.5 s). The rest of a frame
+    used to get the whole timeout again, so the answer was taken after about 0.6 s; now the exchange
+    ends at its one deadline (the timeout and the frames' transmission time): garbled, and unit 1 is read."""
+    gateway_end, device_end = line
+
+    def answer(request: bytes) -> Pieces:
+        unit = request[0]
+        frame = rtu_frame(unit, bytes((3, 2, 0, 111 * unit)))
+        return trickle(frame, 0.1) if unit == 2 else [(0.005, frame)]
+
+    def device(unit: int) -> ModbusRtuDevice:
+        return ModbusRtuDevice.model_validate({
+            "id": f"unit-{unit}", "driver": "modbus_rtu", "poll_interval": "1s",
+            "tags": [{"name": "a", "address": "hr:0", "type": "uint16"}],
+            "connection": {"port": gateway_end, "unit_id": unit, "baudrate": 19200, "timeout": "500ms"},
+        })  # fmt: skip
+
+    with HostileLine(device_end, answer) as far:
+        pool = BusPool()
+        slow, fast = ModbusDriver(device(2), pool), ModbusDriver(device(1), pool)
+        await slow.connect()
+        await fast.connect()
+        try:
+            with pytest.raises(DriverError) as err:
+                await slow.read()
+            readings = await fast.read()
+        finally:
+            await slow.close()
+            await fast.close()
+    assert str(err.value).startswith(f"garbled answer from unit 2 at {gateway_end}"), err.value  # not taken
+    assert "cut short" in str(err.value) or "bad CRC or short frame" in str(err.value)
+    assert [(r.tag, r.value, r.quality) for r in readings] == [("a", 111, "good")]
+    assert [r[0] for r in far.requests] == [2, 2, 1]  # asked once more, then the bus moved on
