@@ -75,11 +75,16 @@ class LineSettings:
         return SerialLink(self)
 
 
+# a USB-serial adapter hands over what it received up to its latency timer later (FTDI's default: 16 ms): an
+# answer that came within the timeout on the wire must not be lost to that
+ADAPTER_LATENCY_S = 0.02
+
+
 class PortReader:
     """The receiving side of one exchange, in the link's worker thread.
 
     The exchange has one absolute deadline, counted once from its start (just before the request
-    went out): the request's transmission time, the answer timeout, and the answer's own
+    went out): the request's transmission time, the answer timeout (plus `ADAPTER_LATENCY_S`), and the answer's own
     transmission time at the line's baud rate as far as the protocol knows its length (`expect`).
     Every read waits at most until then, however the answer trickles in: a device that sends its
     bytes slowly cannot hold the shared bus beyond it, and an answer not complete by then is not
@@ -91,7 +96,7 @@ class PortReader:
         self.line = line
         self.timeout = timeout
         self.start = time.monotonic() if start is None else start
-        self._base = self.start + sent * line.char_time + timeout
+        self._base = self.start + sent * line.char_time + timeout + ADAPTER_LATENCY_S
         self.deadline = self._base
 
     def expect(self, n: int) -> None:
