@@ -59,6 +59,18 @@ def now_ms() -> int:
     return _CLOCK.now_ms()
 
 
+def clock_problem(now: int) -> str | None:
+    """Why a wall clock reading `now` (epoch ms) cannot stamp evidence, or None: before 2000 it was never set
+    (a PC whose RTC battery is dead reads 1970 until NTP sets it), and the cloud refuses such timestamps."""
+    if now >= EARLIEST_MS:
+        return None
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(max(now, 0) / 1000))
+    return (
+        f"the system clock reads {when}: set the time (NTP, or timedatectl set-time); the cloud refuses "
+        "readings stamped before 2000"
+    )
+
+
 def is_future(ts_ms: int, now: int, max_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS) -> bool:
     """A timestamp more than `max_skew_ms` ahead of the receiver's clock (`now`)."""
     return ts_ms > now + max_skew_ms

@@ -15,7 +15,7 @@ from cloud_bridge.uplink.publisher import Publisher
 from cloud_bridge.wire.codec import Topics
 from drivers import make_driver
 from edge_config.models import GatewayConfig
-from edge_config.timing import backoff_delay, now_ms
+from edge_config.timing import backoff_delay, clock_problem, now_ms
 from edge_config.version import __version__
 from gateway import notify
 from gateway.compact import CompactConfig
@@ -84,6 +84,7 @@ class Agent:
         runtime = asyncio.create_task(self.runtime.run(stop), name="runtime")
         api = asyncio.create_task(self._serve_api(api_sock, stop), name="edge-api") if api_sock else None
         settle = asyncio.create_task(self._settle_heap_when_steady(stop), name="settle-heap")
+        clock = asyncio.create_task(self._warn_while_clock_unset(stop), name="clock-check")
         watchdog = asyncio.create_task(notify.serve(stop), name="sd-notify")
         try:
             try:
@@ -92,7 +93,7 @@ class Agent:
                 devices_done.set()
             await publisher
         finally:
-            for t in (runtime, publisher, api, settle, watchdog):
+            for t in (runtime, publisher, api, settle, clock, watchdog):
                 if t is not None and not t.done():
                     t.cancel()
             if api is not None:
@@ -118,6 +119,15 @@ class Agent:
             await sleep_or_stop(done, backoff_delay(attempt, base=1.0, cap=30.0))
             if done.is_set():
                 return
+
+    async def _warn_while_clock_unset(self, stop: asyncio.Event, every: float = 600.0) -> None:
+        """Say so in the log, at start and every `every` seconds, while the system clock reads before 2000
+        (`/api/v1/health` says it too): what is read then carries a time the cloud refuses."""
+        while not stop.is_set():
+            problem = clock_problem(now_ms())
+            if problem is not None:
+                log.error("%s", problem)
+            await sleep_or_stop(stop, every)
 
     async def _settle_heap_when_steady(self, stop: asyncio.Event, after: float = 10.0) -> None:
         """Once the devices are connected and scanning, freeze the long-lived heap (see gateway.heap)."""

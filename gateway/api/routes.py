@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from cloud_bridge.webapp import problems
+from edge_config.timing import clock_problem, now_ms
 from edge_config.version import __version__
 from gateway.api.view import AgentView
 
@@ -30,6 +31,13 @@ def _device_view(agent: AgentView, dev_id: str) -> dict[str, Any]:
     }
 
 
+def _clock() -> dict[str, Any]:
+    """The gateway's clock as evidence sees it: `ok` false (with the reason) while it reads before 2000."""
+    now = now_ms()
+    problem = clock_problem(now)
+    return {"ok": problem is None, "now_ms": now, **({"problem": problem} if problem else {})}
+
+
 def build_health_router(agent: AgentView) -> APIRouter:
     """`GET /api/v1/health`: the one route open without a login (for probes and the fresh-clone check)."""
     router = APIRouter(prefix="/api/v1", tags=["edge"])
@@ -49,6 +57,7 @@ def build_health_router(agent: AgentView) -> APIRouter:
             },
             "devices_online": sum(1 for s in agent.runtime.devices.values() if s.online),
             "devices": len(agent.runtime.devices),
+            "clock": _clock(),
         }
 
     return router

@@ -246,3 +246,15 @@ def test_no_api_docs_without_a_login(client: TestClient) -> None:
         assert client.get(path).status_code == 404, path
     app = client.app
     assert isinstance(app, FastAPI) and "/api/v1/devices" in app.openapi()["paths"]  # in-process, for the fuzz
+
+
+def test_health_says_when_the_clock_reads_before_2000(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_config.timing import clock_problem
+    from gateway.api import routes
+
+    assert client.get("/api/v1/health").json()["clock"]["ok"] is True
+    monkeypatch.setattr(routes, "now_ms", lambda: 5_000)  # an industrial PC whose RTC battery died: 1970
+    clock = client.get("/api/v1/health").json()["clock"]
+    assert clock["ok"] is False and clock["problem"].startswith("the system clock reads 1970-01-01T00:00:05Z")
+    assert "the cloud refuses readings stamped before 2000" in clock["problem"]
+    assert clock_problem(946_684_800_000) is None and clock_problem(946_684_799_999) is not None
