@@ -94,6 +94,9 @@ class Bus:
             except LinkDown:
                 self.drop()
                 raise
+            except BadFrame:  # an answer came, garbled: the link is alive (not silence, nothing dropped)
+                self._silent_in_a_row = 0
+                raise
             except NoResponse:
                 self.stats.no_response += 1
                 self._silent_in_a_row += 1

@@ -20,33 +20,13 @@ from drivers.base import Changes, DriverError, Reading, shared, without_tags
 from drivers.bus import Bus, BusClient, BusPool, LineSettings, Link, SerialLink
 from drivers.modbus.blocks import AllReadings, BlockState, ChangedReadings, Limits, Piece, Sink, TagRef
 from drivers.modbus.plan import Block, plan_blocks
-from drivers.modbus.protocol import UNIT_DOWN_CODES, BadFrame, DeviceException, exception_text, read_payload
+from drivers.modbus.protocol import UNIT_DOWN_CODES, DeviceException, exception_text, read_payload
 from drivers.modbus.transport import TcpLink, rtu_transact
 from edge_config.modbus import parse_address
 from edge_config.models import ModbusRtuDevice, ModbusTcpDevice
 from edge_config.timing import now_ms
 
 __all__ = ["ModbusDriver", "PollGroup", "exception_text"]
-
-
-class Garbled(bytes):
-    """A garbled Modbus TCP answer (another unit's), handed past the bus as the exchange's result and
-    raised as BadFrame by `_answer`, as a malformed PDU is. Raised inside the exchange the bus would
-    count it as silence, and drop a connection that does answer before the retry could be asked."""
-
-    reason: str
-
-    def __new__(cls, reason: str) -> Garbled:
-        self = super().__new__(cls)
-        self.reason = reason
-        return self
-
-
-def _answer(piece: Piece, response: bytes) -> bytes:
-    """The data bytes of `piece`'s answer; DeviceException for a refusal, BadFrame for a garbled answer."""
-    if type(response) is Garbled:
-        raise BadFrame(response.reason)
-    return read_payload(piece.function, piece.size, response)
 
 
 @dataclass
@@ -209,10 +189,7 @@ class ModbusDriver:
             if isinstance(link, SerialLink):
                 return await rtu_transact(link, unit, pdu, timeout)
             assert isinstance(link, TcpLink)
-            try:
-                return await link.transact(unit, pdu, timeout)
-            except BadFrame as exc:  # an answer came: raised by `_answer`, past the bus (see `Garbled`)
-                return Garbled(str(exc))
+            return await link.transact(unit, pdu, timeout)
 
         return exchange
 
@@ -220,7 +197,8 @@ class ModbusDriver:
         """The data bytes of one read; DeviceException for a refusal; DriverError when the unit is down."""
         try:
             return await self._client.ask(
-                self._exchange(piece.pdu), lambda response: _answer(piece, response), self._where,
+                self._exchange(piece.pdu), lambda response: read_payload(piece.function, piece.size, response),
+                self._where,
             )  # fmt: skip
         except DeviceException as exc:
             if exc.code in UNIT_DOWN_CODES:

@@ -19,15 +19,8 @@ from cloud_bridge.webauth import FAILURE_WINDOW_S, LOGIN_SLOTS, MAX_FAILURES, Lo
 from edge_config.models import GatewayConfig
 from gateway.agent import Agent
 from gateway.api.app import create_app
+from tests.integration.test_modbus_driver import Clock
 from tests.unit.test_edge_auth import DEVICE
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
